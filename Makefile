@@ -1,0 +1,50 @@
+# OpenLFR: `make demo` runs the main job, `make test` runs the whole suite. Both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the tests use as real services (installed when running as root, e.g. in CI).
+DEBIAN_PACKAGES := postgresql mosquitto chromium gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
+	gstreamer1.0-libav python3-gi ffmpeg
+OPENLFR_TEST_DATA ?= $(abspath ../shared/data)
+export OPENLFR_TEST_DATA
+
+.PHONY: install demo test lint typecheck system-deps bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip 'setuptools<81' wheel
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/openlfr models build >/dev/null
+	touch $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			echo "installing Debian packages:$$missing"; \
+			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "not root: tests needing$$missing will skip"; fi; \
+	fi
+
+demo: install
+	$(BIN)/openlfr demo --out demo-faces.png
+
+lint: install
+	$(BIN)/ruff check openlfr tests benchmarks
+	$(BIN)/ruff format --check openlfr tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install system-deps lint typecheck
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks on real data, shared by the CLI (`openlfr bench ...`) and `benchmarks/`."""

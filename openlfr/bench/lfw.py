@@ -1,0 +1,221 @@
+"""LFW View 2: the standard 10-fold verification protocol from ``pairs.txt``.
+
+For each fold the decision threshold is the one that is most accurate on the *other* folds; the reported
+accuracy is the mean over held-out folds. Images are embedded once, in worker processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from openlfr.errors import OpenLFRError
+from openlfr.settings import Settings
+from openlfr.vision.engine import FaceEngine
+from openlfr.vision.types import Box
+
+
+@dataclass(frozen=True)
+class Pair:
+    fold: int
+    first: str  # image key "Name/Name_0001"
+    second: str
+    same: bool
+
+
+def lfw_image_key(name: str, number: int) -> str:
+    return f"{name}/{name}_{number:04d}"
+
+
+def read_pairs(pairs_file: Path, max_folds: int | None = None) -> list[Pair]:
+    try:
+        lines = pairs_file.read_text().split("\n")
+    except OSError as exc:
+        raise OpenLFRError(f"cannot read {pairs_file}: {exc.strerror}") from exc
+    header = lines[0].split()
+    if len(header) != 2:
+        raise OpenLFRError(f"{pairs_file}: first line should be '<folds> <pairs per fold>'")
+    folds, per_fold = int(header[0]), int(header[1])
+    rows = [line.split() for line in lines[1:] if line.strip()]
+    if len(rows) != folds * per_fold * 2:
+        raise OpenLFRError(f"{pairs_file}: expected {folds * per_fold * 2} pairs, found {len(rows)}")
+    pairs = []
+    for index, row in enumerate(rows):
+        fold = index // (2 * per_fold)
+        if max_folds is not None and fold >= max_folds:
+            break
+        if len(row) == 3:
+            pairs.append(Pair(fold, lfw_image_key(row[0], int(row[1])), lfw_image_key(row[0], int(row[2])), True))
+        elif len(row) == 4:
+            pairs.append(Pair(fold, lfw_image_key(row[0], int(row[1])), lfw_image_key(row[2], int(row[3])), False))
+        else:
+            raise OpenLFRError(f"{pairs_file}: line {index + 2} is not a pair")
+    return pairs
+
+
+# ----- embedding the images -----
+
+LFW_CENTRE_BOX = Box(70, 70, 180, 180)  # deep-funneled LFW images are 250x250 with the face centred
+
+
+@dataclass
+class EmbeddedImage:
+    key: str
+    embedding: np.ndarray
+    chip: np.ndarray | None
+    how: str  # "detected", "fallback" (second detector) or "centre" (nothing detected; centre box assumed)
+
+
+_worker_engine: FaceEngine | None = None
+
+
+def _init_worker(settings_json: str, fallback: bool) -> None:
+    global _worker_engine
+    from openlfr.vision.engine import build_engine
+
+    _worker_engine = build_engine(Settings.model_validate_json(settings_json), fallback=fallback)
+
+
+def _nearest_centre(boxes: list[Box], rows: int, cols: int) -> int:
+    distances = [np.hypot(b.centre[0] - cols / 2, b.centre[1] - rows / 2) for b in boxes]
+    return int(np.argmin(distances))
+
+
+def _embed_batch(args: tuple[Path, list[str], bool]) -> list[EmbeddedImage]:
+    from openlfr.vision.image_io import load_rgb
+    from openlfr.vision.types import Detection
+
+    images_dir, keys, keep_chips = args
+    engine = _worker_engine
+    assert engine is not None
+    faces, hows = [], []
+    for key in keys:
+        image = load_rgb(images_dir / f"{key}.jpg", max_pixels=10_000_000)
+        found = engine.detector.detect(image)
+        how = "detected"
+        if not found and engine.fallback is not None:
+            found, how = engine.fallback.detect(image), "fallback"
+        if not found:
+            rows, cols = image.shape[:2]
+            scale_box = (
+                LFW_CENTRE_BOX
+                if (rows, cols) == (250, 250)
+                else Box(cols // 4, rows // 4, 3 * cols // 4, 3 * rows // 4)
+            )
+            found, how = [Detection(scale_box, 0.0, "centre")], "centre"
+        rows, cols = image.shape[:2]
+        chosen = found[_nearest_centre([d.box for d in found], rows, cols)]
+        faces.append(engine.analyse(image, [chosen])[0])
+        hows.append(how)
+    engine.embed(faces)
+    return [
+        EmbeddedImage(
+            key,
+            face.embedding if face.embedding is not None else np.zeros(0),
+            face.chip if keep_chips else None,
+            how,
+        )
+        for key, face, how in zip(keys, faces, hows, strict=True)
+    ]
+
+
+def embed_images(
+    settings: Settings,
+    images_dir: Path,
+    keys: list[str],
+    workers: int,
+    progress: Callable[[int], None] | None = None,
+    keep_chips: int = 0,
+    fallback: bool = True,
+) -> dict[str, EmbeddedImage]:
+    chunk = 32
+    batches = [(images_dir, keys[i : i + chunk], i < keep_chips) for i in range(0, len(keys), chunk)]
+    worker_settings = settings.model_copy(update={"onnx_threads": 1})
+    results: dict[str, EmbeddedImage] = {}
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_init_worker, initargs=(worker_settings.model_dump_json(), fallback)
+    ) as pool:
+        for batch in pool.map(_embed_batch, batches):
+            for item in batch:
+                results[item.key] = item
+            if progress:
+                progress(len(batch))
+    return results
+
+
+# ----- the protocol -----
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold with the highest accuracy on these pairs (midpoint between neighbouring scores)."""
+    order = np.sort(np.unique(scores))
+    candidates = np.concatenate([[order[0] - 1e-6], (order[:-1] + order[1:]) / 2, [order[-1] + 1e-6]])
+    accuracies = [np.mean((scores >= t) == same) for t in candidates]
+    return float(candidates[int(np.argmax(accuracies))])
+
+
+@dataclass
+class VerificationResult:
+    accuracy: float
+    std: float
+    fold_accuracies: list[float]
+    thresholds: list[float]
+    folds: int
+    pairs: int
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def cross_validate(pairs: list[Pair], scores: np.ndarray) -> VerificationResult:
+    folds = np.array([p.fold for p in pairs])
+    same = np.array([p.same for p in pairs])
+    fold_ids = sorted(set(folds.tolist()))
+    if len(fold_ids) == 1:
+        # One fold only (a quick subset): cross-validate over ten interleaved parts of it instead.
+        folds = np.arange(len(pairs)) % 10
+        fold_ids = list(range(10))
+    accuracies, thresholds = [], []
+    for fold in fold_ids:
+        train, test = folds != fold, folds == fold
+        threshold = best_threshold(scores[train], same[train])
+        accuracies.append(float(np.mean((scores[test] >= threshold) == same[test])))
+        thresholds.append(threshold)
+    return VerificationResult(
+        accuracy=float(np.mean(accuracies)),
+        std=float(np.std(accuracies)),
+        fold_accuracies=accuracies,
+        thresholds=thresholds,
+        folds=len(fold_ids),
+        pairs=len(pairs),
+    )
+
+
+def pair_scores(pairs: Iterable[Pair], embedded: dict[str, EmbeddedImage]) -> np.ndarray:
+    return np.array([float(embedded[p.first].embedding @ embedded[p.second].embedding) for p in pairs])
+
+
+def time_embedders(settings: Settings, chips: np.ndarray) -> dict[str, float]:
+    """ONNX (batched) against dlib's ``compute_face_descriptor`` on the same chips, in this run."""
+    from openlfr.vision.dlib_backend import DlibReferenceEmbedder
+    from openlfr.vision.onnx_embedder import DlibResnetEmbedder, resnet_onnx_path
+
+    onnx_embedder = DlibResnetEmbedder(resnet_onnx_path(settings.cache_dir), settings.onnx_threads)
+    reference = DlibReferenceEmbedder()
+    onnx_embedder.raw(chips[:4])  # warm-up: the first run allocates
+    start = time.perf_counter()
+    ours = np.concatenate([onnx_embedder.raw(chips[i : i + 16]) for i in range(0, len(chips), 16)])
+    onnx_ms = (time.perf_counter() - start) * 1000 / len(chips)
+    start = time.perf_counter()
+    theirs = reference.raw(chips)
+    dlib_ms = (time.perf_counter() - start) * 1000 / len(chips)
+    return {
+        "ms_per_face_embed": round(onnx_ms, 3),
+        "ms_per_face_embed_dlib": round(dlib_ms, 3),
+        "speedup_vs_dlib": round(dlib_ms / onnx_ms, 2),
+        "max_abs_diff_vs_dlib": float(np.abs(ours - theirs).max()),
+        "faces_compared": len(chips),
+    }

@@ -1,0 +1,165 @@
+"""The ``openlfr`` command: a thin front door over the stages. Each stage owns its sub-commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from openlfr.errors import OpenLFRError
+from openlfr.settings import get_settings
+
+app = typer.Typer(
+    help="OpenLFR: live facial recognition for watchlist deployments, with the safeguards built in.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Model files: build the ONNX embedder from the installed dlib weights.")
+bench_app = typer.Typer(help="Benchmarks on real data.")
+app.add_typer(models_app, name="models")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+@models_app.command("build")
+def models_build() -> None:
+    """Convert dlib's ResNet weights to ONNX (cached; done on first use anyway)."""
+    from openlfr.vision.onnx_embedder import resnet_onnx_path
+
+    path = resnet_onnx_path(get_settings().cache_dir)
+    typer.echo(str(path))
+
+
+@app.command("faces")
+def faces(
+    image: Annotated[Path, typer.Argument(help="An image file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, embeddings included.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the image with boxes drawn (PNG).")] = None,
+    detector: Annotated[str | None, typer.Option(help="hog or mmod (default from settings).")] = None,
+) -> None:
+    """Find the faces in an image: box, detector score and quality."""
+    from openlfr.vision.draw import draw_faces
+    from openlfr.vision.engine import build_engine
+    from openlfr.vision.image_io import load_rgb, save_rgb
+
+    settings = get_settings()
+    pixels = load_rgb(image, settings.max_image_pixels)
+    engine = build_engine(settings, detector=detector)
+    found = engine.faces(pixels, embed=as_json)
+    if out is not None:
+        save_rgb(draw_faces(pixels, [(f.box, f"{f.score:.2f}") for f in found]), out)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "image": str(image),
+                    "model_id": engine.model_id,
+                    "faces": [
+                        {
+                            "box": f.box.as_list(),
+                            "score": round(f.score, 4),
+                            "detector": f.detector,
+                            "landmarks": f.landmarks.astype(int).tolist(),
+                            "quality": f.quality.as_dict(),
+                            "embedding": [round(float(v), 6) for v in (f.embedding if f.embedding is not None else [])],
+                        }
+                        for f in found
+                    ],
+                }
+            )
+        )
+        return
+    if not found:
+        typer.echo(f"{image}: no faces")
+        return
+    table = Table(title=f"{len(found)} face(s) in {image}")
+    for column in ("#", "box (l,t,r,b)", "score", "height px", "eye dist px", "sharpness", "yaw", "pitch"):
+        table.add_column(column)
+    for index, f in enumerate(found, 1):
+        q = f.quality
+        table.add_row(
+            str(index),
+            ",".join(map(str, f.box.as_list())),
+            f"{f.score:.2f}",
+            str(q.face_height_px),
+            f"{q.inter_eye_px:.0f}",
+            f"{q.sharpness:.0f}",
+            f"{q.yaw_deg:+.0f}",
+            f"{q.pitch_deg:+.0f}",
+        )
+    Console().print(table)
+    if out is not None:
+        typer.echo(f"saved {out}")
+
+
+@bench_app.command("lfw")
+def bench_lfw(
+    data: Annotated[Path, typer.Option(help="LFW folder holding pairs.txt and images/.")],
+    folds: Annotated[int, typer.Option(min=1, max=10, help="Use the first N folds.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror image's.")] = True,
+    fallback: Annotated[bool, typer.Option(help="Use the CNN detector where HOG finds no face.")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+) -> None:
+    """LFW View 2 verification accuracy (10-fold), plus ONNX vs dlib embedder speed and equality."""
+    from openlfr.bench.lfw_run import run_lfw
+
+    result = run_lfw(get_settings(), data, folds, flip=flip, fallback=fallback, workers=workers, quiet=as_json)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+
+
+@bench_app.command("detect")
+def bench_detect(
+    data: Annotated[Path, typer.Option(help="Folder with WIDER images and ground_truth.txt.")],
+    detector: Annotated[str, typer.Option(help="hog or mmod.")] = "hog",
+    upsample: Annotated[int, typer.Option(min=0, max=3)] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Detection recall at IoU >= 0.5, split by face height."""
+    from openlfr.bench.detection import run_detection_recall
+
+    result = run_detection_recall(data, detector, upsample)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+
+
+@app.command("demo")
+def demo(
+    data: Annotated[Path | None, typer.Option(help="Shared test data folder.")] = None,
+    out: Annotated[Path, typer.Option(help="Where to save the annotated picture.")] = Path("demo-faces.png"),
+) -> None:
+    """A first look: find the faces in a group photo and save a picture with boxes."""
+    from openlfr.demo import run_demo
+
+    run_demo(get_settings(), data, out)
+
+
+# Stages that own CLI commands register them here, each from its own package:
+# (none yet beyond the vision stage above)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except OpenLFRError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

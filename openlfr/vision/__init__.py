@@ -1,0 +1,1 @@
+"""Stage 1: faces in an image -> boxes, landmarks, quality, embeddings."""

@@ -1,0 +1,59 @@
+"""Reading images safely: every failure becomes one clear ``ImageError``."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from openlfr.errors import ImageError
+
+# Truncated files must fail loudly rather than decode as half-grey pictures.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
+    """Load an image file as an RGB uint8 array, refusing anything that is not a whole, sane image."""
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"{path}: {width}x{height} is too large ({width * height:,} pixels, "
+                        f"limit {max_pixels:,}); refusing a possible decompression bomb"
+                    )
+                img.load()
+                return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{path}: not an image file (or a format this system cannot read)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: image is too large; refusing a possible decompression bomb") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: the image is damaged or truncated ({exc})") from exc
+
+
+def save_rgb(image: np.ndarray, path: Path) -> None:
+    try:
+        Image.fromarray(image).save(path)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot save image to {path}: {exc}") from exc
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

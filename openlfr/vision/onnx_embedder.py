@@ -1,0 +1,173 @@
+"""Embedders on ONNX Runtime: dlib's ResNet (converted by us) and user-supplied ArcFace-style models."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from openlfr.errors import ModelError
+from openlfr.vision.model_files import RESNET_FILE, file_sha256, model_file
+from openlfr.vision.types import Box, FaceAligner
+
+log = logging.getLogger(__name__)
+
+DLIB_RESNET_ID = "dlib_resnet_v1"
+# ArcFace's reference landmarks in a 112x112 chip: eyes and nose tip (the mouth corners dlib's 5-point
+# model does not give are not used).
+ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366]], dtype=np.float64)
+
+
+def _session(model: bytes | str, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime raises its own exception types for every kind of bad file
+        raise ModelError(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}") from exc
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def resnet_onnx_path(cache_dir: Path) -> Path:
+    """The converted dlib ResNet in the cache, built first if missing. Keyed by the source file's hash."""
+    source = model_file(RESNET_FILE)
+    digest = file_sha256(source)[:16]
+    target = cache_dir / "models" / f"{DLIB_RESNET_ID}-{digest}.onnx"
+    if target.is_file():
+        return target
+    from openlfr.vision.dlib_format import read_resnet_v1
+    from openlfr.vision.onnx_build import network_to_onnx
+
+    log.info("converting %s to ONNX (once)", source.name)
+    model = network_to_onnx(read_resnet_v1(source), model_id=f"{DLIB_RESNET_ID}:{digest}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary file and rename, so a crash never leaves a half-written model in the cache.
+    handle, temp_name = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    with os.fdopen(handle, "wb") as out:
+        out.write(model.SerializeToString())
+    os.replace(temp_name, target)
+    return target
+
+
+class DlibResnetEmbedder:
+    """dlib's 128-D face ResNet, as an ONNX graph built from the installed weights."""
+
+    chip_size = 150
+    dimension = 128
+
+    def __init__(self, onnx_path: Path, threads: int = 0) -> None:
+        self.model_id = DLIB_RESNET_ID
+        self._session = _session(str(onnx_path), threads)
+        self._input = self._session.get_inputs()[0].name
+
+    def raw(self, chips: np.ndarray) -> np.ndarray:
+        """The network's own output, not normalised: what dlib's ``compute_face_descriptor`` returns."""
+        if len(chips) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        result = self._session.run(None, {self._input: np.ascontiguousarray(chips, dtype=np.uint8)})
+        return np.asarray(result[0], dtype=np.float32)
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        return _normalise(self.raw(chips))
+
+
+class ArcFaceEmbedder:
+    """A user-supplied ArcFace-style ONNX model (e.g. 112x112 input, 512-D output).
+
+    The layout and sizes are read from the model's declared input and output shapes: NCHW or NHWC, a square
+    chip, any embedding width. Pixels are scaled to [-1, 1] as ArcFace models expect.
+    """
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        self._session = _session(str(path), threads)
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelError(f"{path}: expected one image input and an embedding output")
+        shape = list(inputs[0].shape)
+        if len(shape) != 4:
+            raise ModelError(f"{path}: input must be a 4-D image batch, found shape {shape}")
+        if shape[1] == 3 and isinstance(shape[2], int) and shape[2] == shape[3]:
+            self.channels_first, self.chip_size = True, int(shape[2])
+        elif shape[3] == 3 and isinstance(shape[1], int) and shape[1] == shape[2]:
+            self.channels_first, self.chip_size = False, int(shape[1])
+        else:
+            raise ModelError(f"{path}: input shape {shape} is not a square RGB image batch")
+        out_shape = list(outputs[0].shape)
+        if len(out_shape) != 2 or not isinstance(out_shape[1], int):
+            raise ModelError(f"{path}: output shape {out_shape} is not (batch, dimension)")
+        self.dimension = int(out_shape[1])
+        self._input = inputs[0].name
+        self._float16 = "float16" in inputs[0].type
+        self.model_id = f"onnx:{path.stem}:{file_sha256(path)[:12]}"
+        self.template = ARCFACE_TEMPLATE_112 * (self.chip_size / 112.0)
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        if len(chips) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        batch = (chips.astype(np.float32) - 127.5) / 127.5
+        if self.channels_first:
+            batch = batch.transpose(0, 3, 1, 2)
+        batch = np.ascontiguousarray(batch, dtype=np.float16 if self._float16 else np.float32)
+        return _normalise(np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32))
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares rotation + uniform scale + translation taking ``source`` points onto ``target``.
+
+    Returns a 2x3 matrix (Umeyama's method).
+    """
+    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
+    src, dst = source - src_mean, target - dst_mean
+    covariance = dst.T @ src / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rotation = u @ np.diag(sign) @ vt
+    scale = (singular * sign).sum() / src.var(axis=0).sum()
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
+    return matrix
+
+
+class TemplateAligner:
+    """Aligns eye centres and nose onto an embedder's template with a similarity transform."""
+
+    def __init__(self, landmark_source: FaceAligner, template: np.ndarray, chip_size: int) -> None:
+        self._source = landmark_source
+        self.template = template
+        self.chip_size = chip_size
+
+    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
+        return self._source.landmarks(image, box)
+
+    def chip(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        eye_a, eye_b = landmarks[0:2].mean(axis=0), landmarks[2:4].mean(axis=0)
+        left_eye, right_eye = (eye_a, eye_b) if eye_a[0] < eye_b[0] else (eye_b, eye_a)
+        points = np.stack([left_eye, right_eye, landmarks[4]])
+        forward = similarity_transform(points, self.template)
+        # PIL wants the map from output pixels back to input pixels.
+        full = np.vstack([forward, [0, 0, 1]])
+        inverse = np.linalg.inv(full)[:2].reshape(-1)
+        warped = Image.fromarray(image).transform(
+            (self.chip_size, self.chip_size),
+            Image.Transform.AFFINE,
+            tuple(inverse),
+            Image.Resampling.BILINEAR,
+        )
+        return np.asarray(warped, dtype=np.uint8)

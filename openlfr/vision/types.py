@@ -1,0 +1,126 @@
+"""The small typed interfaces between the stages of face analysis.
+
+A frame travels: ``FaceDetector`` (boxes) -> ``FaceAligner`` (5 landmarks, then a normalised chip) ->
+``FaceEmbedder`` (a unit-norm embedding per chip). ``FaceEngine`` in ``engine.py`` composes them.
+Images are always RGB ``uint8`` arrays of shape (rows, cols, 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def area(self) -> int:
+        return max(0, self.width) * max(0, self.height)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return ((self.left + self.right) / 2.0, (self.top + self.bottom) / 2.0)
+
+    def iou(self, other: Box) -> float:
+        inter = Box(
+            max(self.left, other.left),
+            max(self.top, other.top),
+            min(self.right, other.right),
+            min(self.bottom, other.bottom),
+        )
+        if inter.width <= 0 or inter.height <= 0:
+            return 0.0
+        union = self.area + other.area - inter.area
+        return inter.area / union if union > 0 else 0.0
+
+    def as_list(self) -> list[int]:
+        return [self.left, self.top, self.right, self.bottom]
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: Box
+    score: float
+    detector: str
+
+
+@dataclass(frozen=True)
+class Quality:
+    """What decides whether a face is worth embedding or enrolling."""
+
+    face_height_px: int
+    inter_eye_px: float
+    sharpness: float  # variance of the Laplacian of the grey chip; low = blurred
+    yaw_deg: float  # left/right turn estimated from the 5 landmarks; 0 = frontal
+    pitch_deg: float  # up/down, a coarse estimate
+    roll_deg: float  # in-plane tilt of the eye line
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "face_height_px": self.face_height_px,
+            "inter_eye_px": round(self.inter_eye_px, 2),
+            "sharpness": round(self.sharpness, 2),
+            "yaw_deg": round(self.yaw_deg, 1),
+            "pitch_deg": round(self.pitch_deg, 1),
+            "roll_deg": round(self.roll_deg, 1),
+        }
+
+    def score(self) -> float:
+        """A single number for best-shot selection: bigger, sharper, more frontal is better."""
+        size = min(self.inter_eye_px / 40.0, 1.0)
+        sharp = min(self.sharpness / 200.0, 1.0)
+        frontal = max(0.0, 1.0 - (abs(self.yaw_deg) + abs(self.pitch_deg)) / 90.0)
+        return size * 0.4 + sharp * 0.3 + frontal * 0.3
+
+
+@dataclass
+class Face:
+    """One face found in an image. ``embedding`` is None until the face is embedded."""
+
+    box: Box
+    score: float
+    detector: str
+    landmarks: np.ndarray  # (5, 2) float: dlib's 5-point order (right eye x2, left eye x2, nose)
+    quality: Quality
+    chip: np.ndarray = field(repr=False)  # the aligned chip the embedder was (or will be) fed
+    embedding: np.ndarray | None = field(default=None, repr=False)
+    model_id: str | None = None
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+
+class FaceAligner(Protocol):
+    chip_size: int
+
+    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray: ...
+
+    def chip(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray: ...
+
+
+class FaceEmbedder(Protocol):
+    model_id: str
+    chip_size: int
+    dimension: int
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """(N, chip_size, chip_size, 3) uint8 RGB -> (N, dimension) float32, each row unit-norm."""
+        ...
