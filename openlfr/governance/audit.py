@@ -1,0 +1,137 @@
+"""The audit log's hash chain: how an entry is hashed, and how a chain is checked.
+
+Each entry carries a sequence number and the hash of the entry before it; its own hash is an HMAC-SHA256
+(keyed with the server's audit key, which lives outside the database) over a canonical JSON of its fields and
+that previous hash. So an entry edited, removed or inserted directly in the database breaks the chain at that
+point, and without the key nobody can re-hash the chain to hide it. The store also keeps a *head* (last
+sequence number and hash), which catches entries removed from the end.
+
+``verify_chain`` walks the entries in sequence order and names the first one that is not what was written:
+``altered`` (an entry's content changed), ``removed`` (one or more entries are missing) or ``inserted``
+(an entry that was never written by the application).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from openlfr.governance.deployments import utc
+
+GENESIS = "0" * 64
+
+
+class EntryFacts(Protocol):
+    @property
+    def seq(self) -> int: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+    @property
+    def prev_hash(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+
+
+def canonical(
+    seq: int, at: datetime, actor: str, role: str, action: str, target: str, details: Mapping[str, Any], prev: str
+) -> bytes:
+    record = {
+        "seq": seq,
+        "at": utc(at).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "role": role,
+        "action": action,
+        "target": target,
+        "details": details,
+        "prev": prev,
+    }
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def entry_hash(key: bytes, payload: bytes) -> str:
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
+
+
+def hash_of(entry: EntryFacts, key: bytes, seq: int | None = None) -> str:
+    """The hash ``entry`` should carry (at position ``seq`` if given, else its own)."""
+    payload = canonical(
+        entry.seq if seq is None else seq,
+        entry.at,
+        entry.actor,
+        entry.role,
+        entry.action,
+        entry.target,
+        dict(entry.details or {}),
+        entry.prev_hash,
+    )
+    return entry_hash(key, payload)
+
+
+def genuine(entry: EntryFacts, key: bytes, seq: int | None = None) -> bool:
+    return hmac.compare_digest(hash_of(entry, key, seq), entry.hash)
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = None
+    problem: str | None = None  # "altered" | "removed" | "inserted"
+    detail: str = ""
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            return f"audit log intact: {self.entries} entries, chain and head verified"
+        return f"audit log broken at entry {self.first_bad_seq}: {self.problem} ({self.detail})"
+
+
+def verify_chain(entries: Sequence[EntryFacts], key: bytes, head: tuple[int, str] | None) -> AuditVerdict:
+    """Check the chain in sequence order (``entries`` sorted by seq); ``head`` is the stored (seq, hash) or None."""
+    prev_hash = GENESIS
+    expected = 1
+    head_seq = head[0] if head is not None else None
+    for index, entry in enumerate(entries):
+        intact = genuine(entry, key)
+        if intact and entry.seq == expected and entry.prev_hash == prev_hash:
+            prev_hash, expected = entry.hash, expected + 1
+            continue
+        if head_seq is not None and entry.seq > head_seq:
+            return AuditVerdict(False, len(entries), entry.seq, "inserted", "beyond the last entry the server wrote")
+        if intact and entry.seq > expected:
+            missing = f"{expected}" if entry.seq == expected + 1 else f"{expected}-{entry.seq - 1}"
+            return AuditVerdict(False, len(entries), expected, "removed", f"entries {missing} are missing")
+        following = entries[index + 1] if index + 1 < len(entries) else None
+        # The genuine entry for this place sits one further on (renumbered or not): this one was slipped in.
+        if following is not None and following.prev_hash == prev_hash and genuine(following, key, expected):
+            return AuditVerdict(False, len(entries), entry.seq, "inserted", "not written by the server")
+        if following is not None and following.prev_hash == prev_hash and genuine(following, key):
+            return AuditVerdict(False, len(entries), entry.seq, "inserted", "not written by the server")
+        if intact:
+            return AuditVerdict(False, len(entries), entry.seq, "inserted", "a copy of an entry out of its place")
+        if entry.seq == expected:
+            return AuditVerdict(False, len(entries), entry.seq, "altered", "its content no longer matches its hash")
+        return AuditVerdict(False, len(entries), entry.seq, "inserted", "not written by the server")
+    if head is not None:
+        last_seq, last_hash = head
+        if last_seq >= expected:
+            missing = f"{expected}" if last_seq == expected else f"{expected}-{last_seq}"
+            return AuditVerdict(False, len(entries), expected, "removed", f"entries {missing} are missing from the end")
+        if last_seq == expected - 1 and last_seq > 0 and last_hash != prev_hash:
+            return AuditVerdict(False, len(entries), last_seq, "altered", "the last entry does not match the head")
+    return AuditVerdict(True, len(entries))

@@ -1,0 +1,207 @@
+"""The deployment state machine and ``may_match``, the check every matcher must pass.
+
+A deployment is drafted (place, purpose, window, cameras, watchlist, threshold), authorised by an
+``authoriser`` who did not draft it and who writes why, and is *live* only while ``starts_at <= now <
+ends_at``. It can be cancelled before it ends, or ended early. Nothing here touches a database: the
+functions take anything shaped like ``DeploymentFacts`` (the ORM row is) and either return the fields to
+change or raise ``TransitionRefused`` with a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from openlfr.errors import OpenLFRError
+from openlfr.governance.roles import Role
+
+# A justification is a written reason, not a tick box: demand a sentence, not a word.
+MIN_JUSTIFICATION_CHARS = 20
+
+
+class Status(StrEnum):
+    """What is stored. ``live`` and ``scheduled`` are not stored: they follow from the clock (see ``phase``)."""
+
+    DRAFT = "draft"
+    AUTHORISED = "authorised"
+    CANCELLED = "cancelled"
+    ENDED = "ended"
+
+
+class Phase(StrEnum):
+    """What a deployment is at a given moment."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"  # authorised, window not yet open
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+class GovernanceError(OpenLFRError):
+    """A rule of deployment governance refused an action."""
+
+
+class TransitionRefused(GovernanceError):
+    """The deployment is not in a state that allows this, or this person may not do it."""
+
+
+class DeploymentFacts(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def created_by(self) -> str: ...
+    @property
+    def authorised_by(self) -> str | None: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def cancelled_at(self) -> datetime | None: ...
+    @property
+    def snapshot_destroyed_at(self) -> datetime | None: ...
+
+
+def utc(moment: datetime) -> datetime:
+    """Aware UTC. Naive datetimes are taken to be UTC already (that is how the store keeps them)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def phase(deployment: DeploymentFacts, now: datetime) -> Phase:
+    now = utc(now)
+    status = Status(deployment.status)
+    if status is Status.DRAFT:
+        return Phase.DRAFT
+    if status is Status.CANCELLED:
+        return Phase.CANCELLED
+    if status is Status.ENDED or now >= utc(deployment.ends_at):
+        return Phase.ENDED
+    if now < utc(deployment.starts_at):
+        return Phase.SCHEDULED
+    return Phase.LIVE
+
+
+def effective_end(deployment: DeploymentFacts) -> datetime | None:
+    """When the deployment stopped (or will stop) being able to match; None for a draft, which never could."""
+    stops = [utc(deployment.ends_at)]
+    if deployment.ended_at is not None:
+        stops.append(utc(deployment.ended_at))
+    if deployment.cancelled_at is not None:
+        stops.append(utc(deployment.cancelled_at))
+    if Status(deployment.status) is Status.DRAFT:
+        return None
+    return min(stops)
+
+
+@dataclass(frozen=True)
+class MatchPermission:
+    allowed: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def may_match(deployment: DeploymentFacts | None, now: datetime) -> MatchPermission:
+    """Whether a face may be compared with this deployment's watchlist at ``now``. Refuse unless all rules hold."""
+    if deployment is None:
+        return MatchPermission(False, "no deployment: matching happens only inside an authorised deployment")
+    current = phase(deployment, now)
+    if current is Phase.DRAFT:
+        return MatchPermission(False, "the deployment is a draft and has not been authorised")
+    if current is Phase.CANCELLED:
+        return MatchPermission(False, "the deployment was cancelled")
+    if current is Phase.ENDED:
+        return MatchPermission(False, "the deployment has ended")
+    if current is Phase.SCHEDULED:
+        return MatchPermission(False, f"the deployment window opens at {utc(deployment.starts_at):%Y-%m-%d %H:%M} UTC")
+    # Belt and braces: a row edited behind the application's back must not become matchable.
+    if not deployment.authorised_by:
+        return MatchPermission(False, "the deployment has no authoriser on record")
+    if deployment.authorised_by == deployment.created_by:
+        return MatchPermission(False, "the deployment was authorised by its own author")
+    if deployment.snapshot_destroyed_at is not None:
+        return MatchPermission(False, "the deployment's watchlist snapshot has been destroyed")
+    return MatchPermission(True, "live and authorised")
+
+
+def validate_draft(starts_at: datetime, ends_at: datetime, cameras: list[str], place: str, purpose: str) -> None:
+    """The fields a draft needs before anyone can be asked to authorise it."""
+    if utc(ends_at) <= utc(starts_at):
+        raise GovernanceError("the deployment must end after it starts")
+    if not place.strip():
+        raise GovernanceError("a deployment needs a place")
+    if not purpose.strip():
+        raise GovernanceError("a deployment needs a purpose")
+    if not cameras:
+        raise GovernanceError("a deployment needs at least one camera")
+
+
+def authorise(
+    deployment: DeploymentFacts, by_user: str, by_role: Role, justification: str, now: datetime
+) -> dict[str, Any]:
+    """Fields to set when ``by_user`` authorises the deployment; refuses when a rule does not hold."""
+    if by_role is not Role.AUTHORISER:
+        raise TransitionRefused("only an authoriser can authorise a deployment")
+    if Status(deployment.status) is not Status.DRAFT:
+        raise TransitionRefused(f"only a draft can be authorised; this deployment is {deployment.status}")
+    if by_user == deployment.created_by:
+        raise TransitionRefused("the author of a deployment cannot authorise it; another authoriser must")
+    reason = justification.strip()
+    if len(reason) < MIN_JUSTIFICATION_CHARS:
+        raise TransitionRefused(
+            f"write a justification of at least {MIN_JUSTIFICATION_CHARS} characters (necessity and proportionality)"
+        )
+    if utc(now) >= utc(deployment.ends_at):
+        raise TransitionRefused("the deployment window has already closed; draft a new one")
+    return {
+        "status": Status.AUTHORISED.value,
+        "authorised_by": by_user,
+        "authorised_at": utc(now),
+        "justification": reason,
+    }
+
+
+def cancel(deployment: DeploymentFacts, by_user: str, reason: str, now: datetime) -> dict[str, Any]:
+    current = phase(deployment, now)
+    if current in (Phase.ENDED, Phase.CANCELLED):
+        raise TransitionRefused(f"the deployment is already {current.value}")
+    if not reason.strip():
+        raise TransitionRefused("say why the deployment is cancelled")
+    return {
+        "status": Status.CANCELLED.value,
+        "cancelled_by": by_user,
+        "cancelled_at": utc(now),
+        "cancel_reason": reason.strip(),
+    }
+
+
+def end(deployment: DeploymentFacts, by_user: str, now: datetime) -> dict[str, Any]:
+    """End a live deployment now (or record that a past window closed)."""
+    current = phase(deployment, now)
+    if current in (Phase.DRAFT, Phase.SCHEDULED):
+        raise TransitionRefused("only a deployment that has started can be ended; cancel it instead")
+    if current is Phase.CANCELLED or Status(deployment.status) is Status.ENDED:
+        raise TransitionRefused(f"the deployment is already {deployment.status}")
+    return {"status": Status.ENDED.value, "ended_by": by_user, "ended_at": min(utc(now), utc(deployment.ends_at))}
+
+
+def close_if_over(deployment: DeploymentFacts, now: datetime) -> dict[str, Any]:
+    """The fields that record a window that closed by itself (empty if nothing to do)."""
+    if Status(deployment.status) is Status.AUTHORISED and utc(now) >= utc(deployment.ends_at):
+        return {"status": Status.ENDED.value, "ended_by": "system", "ended_at": utc(deployment.ends_at)}
+    return {}
+
+
+def editable(deployment: DeploymentFacts) -> bool:
+    """Only a draft can change: anything authorised is what the authoriser saw."""
+    return Status(deployment.status) is Status.DRAFT
