@@ -29,6 +29,25 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
 
+    # Operator server (`openlfr serve`)
+    server_host: str = "127.0.0.1"
+    server_port: int = 8400
+    session_hours: float = 12.0
+    cookie_secure: bool = False  # force the Secure flag (it is set anyway whenever the request came over https)
+    login_max_failures: int = 5  # failed logins per user name within the window before it is locked out
+    login_ip_max_failures: int = 20  # the same, per client address
+    login_window_seconds: int = 900
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 2
+    max_upload_bytes: int = 10_000_000
+    max_json_bytes: int = 1_000_000
+    audit_key: str | None = None  # HMAC key of the audit chain; default: a key file made once in data_dir
+    snapshot_retention_seconds: float = 24 * 3600  # watchlist snapshot destroyed this long after a deployment
+    probe_retention_seconds: float = 31 * 24 * 3600  # alert probe images purged this long after the alert
+    retention_interval_seconds: float = 30.0  # how often the server enforces retention
+    require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
