@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# A real PostgreSQL server for store tests; `store_url` runs a test on SQLite and on PostgreSQL.
+from tests.postgres import postgres_server, postgres_url, store_url  # noqa: F401
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(os.environ.get("OPENLFR_TEST_DATA", PROJECT_ROOT.parent / "shared" / "data")).resolve()
 OPENLFR_BIN = PROJECT_ROOT / ".venv" / "bin" / "openlfr"

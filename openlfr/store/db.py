@@ -1,0 +1,208 @@
+"""Opening the database: SQLite by default (a file in the data directory), PostgreSQL by URL.
+
+``open_store(settings)`` returns a :class:`Store` whose schema is at the newest Alembic revision: it upgrades
+the database on first use (and after an upgrade of OpenLFR), so a user never runs migrations by hand.
+Sessions come from ``store.session()``: one transaction, committed when the block ends, rolled back (and
+nothing written) when it raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import LargeBinary, TypeDecorator
+
+from openlfr.errors import OpenLFRError
+from openlfr.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Any constant: PostgreSQL advisory lock that serialises concurrent first-time migrations.
+_MIGRATION_LOCK_KEY = 0x0F3E_17F2
+
+
+class StoreError(OpenLFRError):
+    """The database cannot be opened, reached or upgraded, or a record the user named does not exist."""
+
+
+class Base(DeclarativeBase):
+    """All OpenLFR tables. Each stage keeps its models in its own module under ``openlfr.store``."""
+
+    # The same float type whichever SQLAlchemy 2.x maps ``float`` to by default.
+    type_annotation_map: ClassVar[dict[Any, Any]] = {float: sa.Double()}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in Python, naive UTC in the database: SQLite keeps no time zone, so none is ever stored."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Float32Vector(TypeDecorator[np.ndarray]):
+    """A float32 vector as little-endian bytes: the same bytes in SQLite and PostgreSQL, no extension needed."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: np.ndarray | None, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        vector = np.asarray(value)
+        if vector.ndim != 1 or not np.isfinite(vector).all():
+            raise ValueError("an embedding must be a finite 1-D vector")
+        return vector.astype("<f4").tobytes()
+
+    def process_result_value(self, value: bytes | None, dialect: Dialect) -> np.ndarray | None:
+        return None if value is None else np.frombuffer(value, dtype="<f4").astype(np.float32)
+
+
+def normalise_url(raw: str) -> URL:
+    """A database URL with a driver that is installed: ``postgresql://`` means psycopg 3 here."""
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {raw!r} (expected sqlite:///PATH or postgresql://...)") from exc
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(f"unsupported database {url.get_backend_name()!r}: use SQLite or PostgreSQL")
+    return url
+
+
+def shown(url: URL) -> str:
+    """The URL as it may be printed: never with its password."""
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Foreign keys make deletes cascade (a removed person takes their images and embeddings along);
+    # WAL lets a reader (a live scan) and a writer (an enrolment) work at once; the timeout waits out a writer.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the data directory {path.parent}: {exc.strerror}") from exc
+        engine = sa.create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _alembic_config(connection: sa.Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to every head revision. Cheap when it is already there (one small query)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as connection:
+        config = _alembic_config(connection)
+        wanted = set(ScriptDirectory.from_config(config).get_heads())
+        if set(MigrationContext.configure(connection).get_current_heads()) == wanted:
+            return
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        try:
+            # Stages add their own migration branches; "heads" upgrades every branch.
+            command.upgrade(config, "heads")
+            connection.commit()
+        finally:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+                connection.commit()
+
+
+class Store:
+    """An open database: an engine and a session factory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        return shown(self.engine.url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed at the end of the block, rolled back if the block raises."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise StoreError(f"database {self.url}: {_first_line(exc.orig)}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(error: object) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
+    """Open (and, unless told otherwise, upgrade) the database named by the settings."""
+    url = normalise_url(settings.resolved_database_url())
+    engine = make_engine(url)
+    try:
+        if upgrade:
+            migrate(engine)
+        else:
+            with engine.connect():
+                pass
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = _first_line(getattr(exc, "orig", None) or exc)
+        raise StoreError(f"cannot open database {shown(url)}: {reason}") from exc
+    return Store(engine)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,121 @@
+"""The watchlist tables: a watchlist, the people on it, and each person's reference images.
+
+A reference image row holds what enrolment keeps of one photo: a JPEG of the face region only (never the
+rest of the photo, which may show bystanders), where the face was, its quality record, and its embedding
+with the id of the model that made it. An embedding is only ever compared with embeddings of the same model.
+Every person has an ``expires_at``; from that moment they are never searched.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from openlfr.store.db import Base, Float32Vector, UTCDateTime
+
+
+class Category(StrEnum):
+    """Why someone is on a watchlist, in the categories forces publish."""
+
+    WANTED_COURT = "wanted_court"
+    WANTED_OFFENCE = "wanted_offence"
+    SEX_OFFENDER_CONDITIONS = "sex_offender_conditions"
+    MISSING_VULNERABLE = "missing_vulnerable"
+    OTHER = "other"
+
+
+CATEGORY_VALUES = tuple(c.value for c in Category)
+
+
+class Watchlist(Base):
+    __tablename__ = "watchlists"
+    __table_args__ = (sa.UniqueConstraint("name", name="uq_watchlists_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    purpose: Mapped[str] = mapped_column(sa.Text, default="")
+    created_by: Mapped[str] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    people: Mapped[list[Person]] = relationship(
+        back_populates="watchlist", cascade="all, delete-orphan", passive_deletes=True, order_by="Person.reference_id"
+    )
+
+
+class Person(Base):
+    __tablename__ = "watchlist_people"
+    __table_args__ = (
+        sa.UniqueConstraint("watchlist_id", "reference_id", name="uq_watchlist_people_reference"),
+        sa.CheckConstraint(f"category IN {CATEGORY_VALUES!r}", name="ck_watchlist_people_category"),
+        sa.Index("ix_watchlist_people_active", "watchlist_id", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    watchlist_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("watchlists.id", ondelete="CASCADE", name="fk_watchlist_people_watchlist")
+    )
+    reference_id: Mapped[str] = mapped_column(sa.String(100))  # the force's own id for the person
+    display_name: Mapped[str] = mapped_column(sa.String(200))
+    category: Mapped[str] = mapped_column(sa.String(32))
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    legal_basis: Mapped[str] = mapped_column(sa.Text, default="")  # the power relied on and where the image is from
+    added_by: Mapped[str] = mapped_column(sa.String(100))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    watchlist: Mapped[Watchlist] = relationship(back_populates="people")
+    images: Mapped[list[ReferenceImage]] = relationship(
+        back_populates="person", cascade="all, delete-orphan", passive_deletes=True, order_by="ReferenceImage.id"
+    )
+
+    def is_active(self, now: datetime) -> bool:
+        return now < self.expires_at
+
+
+class ReferenceImage(Base):
+    __tablename__ = "reference_images"
+    __table_args__ = (
+        sa.UniqueConstraint("person_id", "sha256", name="uq_reference_images_file"),
+        sa.Index("ix_reference_images_person_model", "person_id", "model_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("watchlist_people.id", ondelete="CASCADE", name="fk_reference_images_person")
+    )
+    source: Mapped[str] = mapped_column(sa.String(500))  # the file it came from, as given at enrolment
+    sha256: Mapped[str] = mapped_column(sa.String(64))  # of the source file's bytes
+    # The face region only, as JPEG: shown beside alerts; loaded only when asked for.
+    face_jpeg: Mapped[bytes] = mapped_column(sa.LargeBinary, deferred=True)
+    box_left: Mapped[int] = mapped_column()
+    box_top: Mapped[int] = mapped_column()
+    box_right: Mapped[int] = mapped_column()
+    box_bottom: Mapped[int] = mapped_column()
+    detector: Mapped[str] = mapped_column(sa.String(32))
+    detector_score: Mapped[float] = mapped_column()
+    face_height_px: Mapped[int] = mapped_column()
+    inter_eye_px: Mapped[float] = mapped_column()
+    sharpness: Mapped[float] = mapped_column()
+    yaw_deg: Mapped[float] = mapped_column()
+    pitch_deg: Mapped[float] = mapped_column()
+    roll_deg: Mapped[float] = mapped_column()
+    model_id: Mapped[str] = mapped_column(sa.String(200))
+    embedding: Mapped[np.ndarray] = mapped_column(Float32Vector())
+    added_by: Mapped[str] = mapped_column(sa.String(100))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    person: Mapped[Person] = relationship(back_populates="images")
+
+    def quality_dict(self) -> dict[str, float]:
+        return {
+            "face_height_px": self.face_height_px,
+            "inter_eye_px": round(self.inter_eye_px, 2),
+            "sharpness": round(self.sharpness, 2),
+            "yaw_deg": round(self.yaw_deg, 1),
+            "pitch_deg": round(self.pitch_deg, 1),
+            "roll_deg": round(self.roll_deg, 1),
+        }
