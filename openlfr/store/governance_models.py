@@ -11,42 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    TypeDecorator,
-)
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+import numpy as np
+from sqlalchemy import JSON, Boolean, Double, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-
-class Base(DeclarativeBase):
-    pass
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stored as naive UTC (SQLite has no time zones), always returned aware UTC."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+from openlfr.store.db import Base, Float32Vector, UTCDateTime
 
 
 def _now() -> datetime:
@@ -55,9 +24,10 @@ def _now() -> datetime:
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("username", name="uq_users_username"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(200))
@@ -72,7 +42,9 @@ class UserSession(Base):
     __tablename__ = "user_sessions"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE", name="fk_user_sessions_user"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(8), default="cookie")  # "cookie" | "token"
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
@@ -108,8 +80,8 @@ class Deployment(Base):
     # [{"name": "entrance", "source": "rtsp://..."}]
     cameras: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     watchlist_name: Mapped[str] = mapped_column(String(200))
-    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
-    target_fpir: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Double, nullable=True)
+    target_fpir: Mapped[float | None] = mapped_column(Double, nullable=True)
 
     status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
     created_by: Mapped[str] = mapped_column(String(64))
@@ -126,7 +98,7 @@ class Deployment(Base):
     # The snapshot of the watchlist the authoriser approved; destroyed after the deployment.
     snapshot_taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     snapshot_destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    effective_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    effective_threshold: Mapped[float | None] = mapped_column(Double, nullable=True)
     threshold_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     # The public record: counts survive every purge.
@@ -142,7 +114,9 @@ class SnapshotPerson(Base):
     __tablename__ = "snapshot_people"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE", name="fk_snapshot_people_deployment"), index=True
+    )
     person_ref: Mapped[str] = mapped_column(String(200))
     display_name: Mapped[str] = mapped_column(String(300))
     category: Mapped[str] = mapped_column(String(64))
@@ -157,11 +131,15 @@ class SnapshotImage(Base):
     __tablename__ = "snapshot_images"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    person_id: Mapped[int] = mapped_column(ForeignKey("snapshot_people.id", ondelete="CASCADE"), index=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshot_people.id", ondelete="CASCADE", name="fk_snapshot_images_person"), index=True
+    )
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE", name="fk_snapshot_images_deployment"), index=True
+    )
     image_jpeg: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, unit norm
-    model_id: Mapped[str] = mapped_column(String(100))
+    embedding: Mapped[np.ndarray] = mapped_column(Float32Vector())
+    model_id: Mapped[str] = mapped_column(String(200))
     source_image_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     person: Mapped[SnapshotPerson] = relationship(back_populates="images")
@@ -172,8 +150,10 @@ class AlertReview(Base):
 
     __tablename__ = "alert_reviews"
 
-    alert_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
+    alert_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", name="fk_alert_reviews_deployment"), index=True
+    )
     alert_at: Mapped[datetime] = mapped_column(UTCDateTime)
     person_ref: Mapped[str] = mapped_column(String(200), default="")
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -194,9 +174,10 @@ class AuditEntry(Base):
     """Append-only. Each entry's ``hash`` chains it to the one before (see ``openlfr.governance.audit``)."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (UniqueConstraint("seq", name="uq_audit_log_seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16))
@@ -212,7 +193,7 @@ class AuditHead(Base):
 
     __tablename__ = "audit_head"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
 

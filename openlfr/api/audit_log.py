@@ -1,0 +1,88 @@
+"""The audit log in the database: append an entry (under a lock on the head row) and verify the chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from openlfr.errors import OpenLFRError
+from openlfr.governance.audit import GENESIS, AuditVerdict, canonical, entry_hash, verify_chain
+from openlfr.governance.deployments import now_utc
+from openlfr.settings import Settings
+from openlfr.store.governance_models import AuditEntry, AuditHead
+
+KEY_FILE = "audit.key"
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The chain's HMAC key: from settings, else a key file created once (mode 0600) in the data directory."""
+    if settings.audit_key:
+        return settings.audit_key.encode()
+    path = Path(settings.data_dir) / KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise OpenLFRError(f"{path}: the audit key is damaged (too short); restore it from backup")
+    return key.encode()
+
+
+def ensure_head(session: Session) -> None:
+    if session.get(AuditHead, 1) is None:
+        session.add(AuditHead(id=1, seq=0, hash=GENESIS))
+        session.flush()
+
+
+def record(
+    session: Session,
+    key: bytes,
+    actor: str,
+    role: str,
+    action: str,
+    target: str,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> AuditEntry:
+    """Append an entry in the caller's transaction: it commits (or rolls back) with the action it records.
+
+    Incrementing the head row first takes its write lock (a row lock on PostgreSQL, the database lock on
+    SQLite), so concurrent appends queue up instead of forking the chain.
+    """
+    ensure_head(session)
+    seq, prev = session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+    ).one()
+    at = now or now_utc()
+    # Hash exactly what the database will hand back: JSON primitives only.
+    clean = json.loads(json.dumps(details or {}, default=str))
+    digest = entry_hash(key, canonical(seq, at, actor, role, action, target, clean, prev))
+    entry = AuditEntry(
+        seq=seq, at=at, actor=actor, role=role, action=action, target=target, details=clean, prev_hash=prev, hash=digest
+    )
+    session.add(entry)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
+    session.flush()
+    return entry
+
+
+def verify(session: Session, key: bytes) -> AuditVerdict:
+    entries = session.scalars(select(AuditEntry).order_by(AuditEntry.seq, AuditEntry.id)).all()
+    head = session.get(AuditHead, 1)
+    return verify_chain(entries, key, None if head is None else (head.seq, head.hash))
