@@ -29,6 +29,22 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
 
+    # Watchlist enrolment: the quality gate a reference photo must pass (measured on LFW and the shared stills:
+    # 1% of LFW faces fall below 32 px between the eyes and sharpness 10; a face blurred by a Gaussian of an
+    # eye distance / 12 scores under 3). Yaw and pitch are the coarse landmark estimates in degrees.
+    enrol_min_inter_eye_px: float = 30.0
+    enrol_min_sharpness: float = 8.0
+    enrol_max_yaw_deg: float = 35.0
+    enrol_max_pitch_deg: float = 25.0
+    # A new photo whose match score (openlfr.watchlist.score) against an active listed person under another id
+    # reaches this is refused as a duplicate. 0.8 is a cosine of 0.95 for dlib's model; on LFW that is 3e-5 of
+    # different-person pairs, 2/3 of same-person pairs of different photos, and every re-use of a photo.
+    enrol_duplicate_score: float = 0.8
+    # Detect on a copy no larger than this (long side, px) and analyse the face at full resolution:
+    # a 2048 px portrait takes 1.3 s to scan at full size.
+    enrol_detect_max_side: int = 1280
+    watchlist_entry_days: float = 30.0  # default life of a watchlist entry when `--expires` is not given
+
     # Operator server (`openlfr serve`)
     server_host: str = "127.0.0.1"
     server_port: int = 8400

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from openlfr.settings import Settings, get_settings
 from openlfr.store import StoreError, open_store
-from openlfr.store.db import Base, normalise_url
+from openlfr.store.db import import_models, normalise_url
 from openlfr.store.models import Person, ReferenceImage, Watchlist
 
 
@@ -46,9 +46,8 @@ def test_migrations_build_exactly_the_models(store_url: str) -> None:
 
     store = open_store(get_settings())
     with store.engine.connect() as connection:
-        differences = compare_metadata(
-            MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata
-        )
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, import_models())
     assert differences == []
     # Opening again finds the schema current and changes nothing.
     open_store(get_settings()).close()

@@ -76,6 +76,20 @@ class Float32Vector(TypeDecorator[np.ndarray]):
         return None if value is None else np.frombuffer(value, dtype="<f4").astype(np.float32)
 
 
+def import_models() -> sa.MetaData:
+    """Every table of every stage on ``Base.metadata``: the modules of this package named ``models`` or
+    ``*_models``. Migrations are checked against this (a test compares the two)."""
+    import importlib
+    import pkgutil
+
+    import openlfr.store as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name == "models" or module.name.endswith("_models"):
+            importlib.import_module(f"openlfr.store.{module.name}")
+    return Base.metadata
+
+
 def normalise_url(raw: str) -> URL:
     """A database URL with a driver that is installed: ``postgresql://`` means psycopg 3 here."""
     try:

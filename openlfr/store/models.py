@@ -9,26 +9,15 @@ Every person has an ``expires_at``; from that moment they are never searched.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from openlfr.store.categories import CATEGORY_VALUES, Category
 from openlfr.store.db import Base, Float32Vector, UTCDateTime
 
-
-class Category(StrEnum):
-    """Why someone is on a watchlist, in the categories forces publish."""
-
-    WANTED_COURT = "wanted_court"
-    WANTED_OFFENCE = "wanted_offence"
-    SEX_OFFENDER_CONDITIONS = "sex_offender_conditions"
-    MISSING_VULNERABLE = "missing_vulnerable"
-    OTHER = "other"
-
-
-CATEGORY_VALUES = tuple(c.value for c in Category)
+__all__ = ["CATEGORY_VALUES", "Category", "Person", "ReferenceImage", "Watchlist"]
 
 
 class Watchlist(Base):

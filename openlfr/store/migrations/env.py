@@ -6,10 +6,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-import openlfr.store.models  # noqa: F401  (registers the tables on Base.metadata)
-from openlfr.store.db import Base, make_engine, normalise_url
+from openlfr.store.db import import_models, make_engine, normalise_url
 
-target_metadata = Base.metadata
+target_metadata = import_models()
 
 
 def run(connection: Connection) -> None:

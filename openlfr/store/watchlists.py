@@ -1,0 +1,140 @@
+"""Reading watchlists: look-ups by name, and the active reference embeddings that matching searches.
+
+``active_references`` is the one door between stored watchlists and search: it returns only people whose
+``expires_at`` is still ahead, and only embeddings of the model asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from openlfr.store.db import StoreError
+from openlfr.store.models import Person, ReferenceImage, Watchlist
+
+
+@dataclass(frozen=True)
+class ListedPerson:
+    id: int
+    reference_id: str
+    display_name: str
+    category: str
+    expires_at: datetime
+
+
+@dataclass
+class ActiveReferences:
+    """The searchable part of a watchlist at one moment, for one embedding model.
+
+    Row ``i`` of ``embeddings`` is reference image ``image_ids[i]`` of person ``person_ids[i]`` (``Person.id``,
+    described in ``people``).
+    """
+
+    model_id: str
+    embeddings: np.ndarray = field(repr=False)  # (n, dimension) float32, unit rows
+    image_ids: list[int]
+    person_ids: list[int]
+    people: dict[int, ListedPerson]
+
+    @property
+    def size(self) -> int:
+        return len(self.image_ids)
+
+
+def get_watchlist(session: Session, name: str) -> Watchlist:
+    watchlist = session.scalars(sa.select(Watchlist).where(Watchlist.name == name)).one_or_none()
+    if watchlist is None:
+        raise StoreError(f"no watchlist named {name!r} (`openlfr watchlist list` shows them)")
+    return watchlist
+
+
+def find_person(session: Session, watchlist: Watchlist, reference_id: str) -> Person | None:
+    return session.scalars(
+        sa.select(Person).where(Person.watchlist_id == watchlist.id, Person.reference_id == reference_id)
+    ).one_or_none()
+
+
+def get_person(session: Session, watchlist: Watchlist, reference_id: str) -> Person:
+    person = find_person(session, watchlist, reference_id)
+    if person is None:
+        raise StoreError(f"nobody with id {reference_id!r} on watchlist {watchlist.name!r}")
+    return person
+
+
+def active_references(session: Session, watchlist_id: int, model_id: str, now: datetime) -> ActiveReferences:
+    """Embeddings of ``model_id`` of the people on the watchlist who have not expired at ``now``."""
+    rows = session.execute(
+        sa.select(
+            ReferenceImage.id,
+            ReferenceImage.embedding,
+            Person.id,
+            Person.reference_id,
+            Person.display_name,
+            Person.category,
+            Person.expires_at,
+        )
+        .join(Person, ReferenceImage.person_id == Person.id)
+        .where(Person.watchlist_id == watchlist_id, Person.expires_at > now, ReferenceImage.model_id == model_id)
+        .order_by(ReferenceImage.id)
+    ).all()
+    people = {
+        row[2]: ListedPerson(id=row[2], reference_id=row[3], display_name=row[4], category=row[5], expires_at=row[6])
+        for row in rows
+    }
+    embeddings = np.stack([row[1] for row in rows]).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+    return ActiveReferences(
+        model_id=model_id,
+        embeddings=embeddings,
+        image_ids=[row[0] for row in rows],
+        person_ids=[row[2] for row in rows],
+        people=people,
+    )
+
+
+@dataclass(frozen=True)
+class WatchlistSummary:
+    name: str
+    purpose: str
+    created_by: str
+    created_at: datetime
+    active_people: int
+    expired_people: int
+    images: int
+
+
+def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummary]:
+    active = sa.func.sum(sa.case((Person.expires_at > now, 1), else_=0))
+    expired = sa.func.sum(sa.case((Person.expires_at <= now, 1), else_=0))
+    people = (
+        sa.select(Person.watchlist_id, active.label("active"), expired.label("expired"))
+        .group_by(Person.watchlist_id)
+        .subquery()
+    )
+    images = (
+        sa.select(Person.watchlist_id, sa.func.count(ReferenceImage.id).label("images"))
+        .join(ReferenceImage, ReferenceImage.person_id == Person.id)
+        .group_by(Person.watchlist_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(Watchlist, people.c.active, people.c.expired, images.c.images)
+        .outerjoin(people, people.c.watchlist_id == Watchlist.id)
+        .outerjoin(images, images.c.watchlist_id == Watchlist.id)
+        .order_by(Watchlist.name)
+    ).all()
+    return [
+        WatchlistSummary(
+            name=w.name,
+            purpose=w.purpose,
+            created_by=w.created_by,
+            created_at=w.created_at,
+            active_people=int(a or 0),
+            expired_people=int(e or 0),
+            images=int(i or 0),
+        )
+        for w, a, e, i in rows
+    ]
