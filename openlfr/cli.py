@@ -138,6 +138,34 @@ def bench_detect(
             typer.echo(f"{key}: {value}")
 
 
+@bench_app.command("identify")
+def bench_identify(
+    data: Annotated[Path, typer.Option(help="LFW folder holding images/<Name>/<Name>_NNNN.jpg.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Save the DET curve (PNG).")] = None,
+    identities: Annotated[int | None, typer.Option(min=4, help="Only the first N identities by name.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes for embedding.")] = 2,
+) -> None:
+    """Open-set 1:N identification on LFW: FNIR at fixed FPIR, and a hold-out check of the calibration."""
+    from openlfr.bench.identify import print_identify, run_identify
+
+    result = run_identify(get_settings(), data, identities_limit=identities, workers=workers, quiet=as_json, plot=plot)
+    print_identify(result, as_json)
+
+
+@app.command("calibrate")
+def calibrate(
+    data: Annotated[Path, typer.Option(help="LFW folder holding images/<Name>/<Name>_NNNN.jpg.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the table (default: in the data dir).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes for embedding.")] = 2,
+) -> None:
+    """Measure the match-score -> false match rate table of the current model on LFW and write it."""
+    from openlfr.watchlist.calibrate_run import print_calibrate, run_calibrate
+
+    print_calibrate(run_calibrate(get_settings(), data, out, workers=workers, quiet=as_json), as_json)
+
+
 @app.command("demo")
 def demo(
     data: Annotated[Path | None, typer.Option(help="Shared test data folder.")] = None,

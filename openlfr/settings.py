@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     # Refuse images whose pixel count would exhaust memory (decompression bombs).
     max_image_pixels: int = 60_000_000
 
+    # Matching (openlfr.watchlist.search / calibration). Exact search up to this many reference embeddings,
+    # an HNSW index above (benchmarks/search.py: exact 1M x 128 is tens of ms per probe, the index < 1 ms).
+    search_approximate_above: int = 200_000
+    hnsw_ef_search: int = 64
+    # A calibration table (`openlfr calibrate --out FILE`); None = the user's own from `openlfr calibrate`
+    # in data_dir, else the one shipped for the model.
+    calibration_file: Path | None = None
+
     database_url: str | None = None
 
     # Watchlist enrolment: the quality gate a reference photo must pass (measured on LFW and the shared stills:

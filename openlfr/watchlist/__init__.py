@@ -1,0 +1,1 @@
+"""Watchlists: people to look for, their reference embeddings, matching and thresholds."""

@@ -1,0 +1,95 @@
+"""``openlfr calibrate``: the threshold -> false match rate table of the current embedding model, from LFW."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from openlfr.bench.lfw_cache import cached_lfw_embeddings, lfw_identities, resolve_lfw
+from openlfr.settings import Settings
+from openlfr.watchlist.calibration import (
+    CalibrationTable,
+    choose_threshold,
+    now_iso,
+    table_from_embeddings,
+    user_table_path,
+)
+
+SUMMARY_FMRS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
+SUMMARY_WATCHLISTS = (1_000, 10_000, 16_000)
+
+
+def calibrate_lfw(settings: Settings, data: Path, *, workers: int = 2, quiet: bool = False) -> CalibrationTable:
+    """Every cross-identity pair of every LFW image (87M image pairs, 16.5M pairs of people)."""
+    images_dir = resolve_lfw(data)
+    identities = lfw_identities(images_dir)
+    keys = [key for name in sorted(identities) for key in identities[name]]
+    names = [name for name in sorted(identities) for _ in identities[name]]
+    embedded = cached_lfw_embeddings(settings, images_dir, keys, workers=workers, quiet=quiet)
+    with Progress(disable=quiet, transient=True) as bar:
+        task = bar.add_task("comparing every pair of different people", total=len(keys))
+        table = table_from_embeddings(
+            embedded.embeddings,
+            names,
+            embedded.model_id,
+            source={
+                "dataset": "LFW",
+                "undetected_images": embedded.hows.count("centre"),
+                "created_at": now_iso(),
+            },
+            progress=lambda n: bar.advance(task, n),
+        )
+    return table
+
+
+def run_calibrate(
+    settings: Settings, data: Path, out: Path | None, *, workers: int = 2, quiet: bool = False
+) -> dict[str, object]:
+    start = time.perf_counter()
+    table = calibrate_lfw(settings, data, workers=workers, quiet=quiet)
+    target = out if out is not None else user_table_path(settings.data_dir, table.model_id)
+    table.save(target)
+    summary: dict[str, object] = {
+        "written": str(target),
+        "model_id": table.model_id,
+        "image_pairs": table.source.get("image_pairs"),
+        "identity_pairs": table.source.get("identity_pairs"),
+        "resolved_fmr": float(f"{table.resolved_fmr:.3g}"),
+        "tail_fit_from_score": None if table.tail is None else table.tail.from_score,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    summary["threshold_at_fmr"] = {
+        f"{fmr:.0e}": {"threshold": t, "extrapolated": x}
+        for fmr in SUMMARY_FMRS
+        for t, x in [table.threshold_for_fmr(fmr)]
+    }
+    # what a deployment would run at for the Met's reported false-alert rate (1 in 33,000 faces)
+    summary["threshold_for_1_in_33000"] = {
+        f"N={n}": round(choose_threshold(table, n, target_fpir=1 / 33_000).threshold, 4) for n in SUMMARY_WATCHLISTS
+    }
+    summary["impostor_score_quantiles"] = _quantiles(table)
+    return summary
+
+
+def _quantiles(table: CalibrationTable) -> dict[str, float]:
+    """Match scores exceeded by 50%, 10%, 1%, 0.1% of impostor pairs (read off the table)."""
+    out = {}
+    for share in (0.5, 0.1, 0.01, 0.001):
+        index = int(np.flatnonzero(table.fmr >= share)[-1]) if (table.fmr >= share).any() else 0
+        out[f"{share:g}"] = float(table.thresholds[index])
+    return out
+
+
+def print_calibrate(summary: dict[str, object], as_json: bool) -> None:
+    import json
+
+    import typer
+
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")

@@ -1,0 +1,130 @@
+"""The open-set identification protocol, its figures, and the `bench identify` / `calibrate` commands."""
+
+import itertools
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from openlfr.bench.identify import build_protocol, det_points, fnir, observed_fpir, threshold_at_fpir
+from tests.conftest import OPENLFR_BIN, require_data
+
+SUBSET = 1500  # identities, first by name: ~1,400 images, shared with the calibration hold-out test's cache
+
+
+def test_protocol_follows_the_issue_exactly():
+    identities = {
+        "Ann": [f"Ann/Ann_{i:04d}" for i in range(1, 9)],  # 8 images: position 0, enrolled
+        "Bob": ["Bob/Bob_0001"],  # single image: non-mated
+        "Cid": [f"Cid/Cid_{i:04d}" for i in range(1, 8)],  # 7 images: position 1, non-mated (up to 5)
+        "Dee": ["Dee/Dee_0001", "Dee/Dee_0002"],  # position 2, enrolled
+        "Eve": ["Eve/Eve_0001"],
+    }
+    protocol = build_protocol(identities)
+    assert protocol.enrolled == ["Ann", "Dee"]
+    assert protocol.gallery_keys == ["Ann/Ann_0001", "Dee/Dee_0001"]
+    assert protocol.mated_keys == [f"Ann/Ann_{i:04d}" for i in range(2, 7)] + ["Dee/Dee_0002"]
+    assert protocol.mated_identity == ["Ann"] * 5 + ["Dee"]
+    assert protocol.nonmated_keys == [f"Cid/Cid_{i:04d}" for i in range(1, 6)] + ["Bob/Bob_0001", "Eve/Eve_0001"]
+    assert set(protocol.nonmated_identity).isdisjoint(protocol.enrolled)
+
+
+def test_figures_on_known_scores():
+    nonmated = np.array([0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1])
+    # at most 1 of 10 may alert: the threshold sits just above the second-highest non-mated score
+    t = threshold_at_fpir(nonmated, 0.1)
+    assert 0.5 < t < 0.5 + 1e-9
+    assert observed_fpir(nonmated, t) == 0.1
+    mated = np.array([0.95, 0.6, 0.45, 0.8])
+    correct = np.array([True, True, True, False])  # the 0.8 probe found the wrong person: a miss at any t
+    assert fnir(mated, correct, t) == 0.5
+    _, fpir_values, fnir_values = det_points(mated, correct, nonmated)
+    assert np.all(np.diff(fpir_values) <= 0) and np.all(np.diff(fnir_values) >= 0)
+    assert fnir_values[-1] == 0.75 and fpir_values[0] == 1.0
+
+
+def test_bench_identify_on_an_lfw_subset(tmp_path):
+    lfw = require_data("lfw", "images").parent
+    plot = tmp_path / "det.png"
+    command = [str(OPENLFR_BIN), "bench", "identify", "--data", str(lfw), "--identities", str(SUBSET), "--json"]
+    result = subprocess.run(
+        [*command, "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    from openlfr.bench.lfw_cache import lfw_identities
+
+    identities = lfw_identities(lfw / "images")
+    protocol = build_protocol({n: identities[n] for n in sorted(identities)[:SUBSET]})
+    assert figures["n_mated"] == len(protocol.mated_keys)
+    assert figures["n_nonmated"] == len(protocol.nonmated_keys)
+    assert figures["n_enrolled"] == len(protocol.enrolled)
+    assert 0.0 <= figures["fnir_at_fpir_1e-2"] <= figures["fnir_at_fpir_1e-3"] <= 1.0
+    assert figures["threshold_at_fpir_1e-2"] <= figures["threshold_at_fpir_1e-3"] <= 1.0
+    # dlib's ResNet identifies most mated probes at rank 1 on LFW; far from chance
+    assert figures["rank1_identification_rate"] > 0.85
+    assert figures["fnir_at_fpir_1e-2"] < 0.6
+    assert set(figures["holdout"]) >= {"threshold", "observed_fpir", "within_factor_2"}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_identify_rejects_a_folder_that_is_not_lfw(tmp_path):
+    (tmp_path / "images").mkdir()
+    result = subprocess.run(
+        [str(OPENLFR_BIN), "bench", "identify", "--data", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_calibrate_writes_a_table_the_system_then_uses(tmp_path):
+    images = require_data("lfw", "images")
+    # a small LFW-shaped folder: the first 300 identities, linked in place (the data is never copied)
+    small = tmp_path / "lfw-small" / "images"
+    small.mkdir(parents=True)
+    for person in sorted(p for p in images.iterdir() if p.is_dir())[:300]:
+        (small / person.name).symlink_to(person, target_is_directory=True)
+    out = tmp_path / "table.json"
+    result = subprocess.run(
+        [str(OPENLFR_BIN), "calibrate", "--data", str(small.parent), "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    document = json.loads(out.read_text())
+    assert document["model_id"] == summary["model_id"] == "dlib_resnet_v1+flip"
+    assert document["source"]["identities"] == 300
+    fmr = [row["fmr"] for row in document["table"]]
+    assert fmr[0] == 1.0 and all(a >= b for a, b in itertools.pairwise(fmr))
+
+    from openlfr.watchlist.calibration import load_calibration
+
+    assert load_calibration("dlib_resnet_v1+flip", explicit=Path(out)).source["identities"] == 300
+
+
+def test_lfw_embedding_cache_reuses_and_invalidates(tmp_path, monkeypatch, astronaut):
+    from openlfr.bench.lfw_cache import cached_lfw_embeddings, lfw_identities
+    from openlfr.settings import Settings
+    from openlfr.vision.image_io import encode_jpeg
+
+    images = tmp_path / "images"
+    for name in ("Ann_Example", "Bob_Example"):
+        (images / name).mkdir(parents=True)
+        (images / name / f"{name}_0001.jpg").write_bytes(encode_jpeg(astronaut[:300, 100:400]))
+    settings = Settings(cache_dir=tmp_path / "cache")
+    keys = [k for v in lfw_identities(images).values() for k in v]
+    first = cached_lfw_embeddings(settings, images, keys, workers=1, quiet=True)
+    assert first.newly_embedded == 2 and first.embeddings.shape == (2, 128)
+    again = cached_lfw_embeddings(settings, images, keys, workers=1, quiet=True)
+    assert again.newly_embedded == 0 and np.array_equal(again.embeddings, first.embeddings)
+    # a changed image file is embedded again, the other one is reused
+    (images / "Bob_Example" / "Bob_Example_0001.jpg").write_bytes(encode_jpeg(astronaut[:280, 110:390]))
+    changed = cached_lfw_embeddings(settings, images, keys, workers=1, quiet=True)
+    assert changed.newly_embedded == 1
+    assert np.array_equal(changed.embeddings[0], first.embeddings[0])
