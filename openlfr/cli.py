@@ -178,7 +178,9 @@ def demo(
 
 
 # Stages that own CLI commands register them here, each from its own package:
-# (none yet beyond the vision stage above)
+from openlfr.enrolment.cli import watchlist_app  # noqa: E402
+
+app.add_typer(watchlist_app, name="watchlist")
 
 
 def main() -> None:

@@ -149,3 +149,21 @@ def test_unreachable_postgres_names_the_server_not_the_password() -> None:
     message = str(caught.value)
     assert message.startswith("cannot open database postgresql+psycopg://user:***@127.0.0.1")
     assert "hunter2" not in message and "\n" not in message
+
+
+def test_the_quick_schema_check_agrees_with_alembic(store_url: str) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from openlfr.store.db import MIGRATIONS_DIR, _is_current, _script_heads
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert _script_heads() == set(ScriptDirectory.from_config(config).get_heads())
+    store = open_store(get_settings())
+    with store.engine.connect() as connection:
+        assert _is_current(connection)
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = 'older'"))
+        connection.commit()
+        assert not _is_current(connection)
+    store.close()

@@ -1,0 +1,523 @@
+"""``openlfr watchlist ...``: create watchlists, enrol people (one at a time or a folder), list, show, remove,
+expire. Every command works on the configured store (SQLite by default, PostgreSQL by ``OPENLFR_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from openlfr.errors import OpenLFRError
+from openlfr.settings import Settings, get_settings
+from openlfr.store.categories import CATEGORY_VALUES
+
+if TYPE_CHECKING:  # the database layer and face models load only when a command runs
+    from openlfr.enrolment.gate import FaceChoice
+    from openlfr.enrolment.importer import ImportRow
+    from openlfr.store.db import Store
+    from openlfr.store.models import Person, Watchlist
+
+watchlist_app = typer.Typer(
+    help="Watchlists: create them, enrol people from reference photos (quality-gated), list, show, remove, expire.",
+    no_args_is_help=True,
+)
+
+_err = Console(stderr=True, soft_wrap=True)
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+ByOption = Annotated[str | None, typer.Option("--by", help="Who is doing this (default: your login name).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """A moment as typed: ``30d``/``12h``/``2w``/``90m`` from now, a date (the end of that day, UTC) or an ISO
+    date-time (UTC unless it says otherwise)."""
+    relative = _RELATIVE.match(text.lower())
+    if relative:
+        return now + float(relative.group(1)) * _UNITS[relative.group(2)]
+    try:
+        day = date.fromisoformat(text.strip())
+        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise OpenLFRError(
+            f"cannot read {text!r} as a time: give 30d, 12h, 2w, a date (2026-12-31) or an ISO date-time"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _actor(by: str | None) -> str:
+    if by is not None:
+        if not by.strip():
+            raise OpenLFRError("--by is empty")
+        return by.strip()[:100]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _store() -> Store:
+    from openlfr.store.db import open_store
+
+    return open_store(get_settings())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _shown(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _face_choice(text: str | None) -> FaceChoice:
+    from openlfr.enrolment.gate import parse_face_choice
+
+    try:
+        return parse_face_choice(text)
+    except ValueError as exc:
+        raise OpenLFRError(str(exc)) from None
+
+
+def _check_category(category: str | None) -> None:
+    if category is not None and category not in CATEGORY_VALUES:
+        raise OpenLFRError(f"unknown category {category!r}: one of {', '.join(CATEGORY_VALUES)}")
+
+
+def _default_expiry(settings: Settings, now: datetime) -> datetime:
+    return now + timedelta(days=settings.watchlist_entry_days)
+
+
+@watchlist_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="A short unique name, e.g. 'westfield-2026-11-28'.")],
+    purpose: Annotated[str, typer.Option(help="What the watchlist is for.")] = "",
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an empty watchlist."""
+    from openlfr.enrolment.service import create_watchlist
+
+    now = utc_now()
+    store = _store()
+    with store.session() as session:
+        watchlist = create_watchlist(session, name, purpose, _actor(by), now)
+        result = {"name": watchlist.name, "purpose": watchlist.purpose, "created_by": watchlist.created_by}
+    if as_json:
+        typer.echo(json.dumps({**result, "created_at": _iso(now)}))
+    else:
+        typer.echo(f"created watchlist {name!r}")
+
+
+@watchlist_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="The watchlist.")],
+    more_images: Annotated[
+        list[Path] | None, typer.Argument(help="More photos (after --image).", show_default=False)
+    ] = None,
+    person: Annotated[str, typer.Option("--person", help="The person's id (the force's reference).")] = "",
+    display_name: Annotated[str | None, typer.Option("--name", help="Display name (needed for a new person).")] = None,
+    category: Annotated[str | None, typer.Option(help=f"One of {', '.join(CATEGORY_VALUES)}.")] = None,
+    image: Annotated[
+        list[Path] | None, typer.Option("--image", help="A reference photo (repeat, or list several).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why they are listed.")] = "",
+    legal_basis: Annotated[str, typer.Option(help="The power relied on, and where the photo comes from.")] = "",
+    expires: Annotated[
+        str | None, typer.Option(help="When they stop being searched: 30d, 2w, a date or a date-time.")
+    ] = None,
+    face: Annotated[
+        str | None, typer.Option(help="Which face if a photo shows several: N from the left, or 'largest'.")
+    ] = None,
+    allow_duplicate: Annotated[bool, typer.Option(help="Enrol even if they look like someone already listed.")] = False,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enrol a person from one or more photos, or add photos to someone already listed. All or nothing."""
+    from openlfr.enrolment.gate import QualityGate
+    from openlfr.enrolment.photos import analyse_photo
+    from openlfr.enrolment.service import PersonDetails, enrol
+    from openlfr.store.watchlists import get_watchlist
+    from openlfr.vision.engine import build_engine
+
+    photos = [*(image or []), *(more_images or [])]
+    if not person.strip():
+        raise OpenLFRError("say who this is: --person ID")
+    if not photos:
+        raise OpenLFRError("give at least one photo: --image PATH")
+    _check_category(category)
+    choice = _face_choice(face)
+    settings = get_settings()
+    now = utc_now()
+    expires_at = parse_when(expires, now) if expires else None
+    store = _store()
+    with store.session() as session:
+        get_watchlist(session, name)  # fail fast, before loading the face models
+
+    engine = build_engine(settings, fallback=True)
+    gate = QualityGate.from_settings(settings)
+    results = [
+        analyse_photo(
+            engine,
+            path,
+            gate,
+            choice,
+            max_pixels=settings.max_image_pixels,
+            detect_max_side=settings.enrol_detect_max_side,
+        )
+        for path in photos
+    ]
+    details = PersonDetails(
+        reference_id=person,
+        display_name=display_name,
+        category=category,
+        reason=reason,
+        legal_basis=legal_basis,
+        expires_at=expires_at,
+    )
+    with store.session() as session:
+        watchlist = get_watchlist(session, name)
+        enrolled = enrol(
+            session,
+            watchlist,
+            details,
+            results,
+            actor=_actor(by),
+            now=now,
+            default_expiry=_default_expiry(settings, now),
+            duplicate_score=settings.enrol_duplicate_score,
+            allow_duplicate=allow_duplicate,
+        )
+        summary = _person_json(enrolled, now)
+    if as_json:
+        typer.echo(json.dumps({"watchlist": name, **summary}))
+    else:
+        added = len(results)
+        typer.echo(
+            f"enrolled {summary['id']} ({summary['name']}) on {name!r}: {added} photo(s) added, "
+            f"{len(summary['images'])} in all; searched until {_shown(enrolled.expires_at)}"
+        )
+
+
+@watchlist_app.command("import")
+def import_(
+    name: Annotated[str, typer.Argument(help="The watchlist.")],
+    folder: Annotated[Path, typer.Argument(help="One sub-folder per person; the folder name is id and name.")],
+    category: Annotated[
+        str, typer.Option(help=f"Category for everyone imported: {', '.join(CATEGORY_VALUES)}.")
+    ] = "other",
+    reason: Annotated[str, typer.Option(help="Why they are listed.")] = "",
+    legal_basis: Annotated[str, typer.Option(help="The power relied on, and where the photos come from.")] = "",
+    expires: Annotated[
+        str | None, typer.Option(help="When they stop being searched: 30d, 2w, a date or a date-time.")
+    ] = None,
+    face: Annotated[
+        str | None, typer.Option(help="'largest' to take the biggest face of a photo with several.")
+    ] = None,
+    allow_duplicate: Annotated[bool, typer.Option(help="Enrol even if someone looks like a listed person.")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes analysing photos.")] = 2,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enrol a folder of people; each person is enrolled whole or not at all. Exit 1 if any was refused."""
+    from openlfr.enrolment.importer import import_folder
+    from openlfr.enrolment.service import PersonDetails
+    from openlfr.store.watchlists import get_watchlist
+
+    _check_category(category)
+    choice = _face_choice(face)
+    settings = get_settings()
+    now = utc_now()
+    expires_at = parse_when(expires, now) if expires else None
+    if expires_at is not None and expires_at <= now:
+        raise OpenLFRError(f"the expiry {_shown(expires_at)} has already passed")
+    store = _store()
+    with store.session() as session:
+        get_watchlist(session, name)
+
+    progress = Progress(
+        TextColumn("enrolling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeRemainingColumn(),
+        console=_err,
+        disable=as_json,
+        transient=True,
+    )
+    task = progress.add_task("people", total=None, last="")
+
+    def started(count: int) -> None:
+        progress.update(task, total=count)
+
+    def done(row: ImportRow) -> None:
+        if row.status != "skipped" and row.reasons != ["no image files in the folder"]:
+            progress.update(task, advance=1, last=f"{row.reference_id}: {row.status}")
+
+    with progress:
+        rows, ignored = import_folder(
+            store,
+            settings,
+            name,
+            folder,
+            template=PersonDetails(
+                reference_id="", category=category, reason=reason, legal_basis=legal_basis, expires_at=expires_at
+            ),
+            choice=choice,
+            allow_duplicate=allow_duplicate,
+            actor=_actor(by),
+            now=now,
+            default_expiry=_default_expiry(settings, now),
+            workers=workers,
+            on_person=done,
+            on_start=started,
+        )
+    counts = {status: sum(1 for r in rows if r.status == status) for status in ("enrolled", "refused", "skipped")}
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "watchlist": name,
+                    **counts,
+                    "people": [
+                        {"id": r.reference_id, "status": r.status, "photos": r.photos, "reasons": r.reasons}
+                        for r in rows
+                    ],
+                    "ignored": ignored,
+                }
+            )
+        )
+    else:
+        _print_import_table(name, rows, counts, ignored)
+    if counts["refused"]:
+        raise typer.Exit(1)
+
+
+def _wide_console() -> Console:
+    """Tables keep their shape when the output is piped (rich assumes 80 columns there)."""
+    return Console(width=max(Console().width, 120))
+
+
+def _print_import_table(name: str, rows: list[ImportRow], counts: dict[str, int], ignored: list[str]) -> None:
+    every_row = len(rows) <= 100
+    table = Table(
+        title=f"import into {name!r}",
+        caption=(
+            f"{counts['enrolled']} enrolled, {counts['refused']} refused, {counts['skipped']} skipped"
+            + ("" if every_row else " (enrolled people not listed one by one)")
+        ),
+    )
+    for column in ("person", "result", "photos", "reasons"):
+        table.add_column(column, overflow="fold")
+    style = {"enrolled": "green", "refused": "red", "skipped": "yellow"}
+    for row in rows:
+        if every_row or row.status != "enrolled":
+            table.add_row(
+                row.reference_id,
+                f"[{style[row.status]}]{row.status}[/]",
+                str(row.photos),
+                "\n".join(row.reasons),
+            )
+    _wide_console().print(table)
+    if ignored:
+        typer.echo(f"ignored (not person folders): {', '.join(ignored)}")
+
+
+@watchlist_app.command("list")
+def list_(as_json: JsonOption = False) -> None:
+    """All watchlists, with how many people are searchable now and how many have expired."""
+    from openlfr.store.watchlists import watchlist_summaries
+
+    now = utc_now()
+    with _store().session() as session:
+        summaries = watchlist_summaries(session, now)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "watchlists": [
+                        {
+                            "name": s.name,
+                            "purpose": s.purpose,
+                            "created_by": s.created_by,
+                            "created_at": _iso(s.created_at),
+                            "active_people": s.active_people,
+                            "expired_people": s.expired_people,
+                            "images": s.images,
+                        }
+                        for s in summaries
+                    ]
+                }
+            )
+        )
+        return
+    if not summaries:
+        typer.echo("no watchlists yet (`openlfr watchlist create NAME`)")
+        return
+    table = Table(title="watchlists")
+    for column in ("name", "purpose", "active", "expired", "photos", "created by", "created"):
+        table.add_column(column)
+    for s in summaries:
+        table.add_row(
+            s.name,
+            s.purpose,
+            str(s.active_people),
+            str(s.expired_people),
+            str(s.images),
+            s.created_by,
+            _shown(s.created_at),
+        )
+    Console().print(table)
+
+
+def _person_json(person: Person, now: datetime) -> dict[str, Any]:
+    return {
+        "id": person.reference_id,
+        "name": person.display_name,
+        "category": person.category,
+        "reason": person.reason,
+        "legal_basis": person.legal_basis,
+        "added_by": person.added_by,
+        "added_at": _iso(person.added_at),
+        "expires_at": _iso(person.expires_at),
+        "active": person.is_active(now),
+        "images": [
+            {
+                "id": image.id,
+                "source": image.source,
+                "box": [image.box_left, image.box_top, image.box_right, image.box_bottom],
+                "detector": image.detector,
+                "quality": image.quality_dict(),
+                "model_id": image.model_id,
+                "added_by": image.added_by,
+                "added_at": _iso(image.added_at),
+            }
+            for image in person.images
+        ],
+    }
+
+
+@watchlist_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="The watchlist.")],
+    person: Annotated[str | None, typer.Option("--person", help="Only this person, with each photo's quality.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The people on a watchlist: category, photos, expiry, and whether they are searched now."""
+    from openlfr.store.watchlists import get_person, get_watchlist
+
+    now = utc_now()
+    with _store().session() as session:
+        watchlist: Watchlist = get_watchlist(session, name)
+        people = [get_person(session, watchlist, person)] if person is not None else list(watchlist.people)
+        listed = [_person_json(p, now) for p in people]
+        header = {
+            "name": watchlist.name,
+            "purpose": watchlist.purpose,
+            "created_by": watchlist.created_by,
+            "created_at": _iso(watchlist.created_at),
+        }
+    if as_json:
+        typer.echo(json.dumps({**header, "people": listed}))
+        return
+    active = sum(1 for p in listed if p["active"])
+    typer.echo(f"{name}: {header['purpose'] or '(no purpose given)'}; created by {header['created_by']}")
+    table = Table(caption=f"{active} of {len(listed)} searched now; times UTC")
+    for column in ("id", "name", "category", "photos", "expires", "status", "reason"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("id", "expires", "category"))
+    for p in listed:
+        table.add_row(
+            p["id"],
+            p["name"],
+            p["category"],
+            str(len(p["images"])),
+            p["expires_at"][:16].replace("T", " "),
+            "[green]active[/]" if p["active"] else "[yellow]expired[/]",
+            p["reason"],
+        )
+    console = _wide_console()
+    console.print(table)
+    if person is not None:
+        photos = Table(title=f"photos of {person}")
+        for column in ("#", "source", "eye dist px", "sharpness", "yaw", "pitch", "model"):
+            photos.add_column(column, overflow="fold")
+        for image in listed[0]["images"]:
+            q = image["quality"]
+            photos.add_row(
+                str(image["id"]),
+                image["source"],
+                f"{q['inter_eye_px']:.0f}",
+                f"{q['sharpness']:.0f}",
+                f"{q['yaw_deg']:+.0f}",
+                f"{q['pitch_deg']:+.0f}",
+                image["model_id"],
+            )
+        console.print(photos)
+
+
+@watchlist_app.command("remove")
+def remove(
+    name: Annotated[str, typer.Argument(help="The watchlist.")],
+    person: Annotated[str | None, typer.Option("--person", help="Remove only this person.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Needed to remove a whole watchlist.")] = False,
+) -> None:
+    """Delete a person (or, with --yes, the whole watchlist) with their photos and embeddings."""
+    from openlfr.enrolment.service import remove_person, remove_watchlist
+    from openlfr.store.watchlists import get_watchlist
+
+    with _store().session() as session:
+        watchlist = get_watchlist(session, name)
+        if person is not None:
+            photos = remove_person(session, watchlist, person)
+            message = f"removed {person} and {photos} photo(s) from {name!r}"
+        else:
+            count = len(watchlist.people)
+            if not yes:
+                raise OpenLFRError(
+                    f"this deletes watchlist {name!r} with {count} people and their photos; add --yes to go ahead"
+                )
+            remove_watchlist(session, watchlist)
+            message = f"removed watchlist {name!r} and the {count} people on it"
+    typer.echo(message)
+
+
+@watchlist_app.command("expire")
+def expire_(
+    name: Annotated[str, typer.Argument(help="The watchlist.")],
+    person: Annotated[str | None, typer.Option("--person", help="Only this person (default: everyone on it).")] = None,
+    at: Annotated[str | None, typer.Option(help="When (default now): 12h, a date or a date-time.")] = None,
+) -> None:
+    """Stop searching for a person, or everyone on a watchlist, now (or at --at). Never extends an expiry."""
+    from openlfr.enrolment.service import expire
+    from openlfr.store.watchlists import get_watchlist
+
+    now = utc_now()
+    when = parse_when(at, now) if at else now
+    with _store().session() as session:
+        watchlist = get_watchlist(session, name)
+        changed = expire(session, watchlist, person, when)
+    who = person if person is not None else f"{changed} people on {name!r}"
+    if changed == 0:
+        typer.echo(f"nothing to change: {person or 'everyone on ' + repr(name)} already expires by {_shown(when)}")
+    elif when <= now:
+        typer.echo(f"expired {who}: no longer searched")
+    else:
+        typer.echo(f"{who} will stop being searched at {_shown(when)}")

@@ -1,0 +1,144 @@
+"""One reference photo -> the face to enrol (quality, embedding, a JPEG of the face region) or the reason not.
+
+``analyse_photo`` reads no database and writes nothing: enrolment calls it for each photo first, and only
+when every photo of a person passes does anything reach the store. Refusals of a readable photo and of an
+unreadable one come back the same way, as a reason, so a folder import can report them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from openlfr.enrolment.gate import FaceChoice, QualityGate, choose_face
+from openlfr.errors import ImageError
+from openlfr.vision.engine import FaceEngine
+from openlfr.vision.image_io import encode_jpeg, load_rgb
+from openlfr.vision.types import Box, Detection, Quality
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# The stored face picture: the face box widened by this fraction on each side, at most this many pixels.
+FACE_MARGIN = 0.4
+FACE_JPEG_MAX_SIDE = 400
+
+
+@dataclass
+class AcceptedFace:
+    box: Box
+    detector: str
+    detector_score: float
+    quality: Quality
+    embedding: np.ndarray = field(repr=False)
+    model_id: str
+    face_jpeg: bytes = field(repr=False)
+
+
+@dataclass
+class PhotoResult:
+    """What one photo gave: ``face`` when it passed, else ``reason``."""
+
+    source: str
+    sha256: str
+    face: AcceptedFace | None = None
+    reason: str | None = None
+    faces_found: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.face is not None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def detect_scaled(engine: FaceEngine, image: np.ndarray, max_side: int) -> list[Detection]:
+    """Detect on a copy no larger than ``max_side``; boxes in the full image's pixels."""
+    rows, cols = image.shape[:2]
+    scale = min(1.0, max_side / max(rows, cols))
+    if scale >= 1.0:
+        return engine.detect(image)
+    small = np.asarray(
+        Image.fromarray(image).resize((round(cols * scale), round(rows * scale)), Image.Resampling.BILINEAR)
+    )
+    return [
+        Detection(
+            Box(
+                round(d.box.left / scale),
+                round(d.box.top / scale),
+                round(d.box.right / scale),
+                round(d.box.bottom / scale),
+            ),
+            d.score,
+            d.detector,
+        )
+        for d in engine.detect(small)
+    ]
+
+
+def face_picture(image: np.ndarray, box: Box) -> bytes:
+    """A JPEG of the face region only, so that nobody else in the photo is kept."""
+    rows, cols = image.shape[:2]
+    margin_x, margin_y = round(box.width * FACE_MARGIN), round(box.height * FACE_MARGIN)
+    left, top = max(0, box.left - margin_x), max(0, box.top - margin_y)
+    right, bottom = min(cols, box.right + margin_x), min(rows, box.bottom + margin_y)
+    crop = Image.fromarray(image[top:bottom, left:right])
+    crop.thumbnail((FACE_JPEG_MAX_SIDE, FACE_JPEG_MAX_SIDE), Image.Resampling.LANCZOS)
+    return encode_jpeg(np.asarray(crop), quality=90)
+
+
+def analyse_photo(
+    engine: FaceEngine,
+    path: Path,
+    gate: QualityGate,
+    choice: FaceChoice,
+    *,
+    max_pixels: int,
+    detect_max_side: int,
+) -> PhotoResult:
+    source = str(path)
+    try:
+        pixels = load_rgb(path, max_pixels)
+        sha = file_sha256(path)
+    except ImageError as exc:
+        return PhotoResult(source, "", reason=_without_path(str(exc), source))
+    except OSError as exc:
+        return PhotoResult(source, "", reason=f"cannot read the file: {exc.strerror}")
+    detections = detect_scaled(engine, pixels, detect_max_side)
+    chosen = choose_face([d.box for d in detections], choice)
+    if isinstance(chosen, str):
+        return PhotoResult(source, sha, reason=chosen, faces_found=len(detections))
+    (face,) = engine.analyse(pixels, [detections[chosen]])
+    refusals = gate.refusals(face.quality)
+    if refusals:
+        return PhotoResult(source, sha, reason="; ".join(refusals), faces_found=len(detections))
+    engine.embed([face])
+    assert face.embedding is not None and face.model_id is not None
+    return PhotoResult(
+        source,
+        sha,
+        face=AcceptedFace(
+            box=face.box,
+            detector=face.detector,
+            detector_score=float(face.score),
+            quality=face.quality,
+            embedding=face.embedding,
+            model_id=face.model_id,
+            face_jpeg=face_picture(pixels, face.box),
+        ),
+        faces_found=len(detections),
+    )
+
+
+def _without_path(message: str, source: str) -> str:
+    """ImageError messages start with the path; the report already names the file."""
+    prefix = f"{source}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
