@@ -17,7 +17,7 @@ import numpy as np
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
 from openlfr.vision.engine import FaceEngine
-from openlfr.vision.types import Box
+from openlfr.vision.types import Box, Detection
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,38 @@ def _init_worker(settings_json: str, fallback: bool) -> None:
     _worker_engine = build_engine(Settings.model_validate_json(settings_json), fallback=fallback)
 
 
-def _nearest_centre(boxes: list[Box], rows: int, cols: int) -> int:
-    distances = [np.hypot(b.centre[0] - cols / 2, b.centre[1] - rows / 2) for b in boxes]
-    return int(np.argmin(distances))
+def central_face(detections: list[Detection], rows: int, cols: int) -> Detection | None:
+    """The detection that is the portrait's subject: centred and face-sized, else None.
+
+    LFW images are crops centred on one person; other people often appear at the edges, and a detector that
+    misses the subject must not hand us a bystander instead.
+    """
+    side = min(rows, cols)
+    subjects = [
+        d
+        for d in detections
+        if np.hypot(d.box.centre[0] - cols / 2, d.box.centre[1] - rows / 2) < 0.16 * side
+        and d.box.height >= 0.24 * side
+    ]
+    return max(subjects, key=lambda d: d.box.height) if subjects else None
+
+
+def choose_subject(engine: FaceEngine, image: np.ndarray) -> tuple[Detection, str]:
+    """The main detector's central face; else the fallback detector's; else the centre box (counted undetected)."""
+    rows, cols = image.shape[:2]
+    subject = central_face(engine.detector.detect(image), rows, cols)
+    if subject is not None:
+        return subject, "detected"
+    if engine.fallback is not None:
+        subject = central_face(engine.fallback.detect(image), rows, cols)
+        if subject is not None:
+            return subject, "fallback"
+    box = LFW_CENTRE_BOX if (rows, cols) == (250, 250) else Box(cols // 4, rows // 4, 3 * cols // 4, 3 * rows // 4)
+    return Detection(box, 0.0, "centre"), "centre"
 
 
 def _embed_batch(args: tuple[Path, list[str], bool]) -> list[EmbeddedImage]:
     from openlfr.vision.image_io import load_rgb
-    from openlfr.vision.types import Detection
 
     images_dir, keys, keep_chips = args
     engine = _worker_engine
@@ -96,21 +120,8 @@ def _embed_batch(args: tuple[Path, list[str], bool]) -> list[EmbeddedImage]:
     faces, hows = [], []
     for key in keys:
         image = load_rgb(images_dir / f"{key}.jpg", max_pixels=10_000_000)
-        found = engine.detector.detect(image)
-        how = "detected"
-        if not found and engine.fallback is not None:
-            found, how = engine.fallback.detect(image), "fallback"
-        if not found:
-            rows, cols = image.shape[:2]
-            scale_box = (
-                LFW_CENTRE_BOX
-                if (rows, cols) == (250, 250)
-                else Box(cols // 4, rows // 4, 3 * cols // 4, 3 * rows // 4)
-            )
-            found, how = [Detection(scale_box, 0.0, "centre")], "centre"
-        rows, cols = image.shape[:2]
-        chosen = found[_nearest_centre([d.box for d in found], rows, cols)]
-        faces.append(engine.analyse(image, [chosen])[0])
+        subject, how = choose_subject(engine, image)
+        faces.append(engine.analyse(image, [subject])[0])
         hows.append(how)
     engine.embed(faces)
     return [
