@@ -181,6 +181,9 @@ def demo(
 from openlfr.enrolment.cli import watchlist_app  # noqa: E402
 
 app.add_typer(watchlist_app, name="watchlist")
+from openlfr.api.cli import register as register_server  # noqa: E402
+
+register_server(app)
 
 
 def main() -> None:

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     probe_retention_seconds: float = 31 * 24 * 3600  # alert probe images purged this long after the alert
     retention_interval_seconds: float = 30.0  # how often the server enforces retention
     require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
+    tile_blur_scene: bool = True  # camera tiles: pixelate the whole picture but alerted faces (detectors miss faces)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -1,0 +1,282 @@
+"""The FastAPI application: ``create_app(settings)`` wires the store, the API, the console, the login, the
+limits and the error answers. ``openlfr serve`` runs it under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openlfr import __version__ as version
+from openlfr.api import services
+from openlfr.api.audit_log import audit_key
+from openlfr.api.auth import Principal
+from openlfr.api.deps import ANY_ROLE, Forbidden, NotAuthenticated, ServerState, allow
+from openlfr.api.enrol_upload import UploadRefused
+from openlfr.errors import OpenLFRError
+from openlfr.governance.deployments import TransitionRefused
+from openlfr.settings import Settings, get_settings
+from openlfr.store import open_store
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; style-src 'self' https://cdn.jsdelivr.net; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'"
+)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit (413) before the application reads them, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_json: int, max_upload: int) -> None:
+        self.app, self.max_json, self.max_upload = app, max_json, max_upload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        multipart = headers.get("content-type", "").startswith("multipart/form-data")
+        # A multipart body carries up to MAX_FILES photos plus the form fields.
+        limit = self.max_upload * 10 + 65536 if multipart else self.max_json
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _send_json(send, 413, {"detail": f"request body larger than {limit:,} bytes"})
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await _send_json(send, 413, {"detail": f"request body larger than {limit:,} bytes"})
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    import json
+
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class SecurityHeaders:
+    """Headers every answer carries: no framing, no sniffing, no referrer, a strict CSP, no caching of data."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = {
+                    b"x-content-type-options": b"nosniff",
+                    b"x-frame-options": b"DENY",
+                    b"referrer-policy": b"no-referrer",
+                    b"content-security-policy": (DOCS_CSP if path == "/docs" else CSP).encode(),
+                }
+                if not path.startswith("/static/"):
+                    extra[b"cache-control"] = b"no-store"
+                headers += [(k, v) for k, v in extra.items() if k not in present]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith("/api/") or path in ("/openapi.json", "/docs", "/health")
+
+
+def _audit_refusal(request: Request, message: str) -> None:
+    """A refused attempt by a logged-in person is itself a human action: it goes in the audit log."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        return
+    state: ServerState = request.app.state.server
+    with state.sessions() as db:
+        ctx = services.Context.of(state.settings, state.audit_key, principal)
+        ctx.audit(db, "refused", f"{request.method} {request.url.path}"[:200], {"reason": message[:500]})
+        db.commit()
+
+
+def install_error_answers(app: FastAPI) -> None:
+    from openlfr.web.pages import render_error
+
+    def answer(request: Request, status: int, message: str, extra: dict[str, Any] | None = None) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": message, **(extra or {})}, status_code=status)
+        return render_error(request, status, message)
+
+    @app.exception_handler(NotAuthenticated)
+    async def _not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": "log in first"}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        await run_in_threadpool(_audit_refusal, request, exc.message)
+        return answer(request, 403, exc.message)
+
+    @app.exception_handler(TransitionRefused)
+    async def _refused(request: Request, exc: TransitionRefused) -> Response:
+        await run_in_threadpool(_audit_refusal, request, str(exc))
+        return answer(request, 409, str(exc))
+
+    @app.exception_handler(services.NotFound)
+    async def _not_found(request: Request, exc: services.NotFound) -> Response:
+        return answer(request, 404, str(exc))
+
+    @app.exception_handler(UploadRefused)
+    async def _upload(request: Request, exc: UploadRefused) -> Response:
+        return answer(request, exc.status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # Name the fields and what is wrong; never echo the input (it may be a password).
+        problems = [
+            {"field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"), "problem": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        return answer(request, 422, "the request is not valid", {"problems": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return answer(request, exc.status_code, str(exc.detail))
+
+    async def _openlfr(request: Request, exc: Exception) -> Response:
+        refused_photos = getattr(exc, "problems", None)  # enrolment's refusal names each photo and its reason
+        if isinstance(refused_photos, list):
+            problems = [{"photo": source, "problem": reason} for source, reason in refused_photos]
+            return answer(request, 422, str(exc), {"problems": problems})
+        return answer(request, 400, str(exc))
+
+    # Every other error a person can act on (a rule, a bad name, a missing watchlist...): 400 with its sentence.
+    # Handlers are found along the exception's class hierarchy, so the specific ones above take precedence.
+    app.add_exception_handler(OpenLFRError, _openlfr)
+
+
+def create_app(settings: Settings | None = None, *, background: bool = True, pipelines: bool = True) -> FastAPI:
+    """The server. ``background`` runs the retention loop; ``pipelines`` also runs the live pipelines."""
+    settings = settings or get_settings()
+    store = open_store(settings)
+    state = ServerState(settings, store, sessionmaker(store.engine, expire_on_commit=False), audit_key(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stoppers: list[Callable[[], None]] = []
+        if background:
+            from openlfr.api.retention import RetentionLoop
+
+            loop = RetentionLoop(store, settings, settings.retention_interval_seconds)
+            loop.start()
+            stoppers.append(loop.stop)
+        if pipelines:
+            from openlfr.api.runner import Scheduler
+
+            scheduler = Scheduler(store, settings, app.state.tiles)
+            scheduler.start()
+            stoppers.append(scheduler.stop)
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                stop()
+            store.close()
+
+    app = FastAPI(
+        title="OpenLFR operator server",
+        version=version,
+        description=(
+            "Authorised deployments, live alerts, human adjudication, audit and retention. Log in at /login "
+            "(browser: a session cookie, and every write echoes the CSRF token in `X-CSRF-Token`) or send "
+            "`Authorization: Bearer TOKEN` (`openlfr users token NAME`)."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.server = state
+    from openlfr.api.tiles import TileBoard
+
+    app.state.tiles = TileBoard(blur_scene=settings.tile_blur_scene)
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_: Principal = Depends(allow(*ANY_ROLE))) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_: Principal = Depends(allow(*ANY_ROLE))) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="OpenLFR API")
+
+    from openlfr.api.routes import router
+    from openlfr.web.pages import mount_console
+
+    app.include_router(router)
+    mount_console(app)
+    install_error_answers(app)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, max_json=settings.max_json_bytes, max_upload=settings.max_upload_bytes)
+    return app

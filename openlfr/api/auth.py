@@ -1,0 +1,183 @@
+"""Accounts, passwords, sessions and login throttling. No web framework here: the routes call these.
+
+Passwords are hashed with argon2id. A session is a random token: the browser holds it in an HttpOnly,
+SameSite=Strict cookie, an API client sends it as a bearer token; the database keeps only its SHA-256, so a
+copy of the database logs nobody in. Each browser session has its own CSRF token, which every state-changing
+request must echo in the ``X-CSRF-Token`` header. Failed logins are counted per user name and per address;
+past the limit the login is refused (HTTP 429) before the password is even checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from openlfr.errors import OpenLFRError
+from openlfr.governance.deployments import now_utc, utc
+from openlfr.governance.roles import Role
+from openlfr.settings import Settings
+from openlfr.store.governance_models import LoginFailure, User, UserSession
+
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_CHARS = 1024
+
+
+class AccountError(OpenLFRError):
+    """A user name, password or role that cannot be accepted."""
+
+
+class LoginRefused(OpenLFRError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    role: Role
+    kind: str  # "cookie" (browser: CSRF applies) or "token" (API client)
+    csrf_token: str
+
+
+def password_hasher(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_username(username: str) -> str:
+    name = username.strip().lower()
+    if not USERNAME_PATTERN.match(name):
+        raise AccountError("a user name is 2-64 characters: lower-case letters, digits, '.', '_' or '-'")
+    return name
+
+
+def validate_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise AccountError(f"a password can have at most {MAX_PASSWORD_CHARS} characters")
+
+
+def create_user(
+    session: Session,
+    settings: Settings,
+    username: str,
+    password: str,
+    role: Role,
+    created_by: str,
+    display_name: str = "",
+) -> User:
+    name = validate_username(username)
+    validate_password(password)
+    if session.scalar(select(User.id).where(User.username == name)) is not None:
+        raise AccountError(f"a user named {name!r} already exists")
+    user = User(
+        username=name,
+        display_name=display_name.strip()[:200] or name,
+        role=role.value,
+        password_hash=password_hasher(settings).hash(password),
+        active=True,
+        created_by=created_by,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def _recent_failures(session: Session, column: InstrumentedAttribute[str], value: str, since: datetime) -> int:
+    count = session.scalar(
+        select(func.count()).select_from(LoginFailure).where(column == value, LoginFailure.at >= since)
+    )
+    return int(count or 0)
+
+
+def check_login(session: Session, settings: Settings, username: str, password: str, ip: str, now: datetime) -> User:
+    """The user, if the password is right and the throttle allows; records a failure otherwise (caller commits)."""
+    name = username.strip().lower()[:64]
+    since = utc(now) - timedelta(seconds=settings.login_window_seconds)
+    if _recent_failures(session, LoginFailure.username, name, since) >= settings.login_max_failures or (
+        _recent_failures(session, LoginFailure.ip, ip, since) >= settings.login_ip_max_failures
+    ):
+        minutes = max(1, round(settings.login_window_seconds / 60))
+        raise LoginRefused(f"too many failed logins; try again in {minutes} minutes", 429)
+    user = session.scalar(select(User).where(User.username == name))
+    hasher = password_hasher(settings)
+    ok = False
+    if user is not None and user.active:
+        try:
+            ok = hasher.verify(user.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+    else:
+        # Spend the same time on an unknown name as on a wrong password: no user enumeration by timing.
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            hasher.verify(_dummy_hash(settings), password)
+    if not ok or user is None:
+        session.add(LoginFailure(username=name, ip=ip, at=utc(now)))
+        raise LoginRefused("wrong user name or password", 401)
+    session.execute(delete(LoginFailure).where(LoginFailure.username == name))
+    return user
+
+
+_DUMMY: dict[tuple[int, int, int], str] = {}
+
+
+def _dummy_hash(settings: Settings) -> str:
+    params = (settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+    if params not in _DUMMY:
+        _DUMMY[params] = password_hasher(settings).hash(secrets.token_hex(16))
+    return _DUMMY[params]
+
+
+def open_session(session: Session, user: User, kind: str, lifetime: timedelta, now: datetime | None = None) -> str:
+    """A new session or API token for ``user``; returns the token (shown once, stored only as a hash)."""
+    token = secrets.token_urlsafe(32)
+    started = now or now_utc()
+    session.add(
+        UserSession(
+            token_hash=token_digest(token),
+            user_id=user.id,
+            kind=kind,
+            csrf_token=secrets.token_urlsafe(24),
+            created_at=started,
+            expires_at=started + lifetime,
+        )
+    )
+    session.flush()
+    return token
+
+
+def resolve(session: Session, token: str, kind: str, now: datetime | None = None) -> Principal | None:
+    if not token or len(token) > 200:
+        return None
+    row = session.get(UserSession, token_digest(token))
+    if row is None or row.kind != kind or utc(row.expires_at) <= (now or now_utc()) or not row.user.active:
+        return None
+    return Principal(row.user.id, row.user.username, Role(row.user.role), row.kind, row.csrf_token)
+
+
+def close_session(session: Session, token: str) -> None:
+    session.execute(delete(UserSession).where(UserSession.token_hash == token_digest(token)))
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return given is not None and secrets.compare_digest(expected.encode(), given.encode())

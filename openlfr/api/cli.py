@@ -1,0 +1,227 @@
+"""CLI of the operator server: ``openlfr serve``, ``openlfr worker``, ``openlfr users ...``, ``openlfr audit verify``,
+``openlfr retention run``. ``register(app)`` adds them to the front door."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from openlfr.errors import OpenLFRError
+from openlfr.settings import get_settings
+
+users_app = typer.Typer(
+    help="Accounts of the operator server (admin, authoriser, operator, auditor).", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention: destroy what is due now.", no_args_is_help=True)
+
+
+def _cli_actor() -> str:
+    """Who acted at the keyboard, as the audit log records it."""
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default from settings: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings: 8400).")] = None,
+    pipelines: Annotated[
+        bool, typer.Option(help="Run the live pipelines in this process (else leave them to `openlfr worker`).")
+    ] = True,
+) -> None:
+    """Run the operator server: JSON API (/docs), console, retention, and the live pipelines of live deployments."""
+    import uvicorn
+
+    from openlfr.api.app import create_app
+
+    settings = get_settings()
+    app = create_app(settings, pipelines=pipelines)
+    uvicorn.run(
+        app,
+        host=host or settings.server_host,
+        port=port or settings.server_port,
+        log_level="warning",
+        access_log=False,  # request lines can carry names and ids; the audit log is the record
+        proxy_headers=False,
+    )
+
+
+def worker() -> None:
+    """Run the live pipelines of live deployments without the web server (alerts meet the server in the database)."""
+    import signal
+    import threading
+
+    from openlfr.api.runner import Scheduler
+    from openlfr.api.tiles import TileBoard
+    from openlfr.store import open_store
+
+    settings = get_settings()
+    store = open_store(settings)
+    scheduler = Scheduler(store, settings, TileBoard(blur_scene=settings.tile_blur_scene))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    scheduler.start()
+    typer.echo("worker running; Ctrl-C to stop", err=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler.stop()
+        store.close()
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="Lower-case letters, digits, '.', '_' or '-'.")],
+    role: Annotated[str, typer.Option(help="admin, authoriser, operator or auditor.")],
+    display_name: Annotated[str, typer.Option("--name", help="The person's name as shown.")] = "",
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+) -> None:
+    """Create an account. The password is asked for (or read from stdin); it is stored only as an argon2 hash."""
+    from openlfr.api import auth
+    from openlfr.api.audit_log import audit_key
+    from openlfr.api.services import Context
+    from openlfr.governance.roles import parse_role
+    from openlfr.store import open_store
+
+    chosen = parse_role(role)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    auth.validate_username(username)
+    auth.validate_password(password)
+    settings = get_settings()
+    store = open_store(settings)
+    try:
+        with store.session() as db:
+            user = auth.create_user(db, settings, username, password, chosen, _cli_actor(), display_name)
+            Context(settings, audit_key(settings), _cli_actor(), "cli").audit(
+                db, "user.create", f"user:{user.username}", {"role": user.role}
+            )
+            name = user.username
+    finally:
+        store.close()
+    typer.echo(f"created {chosen.value} {name}")
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The accounts and their roles."""
+    from sqlalchemy import select
+
+    from openlfr.store import open_store
+    from openlfr.store.governance_models import User
+
+    store = open_store(get_settings())
+    try:
+        with store.session() as db:
+            rows = [
+                {"username": u.username, "role": u.role, "active": u.active, "name": u.display_name}
+                for u in db.scalars(select(User).order_by(User.username))
+            ]
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['username']:<24} {row['role']:<11} {'active' if row['active'] else 'disabled'}  {row['name']}"
+        )
+
+
+@users_app.command("token")
+def users_token(
+    username: Annotated[str, typer.Argument()],
+    days: Annotated[float, typer.Option(min=0.01, max=366, help="How long the token lasts.")] = 30.0,
+) -> None:
+    """Issue an API token for a user (``Authorization: Bearer TOKEN``); printed once, stored only as a hash."""
+    from sqlalchemy import select
+
+    from openlfr.api import auth
+    from openlfr.api.audit_log import audit_key
+    from openlfr.api.services import Context
+    from openlfr.store import open_store
+    from openlfr.store.governance_models import User
+
+    settings = get_settings()
+    store = open_store(settings)
+    try:
+        with store.session() as db:
+            user = db.scalar(select(User).where(User.username == username.strip().lower()))
+            if user is None or not user.active:
+                raise OpenLFRError(f"no active user named {username!r}")
+            token = auth.open_session(db, user, "token", timedelta(days=days))
+            Context(settings, audit_key(settings), _cli_actor(), "cli").audit(
+                db, "user.token", f"user:{user.username}", {"days": days}
+            )
+    finally:
+        store.close()
+    typer.echo(token)
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check the audit log's hash chain; name the first entry altered, removed or inserted. Exit 1 if broken."""
+    from openlfr.api import audit_log
+    from openlfr.store import open_store
+
+    settings = get_settings()
+    store = open_store(settings)
+    try:
+        with store.session() as db:
+            verdict = audit_log.verify(db, audit_log.audit_key(settings))
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": verdict.ok,
+                    "entries": verdict.entries,
+                    "first_bad_seq": verdict.first_bad_seq,
+                    "problem": verdict.problem,
+                    "message": verdict.message,
+                }
+            )
+        )
+    else:
+        typer.echo(verdict.message)
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+@retention_app.command("run")
+def retention_run() -> None:
+    """Close finished deployment windows and destroy snapshots and probe images that are due, now."""
+    from openlfr.api.retention import enforce_once
+    from openlfr.store import open_store
+
+    settings = get_settings()
+    store = open_store(settings)
+    try:
+        report = enforce_once(store, settings)
+    finally:
+        store.close()
+    typer.echo(
+        f"destroyed {len(report.snapshots_destroyed)} watchlist snapshot(s), "
+        f"purged {len(report.probes_purged)} probe image(s)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(retention_app, name="retention")

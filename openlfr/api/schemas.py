@@ -1,0 +1,213 @@
+"""Request and response bodies of the JSON API. Inputs are strict: unknown fields, wrong types, naive times and
+over-long strings are refused with 422 before any handler runs."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from openlfr.governance.adjudication import Decision, Outcome
+from openlfr.governance.roles import Role
+
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
+Text200 = Annotated[str, Field(min_length=1, max_length=200)]
+Text5000 = Annotated[str, Field(min_length=1, max_length=5000)]
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value.replace("\n", "").replace("\r", "").replace("\t", "")):
+        raise ValueError("contains control characters")
+    return value
+
+
+class CameraIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    source: Annotated[str, Field(min_length=1, max_length=1000)]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not CAMERA_NAME.match(value):
+            raise ValueError("a camera name is letters, digits, spaces, '.', '_' or '-' (up to 64)")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        _no_control(value)
+        parsed = urlparse(value)
+        if parsed.scheme in STREAM_SCHEMES and parsed.netloc:
+            return value
+        if re.fullmatch(r"(camera:\d{1,2}|/dev/video\d{1,2})", value):
+            return value
+        path = Path(value)
+        if not path.is_absolute() or ".." in path.parts:
+            raise ValueError(
+                "a camera source is a stream URL (rtsp://, http://, ...), camera:N, or an absolute file path"
+            )
+        return value
+
+
+class DraftIn(Strict):
+    name: Text200
+    place: Annotated[str, Field(min_length=1, max_length=300)]
+    purpose: Text5000
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    cameras: Annotated[list[CameraIn], Field(min_length=1, max_length=16)]
+    watchlist: Text200
+    threshold: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None
+    target_fpir: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None
+
+    model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
+
+    @field_validator("name", "place", "purpose", "watchlist")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _no_control(value)
+
+    @field_validator("threshold", "target_fpir", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any) -> Any:
+        # Not strict mode as a whole (times arrive as ISO strings), but a number must be a number.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError("must be a number")
+        return value
+
+
+class JustificationIn(Strict):
+    justification: Text5000
+
+
+class ReasonIn(Strict):
+    reason: Text5000
+
+
+class DecisionIn(Strict):
+    decision: Decision
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class OutcomeIn(Strict):
+    outcome: Outcome
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class UserIn(Strict):
+    username: Annotated[str, Field(min_length=2, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    role: Role
+    display_name: Annotated[str, Field(max_length=200)] = ""
+
+    model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=False)
+
+
+class SettingsIn(Strict):
+    require_second_verifier: StrictBool
+
+
+class WatchlistIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    purpose: Annotated[str, Field(max_length=5000)] = ""
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    active: bool
+    created_at: datetime
+    created_by: str
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    name: str
+    place: str
+    purpose: str
+    starts_at: datetime
+    ends_at: datetime
+    cameras: list[dict[str, Any]]
+    watchlist: str
+    threshold: float | None
+    target_fpir: float | None
+    status: str
+    phase: str
+    created_by: str
+    authorised_by: str | None
+    authorised_at: datetime | None
+    justification: str | None
+    cancelled_by: str | None
+    cancel_reason: str | None
+    ended_at: datetime | None
+    effective_threshold: float | None
+    threshold_note: str | None
+    watchlist_size: int
+    snapshot_destroyed_at: datetime | None
+    frames: int
+    faces_seen: int
+    alerts_raised: int
+    may_match: bool
+    may_match_reason: str
+
+
+class ReviewOut(BaseModel):
+    alert_id: int
+    deployment_id: int
+    alert_at: datetime
+    person_ref: str
+    decision: str | None
+    decided_by: str | None
+    verified_by: str | None
+    outcome: str | None
+    outcome_by: str | None
+    held_by: str | None
+    probe_purged_at: datetime | None
+    stage: str
+
+
+class AlertOut(ReviewOut):
+    camera: str
+    track: str
+    score: float
+    person_name: str
+    category: str
+    reason: str
+    candidates: list[dict[str, Any]]
+    has_probe: bool
+    has_reference: bool
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    hash: str
+
+
+class VerdictOut(BaseModel):
+    ok: bool
+    entries: int
+    first_bad_seq: int | None
+    problem: str | None
+    message: str

@@ -1,0 +1,137 @@
+// OpenLFR console: send forms to the JSON API with the CSRF token, keep the alert queue live (server-sent
+// events) and refresh camera tiles. No framework: the pages are rendered by the server.
+"use strict";
+
+const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+function showError(scope, message) {
+  const box = (scope && scope.querySelector("[data-error]")) || document.querySelector("[data-error]");
+  if (box) { box.textContent = message; box.hidden = false; } else { alert(message); }
+}
+
+async function describe(response) {
+  try {
+    const body = await response.json();
+    let text = body.detail || response.statusText;
+    if (Array.isArray(body.problems)) {
+      text += ": " + body.problems.map((p) => (p.field || p.photo || "") + " " + p.problem).join("; ");
+    }
+    return text;
+  } catch (_) { return response.status + " " + response.statusText; }
+}
+
+// A form's fields as the API's JSON: numbers, booleans, ISO times with the browser's zone, camera lines.
+function formJson(form) {
+  const body = {};
+  for (const el of form.elements) {
+    if (!el.name || el.disabled || el.type === "submit" || el.dataset.path) continue;
+    const kind = el.dataset.type || "";
+    if (kind === "bool") { body[el.name] = el.checked; continue; }
+    const value = el.value.trim();
+    if (kind === "number") { if (value !== "") body[el.name] = Number(value); continue; }
+    if (kind === "one-in") { if (value !== "") body.target_fpir = 1 / Number(value); continue; }
+    if (kind === "datetime") { if (value !== "") body[el.name] = new Date(value).toISOString(); continue; }
+    if (kind === "cameras") {
+      body[el.name] = value.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
+        const at = line.indexOf("=");
+        return at < 0 ? { name: line, source: "" } : { name: line.slice(0, at).trim(), source: line.slice(at + 1).trim() };
+      });
+      continue;
+    }
+    if (value !== "" || el.required) body[el.name] = value;
+  }
+  return body;
+}
+
+function target(template, form) {
+  return template.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(form.elements[key].value));
+}
+
+async function send(url, method, body, multipart) {
+  const headers = { "X-CSRF-Token": csrf() };
+  let payload = body;
+  if (!multipart && body !== undefined) { headers["Content-Type"] = "application/json"; payload = JSON.stringify(body); }
+  return fetch(url, { method, headers, body: payload, credentials: "same-origin" });
+}
+
+async function afterSuccess(response, next) {
+  if (next) {
+    let data = {};
+    try { data = await response.clone().json(); } catch (_) { /* not JSON */ }
+    window.location = next.replace("{id}", data.id || "");
+  } else {
+    window.location.reload();
+  }
+}
+
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest("form[data-api]");
+  if (!form) return;
+  event.preventDefault();
+  const button = form.querySelector("[type=submit]");
+  if (button) button.disabled = true;
+  try {
+    const url = target(form.dataset.api, form);
+    let response;
+    if (form.dataset.raw) response = await send(url, "POST");
+    else if (form.dataset.multipart) {
+      const data = new FormData(form);
+      for (const el of form.elements) if (el.dataset.path) data.delete(el.name);
+      response = await send(url, form.dataset.method || "POST", data, true);
+    } else response = await send(url, form.dataset.method || "POST", formJson(form));
+    if (response.ok || response.redirected) await afterSuccess(response, form.dataset.next);
+    else showError(form, await describe(response));
+  } catch (error) {
+    showError(form, "the server could not be reached: " + error);
+  } finally {
+    if (button) button.disabled = false;
+  }
+});
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-api]");
+  if (!button || button.closest("form")) return;
+  event.preventDefault();
+  button.disabled = true;
+  try {
+    const response = await send(button.dataset.api, button.dataset.method || "POST", JSON.parse(button.dataset.body || "{}"));
+    if (response.ok) await afterSuccess(response, button.dataset.next);
+    else showError(button.closest("section"), await describe(response));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// The live queue: the server announces every change; we fetch the re-rendered list.
+function liveQueue() {
+  const queue = document.getElementById("queue");
+  if (!queue || !window.EventSource) return;
+  const state = document.getElementById("live-state");
+  let shown = new Set([...queue.querySelectorAll("[data-alert]")].map((a) => a.dataset.alert));
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => { if (state) state.classList.add("on"); });
+  source.addEventListener("error", () => { if (state) state.classList.remove("on"); });
+  source.addEventListener("logout", () => { window.location = "/login"; });
+  source.addEventListener("queue", async () => {
+    const response = await fetch(queue.dataset.fragment, { credentials: "same-origin" });
+    if (!response.ok) return;
+    queue.innerHTML = await response.text();
+    const now = [...queue.querySelectorAll("[data-alert]")];
+    for (const row of now) if (!shown.has(row.dataset.alert)) row.classList.add("new");
+    shown = new Set(now.map((a) => a.dataset.alert));
+  });
+}
+
+// Camera tiles: a fresh picture every second while the page is visible.
+function liveTiles() {
+  const tiles = [...document.querySelectorAll("img[data-live-src]")];
+  if (!tiles.length) return;
+  const refresh = () => {
+    if (document.hidden) return;
+    for (const img of tiles) img.src = img.dataset.liveSrc + "?t=" + Date.now();
+  };
+  refresh();
+  setInterval(refresh, 1000);
+}
+
+document.addEventListener("DOMContentLoaded", () => { liveQueue(); liveTiles(); });
