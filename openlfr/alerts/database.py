@@ -1,0 +1,184 @@
+"""Alerts in the database: committed before anyone is told, and a ledger of which sink delivered which alert."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Hashable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from openlfr.alerts.record import AlertRecord
+from openlfr.store.alert_models import Alert, AlertDelivery
+from openlfr.store.db import Store
+from openlfr.stream.pipeline import AlertFound
+
+
+def _image_id(reference: Hashable) -> int | None:
+    """Gallery reference ids are image row ids for stored watchlists; anything else has no image to show."""
+    return reference if isinstance(reference, int) and not isinstance(reference, bool) else None
+
+
+def candidate_list(found: AlertFound, names: Mapping[str, str]) -> list[dict[str, object]]:
+    return [
+        {
+            "person": str(person),
+            "name": names.get(str(person), ""),
+            "reference_image_id": _image_id(reference),
+            "score": round(score, 4),
+        }
+        for person, reference, score in found.candidates
+    ]
+
+
+class AlertDatabase:
+    """Writes alert rows. ``commit`` returns only once the row is durable: then it may be announced."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def commit(
+        self,
+        found: AlertFound,
+        *,
+        watchlist_name: str,
+        names: Mapping[str, str],
+        deployment_id: int | None = None,
+        reference_image_id: int | None = None,
+    ) -> AlertRecord:
+        person = str(found.person_id)
+        row = Alert(
+            uid=str(uuid.uuid4()),
+            created_at=datetime.now(UTC),
+            seen_at=found.seen_at,
+            deployment_id=deployment_id,
+            watchlist_name=watchlist_name,
+            camera=found.camera,
+            track_id=found.track_id,
+            media_time_s=round(found.media_time, 3),
+            person_ref=person,
+            person_name=names.get(person, ""),
+            reference_image_id=reference_image_id if reference_image_id is not None else _image_id(found.reference_id),
+            score=float(found.score),
+            threshold=float(found.threshold),
+            model_id=found.model_id,
+            candidates=candidate_list(found, names),
+            evidence=dict(found.evidence),
+            probe_jpeg=found.probe_jpeg,
+        )
+        with self.store.session() as session:
+            session.add(row)
+        # Frame-to-alert latency: from the deciding frame's arrival to the alert being durable.
+        latency = (time.monotonic() - found.arrival) * 1000.0
+        with self.store.session() as session:
+            session.execute(sa.update(Alert).where(Alert.id == row.id).values(latency_ms=latency))
+        return AlertRecord(
+            id=row.id,
+            uid=row.uid,
+            created_at=row.created_at,
+            seen_at=row.seen_at,
+            camera=row.camera,
+            track_id=row.track_id,
+            person_ref=row.person_ref,
+            person_name=row.person_name,
+            reference_image_id=row.reference_image_id,
+            score=row.score,
+            threshold=row.threshold,
+            model_id=row.model_id,
+            watchlist_name=row.watchlist_name,
+            candidates=row.candidates,
+            evidence=row.evidence,
+            probe_jpeg=found.probe_jpeg,
+            latency_ms=latency,
+            media_time_s=row.media_time_s,
+            deployment_id=deployment_id,
+        )
+
+    def load(self, alert_id: int) -> AlertRecord | None:
+        with self.store.session() as session:
+            row = session.get(Alert, alert_id, options=[sa.orm.undefer(Alert.probe_jpeg)])
+            if row is None:
+                return None
+            return record_of(row)
+
+
+def record_of(row: Alert) -> AlertRecord:
+    return AlertRecord(
+        id=row.id,
+        uid=row.uid,
+        created_at=row.created_at,
+        seen_at=row.seen_at,
+        camera=row.camera,
+        track_id=row.track_id,
+        person_ref=row.person_ref,
+        person_name=row.person_name,
+        reference_image_id=row.reference_image_id,
+        score=row.score,
+        threshold=row.threshold,
+        model_id=row.model_id,
+        watchlist_name=row.watchlist_name,
+        candidates=list(row.candidates or []),
+        evidence=dict(row.evidence or {}),
+        probe_jpeg=row.probe_jpeg,
+        latency_ms=row.latency_ms,
+        media_time_s=row.media_time_s,
+        deployment_id=row.deployment_id,
+    )
+
+
+class DeliveryLedger:
+    """Which sink has delivered which alert, in the database, so an alert goes out once even across restarts."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _row(self, session: sa.orm.Session, alert_id: int, sink: str) -> AlertDelivery:
+        row = session.scalars(
+            sa.select(AlertDelivery).where(AlertDelivery.alert_id == alert_id, AlertDelivery.sink == sink)
+        ).one_or_none()
+        if row is None:
+            row = AlertDelivery(alert_id=alert_id, sink=sink, attempts=0)
+            session.add(row)
+        return row
+
+    def delivered(self, alert_id: int, sink: str) -> bool:
+        with self.store.session() as session:
+            return (
+                session.scalar(
+                    sa.select(AlertDelivery.id).where(
+                        AlertDelivery.alert_id == alert_id,
+                        AlertDelivery.sink == sink,
+                        AlertDelivery.delivered_at.is_not(None),
+                    )
+                )
+                is not None
+            )
+
+    def attempt_failed(self, alert_id: int, sink: str, error: str) -> None:
+        with self.store.session() as session:
+            row = self._row(session, alert_id, sink)
+            row.attempts = (row.attempts or 0) + 1
+            row.last_error = error[:2000]
+
+    def mark_delivered(self, alert_id: int, sink: str) -> None:
+        with self.store.session() as session:
+            row = self._row(session, alert_id, sink)
+            row.attempts = (row.attempts or 0) + 1
+            row.delivered_at = datetime.now(UTC)
+            row.last_error = None
+
+    def undelivered(self, sink: str, within: timedelta) -> list[AlertRecord]:
+        """Alerts of the last ``within`` this sink has not delivered (to resend after a restart)."""
+        since = datetime.now(UTC) - within
+        delivered = sa.select(AlertDelivery.alert_id).where(
+            AlertDelivery.sink == sink, AlertDelivery.delivered_at.is_not(None)
+        )
+        with self.store.session() as session:
+            rows = session.scalars(
+                sa.select(Alert)
+                .where(Alert.created_at >= since, Alert.id.not_in(delivered))
+                .options(sa.orm.undefer(Alert.probe_jpeg))
+                .order_by(Alert.id)
+            ).all()
+            return [record_of(row) for row in rows]

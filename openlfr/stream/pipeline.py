@@ -1,0 +1,404 @@
+"""One camera's analysis: detect -> track -> quality and best shot -> budgeted embedding -> match -> evidence -> alert.
+
+What runs on which frame (the costs are this machine's, one core, dlib HOG):
+
+* **Whole-picture detection** every ``detect_interval_s`` (default 0.2 s, five times a second). HOG on the
+  luma plane costs ~20 ms at 640x360 and ~150 ms at 1080p: every frame would need 4 cores for a 25 fps
+  1080p camera. A face walking into view is found within 0.2 s; faces are not lost in that time.
+* **Track-local detection** on the frames in between: HOG in a window around each track's predicted box,
+  scaled so the face is ~100 px tall (3-6 ms per face), so tracks follow faces on every analysed frame and
+  the best shot is chosen from many frames, not five a second.
+* **Landmarks, chip and quality** only for tracks that could take a sample now (not decided, budget left,
+  ``embed_gap_s`` since the last one): from a small RGB region converted on demand (never the whole frame).
+* **Embedding** (the one ONNX call per frame, all chosen faces batched) only for observations that pass the
+  quality gate and the per-track budget: the first samples quickly (an alert needs ``k``), then at doubling
+  gaps or when the face is clearly better than any embedded so far, at most ``embed_budget`` per track.
+* **Matching** of each embedding against the watchlist, then the k-of-n evidence rule of the track; one alert
+  per person per track, and a cooldown per person per camera across tracks.
+
+Privacy: crops, chips and embeddings exist only in this object's memory. A sample's crop is kept only while
+its score could make it an alert's probe; all of a track's biometric state is dropped when the track ends
+(``Track.forget``). Nothing here writes to disk or logs anything about a face.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from openlfr.stream.evidence import Candidate, EvidenceRule, decide
+from openlfr.stream.frames import YuvFrame, clip_box, expand_box, scale_box, shift_box
+from openlfr.stream.source import CameraConfig
+from openlfr.stream.stats import CameraCounters, LatencyHistogram
+from openlfr.stream.tracker import Observation, Sample, Track, Tracker, affinity
+from openlfr.vision.engine import FaceEngine
+from openlfr.vision.image_io import encode_jpeg
+from openlfr.vision.types import Box, Detection, Face, FaceDetector
+from openlfr.watchlist.score import match_score
+
+
+class Matcher(Protocol):
+    """A watchlist to search (``openlfr.watchlist.search.Gallery`` fits): top-k people per probe, best first."""
+
+    model_id: str
+
+    def search(self, probes: np.ndarray, k: int = 5) -> Sequence[Sequence[Candidate]]: ...
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    detect_interval_s: float = 0.2  # whole-picture detection at most this often (see the module docstring)
+    track_between: bool = True  # follow known faces on the frames in between
+    detect_upsample: int = 0  # HOG upsampling: 0 finds faces from ~70 px, 1 from ~40 px at 4x the cost
+    detect_scale: float = 1.0  # search a copy scaled by this (e.g. 0.5 for a 4K camera with large faces)
+    min_face_px: int = 40  # shorter faces are ignored (camera settings may raise it)
+    window_margin: float = 0.5  # track-local search window: the predicted box grown by this on every side
+    window_face_px: int = 80  # the window is scaled so the face is about this tall (HOG finds 80 px faces best)
+    max_age_s: float = 1.0  # a track unseen this long has ended
+    embed_budget: int = 10  # embeddings per track at most
+    embed_gap_s: float = 0.15  # between two samples of one track, at least
+    max_sample_gap_s: float = 1.0  # the doubling gaps stop growing here
+    better_by: float = 0.1  # a face this much better (Quality.score) than any embedded is sampled early
+    min_inter_eye_px: float = 14.0  # quality gate for a sample
+    max_yaw_deg: float = 45.0
+    max_pitch_deg: float = 35.0
+    min_sharpness: float = 2.0
+    evidence_k: int = 2
+    evidence_n: int = 5
+    cooldown_s: float = 60.0  # after an alert for a person on a camera, other tracks of them stay quiet
+    top_k: int = 5  # candidates kept per sample and shown with an alert
+    probe_margin: float = 0.5  # the alert's probe crop: the face box grown by this on every side
+    reid_min_score: float = 0.75  # match score between two faces for a lost track to be picked up again
+
+
+@dataclass(frozen=True)
+class AlertFound:
+    """An alert as the pipeline raises it: everything but what the database adds (id, commit time)."""
+
+    camera: str
+    track_id: int
+    person_id: Hashable
+    reference_id: Hashable
+    score: float
+    threshold: float
+    candidates: list[tuple[Hashable, Hashable, float]]  # (person, reference, score), best first
+    probe_jpeg: bytes
+    arrival: float  # time.monotonic() when the deciding frame arrived
+    seen_at: datetime  # the same moment, on the wall clock (UTC)
+    clock: float
+    media_time: float
+    model_id: str
+    evidence: dict[str, float | int]
+
+
+@dataclass(frozen=True)
+class TrackBox:
+    """A face on the current frame, for a live view: where, which track, and whether it raised an alert."""
+
+    box: Box
+    track_id: int
+    alerted: bool
+    label: str = ""
+
+
+@dataclass
+class FrameResult:
+    alerts: list[AlertFound] = field(default_factory=list)
+    boxes: list[TrackBox] = field(default_factory=list)
+    full_detection: bool = False
+
+
+def resize_gray(image: np.ndarray, factor: float) -> np.ndarray:
+    if abs(factor - 1.0) < 1e-3:
+        return image
+    rows, cols = image.shape[:2]
+    size = (max(1, round(cols * factor)), max(1, round(rows * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        camera: CameraConfig,
+        config: PipelineConfig,
+        engine: FaceEngine,
+        detector: FaceDetector,
+        matcher: Matcher | None,
+        rule: EvidenceRule | None,
+        may_match: Callable[[], bool] = lambda: True,
+    ) -> None:
+        if matcher is not None and matcher.model_id != engine.model_id:
+            raise ValueError(
+                f"the watchlist holds {matcher.model_id} embeddings but the camera makes {engine.model_id}"
+            )
+        self.camera = camera
+        self.config = config
+        self.engine = engine
+        self.detector = detector
+        self.matcher = matcher
+        self.rule = rule
+        self.may_match = may_match
+        self.tracker = Tracker(max_age_s=config.max_age_s, reid_min_similarity=config.reid_min_score)
+        self.counters = CameraCounters()
+        self.latency = LatencyHistogram()
+        self.min_face_px = max(camera.min_face_px, 0) or config.min_face_px
+        self._last_detect = float("-inf")
+        self._last_alert: dict[Hashable, float] = {}
+        self._matching_now = False
+
+    # ----- the frame loop -----
+
+    def process(self, frame: YuvFrame, clock: float, arrival: float, media_time: float = 0.0) -> FrameResult:
+        result = FrameResult()
+        self.counters.processed += 1
+        self._matching_now = self.matcher is not None and self.rule is not None and bool(self.may_match())
+        seen: list[tuple[Track, Observation]] = []
+        if clock - self._last_detect >= self.config.detect_interval_s:
+            result.full_detection = True
+            self._last_detect = clock
+            self.counters.detect_frames += 1
+            seen = self._detect_and_associate(frame, clock)
+        elif self.config.track_between and self.tracker.active:
+            seen = self._follow(frame, clock)
+        self.counters.faces_seen += len(seen)
+        self.counters.tracks = self.tracker.created
+
+        if self._matching_now and seen:
+            result.alerts = self._sample_and_match(frame, seen, clock, arrival, media_time)
+        for track, observation in seen:
+            labels = [str(p) for p in sorted(track.alerted, key=str)]
+            result.boxes.append(TrackBox(observation.box, track.id, bool(track.alerted), ", ".join(labels)))
+
+        for track in self.tracker.expire(clock):
+            track.forget()
+        self.latency.add((time.monotonic() - arrival) * 1000.0)
+        return result
+
+    def finish(self) -> None:
+        """The camera stopped: end every track and forget what they held."""
+        for track in self.tracker.end_all():
+            track.forget()
+
+    # ----- detection and tracking -----
+
+    def _search_area(self, frame: YuvFrame) -> Box:
+        return clip_box(self.camera.roi, frame.width, frame.height) if self.camera.roi else frame.bounds()
+
+    def _detect_in(self, frame: YuvFrame, area: Box, factor: float) -> list[Detection]:
+        if area.width < 16 or area.height < 16:
+            return []
+        gray = resize_gray(frame.gray(area), factor)
+        found = []
+        for detection in self.detector.detect(gray):
+            box = shift_box(scale_box(detection.box, 1.0 / factor), area.left, area.top)
+            box = clip_box(box, frame.width, frame.height)
+            if box.height >= self.min_face_px and box.width > 0:
+                found.append(Detection(box, detection.score, detection.detector))
+        return found
+
+    def _detect_and_associate(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
+        detections = self._detect_in(frame, self._search_area(frame), self.config.detect_scale)
+        observations = [Observation(d.box, d.score, clock) for d in detections]
+        embed = (lambda o: self._embed_one(frame, o)) if self._matching_now else None
+        association = self.tracker.associate(observations, clock, embed, self._similarity)
+        seen = []
+        for track, observation in association.matched:
+            track.observe(observation)
+            seen.append((track, observation))
+        for observation in association.new:
+            seen.append((self.tracker.start(observation), observation))
+        return seen
+
+    def _follow(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
+        """Track-local detection around each track's predicted box; the better claim wins a shared face."""
+        area = self._search_area(frame)
+        claims: list[tuple[float, Track, Observation]] = []
+        for track in self.tracker.active.values():
+            predicted = track.predict(clock)
+            window = clip_box(
+                expand_box(predicted, self.config.window_margin, frame.width, frame.height), area.right, area.bottom
+            )
+            window = Box(max(window.left, area.left), max(window.top, area.top), window.right, window.bottom)
+            factor = min(2.0, max(0.25, self.config.window_face_px / max(predicted.height, 1)))
+            best, best_value = None, self.tracker.min_affinity
+            for detection in self._detect_in(frame, window, factor):
+                value = affinity(predicted, detection.box)
+                if value >= best_value:
+                    best, best_value = detection, value
+            if best is not None:
+                claims.append((best_value, track, Observation(best.box, best.score, clock)))
+        seen: list[tuple[Track, Observation]] = []
+        for _, track, observation in sorted(claims, key=lambda c: -c[0]):
+            if any(observation.box.iou(other.box) > 0.5 for _, other in seen):
+                continue  # two tracks on one face: the weaker claim waits and ages out if it was a duplicate
+            track.observe(observation)
+            seen.append((track, observation))
+        return seen
+
+    # ----- biometric work (memory only) -----
+
+    def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        return float(match_score(float(a @ b), self.engine.model_id))
+
+    def _analyse(self, frame: YuvFrame, observation: Observation) -> tuple[Face, np.ndarray, Box] | None:
+        """Landmarks, chip and quality of one face, from an RGB region around it (and that region)."""
+        region = expand_box(observation.box, 1.0, frame.width, frame.height)
+        rgb, region = frame.rgb(region)
+        local = shift_box(observation.box, -region.left, -region.top)
+        try:
+            (face,) = self.engine.analyse(rgb, [Detection(local, observation.score, "hog")])
+        except (ValueError, RuntimeError):
+            return None
+        observation.face = face
+        return face, rgb, region
+
+    def _embed_one(self, frame: YuvFrame, observation: Observation) -> np.ndarray | None:
+        """Embed a single face for association (a near tie, a face reappearing); reused as a sample later."""
+        if observation.embedding is not None:
+            return observation.embedding
+        analysed = self._analyse(frame, observation)
+        if analysed is None:
+            return None
+        self.engine.embed([analysed[0]])
+        self.counters.embeddings += 1
+        observation.embedding = analysed[0].embedding
+        return observation.embedding
+
+    def _passes_gate(self, face: Face) -> bool:
+        q, c = face.quality, self.config
+        return (
+            q.inter_eye_px >= c.min_inter_eye_px
+            and abs(q.yaw_deg) <= c.max_yaw_deg
+            and abs(q.pitch_deg) <= c.max_pitch_deg
+            and q.sharpness >= c.min_sharpness
+        )
+
+    def _due(self, track: Track, clock: float) -> bool:
+        """Could this track take a sample now (before looking at the face)?"""
+        if track.decided or track.embeddings >= self.config.embed_budget:
+            return False
+        return clock - track.last_embed_clock >= self.config.embed_gap_s
+
+    def _wants(self, track: Track, quality: float, clock: float) -> bool:
+        c = self.config
+        assert self.rule is not None
+        since = clock - track.last_embed_clock
+        if track.embeddings < self.rule.k:
+            return since >= c.embed_gap_s
+        gap = min(c.max_sample_gap_s, c.embed_gap_s * 2.0 ** (track.embeddings - self.rule.k + 1))
+        return since >= gap or quality >= track.best_embedded_quality + c.better_by
+
+    def _sample_and_match(
+        self,
+        frame: YuvFrame,
+        seen: list[tuple[Track, Observation]],
+        clock: float,
+        arrival: float,
+        media_time: float,
+    ) -> list[AlertFound]:
+        assert self.matcher is not None and self.rule is not None
+        chosen: list[tuple[Track, Observation, np.ndarray, Box]] = []
+        for track, observation in seen:
+            if not self._due(track, clock):
+                continue
+            analysed = self._analyse(frame, observation) if observation.face is None else None
+            face = observation.face
+            if face is None:
+                continue
+            if analysed is None:  # analysed earlier for association: fetch its region again for the crop
+                analysed = (face, *frame.rgb(expand_box(observation.box, 1.0, frame.width, frame.height)))
+            _, rgb, region = analysed
+            if not self._passes_gate(face) or not self._wants(track, face.quality.score(), clock):
+                continue
+            chosen.append((track, observation, rgb, region))
+        if not chosen:
+            return []
+        pending = [o.face for _, o, _, _ in chosen if o.embedding is None and o.face is not None]
+        if pending:
+            self.engine.embed(pending)
+            self.counters.embeddings += len(pending)
+            for _, observation, _, _ in chosen:
+                if observation.embedding is None and observation.face is not None:
+                    observation.embedding = observation.face.embedding
+        probes = np.stack([o.embedding for _, o, _, _ in chosen if o.embedding is not None])
+        answers = self.matcher.search(probes, self.config.top_k)
+        alerts = []
+        for (track, observation, rgb, region), candidates in zip(chosen, answers, strict=True):
+            assert observation.face is not None and observation.embedding is not None
+            quality = observation.face.quality.score()
+            track.embeddings += 1
+            track.last_embed_clock = clock
+            track.best_embedded_quality = max(track.best_embedded_quality, quality)
+            track.add_template(observation.embedding)
+            candidates = list(candidates)
+            could_alert = bool(candidates) and candidates[0].score >= self.rule.threshold
+            crop = self._probe_crop(rgb, region, observation.box) if could_alert else None
+            track.samples.append(Sample(clock, arrival, quality, candidates, crop, observation.box))
+            while len(track.samples) > self.rule.n:
+                track.samples.popleft()
+            # The face's own arrays are not needed any more: the sample holds what the evidence needs.
+            observation.face = None
+            observation.embedding = None
+            alert = self._judge(track, clock, arrival, media_time)
+            if alert is not None:
+                alerts.append(alert)
+            if track.embeddings >= self.config.embed_budget:
+                track.decided = True
+            if track.decided:  # no alert can come from this track any more: its crops have no use left
+                for sample in track.samples:
+                    sample.crop = None
+        return alerts
+
+    def _probe_crop(self, rgb: np.ndarray, region: Box, box: Box) -> np.ndarray:
+        grown = expand_box(box, self.config.probe_margin, region.right, region.bottom)
+        local = shift_box(grown, -region.left, -region.top)
+        local = clip_box(local, rgb.shape[1], rgb.shape[0])
+        return np.ascontiguousarray(rgb[local.top : local.bottom, local.left : local.right]).copy()
+
+    def _judge(self, track: Track, clock: float, arrival: float, media_time: float) -> AlertFound | None:
+        assert self.rule is not None
+        samples = list(track.samples)
+        verdict = decide(samples, self.rule, exclude=track.alerted)
+        if verdict is None:
+            return None
+        track.alerted.add(verdict.person_id)
+        track.decided = True
+        last = self._last_alert.get(verdict.person_id)
+        if last is not None and clock - last < self.config.cooldown_s:
+            self.counters.suppressed += 1
+            return None
+        self._last_alert[verdict.person_id] = clock
+        best = samples[verdict.best]
+        crop = best.crop
+        if crop is None:  # cannot happen: every supporting sample scored above the threshold and kept its crop
+            return None
+        self.counters.alerts += 1
+        lag = time.monotonic() - arrival
+        return AlertFound(
+            camera=self.camera.name,
+            track_id=track.id,
+            person_id=verdict.person_id,
+            reference_id=best.candidates[0].reference_id,
+            score=verdict.score,
+            threshold=self.rule.threshold,
+            candidates=[(c.person_id, c.reference_id, float(c.score)) for c in best.candidates],
+            probe_jpeg=encode_jpeg(crop),
+            arrival=arrival,
+            seen_at=datetime.now(UTC) - timedelta(seconds=lag),
+            clock=clock,
+            media_time=media_time,
+            model_id=self.engine.model_id,
+            evidence={
+                "samples": len(samples),
+                "supporting": len(verdict.supporting),
+                "k": self.rule.k,
+                "n": self.rule.n,
+                "track_age_ms": round((clock - track.first_clock) * 1000.0, 1),
+            },
+        )

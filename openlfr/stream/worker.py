@@ -1,0 +1,229 @@
+"""The analysis process of one camera, and the shared-memory ring that brings it frames.
+
+Why a process per camera: dlib's detector holds Python's GIL for the whole call (150 ms on a 1080p frame),
+so threads would stall decoding and every other camera. Decoding stays in the parent (FFmpeg threads, no
+GIL trouble); each camera's analysis runs in its own process, on its own core when there is one.
+
+Frames cross in shared memory, never through a pipe: the parent writes a decoded frame into a free slot of
+the camera's :class:`FrameRing` and sends a small :class:`Ticket`; the worker analyses the slot and hands
+it back. A ring has a few slots, so at most that many frames wait: under load the parent drops new frames
+(no free slot) and the worker skips to the newest waiting frame, so the backlog is bounded by construction
+and latency stays that of the newest frame. Files read as fast as possible are the exception: there the
+parent waits for a slot and every frame is analysed, so results do not depend on the machine's load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+
+from openlfr.settings import Settings
+from openlfr.stream.evidence import EvidenceRule
+from openlfr.stream.frames import FrameFormat, YuvFrame
+from openlfr.stream.pipeline import CameraPipeline, Matcher, PipelineConfig, TrackBox
+from openlfr.stream.source import CameraConfig
+from openlfr.stream.stats import CameraCounters
+
+
+class FrameRing:
+    """``slots`` frame buffers of ``slot_bytes`` each in one shared-memory block."""
+
+    def __init__(self, block: shared_memory.SharedMemory, slots: int, slot_bytes: int, owner: bool) -> None:
+        self.block = block
+        self.slots = slots
+        self.slot_bytes = slot_bytes
+        self.owner = owner
+        self._array = np.ndarray((slots, slot_bytes), dtype=np.uint8, buffer=block.buf)
+
+    @property
+    def name(self) -> str:
+        return self.block.name
+
+    @classmethod
+    def create(cls, slots: int, slot_bytes: int) -> FrameRing:
+        return cls(shared_memory.SharedMemory(create=True, size=max(1, slots * slot_bytes)), slots, slot_bytes, True)
+
+    @classmethod
+    def attach(cls, name: str, slots: int, slot_bytes: int) -> FrameRing:
+        # Workers are spawned and share the parent's resource tracker: the parent's unlink settles the block's
+        # registration, so nothing is unregistered here (that would make the parent's unlink complain).
+        block = shared_memory.SharedMemory(name=name)
+        return cls(block, slots, slot_bytes, False)
+
+    def slot(self, index: int) -> np.ndarray:
+        return self._array[index]
+
+    def close(self) -> None:
+        del self._array
+        self.block.close()
+        if self.owner:
+            with contextlib.suppress(FileNotFoundError):
+                self.block.unlink()
+
+
+# ----- messages (all picklable) -----
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A frame waiting in a ring slot."""
+
+    ring: str
+    slots: int
+    slot_bytes: int
+    slot: int
+    format: FrameFormat
+    index: int
+    clock: float
+    media_time: float
+    arrival: float
+
+
+@dataclass(frozen=True)
+class Ready:
+    camera: str
+
+
+@dataclass(frozen=True)
+class StatsReport:
+    camera: str
+    counters: CameraCounters
+    latency: dict[int, int]  # sparse histogram buckets
+    latency_total_ms: float
+    latency_max_ms: float
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """A picture of the current frame for a live view (in memory only; the consumer blurs unknown faces)."""
+
+    camera: str
+    rgb: np.ndarray = field(repr=False)
+    scale: float  # of the picture relative to the frame: box coordinates times this
+    boxes: list[TrackBox]
+
+
+@dataclass(frozen=True)
+class WorkerFailed:
+    camera: str
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, sent once when it starts."""
+
+    camera: CameraConfig
+    config: PipelineConfig
+    settings: Settings
+    matcher: Matcher | None
+    rule: EvidenceRule | None
+    drop_stale: bool  # skip to the newest waiting frame (live and realtime sources)
+    report_interval_s: float = 1.0
+    view_interval_s: float = 0.0  # 0 = no live view pictures
+    view_max_width: int = 1280
+    match_until: float | None = None  # wall-clock epoch seconds after which nothing is matched, whatever else says
+
+
+def _report(pipeline: CameraPipeline, final: bool = False) -> StatsReport:
+    histogram = pipeline.latency
+    return StatsReport(
+        pipeline.camera.name,
+        CameraCounters(**pipeline.counters.as_dict()),
+        histogram.sparse(),
+        histogram.total_ms,
+        histogram.max_ms,
+        final,
+    )
+
+
+def analysis_main(spec: WorkerSpec, tickets: Any, freed: Any, events: Any, matching: Any) -> None:
+    """The worker process: analyse tickets until the parent sends None. Reports through ``events``."""
+    # The parent coordinates shutdown (Ctrl-C included): an interrupt here would lose the final counts.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    name = spec.camera.name
+    try:
+        from openlfr.vision.dlib_backend import HogDetector
+        from openlfr.vision.engine import build_engine
+
+        engine = build_engine(spec.settings)
+        detector = HogDetector(upsample=spec.config.detect_upsample)
+
+        def may_match() -> bool:
+            if spec.match_until is not None and time.time() >= spec.match_until:
+                return False
+            return bool(matching.is_set())
+
+        pipeline = CameraPipeline(spec.camera, spec.config, engine, detector, spec.matcher, spec.rule, may_match)
+    except Exception as exc:
+        events.put(WorkerFailed(name, f"camera {name!r}: the analysis could not start: {exc}"))
+        return
+    events.put(Ready(name))
+    rings: dict[str, FrameRing] = {}
+    parent = os.getppid()
+    last_report = time.monotonic()
+    last_view = float("-inf")
+
+    def report_if_due() -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if now - last_report >= spec.report_interval_s:
+            last_report = now
+            events.put(_report(pipeline))
+
+    try:
+        while True:
+            try:
+                ticket = tickets.get(timeout=spec.report_interval_s)
+            except queue.Empty:
+                if os.getppid() != parent:  # the parent died without saying goodbye
+                    break
+                report_if_due()
+                continue
+            if ticket is None:
+                break
+            ending = False
+            if spec.drop_stale:
+                while True:  # newest wins: older waiting frames go back unanalysed
+                    try:
+                        newer = tickets.get_nowait()
+                    except queue.Empty:
+                        break
+                    if newer is None:
+                        ending = True
+                        break
+                    freed.put((ticket.ring, ticket.slot))
+                    pipeline.counters.dropped += 1
+                    ticket = newer
+            ring = rings.get(ticket.ring)
+            if ring is None:
+                ring = rings[ticket.ring] = FrameRing.attach(ticket.ring, ticket.slots, ticket.slot_bytes)
+            frame = YuvFrame(ring.slot(ticket.slot), ticket.format)
+            result = pipeline.process(frame, ticket.clock, ticket.arrival, ticket.media_time)
+            if spec.view_interval_s > 0 and ticket.clock - last_view >= spec.view_interval_s:
+                last_view = ticket.clock
+                picture, scale = frame.preview(spec.view_max_width)
+                events.put(FrameView(name, picture, scale, result.boxes))
+            del frame
+            freed.put((ticket.ring, ticket.slot))
+            for alert in result.alerts:
+                events.put(alert)
+            report_if_due()
+            if ending:
+                break
+    except Exception as exc:
+        events.put(WorkerFailed(name, f"camera {name!r}: analysis failed: {type(exc).__name__}: {exc}"))
+    finally:
+        pipeline.finish()
+        events.put(_report(pipeline, final=True))
+        for ring in rings.values():
+            ring.close()
