@@ -184,6 +184,9 @@ app.add_typer(watchlist_app, name="watchlist")
 from openlfr.api.cli import register as register_server  # noqa: E402
 
 register_server(app)
+from openlfr.stream.cli import register as register_scan  # noqa: E402
+
+register_scan(app)
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = 60_000_000
 
     # Matching (openlfr.watchlist.search / calibration). Exact search up to this many reference embeddings,
-    # an HNSW index above (benchmarks/search.py: exact 1M x 128 is tens of ms per probe, the index < 1 ms).
+    # a FAISS IVF index above (benchmarks/search.py: exact 1M x 128 is tens of ms per probe, the index ~1 ms).
     search_approximate_above: int = 200_000
-    hnsw_ef_search: int = 64
+    search_ivf_nprobe: int = 64  # index cells searched per probe: recall against speed
     # A calibration table (`openlfr calibrate --out FILE`); None = the user's own from `openlfr calibrate`
     # in data_dir, else the one shipped for the model.
     calibration_file: Path | None = None
@@ -72,6 +72,22 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = 30.0  # how often the server enforces retention
     require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
     tile_blur_scene: bool = True  # camera tiles: pixelate the whole picture but alerted faces (detectors miss faces)
+
+    # Live pipeline (`openlfr scan`, deployments). What runs on which frame is explained in
+    # openlfr/stream/pipeline.py; these are its main knobs.
+    stream_detect_interval_s: float = 0.2  # whole-picture detection at most this often; faces are tracked between
+    stream_detect_upsample: int = 0  # HOG upsampling on video: 0 finds faces from ~70 px, 1 from ~40 px (4x cost)
+    stream_min_face_px: int = 40  # shorter faces are ignored
+    stream_embed_budget: int = 10  # embeddings per track at most
+    stream_evidence_k: int = 2  # an alert needs k of a track's last n samples to name the same person
+    stream_evidence_n: int = 5
+    stream_cooldown_s: float = 60.0  # after an alert for a person on a camera, their other tracks stay quiet
+    stream_reconnect_attempts: int = 10  # consecutive failed (re)connections before a live camera is given up
+    stream_queue_frames: int = 3  # frames in flight per camera; beyond that frames are dropped, never queued
+    # `openlfr scan` without --threshold or --target-fpir: the false-alert rate the threshold is chosen for.
+    scan_target_fpir: float = 1e-3
+    # A scan records itself as a deployment of the local user; it may match for at most this long.
+    scan_max_hours: float = 12.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -48,6 +48,9 @@ class AlertDispatcher:
                 log.exception("sink %s could not take alert %d (it is in the database)", sink.name, record.id)
         return record
 
+    def on_alert(self, found: AlertFound) -> None:
+        self.handle(found)
+
     def close(self, timeout: float = 10.0) -> None:
         for sink in self.sinks:
             sink.close(timeout)

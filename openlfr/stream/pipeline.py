@@ -27,11 +27,12 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
+from openlfr.settings import Settings
 from openlfr.stream.evidence import Candidate, EvidenceRule, decide
 from openlfr.stream.frames import YuvFrame, clip_box, expand_box, scale_box, shift_box
 from openlfr.stream.source import CameraConfig
@@ -75,6 +76,18 @@ class PipelineConfig:
     top_k: int = 5  # candidates kept per sample and shown with an alert
     probe_margin: float = 0.5  # the alert's probe crop: the face box grown by this on every side
     reid_min_score: float = 0.75  # match score between two faces for a lost track to be picked up again
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> PipelineConfig:
+        values: dict[str, Any] = {
+            "detect_interval_s": settings.stream_detect_interval_s,
+            "detect_upsample": settings.stream_detect_upsample,
+            "min_face_px": settings.stream_min_face_px,
+            "embed_budget": settings.stream_embed_budget,
+            "cooldown_s": settings.stream_cooldown_s,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
 @dataclass(frozen=True)

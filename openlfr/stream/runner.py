@@ -184,6 +184,10 @@ class PipelineRunner:
         """Ask every camera to stop (thread-safe); ``run`` then returns with the counts so far."""
         self._stop.set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     # ----- capture (one thread per camera) -----
 
     def _capture(self, run: _CameraRun) -> None:

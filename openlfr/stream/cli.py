@@ -1,0 +1,422 @@
+"""``openlfr scan``: watch video sources for the people on a watchlist. ``register(app)`` adds it to the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from openlfr.errors import OpenLFRError
+from openlfr.settings import Settings, get_settings
+from openlfr.stream.source import CameraConfig, default_camera_name
+from openlfr.vision.types import Box
+
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan)
+
+
+def engine_model_id(settings: Settings) -> str:
+    """The embedding model id the cameras will produce, without loading the face models."""
+    from openlfr.vision.onnx_embedder import DLIB_RESNET_ID, file_sha256
+
+    if settings.embedder_model is not None:
+        path = Path(settings.embedder_model)
+        if not path.is_file():
+            raise OpenLFRError(f"{path}: no such model file")
+        base = f"onnx:{path.stem}:{file_sha256(path)[:12]}"
+    else:
+        base = DLIB_RESNET_ID
+    return base + ("+flip" if settings.flip_average else "")
+
+
+def parse_roi(text: str | None) -> Box | None:
+    if not text:
+        return None
+    try:
+        left, top, right, bottom = (int(v) for v in text.split(","))
+    except ValueError:
+        raise OpenLFRError(f"a region of interest is LEFT,TOP,RIGHT,BOTTOM in pixels, got {text!r}") from None
+    if right <= left or bottom <= top or min(left, top) < 0:
+        raise OpenLFRError(f"region of interest {text!r} is empty or negative")
+    return Box(left, top, right, bottom)
+
+
+def parse_evidence(text: str | None, settings: Settings) -> tuple[int, int]:
+    if not text:
+        return settings.stream_evidence_k, settings.stream_evidence_n
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise OpenLFRError(f"evidence is K/N (K of the last N samples), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise OpenLFRError(f"evidence {text!r}: need 1 <= K <= N")
+    return k, n
+
+
+def cameras_from(
+    sources: list[str], cameras_file: Path | None, fps_cap: float, min_face: int | None, roi: Box | None
+) -> list[CameraConfig]:
+    """Cameras from the command line (defaults for all) and from a TOML file (``[[camera]]`` tables)."""
+    cameras: list[CameraConfig] = []
+    names: set[str] = set()
+    if cameras_file is not None:
+        try:
+            document = tomllib.loads(cameras_file.read_text())
+        except FileNotFoundError:
+            raise OpenLFRError(f"{cameras_file}: no such file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise OpenLFRError(f"{cameras_file}: not a valid TOML file ({exc})") from None
+        for index, entry in enumerate(document.get("camera", []), 1):
+            if not isinstance(entry, dict) or "url" not in entry:
+                raise OpenLFRError(f"{cameras_file}: camera {index} needs a url")
+            url = str(entry["url"])
+            name = str(entry.get("name") or default_camera_name(url, names))
+            if name in names:
+                raise OpenLFRError(f"{cameras_file}: two cameras are named {name!r}")
+            names.add(name)
+            cameras.append(
+                CameraConfig(
+                    name=name,
+                    url=url,
+                    fps_cap=float(entry.get("fps_cap", fps_cap)),
+                    roi=parse_roi(entry.get("roi")) if entry.get("roi") else roi,
+                    min_face_px=int(entry.get("min_face_px", min_face or 0)),
+                )
+            )
+    for url in sources:
+        name = default_camera_name(url, names)
+        names.add(name)
+        cameras.append(CameraConfig(name=name, url=url, fps_cap=fps_cap, roi=roi, min_face_px=min_face or 0))
+    return cameras
+
+
+class Output:
+    """What the person (or the program) reading the scan sees: JSON lines, or readable lines."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.lock = threading.Lock()
+
+    def line(self, document: dict[str, Any]) -> None:
+        with self.lock:
+            sys.stdout.write(json.dumps(document) + "\n")
+            sys.stdout.flush()
+
+    def error(self, camera: str, message: str) -> None:
+        with self.lock:
+            err.print(f"[red]error:[/red] {message}")
+        if self.as_json:
+            self.line({"type": "error", "camera": camera, "message": message})
+
+    def notice(self, camera: str, message: str) -> None:
+        with self.lock:
+            err.print(f"[yellow]{message}[/yellow]")
+
+
+class HumanAlertSink:
+    """Readable alert lines on stdout (without --json)."""
+
+    name = "console"
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+
+    def announce(self, alert: Any) -> None:
+        who = f"{alert.person_ref} ({alert.person_name})" if alert.person_name else alert.person_ref
+        with self.output.lock:
+            typer.echo(
+                f"ALERT #{alert.id} {alert.seen_at:%H:%M:%S} camera {alert.camera} track {alert.track_id}: "
+                f"{who} score {alert.score:.3f} (threshold {alert.threshold:.3f}), {alert.latency_ms:.0f} ms"
+            )
+
+    def close(self, timeout: float) -> None:
+        return None
+
+
+def _interrupts(stop: Callable[[], None]) -> Callable[[], None]:
+    """First Ctrl-C stops the cameras gracefully (counts and summary kept); a second one aborts."""
+    previous = signal.getsignal(signal.SIGINT)
+    pressed = {"count": 0}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        pressed["count"] += 1
+        if pressed["count"] > 1:
+            raise KeyboardInterrupt
+        err.print("stopping the cameras (Ctrl-C again to abort)")
+        stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+    def restore() -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+
+    return restore
+
+
+def scan(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Video files, stream URLs (rtsp://, http://, ...) or local cameras (/dev/video0, camera:0)."
+        ),
+    ] = None,
+    watchlist: Annotated[str | None, typer.Option("--watchlist", help="The watchlist to search for.")] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", min=0.0, max=1.0, help="Alert at this match score.")
+    ] = None,
+    target_fpir: Annotated[
+        str | None,
+        typer.Option(
+            "--target-fpir", help="Or: a false-alert rate per face ('1e-3', '1 in 33000'); sets the threshold."
+        ),
+    ] = None,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="Play files at their own pace, as a camera would.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: alerts, then a summary.")] = False,
+    cameras_file: Annotated[
+        Path | None,
+        typer.Option("--cameras", help="TOML file of camera tables (name, url, fps_cap, roi, min_face_px)."),
+    ] = None,
+    webhook: Annotated[
+        list[str] | None, typer.Option("--webhook", help="POST each alert to this URL (repeatable).")
+    ] = None,
+    mqtt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mqtt", help="Publish each alert to this MQTT broker: HOST:PORT/TOPIC (port and topic optional)."
+        ),
+    ] = None,
+    fps_cap: Annotated[
+        float, typer.Option("--fps-cap", min=0.0, help="Analyse at most this many frames a second.")
+    ] = 0.0,
+    min_face: Annotated[
+        int | None, typer.Option("--min-face", min=1, help="Ignore faces shorter than this (px).")
+    ] = None,
+    roi: Annotated[str | None, typer.Option("--roi", help="Region of interest LEFT,TOP,RIGHT,BOTTOM (px).")] = None,
+    evidence: Annotated[
+        str | None, typer.Option("--evidence", help="K/N: K of a track's last N samples (2/5).")
+    ] = None,
+    deployment: Annotated[
+        int | None, typer.Option("--deployment", help="Run inside this authorised deployment (its watchlist snapshot).")
+    ] = None,
+) -> None:
+    """Watch video for the people on a watchlist: one alert per person per sighting, nothing kept of anyone else."""
+    from openlfr.stream.evidence import EvidenceRule
+    from openlfr.stream.pipeline import PipelineConfig
+
+    settings = get_settings()
+    sources = list(sources or [])
+    if threshold is not None and target_fpir is not None:
+        raise OpenLFRError("give --threshold or --target-fpir, not both")
+    if deployment is None and not watchlist:
+        raise OpenLFRError("say which watchlist to search: --watchlist NAME (or --deployment ID)")
+    if deployment is not None and (watchlist or threshold is not None or target_fpir is not None):
+        raise OpenLFRError("--deployment brings its own watchlist and threshold: drop --watchlist/--threshold")
+    area = parse_roi(roi)
+    k, n = parse_evidence(evidence, settings)
+    cameras = cameras_from(sources, cameras_file, fps_cap, min_face, area)
+    if not cameras and deployment is None:
+        raise OpenLFRError("no sources: give video files or stream URLs (or --cameras FILE)")
+
+    from openlfr.store.db import open_store
+
+    store = open_store(settings)
+    try:
+        _run_scan(
+            settings,
+            store,
+            cameras,
+            watchlist,
+            threshold,
+            target_fpir,
+            deployment,
+            realtime,
+            as_json,
+            webhook or [],
+            mqtt or [],
+            PipelineConfig.from_settings(settings),
+            (k, n),
+            EvidenceRule,
+        )
+    finally:
+        store.close()
+
+
+def _run_scan(
+    settings: Settings,
+    store: Any,
+    cameras: list[CameraConfig],
+    watchlist_name: str | None,
+    threshold: float | None,
+    target_fpir_text: str | None,
+    deployment_id: int | None,
+    realtime: bool,
+    as_json: bool,
+    webhooks: list[str],
+    brokers: list[str],
+    config: Any,
+    evidence: tuple[int, int],
+    rule_type: Any,
+) -> None:
+    from openlfr.alerts.database import AlertDatabase, DeliveryLedger
+    from openlfr.alerts.dispatch import AlertDispatcher
+    from openlfr.alerts.sinks import AlertSink, JsonLinesSink, MqttSink, RetryPolicy, WebhookSink
+    from openlfr.governance.deployments import now_utc
+    from openlfr.stream.runner import PipelineRunner, RunnerOptions
+    from openlfr.stream.source import CaptureOptions
+    from openlfr.watchlist.calibration import CalibrationError, choose_threshold, load_calibration, parse_rate
+
+    output = Output(as_json)
+    model_id = engine_model_id(settings)
+    may_match: Callable[[], bool] = lambda: True  # noqa: E731
+    match_until: float | None
+    record = None
+    if deployment_id is not None:
+        from openlfr.api.runner import load_snapshot
+        from openlfr.governance.guard import MatchGuard
+        from openlfr.store.governance_models import Deployment
+
+        def load_facts() -> Any:
+            with store.session() as db:
+                return db.get(Deployment, deployment_id)
+
+        guard = MatchGuard(load_facts)
+        permission = guard.permission()
+        if not permission.allowed:
+            raise OpenLFRError(f"deployment {deployment_id} may not match now: {permission.reason}")
+        snapshot = load_snapshot(store, deployment_id)
+        if snapshot.model_id != model_id:
+            raise OpenLFRError(
+                f"deployment {deployment_id} holds {snapshot.model_id} embeddings; this machine makes {model_id}"
+            )
+        if not cameras:
+            cameras = [CameraConfig(name=str(c["name"]), url=str(c["source"])) for c in snapshot.cameras]
+        facts = load_facts()
+        match_until = facts.ends_at.timestamp()
+        gallery, names, chosen = snapshot.gallery, snapshot.names, snapshot.threshold
+        watchlist_label = snapshot.watchlist_name
+        note = f"threshold {chosen:.4f} of deployment {deployment_id}"
+        may_match = guard.__bool__
+
+    else:
+        from openlfr.stream.scan_record import ScanDeployment
+        from openlfr.stream.watchlists import load_watchlist
+
+        assert watchlist_name is not None
+        loaded = load_watchlist(store, watchlist_name, model_id, now_utc())
+        gallery, names, watchlist_label = loaded.gallery, loaded.names, loaded.name
+        target = parse_rate(target_fpir_text) if target_fpir_text is not None else None
+        if threshold is None and target is None:
+            target = settings.scan_target_fpir
+        try:
+            table = load_calibration(model_id, explicit=settings.calibration_file, data_dir=settings.data_dir)
+            choice = choose_threshold(table, loaded.size, target_fpir=target, threshold=threshold)
+            chosen, note = choice.threshold, choice.describe()
+        except CalibrationError:
+            if threshold is None:
+                raise
+            chosen, note = threshold, f"threshold {threshold:.4f} given (no calibration table for {model_id})"
+        flags = {
+            "watchlist": watchlist_name,
+            "threshold": threshold,
+            "target_fpir": target_fpir_text,
+            "realtime": realtime,
+            "webhook": webhooks,
+            "mqtt": brokers,
+            "evidence": f"{evidence[0]}/{evidence[1]}",
+        }
+        record = ScanDeployment.start(
+            store, settings, cameras, watchlist_name, chosen, target, note, flags, loaded.size
+        )
+        match_until = record.ends_at.timestamp()
+        deployment_id = record.deployment_id
+
+    if not as_json:
+        err.print(f"watchlist {watchlist_label!r}: {gallery.person_count} people, {gallery.size} references; {note}")
+    ledger = DeliveryLedger(store)
+    sinks: list[AlertSink] = [JsonLinesSink(sys.stdout, output.lock) if as_json else HumanAlertSink(output)]
+    sinks += [WebhookSink(url, ledger, RetryPolicy()) for url in webhooks]
+    sinks += [MqttSink(address, ledger, RetryPolicy()) for address in brokers]
+    dispatcher = AlertDispatcher(
+        AlertDatabase(store),
+        sinks,
+        watchlist_name=watchlist_label,
+        names=names,
+        deployment_id=deployment_id,
+    )
+    runner = PipelineRunner(
+        cameras,
+        config,
+        settings,
+        gallery,
+        rule_type(threshold=chosen, k=evidence[0], n=evidence[1]),
+        on_alert=dispatcher.on_alert,
+        on_error=output.error,
+        on_notice=output.notice,
+        may_match=may_match,
+        options=RunnerOptions(
+            realtime=realtime,
+            slots=settings.stream_queue_frames,
+            capture=CaptureOptions(reconnect_attempts=settings.stream_reconnect_attempts),
+            match_until=match_until,
+        ),
+    )
+    restore = _interrupts(runner.stop)
+    interrupted = False
+    try:
+        summary = runner.run()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        restore()
+        dispatcher.close(timeout=10.0)
+    if record is not None:
+        record.finish(summary.counters, summary.errors, interrupted or runner.stopped)
+    elif deployment_id is not None:
+        from openlfr.api import services
+
+        with store.session() as db:
+            counters = summary.counters
+            services.add_counts(
+                db, deployment_id, counters.decoded, counters.faces_seen, counters.tracks, counters.alerts
+            )
+    _print_summary(output, summary)
+    if summary.errors and len(summary.errors) == len(cameras):
+        raise OpenLFRError("no camera could be read")
+
+
+def _print_summary(output: Output, summary: Any) -> None:
+    if output.as_json:
+        for name, state in summary.cameras.items():
+            counters = state.counters.as_dict()
+            output.line({"type": "camera", "camera": name, **counters, "error": state.error})
+        output.line(summary.line())
+        return
+    line = summary.line()
+    for name, state in summary.cameras.items():
+        c = state.counters
+        status = f"[red]{state.error}[/red]" if state.error else "ok"
+        err.print(
+            f"camera {name}: {c.decoded} frames decoded, {c.processed} analysed, {c.dropped} dropped, "
+            f"{c.faces_seen} faces seen, {c.tracks} tracks, {c.alerts} alerts - {status}"
+        )
+    typer.echo(
+        f"{line['frames']} frames, {line['faces_seen']} faces seen, {line['tracks']} tracks, {line['alerts']} alerts; "
+        f"{line['fps']} frames/s; latency p50 {line['latency_ms_p50']} ms, p95 {line['latency_ms_p95']} ms"
+    )
