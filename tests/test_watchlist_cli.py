@@ -66,7 +66,9 @@ def test_every_command_works(store_url: str, photos: Photos, tmp_path: Path) -> 
     for name, photo in (("Q-002", photos.face), ("R-003", photos.blurred)):
         (folder / name).mkdir(parents=True)
         shutil.copy(photo, folder / name / photo.name)
-    imported = openlfr("watchlist", "import", "event-1", folder, "--category", "missing_vulnerable", "--json")
+    imported = openlfr(
+        "watchlist", "import", "event-1", folder, "--category", "missing_vulnerable", "--workers", "1", "--json"
+    )
     assert imported.returncode == 1, imported.stderr  # some were refused
     summary = json.loads(imported.stdout)
     assert (summary["enrolled"], summary["refused"], summary["skipped"]) == (0, 2, 0)
@@ -96,8 +98,32 @@ def test_every_command_works(store_url: str, photos: Photos, tmp_path: Path) -> 
     assert "removed P-001 and 2 photo(s)" in ok("watchlist", "remove", "event-1", "--person", "P-001")
     one_line_error(openlfr("watchlist", "remove", "event-1"), "add --yes")
     assert [p["id"] for p in as_json("watchlist", "show", "event-1")["people"]] == ["Q-002"]
-    ok("watchlist", "remove", "event-1", "--yes")
+    ok("watchlist", "remove", "event-1", "--yes", "--by", "officer-b")
     assert as_json("watchlist", "list") == {"watchlists": []}
+
+    # Every change was audited, in order, by whom, on an intact chain; refusals changed nothing, so left no entry.
+    from openlfr.api.audit_log import audit_key, verify
+    from openlfr.settings import get_settings
+    from openlfr.store import open_store
+    from openlfr.store.governance_models import AuditEntry
+
+    store = open_store(get_settings())
+    with store.session() as session:
+        entries = session.query(AuditEntry).order_by(AuditEntry.seq).all()
+        assert [(e.action, e.target) for e in entries] == [
+            ("watchlist.create", "watchlist:event-1"),
+            ("watchlist.enrol", "watchlist:event-1/person:P-001"),
+            ("watchlist.enrol", "watchlist:event-1/person:P-001"),
+            ("watchlist.enrol", "watchlist:event-1/person:Q-002"),
+            ("watchlist.expire", "watchlist:event-1/person:Q-002"),
+            ("watchlist.remove_person", "watchlist:event-1/person:P-001"),
+            ("watchlist.remove", "watchlist:event-1"),
+        ]
+        assert entries[0].actor == "officer-a" and entries[-1].actor == "officer-b"
+        assert {e.role for e in entries} == {"cli"}
+        assert entries[3].details["allow_duplicate"] is True
+        assert verify(session, audit_key(get_settings())).ok
+    store.close()
 
 
 def test_expire_everyone_at_a_time(store_url: str, photos: Photos) -> None:

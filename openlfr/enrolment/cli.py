@@ -21,6 +21,8 @@ from openlfr.settings import Settings, get_settings
 from openlfr.store.categories import CATEGORY_VALUES
 
 if TYPE_CHECKING:  # the database layer and face models load only when a command runs
+    from sqlalchemy.orm import Session
+
     from openlfr.enrolment.gate import FaceChoice
     from openlfr.enrolment.importer import ImportRow
     from openlfr.store.db import Store
@@ -70,6 +72,13 @@ def _actor(by: str | None) -> str:
         return "unknown"
 
 
+def _audit(session: Session, actor: str, action: str, target: str, details: dict[str, Any]) -> None:
+    """Record a change made at the command line in the audit log, inside the transaction that makes it."""
+    from openlfr.api.audit_log import audit_key, record
+
+    record(session, audit_key(get_settings()), actor, "cli", action, target, details)
+
+
 def _store() -> Store:
     from openlfr.store.db import open_store
 
@@ -117,9 +126,11 @@ def create(
     from openlfr.enrolment.service import create_watchlist
 
     now = utc_now()
+    actor = _actor(by)
     store = _store()
     with store.session() as session:
-        watchlist = create_watchlist(session, name, purpose, _actor(by), now)
+        watchlist = create_watchlist(session, name, purpose, actor, now)
+        _audit(session, actor, "watchlist.create", f"watchlist:{name}", {"purpose": watchlist.purpose})
         result = {"name": watchlist.name, "purpose": watchlist.purpose, "created_by": watchlist.created_by}
     if as_json:
         typer.echo(json.dumps({**result, "created_at": _iso(now)}))
@@ -193,6 +204,7 @@ def add(
         legal_basis=legal_basis,
         expires_at=expires_at,
     )
+    actor = _actor(by)
     with store.session() as session:
         watchlist = get_watchlist(session, name)
         enrolled = enrol(
@@ -200,11 +212,18 @@ def add(
             watchlist,
             details,
             results,
-            actor=_actor(by),
+            actor=actor,
             now=now,
             default_expiry=_default_expiry(settings, now),
             duplicate_score=settings.enrol_duplicate_score,
             allow_duplicate=allow_duplicate,
+        )
+        _audit(
+            session,
+            actor,
+            "watchlist.enrol",
+            f"watchlist:{name}/person:{enrolled.reference_id}",
+            {"photos": [r.source for r in results], "category": enrolled.category, "allow_duplicate": allow_duplicate},
         )
         summary = _person_json(enrolled, now)
     if as_json:
@@ -249,6 +268,7 @@ def import_(
     expires_at = parse_when(expires, now) if expires else None
     if expires_at is not None and expires_at <= now:
         raise OpenLFRError(f"the expiry {_shown(expires_at)} has already passed")
+    actor = _actor(by)
     store = _store()
     with store.session() as session:
         get_watchlist(session, name)
@@ -283,10 +303,22 @@ def import_(
             ),
             choice=choice,
             allow_duplicate=allow_duplicate,
-            actor=_actor(by),
+            actor=actor,
             now=now,
             default_expiry=_default_expiry(settings, now),
             workers=workers,
+            audit=lambda session, person, photos: _audit(
+                session,
+                actor,
+                "watchlist.enrol",
+                f"watchlist:{name}/person:{person.reference_id}",
+                {
+                    "photos": photos,
+                    "category": person.category,
+                    "allow_duplicate": allow_duplicate,
+                    "import": str(folder),
+                },
+            ),
             on_person=done,
             on_start=started,
         )
@@ -478,15 +510,18 @@ def remove(
     name: Annotated[str, typer.Argument(help="The watchlist.")],
     person: Annotated[str | None, typer.Option("--person", help="Remove only this person.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Needed to remove a whole watchlist.")] = False,
+    by: ByOption = None,
 ) -> None:
     """Delete a person (or, with --yes, the whole watchlist) with their photos and embeddings."""
     from openlfr.enrolment.service import remove_person, remove_watchlist
     from openlfr.store.watchlists import get_watchlist
 
+    actor = _actor(by)
     with _store().session() as session:
         watchlist = get_watchlist(session, name)
         if person is not None:
             photos = remove_person(session, watchlist, person)
+            _audit(session, actor, "watchlist.remove_person", f"watchlist:{name}/person:{person}", {"images": photos})
             message = f"removed {person} and {photos} photo(s) from {name!r}"
         else:
             count = len(watchlist.people)
@@ -495,6 +530,7 @@ def remove(
                     f"this deletes watchlist {name!r} with {count} people and their photos; add --yes to go ahead"
                 )
             remove_watchlist(session, watchlist)
+            _audit(session, actor, "watchlist.remove", f"watchlist:{name}", {"people": count})
             message = f"removed watchlist {name!r} and the {count} people on it"
     typer.echo(message)
 
@@ -504,16 +540,21 @@ def expire_(
     name: Annotated[str, typer.Argument(help="The watchlist.")],
     person: Annotated[str | None, typer.Option("--person", help="Only this person (default: everyone on it).")] = None,
     at: Annotated[str | None, typer.Option(help="When (default now): 12h, a date or a date-time.")] = None,
+    by: ByOption = None,
 ) -> None:
     """Stop searching for a person, or everyone on a watchlist, now (or at --at). Never extends an expiry."""
     from openlfr.enrolment.service import expire
     from openlfr.store.watchlists import get_watchlist
 
+    actor = _actor(by)
     now = utc_now()
     when = parse_when(at, now) if at else now
     with _store().session() as session:
         watchlist = get_watchlist(session, name)
         changed = expire(session, watchlist, person, when)
+        if changed:
+            target = f"watchlist:{name}" + (f"/person:{person}" if person is not None else "")
+            _audit(session, actor, "watchlist.expire", target, {"at": _iso(when), "people": changed})
     who = person if person is not None else f"{changed} people on {name!r}"
     if changed == 0:
         typer.echo(f"nothing to change: {person or 'everyone on ' + repr(name)} already expires by {_shown(when)}")

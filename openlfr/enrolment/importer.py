@@ -129,8 +129,12 @@ def import_folder(
     workers: int,
     on_person: Callable[[ImportRow], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    audit: Callable[[Session, Person, list[str]], None] | None = None,
 ) -> tuple[list[ImportRow], list[str]]:
-    """Enrol every person folder; returns one row per folder (in name order) and the ignored entries."""
+    """Enrol every person folder; returns one row per folder (in name order) and the ignored entries.
+
+    ``audit`` is called in each enrolled person's transaction (with the person and their photos' sources), so
+    the record of the enrolment commits or rolls back with it."""
     people, ignored = scan_folder(folder)
     with store.session() as session:
         watchlist = get_watchlist(session, watchlist_name)
@@ -164,6 +168,7 @@ def import_folder(
             actor=actor,
             now=now,
             default_expiry=default_expiry,
+            audit=audit,
         )
         rows[person.reference_id] = row
         if on_person:
@@ -195,6 +200,7 @@ def _enrol_one(
     actor: str,
     now: datetime,
     default_expiry: datetime,
+    audit: Callable[[Session, Person, list[str]], None] | None,
 ) -> ImportRow:
     refused = [f"{Path(r.source).name}: {r.reason}" for r in results if not r.accepted]
     if refused:
@@ -204,7 +210,7 @@ def _enrol_one(
     try:
         with store.session() as session:
             watchlist = get_watchlist(session, watchlist_name)
-            enrol(
+            person = enrol(
                 session,
                 watchlist,
                 details,
@@ -216,6 +222,8 @@ def _enrol_one(
                 allow_duplicate=allow_duplicate,
                 duplicates=cache.for_model(session, watchlist, first.model_id, now),
             )
+            if audit is not None:
+                audit(session, person, [r.source for r in results])
     except EnrolmentRefused as exc:
         reasons = [f"{Path(source).name}: {reason}" if source else reason for source, reason in exc.problems]
         return ImportRow(details.reference_id, "refused", 0, reasons)
