@@ -65,6 +65,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/api/retention/run"): frozenset({A}),
     ("GET", "/queue"): frozenset({OP, AU}),
     ("GET", "/queue/items"): frozenset({OP, AU}),
+    ("GET", "/queue/cameras"): frozenset({OP, AU}),
     ("GET", "/alerts/{alert_id}"): frozenset({OP, AU}),
     ("GET", "/deployments"): EVERYONE,
     ("GET", "/deployments/{deployment_id}"): EVERYONE,

@@ -491,18 +491,26 @@ def queue_signature(db: Session) -> dict[str, Any]:
     reviews = db.execute(
         select(func.count(AlertReview.decision), func.count(AlertReview.verified_by), func.count(AlertReview.outcome))
     ).one()
+    moment = now_utc()
+    live = sorted(
+        row.id
+        for row in db.scalars(select(Deployment).where(Deployment.status == deployments.Status.AUTHORISED.value))
+        if deployments.may_match(row, moment)
+    )
     return {
         "alerts": alerts[0],
         "latest": alerts[1],
         "decided": reviews[0],
         "verified": reviews[1],
         "outcomes": reviews[2],
+        "live": live,
     }
 
 
 @router.get("/events")
 async def events(request: Request, principal: Principal = Depends(allow(*SEES_ALERTS))) -> StreamingResponse:
-    """Server-sent events: a ``queue`` event whenever the alert queue changes (the database is the source)."""
+    """Server-sent events: ``queue`` whenever the alert queue changes, ``cameras`` when a deployment goes live or
+    stops (the database is the source, so alerts raised by a separate worker are announced too)."""
     state = server(request)
     token = request.cookies.get("openlfr_session") or request.headers.get("authorization", "")[7:]
     kind = "cookie" if request.cookies.get("openlfr_session") else "token"
@@ -523,7 +531,12 @@ async def events(request: Request, principal: Principal = Depends(allow(*SEES_AL
                 yield "event: logout\ndata: {}\n\n"
                 return
             if current != last:
-                yield f"event: queue\ndata: {json.dumps(current)}\n\n"
+                if last is None or current["live"] != last["live"]:
+                    yield f"event: cameras\ndata: {json.dumps(current['live'])}\n\n"
+                if last is None or {k: v for k, v in current.items() if k != "live"} != {
+                    k: v for k, v in last.items() if k != "live"
+                }:
+                    yield f"event: queue\ndata: {json.dumps(current)}\n\n"
                 last, idle = current, 0.0
             elif idle >= 15.0:
                 yield ": keep-alive\n\n"

@@ -1,15 +1,16 @@
 """Running the live pipeline for deployments: the ``Scheduler`` starts a ``DeploymentRun`` for each deployment
 that ``may_match`` allows and stops it when that stops being true.
 
-Three locks keep matching inside an authorised window: the scheduler only starts runs for live deployments and
-stops them within a second of a cancellation or the end of the window; every camera's pipeline asks a
-``MatchGuard`` before matching each frame; and the gallery it searches is a ``GuardedGallery`` that finds
-nobody once the guard says no. The gallery is built from the deployment's snapshot (what the authoriser
-approved), never from the live watchlist.
+Matching stays inside an authorised window at three places: the scheduler starts runs only for live
+deployments and stops them within a second of a cancellation or the end of the window; the pipeline's runner
+asks a ``MatchGuard`` (``may_match`` on the deployment, re-read every second) every half second and its
+camera processes embed nobody while it says no; and those processes also refuse to match past the window's
+end by their own clock. The gallery is built from the deployment's snapshot (what the authoriser approved),
+never from the live watchlist.
 
-An alert is committed to the database (the pipeline's ``alerts`` table, with its deployment) before anything
-else sees it; the console's event stream finds it there. Counts (frames, faces seen, tracks) are added to the
-deployment's record every few seconds. Camera tiles are rendered in memory for the console.
+Alerts are committed to the database with their deployment (the pipeline's dispatcher) before anything else
+sees them; the console's event stream finds them there. Counts (frames, faces seen, tracks, alerts) are added
+to the deployment's record every few seconds. Camera tiles are rendered in memory for the console.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -29,16 +28,17 @@ from sqlalchemy import select, update
 from openlfr.api import services
 from openlfr.api.tiles import TileBoard, TileFace
 from openlfr.governance import deployments
-from openlfr.governance.guard import GuardedGallery, MatchGuard
+from openlfr.governance.guard import MatchGuard
 from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
+from openlfr.vision.types import Box
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often the scheduler looks at the deployments
 FLUSH_S = 2.0  # how often a camera adds its counts to the deployment's record
-MAX_LAG_S = 0.5  # a frame this late is dropped unanalysed: never an unbounded backlog
+TILE_INTERVAL_S = 0.5  # a camera picture for the console this often
 
 
 @dataclass(frozen=True)
@@ -91,151 +91,142 @@ def _load_facts(store: Store, deployment_id: int) -> Callable[[], Deployment | N
 
 
 class DeploymentRun:
-    """One deployment's cameras, each on its own thread, until stopped or every camera has finished."""
+    """One deployment's cameras, analysed by the live pipeline's runner (one process per camera), until stopped
+    or every camera has finished. Alerts are committed with their deployment by the pipeline's dispatcher."""
 
     def __init__(self, store: Store, settings: Settings, deployment_id: int, tiles: TileBoard) -> None:
         self.store, self.settings, self.deployment_id, self.tiles = store, settings, deployment_id, tiles
-        self.stop_event = threading.Event()
         self.guard = MatchGuard(_load_facts(store, deployment_id))
-        self.threads: list[threading.Thread] = []
-        self.notes: list[str] = []
+        self.thread: threading.Thread | None = None
+        self.runner: Any = None
+        self.notes: dict[str, str] = {}
+        self._flushed: dict[str, dict[str, int]] = {}
+        self._last_flush = 0.0
         self._lock = threading.Lock()
 
     @property
     def alive(self) -> bool:
-        return any(t.is_alive() for t in self.threads)
+        return self.thread is not None and self.thread.is_alive()
 
     def start(self) -> None:
-        snapshot = load_snapshot(self.store, self.deployment_id)
-        gallery = GuardedGallery(snapshot.gallery, self.guard)
-        for camera in snapshot.cameras:
-            thread = threading.Thread(
-                target=self._camera,
-                args=(str(camera["name"]), str(camera["source"]), gallery, snapshot),
-                name=f"openlfr-d{self.deployment_id}-{camera['name']}",
-                daemon=True,
-            )
-            self.threads.append(thread)
-            thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(timeout=15)
-        self.tiles.clear(self.deployment_id)
-
-    def note(self, message: str) -> None:
-        with self._lock:
-            self.notes = [*self.notes[-4:], message]
-            text = "; ".join(self.notes)
-        with self.store.session() as db:
-            db.execute(update(Deployment).where(Deployment.id == self.deployment_id).values(pipeline_note=text[:2000]))
-
-    # ----- one camera -----
-
-    def _camera(self, name: str, source: str, gallery: GuardedGallery, snapshot: SnapshotGallery) -> None:
-        try:
-            self._run_camera(name, source, gallery, snapshot)
-        except Exception as exc:  # one camera failing must not stop the others; the operator sees why
-            log.warning("camera %s of deployment %d stopped: %s", name, self.deployment_id, exc)
-            self.note(f"camera {name}: {exc}")
-
-    def _run_camera(self, name: str, source: str, gallery: GuardedGallery, snapshot: SnapshotGallery) -> None:
+        from openlfr.alerts.database import AlertDatabase
+        from openlfr.alerts.dispatch import AlertDispatcher
         from openlfr.stream.evidence import EvidenceRule
-        from openlfr.stream.frames import YuvFrame
-        from openlfr.stream.pipeline import CameraPipeline, PipelineConfig
-        from openlfr.stream.source import CameraConfig, Capture, CaptureOptions, SourceKind
-        from openlfr.vision.engine import build_engine
+        from openlfr.stream.pipeline import PipelineConfig
+        from openlfr.stream.runner import PipelineRunner, RunnerOptions
+        from openlfr.stream.source import CameraConfig, CaptureOptions
 
-        camera = CameraConfig(name=name, url=source)
-        engine = build_engine(self.settings)
-        pipeline = CameraPipeline(
-            camera,
-            PipelineConfig(),
-            engine,
-            engine.detector,
-            gallery,
-            EvidenceRule(threshold=snapshot.threshold),
-            may_match=self.guard.__bool__,
+        snapshot = load_snapshot(self.store, self.deployment_id)
+        facts = self.guard.permission()
+        if not facts.allowed:
+            raise services.GovernanceError(f"deployment {self.deployment_id} may not match: {facts.reason}")
+        with self.store.session() as db:
+            row = db.get(Deployment, self.deployment_id)
+            assert row is not None
+            ends_at = row.ends_at
+        cameras = [CameraConfig(name=str(c["name"]), url=str(c["source"])) for c in snapshot.cameras]
+        dispatcher = AlertDispatcher(
+            AlertDatabase(self.store),
+            [],
+            watchlist_name=snapshot.watchlist_name,
+            names=snapshot.names,
+            deployment_id=self.deployment_id,
         )
         # A file stands in for a camera (tests, demonstrations): play it at its own pace, as a camera would.
-        capture = Capture(camera, CaptureOptions(realtime=camera.kind is SourceKind.FILE), on_notice=self.note)
-        buffer = np.empty(0, np.uint8)
-        flushed: dict[str, int] = {"processed": 0, "faces_seen": 0, "tracks": 0, "alerts": 0}
-        last_flush = time.monotonic()
-        self.note(f"camera {name}: running")
-        try:
-            for captured in capture.frames(self.stop_event):
-                if time.monotonic() - captured.arrival > MAX_LAG_S:
-                    pipeline.counters.dropped += 1
-                    continue
-                if buffer.size != captured.format.nbytes:
-                    buffer = np.empty(captured.format.nbytes, np.uint8)
-                captured.write_i420(buffer)
-                frame = YuvFrame(buffer, captured.format)
-                result = pipeline.process(frame, captured.clock, captured.arrival, captured.media_time)
-                for found in result.alerts:
-                    self._commit_alert(found, snapshot)
-                if self.tiles.wants(self.deployment_id, name):
-                    rgb, _ = frame.rgb()
-                    faces = [TileFace(b.box, b.alerted, b.label) for b in result.boxes]
-                    self.tiles.publish(self.deployment_id, name, rgb, faces)
-                if time.monotonic() - last_flush >= FLUSH_S:
-                    flushed = self._flush(pipeline.counters.as_dict(), flushed)
-                    last_flush = time.monotonic()
-        finally:
-            pipeline.finish()
-            self._flush(pipeline.counters.as_dict(), flushed)
-        if not self.stop_event.is_set():
-            self.note(f"camera {name}: the source ended")
+        self.runner = PipelineRunner(
+            cameras,
+            PipelineConfig(),
+            self.settings,
+            snapshot.gallery,
+            EvidenceRule(threshold=snapshot.threshold),
+            on_alert=dispatcher.on_alert,
+            on_error=lambda camera, message: self.note(camera, message),
+            on_notice=lambda camera, message: self.note(camera, message),
+            on_stats=self._on_stats,
+            on_view=self._on_view,
+            # Asked every half second in this process; the workers also stop matching at the window's end.
+            may_match=self.guard.__bool__,
+            options=RunnerOptions(
+                realtime=True,
+                view_interval_s=TILE_INTERVAL_S,
+                match_until=ends_at.timestamp(),
+                capture=CaptureOptions(reconnect_attempts=0),  # a live camera is retried for the whole window
+            ),
+        )
+        for camera in cameras:
+            self.note(camera.name, "starting")
+        self.thread = threading.Thread(target=self._run, name=f"openlfr-deployment-{self.deployment_id}", daemon=True)
+        self.thread.start()
 
-    def _flush(self, counters: dict[str, int], flushed: dict[str, int]) -> dict[str, int]:
-        delta = {key: counters[key] - flushed[key] for key in flushed}
-        if any(delta.values()):
+    def _run(self) -> None:
+        try:
+            summary = self.runner.run()
+            for name, state in summary.cameras.items():
+                self._flush(name, state.counters.as_dict(), force=True)
+                if state.error is None and not self.runner.stopped:
+                    self.note(name, "the source ended")
+        except Exception as exc:  # the operator sees why; the scheduler does not restart it blindly
+            log.warning("deployment %d pipeline failed: %s", self.deployment_id, exc)
+            self.note("", f"the pipeline failed: {exc}")
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+        self.tiles.clear(self.deployment_id)
+
+    def note(self, camera: str, message: str) -> None:
+        """What the operator should know about a camera, on the deployment's page."""
+        text = message if message.startswith("camera") or not camera else f"camera {camera}: {message}"
+        with self._lock:
+            self.notes[camera] = text
+            joined = "; ".join(self.notes.values())
+        with self.store.session() as db:
+            db.execute(
+                update(Deployment).where(Deployment.id == self.deployment_id).values(pipeline_note=joined[:2000])
+            )
+
+    def _on_view(self, view: Any) -> None:
+        if not self.tiles.wants(self.deployment_id, view.camera):
+            return
+        scale = float(view.scale)
+        faces = [
+            TileFace(
+                Box(
+                    round(b.box.left * scale),
+                    round(b.box.top * scale),
+                    round(b.box.right * scale),
+                    round(b.box.bottom * scale),
+                ),
+                bool(b.alerted),
+                b.label,
+            )
+            for b in view.boxes
+        ]
+        self.tiles.publish(self.deployment_id, view.camera, view.rgb, faces)
+
+    def _on_stats(self, states: dict[str, Any]) -> None:
+        for name, state in states.items():
+            if getattr(state, "ready", False) and self.notes.get(name, "").endswith("starting"):
+                self.note(name, "running")
+        if time.monotonic() - self._last_flush < FLUSH_S:
+            return
+        self._last_flush = time.monotonic()
+        for name, state in states.items():
+            self._flush(name, state.counters.as_dict())
+
+    def _flush(self, camera: str, counters: dict[str, int], force: bool = False) -> None:
+        """Add what a camera counted since the last flush to the deployment's record (the only trace of faces)."""
+        keys = ("decoded", "faces_seen", "tracks", "alerts")
+        before = self._flushed.get(camera, dict.fromkeys(keys, 0))
+        delta = {key: counters.get(key, 0) - before[key] for key in keys}
+        if any(delta.values()) or force:
             with self.store.session() as db:
                 services.add_counts(
-                    db, self.deployment_id, delta["processed"], delta["faces_seen"], delta["tracks"], delta["alerts"]
+                    db, self.deployment_id, delta["decoded"], delta["faces_seen"], delta["tracks"], delta["alerts"]
                 )
-        return {key: counters[key] for key in flushed}
-
-    def _commit_alert(self, found: Any, snapshot: SnapshotGallery) -> int:
-        """Write the alert (and commit) before anyone is told: the console learns of it from the database."""
-        from openlfr.store.alert_models import Alert
-
-        person = str(found.person_id)
-        started = time.monotonic()
-        with self.store.session() as db:
-            alert = Alert(
-                uid=str(uuid.uuid4()),
-                created_at=datetime.now(UTC),
-                seen_at=found.seen_at,
-                deployment_id=self.deployment_id,
-                watchlist_name=snapshot.watchlist_name,
-                camera=found.camera,
-                track_id=int(found.track_id),
-                media_time_s=float(found.media_time),
-                person_ref=person,
-                person_name=snapshot.names.get(person, ""),
-                reference_image_id=int(found.reference_id),
-                score=float(found.score),
-                threshold=float(found.threshold),
-                model_id=found.model_id,
-                candidates=[
-                    {
-                        "person": str(p),
-                        "name": snapshot.names.get(str(p), ""),
-                        "reference_image_id": int(r),
-                        "score": round(float(s), 4),
-                    }
-                    for p, r, s in found.candidates
-                ],
-                evidence=dict(found.evidence),
-                probe_jpeg=found.probe_jpeg,
-                latency_ms=(started - found.arrival) * 1000.0,
-            )
-            db.add(alert)
-            db.flush()
-            return int(alert.id)
+            self._flushed[camera] = {key: counters.get(key, 0) for key in keys}
 
 
 class Scheduler:
@@ -271,7 +262,7 @@ class Scheduler:
             if deployment_id not in live:
                 run.stop()
                 del self.runs[deployment_id]
-                run.note("stopped: the deployment may no longer match")
+                run.note("", "stopped: the deployment may no longer match")
             elif not run.alive:
                 del self.runs[deployment_id]
                 self.finished.add(deployment_id)
@@ -281,7 +272,7 @@ class Scheduler:
                 run.start()
             except Exception as exc:
                 log.warning("deployment %d cannot start: %s", deployment_id, exc)
-                run.note(f"cannot start: {exc}")
+                run.note("", f"cannot start: {exc}")
                 self.finished.add(deployment_id)
                 continue
             self.runs[deployment_id] = run

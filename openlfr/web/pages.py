@@ -207,6 +207,13 @@ def queue_items(
     return render(request, "queue_items.html", principal, waiting=waiting, done=done, second=second)
 
 
+@pages.get("/queue/cameras")
+def queue_cameras(
+    request: Request, principal: Principal = Depends(allow(OP, AU)), db: Session = Depends(get_db)
+) -> HTMLResponse:
+    return render(request, "queue_cameras.html", principal, tiles=_live_tiles(db))
+
+
 @pages.get("/alerts/{alert_id}")
 def alert_page(
     alert_id: int, request: Request, principal: Principal = Depends(allow(OP, AU)), db: Session = Depends(get_db)
@@ -257,7 +264,7 @@ def deployment_page(
 ) -> HTMLResponse:
     row = services.get_deployment(db, deployment_id)
     moment = now_utc()
-    reviews = [r for _, r in services.alerts_with_reviews(db, row.id, limit=5000, newest_first=False)]
+    reviews = services.alerts_with_reviews(db, row.id, limit=5000, newest_first=False)
     return render(
         request,
         "deployment.html",

@@ -112,6 +112,12 @@ function liveQueue() {
   source.addEventListener("open", () => { if (state) state.classList.add("on"); });
   source.addEventListener("error", () => { if (state) state.classList.remove("on"); });
   source.addEventListener("logout", () => { window.location = "/login"; });
+  source.addEventListener("cameras", async () => {
+    const cameras = document.getElementById("cameras");
+    if (!cameras) return;
+    const response = await fetch(cameras.dataset.fragment, { credentials: "same-origin" });
+    if (response.ok) { cameras.innerHTML = await response.text(); refreshTiles(); }
+  });
   source.addEventListener("queue", async () => {
     const response = await fetch(queue.dataset.fragment, { credentials: "same-origin" });
     if (!response.ok) return;
@@ -122,16 +128,22 @@ function liveQueue() {
   });
 }
 
-// Camera tiles: a fresh picture every second while the page is visible.
+// Camera tiles: a fresh picture every second while the page is visible. A tile that has no picture yet (the
+// camera is starting) or none any more (it stopped) shows as empty rather than as a broken image.
+function refreshTiles() {
+  if (document.hidden) return;
+  for (const img of document.querySelectorAll("img[data-live-src]")) {
+    const next = new Image();
+    next.onload = () => { img.src = next.src; img.classList.remove("waiting"); };
+    next.onerror = () => img.classList.add("waiting");
+    next.src = img.dataset.liveSrc + "?t=" + Date.now();
+  }
+}
+
 function liveTiles() {
-  const tiles = [...document.querySelectorAll("img[data-live-src]")];
-  if (!tiles.length) return;
-  const refresh = () => {
-    if (document.hidden) return;
-    for (const img of tiles) img.src = img.dataset.liveSrc + "?t=" + Date.now();
-  };
-  refresh();
-  setInterval(refresh, 1000);
+  if (!document.getElementById("cameras") && !document.querySelector("img[data-live-src]")) return;
+  refreshTiles();
+  setInterval(refreshTiles, 1000);
 }
 
 document.addEventListener("DOMContentLoaded", () => { liveQueue(); liveTiles(); });

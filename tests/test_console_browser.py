@@ -1,0 +1,156 @@
+"""The console in a real browser (Debian's chromium, driven by Playwright), against the real server running the
+real pipeline on the Hamilton clip.
+
+An operator logs in and watches the alert queue; a deployment of the clip is drafted and authorised; the alert
+for Lin-Manuel Miranda appears in the queue without a reload; the operator confirms it, a second operator
+verifies it, the outcome is recorded, and the deployment record shows it. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openlfr.governance.roles import Role
+from tests.conftest import PROJECT_ROOT, require_data
+from tests.serverkit import JUSTIFICATION, PASSWORD, LiveServer, add_user, build_app, configure, login
+
+CHROMIUM = os.environ.get("OPENLFR_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps trying to reach Google on a closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+
+
+def _enrol(client: Any, person: str, name: str, paths: list[Path], category: str = "wanted_offence") -> None:
+    files = [("images", (p.name, p.read_bytes())) for p in paths]
+    form = {"person": person, "display_name": name, "category": category, "reason": f"test listing of {name}"}
+    answer = client.post("/api/watchlists/hamilton/people", data=form, files=files)
+    assert answer.status_code == 201, answer.text
+
+
+def _log_in(page: Any, base: str, username: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/queue")
+
+
+def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+        pytest.skip(f"no browser at {CHROMIUM} (Debian package chromium; `make system-deps` as root)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("openlfr.stream.pipeline", reason="live pipeline (issue 4) not installed")
+    clip = require_data("video", "short_hamilton_clip.mp4")
+    stills = require_data("stills")
+    configure(monkeypatch, OPENLFR_RETENTION_INTERVAL_SECONDS="5")
+    app = build_app(background=True, pipelines=True)
+    for name, role in [("ann", Role.ADMIN), ("olly", Role.OPERATOR), ("omar", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
+        add_user(app, name, role)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with LiveServer(app) as server, sync_api.sync_playwright() as playwright:
+        base = server.url
+        # The watchlist of issue 4: the two people of the clip and the gallery as fillers, through the upload API.
+        ann = login(app, "ann")
+        assert ann.post("/api/watchlists", json={"name": "hamilton", "purpose": "browser test"}).status_code == 201
+        _enrol(ann, "LMM-001", "Lin-Manuel Miranda", [stills / "lin-manuel-miranda.png"])
+        _enrol(ann, "AL-002", "Alex Lacamoire", [stills / "alex-lacamoire.png"])
+        for folder in sorted((stills / "gallery").iterdir()):
+            if folder.name != "alex_lacamoire":
+                _enrol(ann, folder.name, folder.name.replace("_", " ").title(), sorted(folder.iterdir()), "other")
+
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            operator = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            console: list[str] = []
+            operator.on("console", lambda message: console.append(message.text))
+            _log_in(operator, base, "olly")
+            operator.wait_for_selector("#live-state.on", timeout=10_000)  # the event stream is connected
+            operator.evaluate("window.__sameDocument = true")  # survives until the page is reloaded
+
+            # Drafted by the operator, authorised by someone else, live from now; the server runs the clip.
+            olly, ava = login(app, "olly"), login(app, "ava")
+            start = datetime.now(UTC) - timedelta(seconds=1)
+            body = {
+                "name": "Hamilton clip",
+                "place": "Theatre foyer",
+                "purpose": "Find the people on the Hamilton watchlist",
+                "starts_at": start.isoformat(),
+                "ends_at": (start + timedelta(minutes=10)).isoformat(),
+                "cameras": [{"name": "stage", "source": str(clip)}],
+                "watchlist": "hamilton",
+                "target_fpir": 1e-4,
+            }
+            deployment = olly.post("/api/deployments", json=body).json()
+            authorised = ava.post(
+                f"/api/deployments/{deployment['id']}/authorise", json={"justification": JUSTIFICATION}
+            )
+            assert authorised.status_code == 200, authorised.text
+
+            # The camera tile appears without a reload once the deployment is live, and shows pictures.
+            operator.wait_for_function(
+                "() => [...document.querySelectorAll('#cameras img')].some(i => i.naturalWidth > 0)", timeout=30_000
+            )
+            row = operator.locator(".alert-row", has_text="Lin-Manuel Miranda").first
+            try:
+                row.wait_for(timeout=90_000)
+            except Exception:
+                operator.screenshot(path=str(ARTIFACTS / "console-queue-timeout.png"), full_page=True)
+                state = olly.get(f"/api/deployments/{deployment['id']}").json()
+                raise AssertionError(
+                    f"no alert row: alerts {olly.get('/api/alerts').json()}, deployment {state}, console {console}"
+                ) from None
+            assert operator.evaluate("window.__sameDocument === true"), "the queue was reloaded"
+            operator.screenshot(path=str(ARTIFACTS / "console-queue-alert.png"), full_page=True)
+            assert "awaiting decision" in row.inner_text()
+
+            row.click()
+            operator.wait_for_selector("button.decision-confirmed")
+            assert operator.locator("img[alt='probe from the camera']").is_visible()
+            assert operator.locator("img[alt='watchlist reference']").is_visible()
+            operator.click("button.decision-confirmed")
+            operator.wait_for_selector("[data-testid=stage]:has-text('awaiting verification')")
+            alert_url = operator.url
+
+            second = browser.new_context().new_page()
+            _log_in(second, base, "omar")
+            second.goto(alert_url)
+            second.click("button:has-text('Verify')")
+            second.wait_for_selector("[data-testid=verified]")
+
+            operator.reload()
+            operator.click("button:has-text('Engaged and arrested')")
+            operator.wait_for_selector("[data-testid=outcome]:has-text('Engaged and arrested')")
+            operator.screenshot(path=str(ARTIFACTS / "console-alert-closed.png"), full_page=True)
+
+            operator.goto(f"{base}/deployments/{deployment['id']}")
+            record = operator.locator("[data-testid=record]")
+            assert operator.locator("[data-testid=confirmed]").inner_text() == "1"
+            assert operator.locator("[data-testid=verified-count]").inner_text() == "1"
+            assert operator.locator("[data-testid=arrested]").inner_text() == "1"
+            assert int(operator.locator("[data-testid=faces-seen]").inner_text()) > 0
+            assert record.is_visible()
+            operator.screenshot(path=str(ARTIFACTS / "console-deployment-record.png"), full_page=True)
+        finally:
+            browser.close()
+
+    alerts = login(app, "olly").get(f"/api/alerts?deployment={deployment['id']}").json()
+    names = [a["person_name"] for a in alerts]
+    assert "Lin-Manuel Miranda" in names
+    assert set(names) <= {"Lin-Manuel Miranda", "Alex Lacamoire"}  # nobody else on the list alerted
+    app.state.server.store.close()
