@@ -31,7 +31,6 @@ class Settings(BaseSettings):
     # a FAISS IVF index above (benchmarks/search.py: exact 1M x 128 is tens of ms per probe, the index ~1 ms).
     search_approximate_above: int = 200_000
     search_ivf_nprobe: int = 64  # index cells searched per probe: recall against speed
-    hnsw_ef_search: int = 64  # still read by the committed HNSW search path
     # A calibration table (`openlfr calibrate --out FILE`); None = the user's own from `openlfr calibrate`
     # in data_dir, else the one shipped for the model.
     calibration_file: Path | None = None

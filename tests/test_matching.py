@@ -136,7 +136,7 @@ def test_approximate_search_agrees_with_exact():
     gallery_vectors = random_unit(5000, seed=11)
     ids = [f"p{i}" for i in range(5000)]
     gallery = Gallery.from_arrays(gallery_vectors, ids, ids, DLIB, approximate_above=1000)
-    assert gallery.uses_index
+    assert gallery.uses_index and gallery.size == 5000
     mated = near(gallery_vectors[:200], 0.9, seed=12)
     approximate = gallery.search(mated, k=1)
     exact = gallery.search(mated, k=1, exact=True)
@@ -146,3 +146,17 @@ def test_approximate_search_agrees_with_exact():
     # scores are recomputed from the stored vectors: identical to exact wherever the same reference is found
     same = [(a[0], e[0]) for a, e in zip(approximate, exact, strict=True) if a[0].reference_id == e[0].reference_id]
     assert all(a.cosine == pytest.approx(e.cosine, abs=1e-5) for a, e in same)
+
+
+def test_approximate_search_with_sparse_cells_still_answers():
+    # 40 references in 16 cells, one cell searched: the index sees only a few; the answer is short, not wrong
+    vectors = random_unit(40, seed=13)
+    ids = [f"p{i}" for i in range(40)]
+    from openlfr.watchlist.search import IvfParams
+
+    gallery = Gallery.from_arrays(vectors, ids, ids, DLIB, approximate_above=1, ivf=IvfParams(nprobe=1, nlist=16))
+    found = gallery.search(vectors[:3], k=5)
+    for i, candidates in enumerate(found):
+        assert 1 <= len(candidates) <= 5
+        assert candidates[0].person_id == f"p{i}" and candidates[0].cosine == pytest.approx(1.0, abs=1e-5)
+    assert gallery.best_scores(vectors[:3]).tolist() == pytest.approx([1.0, 1.0, 1.0])
