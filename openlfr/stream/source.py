@@ -160,8 +160,12 @@ def describe_error(camera: CameraConfig, exc: BaseException) -> str:
         return f"{where}: the {what} is not a video FFmpeg can read ({reason})"
     if isinstance(exc, ConnectionRefusedError) or code == errno.ECONNREFUSED:
         return f"{where}: connection refused (is the camera or server up?)"
-    if isinstance(exc, TimeoutError | av.error.ExitError) or code in (errno.ETIMEDOUT, errno.EIO):
+    if isinstance(exc, TimeoutError | av.error.ExitError) or code == errno.ETIMEDOUT:
         return f"{where}: no data within the timeout ({reason})"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError) or code in (errno.ECONNRESET, errno.EPIPE):
+        return f"{where}: the connection broke off ({reason})"
+    if code == errno.EIO:
+        return f"{where}: the source broke off or is not a video stream ({reason})"
     if isinstance(exc, av.error.HTTPError):
         return f"{where}: the server answered with an HTTP error ({reason})"
     if isinstance(exc, PermissionError):

@@ -1,0 +1,139 @@
+"""One camera's pipeline on synthetic clips of a real face (the astronaut fixture): tracks, budgeted embedding,
+k-of-n alerts, one alert per track, the cooldown across tracks, the matching gate, and forgetting."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from openlfr.stream.evidence import EvidenceRule
+from openlfr.stream.frames import YuvFrame
+from openlfr.stream.pipeline import AlertFound, CameraPipeline, PipelineConfig
+from openlfr.stream.source import CameraConfig, Capture
+from openlfr.stream.tracker import Track
+from openlfr.vision.dlib_backend import HogDetector
+from openlfr.watchlist.search import Gallery
+from tests.streamkit import portrait, write_face_clip
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    face = portrait(astronaut)
+    return {
+        # In view, out of view for longer than a track lives, back in view: two tracks of one person.
+        "twice": write_face_clip(folder / "twice.mp4", face, seconds=4.0, visible=[(0.0, 1.2), (2.6, 4.0)]),
+        "long": write_face_clip(folder / "long.mp4", face, seconds=4.0),
+    }
+
+
+def filler_vectors(count: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, 128)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def listed(engine, astronaut: np.ndarray) -> Gallery:  # type: ignore[no-untyped-def]
+    (face,) = [f for f in engine.faces(astronaut) if f.box.top < 200]  # her face, not the patch on her suit
+    vectors = np.vstack([face.embedding[None, :], filler_vectors(20)])
+    return Gallery(vectors, ["eileen", *[f"filler-{i}" for i in range(20)]], list(range(21)), engine.model_id)
+
+
+@pytest.fixture(scope="module")
+def unlisted(engine) -> Gallery:  # type: ignore[no-untyped-def]
+    return Gallery(filler_vectors(21, seed=1), [f"filler-{i}" for i in range(21)], list(range(21)), engine.model_id)
+
+
+def run_clip(
+    engine,  # type: ignore[no-untyped-def]
+    clip: Path,
+    gallery: Gallery,
+    config: PipelineConfig | None = None,
+    may_match: Callable[[], bool] = lambda: True,
+) -> tuple[CameraPipeline, list[AlertFound], list[Track]]:
+    camera = CameraConfig("door", str(clip))
+    pipeline = CameraPipeline(
+        camera, config or PipelineConfig(), engine, HogDetector(0), gallery, EvidenceRule(0.8), may_match
+    )
+    started: list[Track] = []
+    original_start = pipeline.tracker.start
+
+    def spy(observation):  # type: ignore[no-untyped-def]
+        track = original_start(observation)
+        started.append(track)
+        return track
+
+    pipeline.tracker.start = spy  # type: ignore[method-assign]
+    alerts: list[AlertFound] = []
+    buffer = None
+    for frame in Capture(camera).frames():
+        if buffer is None:
+            buffer = np.empty(frame.format.nbytes, np.uint8)
+        frame.write_i420(buffer)
+        alerts += pipeline.process(YuvFrame(buffer, frame.format), frame.clock, frame.arrival, frame.media_time).alerts
+    pipeline.finish()
+    return pipeline, alerts, started
+
+
+def test_one_alert_per_track_and_a_cooldown_across_tracks(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
+    pipeline, alerts, tracks = run_clip(engine, clips["twice"], listed, PipelineConfig(cooldown_s=0.0))
+    assert len(tracks) == 2, "the face leaves for longer than a track lives: two tracks"
+    assert [(a.person_id, a.track_id) for a in alerts] == [("eileen", tracks[0].id), ("eileen", tracks[1].id)]
+
+    pipeline, alerts, tracks = run_clip(engine, clips["twice"], listed, PipelineConfig(cooldown_s=60.0))
+    assert [a.track_id for a in alerts] == [tracks[0].id]
+    assert pipeline.counters.suppressed == 1 and pipeline.counters.alerts == 1
+
+
+def test_an_alert_carries_its_evidence(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
+    _pipeline, alerts, _ = run_clip(engine, clips["long"], listed)
+    (alert,) = alerts
+    assert alert.score >= 0.8 and alert.threshold == 0.8 and alert.camera == "door"
+    assert alert.candidates[0][:2] == ("eileen", 0) and alert.candidates[0][2] == alert.score
+    assert [c[2] for c in alert.candidates] == sorted((c[2] for c in alert.candidates), reverse=True)
+    assert alert.evidence["supporting"] >= 2 and alert.evidence["k"] == 2
+    crop = np.asarray(Image.open(io.BytesIO(alert.probe_jpeg)).convert("RGB"))
+    assert engine.faces(crop, embed=False), "the probe crop shows the face"
+    assert alert.model_id == engine.model_id
+
+
+def test_no_embedding_while_matching_is_not_allowed(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
+    pipeline, alerts, tracks = run_clip(engine, clips["long"], listed, may_match=lambda: False)
+    assert not alerts
+    assert pipeline.counters.embeddings == 0 and pipeline.counters.faces_seen > 20
+    assert all(t.template is None and t.embeddings == 0 for t in tracks)
+
+
+def test_an_unlisted_face_costs_a_budget_and_leaves_nothing(engine, clips, unlisted) -> None:  # type: ignore[no-untyped-def]
+    pipeline, alerts, tracks = run_clip(engine, clips["long"], unlisted, PipelineConfig(embed_budget=4))
+    assert not alerts and len(tracks) == 1
+    assert pipeline.counters.embeddings == 4, "the budget, spent, and no more"
+    assert pipeline.counters.faces_seen > 40, "the face was followed on every frame after the budget ran out"
+    track = tracks[0]
+    assert track.template is None and not track.samples, "forgotten when the track ended"
+    assert not pipeline.tracker.active
+
+
+def test_samples_come_quickly_first_then_spaced_out(engine, clips, unlisted) -> None:  # type: ignore[no-untyped-def]
+    """k samples as soon as the gap allows, then at doubling gaps: a long track does not embed every frame."""
+    config = PipelineConfig(embed_budget=50, embed_gap_s=0.15, better_by=1.0)
+    times: list[float] = []
+    original = CameraPipeline._judge
+
+    def spy(self, track, clock, arrival, media_time):  # type: ignore[no-untyped-def]
+        times.append(clock)
+        return original(self, track, clock, arrival, media_time)
+
+    CameraPipeline._judge = spy  # type: ignore[method-assign]
+    try:
+        pipeline, _, _ = run_clip(engine, clips["long"], unlisted, config)
+    finally:
+        CameraPipeline._judge = original  # type: ignore[method-assign]
+    gaps = np.diff(times)
+    assert gaps[0] < 0.3 and gaps[-1] >= 0.59, f"gaps {gaps}"
+    assert pipeline.counters.embeddings == len(times) < 12
