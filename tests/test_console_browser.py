@@ -8,6 +8,7 @@ verifies it, the outcome is recorded, and the deployment record shows it. Screen
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,21 @@ def _enrol(client: Any, person: str, name: str, paths: list[Path], category: str
     form = {"person": person, "display_name": name, "category": category, "reason": f"test listing of {name}"}
     answer = client.post("/api/watchlists/hamilton/people", data=form, files=files)
     assert answer.status_code == 201, answer.text
+
+
+def _alert_timings(app: Any, shown_at: datetime) -> dict[str, float]:
+    import sqlalchemy as sa
+
+    from openlfr.store.alert_models import Alert
+
+    with app.state.server.sessions() as db:
+        alert = db.scalars(sa.select(Alert).order_by(Alert.id)).first()
+        assert alert is not None
+        return {
+            "frame_to_commit_ms": round(float(alert.latency_ms or 0.0), 1),
+            "commit_to_queue_s": round((shown_at - alert.created_at).total_seconds(), 3),
+            "clip_time_of_alert_s": round(float(alert.media_time_s or 0.0), 2),
+        }
 
 
 def _log_in(page: Any, base: str, username: str) -> None:
@@ -115,7 +131,12 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
                 raise AssertionError(
                     f"no alert row: alerts {olly.get('/api/alerts').json()}, deployment {state}, console {console}"
                 ) from None
+            shown_at = datetime.now(UTC)
             assert operator.evaluate("window.__sameDocument === true"), "the queue was reloaded"
+            timings = _alert_timings(app, shown_at)
+            (ARTIFACTS / "console-timings.json").write_text(json.dumps(timings, indent=1))
+            # Committed, announced by the event stream (polled twice a second), fetched and drawn: within seconds.
+            assert timings["commit_to_queue_s"] < 5.0, timings
             operator.screenshot(path=str(ARTIFACTS / "console-queue-alert.png"), full_page=True)
             assert "awaiting decision" in row.inner_text()
 

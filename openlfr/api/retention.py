@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from openlfr.api import services
 from openlfr.api.audit_log import audit_key
+from openlfr.governance.deployments import now_utc
 from openlfr.governance.retention import RetentionPolicy
 from openlfr.settings import Settings
 from openlfr.store import Store
+from openlfr.store.governance_models import LoginFailure, UserSession
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +29,16 @@ def enforce_once(store: Store, settings: Settings) -> services.PurgeReport:
     ctx = services.Context.system(settings, audit_key(settings))
     with store.session() as db:
         services.close_finished(db, ctx)
-        return services.enforce_retention(db, ctx, policy_of(settings))
+        report = services.enforce_retention(db, ctx, policy_of(settings))
+        forget_stale_logins(db, settings)
+        return report
+
+
+def forget_stale_logins(db: Session, settings: Settings) -> None:
+    """Expired sessions and tokens, and failed logins older than the throttling window, serve no purpose."""
+    moment = now_utc()
+    db.execute(delete(UserSession).where(UserSession.expires_at <= moment))
+    db.execute(delete(LoginFailure).where(LoginFailure.at < moment - timedelta(seconds=settings.login_window_seconds)))
 
 
 class RetentionLoop:
