@@ -175,3 +175,80 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
     assert "Lin-Manuel Miranda" in names
     assert set(names) <= {"Lin-Manuel Miranda", "Alex Lacamoire"}  # nobody else on the list alerted
     app.state.server.store.close()
+
+
+def test_console_forms_for_admin_operator_and_authoriser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's forms reach the API with their CSRF token: a watchlist and an enrolment by the admin (with
+    a photo upload), a draft by an operator, its authorisation by an authoriser, a setting, the audit page."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no browser at {CHROMIUM} (Debian package chromium; `make system-deps` as root)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    photo = require_data("stills", "lin-manuel-miranda.png")
+    configure(monkeypatch)
+    app = build_app()
+    for name, role in [("ann", Role.ADMIN), ("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
+        add_user(app, name, role)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with LiveServer(app) as server, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+
+            def page_of(username: str, landing: str) -> Any:
+                page = browser.new_context(viewport={"width": 1300, "height": 900}).new_page()
+                page.goto(f"{server.url}/login")
+                page.fill("input[name=username]", username)
+                page.fill("input[name=password]", PASSWORD)
+                page.click("button[type=submit]")
+                page.wait_for_url(f"{server.url}{landing}")
+                return page
+
+            ann = page_of("ann", "/deployments")
+            ann.goto(f"{server.url}/watchlists")
+            form = ann.locator("form[data-api='/api/watchlists']")
+            form.locator("input[name=name]").fill("station-2030")
+            form.locator("button").click()
+            ann.wait_for_selector("td:has-text('station-2030')")
+            form = ann.locator("form[data-multipart]")
+            form.locator("input[name=person]").fill("LMM-001")
+            form.locator("input[name=display_name]").fill("Lin-Manuel Miranda")
+            form.locator("input[type=file]").set_input_files(str(photo))
+            form.locator("button").click()
+            ann.wait_for_function("() => document.querySelector('table').innerText.includes('\\t1\\t1')")
+
+            olly = page_of("olly", "/queue")
+            olly.goto(f"{server.url}/deployments")
+            form = olly.locator("form[data-api='/api/deployments']")
+            form.locator("input[name=name]").fill("Station")
+            form.locator("input[name=place]").fill("Station forecourt")
+            form.locator("textarea[name=purpose]").fill("Locate people wanted on warrant")
+            form.locator("input[name=starts_at]").fill("2030-01-01T10:00:00")
+            form.locator("input[name=ends_at]").fill("2030-01-01T14:00:00")
+            form.locator("input[name=target_one_in]").fill("33000")
+            form.locator("textarea[name=cameras]").fill("entrance = rtsp://10.0.0.5/stream1\nexit = camera:0")
+            form.locator("button[type=submit]").click()
+            olly.wait_for_url(f"{server.url}/deployments/*")
+            assert olly.locator("[data-testid=phase]").inner_text() == "draft"
+            assert olly.locator("textarea[name=justification]").count() == 0  # operators do not authorise
+
+            ava = page_of("ava", "/queue")
+            ava.goto(olly.url)
+            ava.fill("textarea[name=justification]", JUSTIFICATION)
+            ava.click("button:has-text('Authorise')")
+            ava.wait_for_selector("[data-testid=phase]:has-text('scheduled')")
+            assert "picked for a target of 1 in 33,000 faces" in ava.inner_text("main")
+
+            ann.goto(f"{server.url}/settings")
+            ann.uncheck("input[name=require_second_verifier]")
+            ann.click("button:has-text('Save')")
+            ann.wait_for_load_state("networkidle")
+            ann.goto(f"{server.url}/audit")
+            verdict = ann.locator("[data-testid=verdict]").inner_text()
+            assert verdict.startswith("audit log intact")
+            text = ann.inner_text("table")
+            for action in ("watchlist.create", "watchlist.enrol", "deployment.draft", "deployment.authorise"):
+                assert action in text
+            assert "settings.change" in text
+            ann.screenshot(path=str(ARTIFACTS / "console-audit.png"), full_page=True)
+        finally:
+            browser.close()
+    app.state.server.store.close()
