@@ -55,6 +55,10 @@ class Matcher(Protocol):
 @dataclass(frozen=True)
 class PipelineConfig:
     detect_interval_s: float = 0.2  # whole-picture detection at most this often (see the module docstring)
+    # Live sources only: whole-picture detection takes at most this share of the analysis time, so that an
+    # overloaded machine still follows its tracks between detections instead of detecting on every frame it
+    # manages to analyse (files read as fast as possible keep the fixed interval: results do not depend on load).
+    detect_share: float = 0.5
     track_between: bool = True  # follow known faces on the frames in between
     detect_upsample: int = 0  # HOG upsampling: 0 finds faces from ~70 px, 1 from ~40 px at 4x the cost
     detect_scale: float = 1.0  # search a copy scaled by this (e.g. 0.5 for a 4K camera with large faces)
@@ -162,6 +166,8 @@ class CameraPipeline:
         self.latency = LatencyHistogram()
         self.min_face_px = max(camera.min_face_px, 0) or config.min_face_px
         self._last_detect = float("-inf")
+        self._detect_cost_s = 0.0  # wall time the last whole-picture detection took
+        self.live = False  # set for live and paced sources: see PipelineConfig.detect_share
         self._last_alert: dict[Hashable, float] = {}
         self._matching_now = False
 
@@ -172,11 +178,13 @@ class CameraPipeline:
         self.counters.processed += 1
         self._matching_now = self.matcher is not None and self.rule is not None and bool(self.may_match())
         seen: list[tuple[Track, Observation]] = []
-        if clock - self._last_detect >= self.config.detect_interval_s:
+        if clock - self._last_detect >= self._detect_gap():
             result.full_detection = True
             self._last_detect = clock
             self.counters.detect_frames += 1
+            started = time.monotonic()
             seen = self._detect_and_associate(frame, clock)
+            self._detect_cost_s = time.monotonic() - started
         elif self.config.track_between and self.tracker.active:
             seen = self._follow(frame, clock)
         self.counters.faces_seen += len(seen)
@@ -192,6 +200,14 @@ class CameraPipeline:
             track.forget()
         self.latency.add((time.monotonic() - arrival) * 1000.0)
         return result
+
+    def _detect_gap(self) -> float:
+        """Seconds of the camera's clock between whole-picture detections."""
+        gap = self.config.detect_interval_s
+        if self.live and self.tracker.active and 0.0 < self.config.detect_share < 1.0:
+            # Detection costing D seconds is followed by at least D * (1 - share) / share of tracking time.
+            gap = max(gap, self._detect_cost_s / self.config.detect_share)
+        return gap
 
     def finish(self) -> None:
         """The camera stopped: end every track and forget what they held."""

@@ -62,6 +62,8 @@ class CameraState:
     finished: bool = False
     first_frame_at: float | None = None
     last_frame_at: float | None = None
+    analysis_cpu_s: float = 0.0  # CPU time of the camera's analysis process
+    capture_cpu_s: float = 0.0  # CPU time of its capture thread (demuxing, decoding, copying into the ring)
 
     @property
     def counters(self) -> CameraCounters:
@@ -201,6 +203,7 @@ class PipelineRunner:
         try:
             for frame in capture.frames(run.stop):
                 now = time.monotonic()
+                state.capture_cpu_s = time.thread_time()
                 state.first_frame_at = state.first_frame_at or now
                 state.last_frame_at = now
                 state.capture_counters.decoded = capture.decoded
@@ -240,6 +243,7 @@ class PipelineRunner:
             state.capture_counters.decoded = capture.decoded
             state.capture_counters.skipped = capture.skipped
             state.capture_counters.reconnects = capture.reconnects
+            state.capture_cpu_s = time.thread_time()
         except SourceError as exc:
             state.error = str(exc)
             state.capture_counters.errors += 1
@@ -352,6 +356,7 @@ class PipelineRunner:
             state.latency = LatencyHistogram.from_sparse(
                 message.latency, message.latency_total_ms, message.latency_max_ms
             )
+            state.analysis_cpu_s = message.cpu_s
             if message.final:
                 state.finished = True
             if self.on_stats is not None:

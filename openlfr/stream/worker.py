@@ -100,6 +100,7 @@ class StatsReport:
     latency_total_ms: float
     latency_max_ms: float
     final: bool = False
+    cpu_s: float = 0.0  # CPU time the worker process has used so far (all its threads)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def _report(pipeline: CameraPipeline, final: bool = False) -> StatsReport:
         histogram.total_ms,
         histogram.max_ms,
         final,
+        time.process_time(),
     )
 
 
@@ -164,6 +166,7 @@ def analysis_main(spec: WorkerSpec, tickets: Any, freed: Any, events: Any, match
             return bool(matching.is_set())
 
         pipeline = CameraPipeline(spec.camera, spec.config, engine, detector, spec.matcher, spec.rule, may_match)
+        pipeline.live = spec.drop_stale
     except Exception as exc:
         events.put(WorkerFailed(name, f"camera {name!r}: the analysis could not start: {exc}"))
         return
