@@ -70,6 +70,7 @@ class PipelineConfig:
     embed_gap_s: float = 0.15  # between two samples of one track, at least
     max_sample_gap_s: float = 1.0  # the doubling gaps stop growing here
     better_by: float = 0.1  # a face this much better (Quality.score) than any embedded is sampled early
+    look_interval_s: float = 0.1  # between samples, faces are looked at (landmarks, quality) this often at most
     min_inter_eye_px: float = 14.0  # quality gate for a sample
     max_yaw_deg: float = 45.0
     max_pitch_deg: float = 35.0
@@ -314,14 +315,23 @@ class CameraPipeline:
             return False
         return clock - track.last_embed_clock >= self.config.embed_gap_s
 
-    def _wants(self, track: Track, quality: float, clock: float) -> bool:
+    def _sample_gap(self, track: Track) -> float:
+        """The first k samples as soon as ``embed_gap_s`` allows, then at doubling gaps."""
         c = self.config
         assert self.rule is not None
-        since = clock - track.last_embed_clock
         if track.embeddings < self.rule.k:
-            return since >= c.embed_gap_s
-        gap = min(c.max_sample_gap_s, c.embed_gap_s * 2.0 ** (track.embeddings - self.rule.k + 1))
-        return since >= gap or quality >= track.best_embedded_quality + c.better_by
+            return c.embed_gap_s
+        return min(c.max_sample_gap_s, c.embed_gap_s * 2.0 ** (track.embeddings - self.rule.k + 1))
+
+    def _worth_a_look(self, track: Track, clock: float) -> bool:
+        """Analyse the face now? When a sample is due anyway, or, at a limited rate, to catch a better view."""
+        if clock - track.last_embed_clock >= self._sample_gap(track):
+            return True
+        return clock - track.last_analysed_clock >= self.config.look_interval_s
+
+    def _wants(self, track: Track, quality: float, clock: float) -> bool:
+        since = clock - track.last_embed_clock
+        return since >= self._sample_gap(track) or quality >= track.best_embedded_quality + self.config.better_by
 
     def _sample_and_match(
         self,
@@ -334,8 +344,9 @@ class CameraPipeline:
         assert self.matcher is not None and self.rule is not None
         chosen: list[tuple[Track, Observation, np.ndarray, Box]] = []
         for track, observation in seen:
-            if not self._due(track, clock):
+            if not self._due(track, clock) or (observation.face is None and not self._worth_a_look(track, clock)):
                 continue
+            track.last_analysed_clock = clock
             analysed = self._analyse(frame, observation) if observation.face is None else None
             face = observation.face
             if face is None:

@@ -157,7 +157,12 @@ def analysis_main(spec: WorkerSpec, tickets: Any, freed: Any, events: Any, match
         from openlfr.vision.dlib_backend import HogDetector
         from openlfr.vision.engine import build_engine
 
-        engine = build_engine(spec.settings)
+        # One camera's analysis is sequential work: ONNX Runtime's own thread pool (one thread per core by default)
+        # would only compete with the other cameras and with decoding, so a worker embeds on one thread.
+        settings = spec.settings
+        if settings.onnx_threads == 0:
+            settings = settings.model_copy(update={"onnx_threads": 1})
+        engine = build_engine(settings)
         detector = HogDetector(upsample=spec.config.detect_upsample)
 
         def may_match() -> bool:
