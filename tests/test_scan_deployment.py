@@ -1,0 +1,100 @@
+"""`openlfr scan --deployment ID`: matching inside a deployment authorised in the server (by another person),
+with its watchlist snapshot and threshold; refused for a deployment that may not match."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+from openlfr.api import services
+from openlfr.api.audit_log import audit_key
+from openlfr.governance.deployments import now_utc
+from openlfr.settings import get_settings
+from openlfr.store.alert_models import Alert
+from openlfr.store.db import open_store
+from tests.streamkit import openlfr_env, portrait, run_openlfr, write_face_clip
+
+pytestmark = pytest.mark.slow
+
+
+def authorised_deployment(data_dir: Path, clip: Path, *, cancel: bool = False) -> int:
+    settings = get_settings()
+    assert settings.data_dir == data_dir
+    store = open_store(settings)
+    key = audit_key(settings)
+    author = services.Context(settings, key, "olly", "operator")
+    authoriser = services.Context(settings, key, "ava", "authoriser")
+    try:
+        with store.session() as db:
+            row = services.create_draft(
+                db,
+                author,
+                name="entrance",
+                place="test station",
+                purpose="find the listed astronaut",
+                starts_at=now_utc() - timedelta(minutes=1),
+                ends_at=now_utc() + timedelta(hours=1),
+                cameras=[{"name": "entrance", "source": str(clip)}],
+                watchlist="space",
+                threshold=0.8,
+                target_fpir=None,
+            )
+            deployment_id = row.id
+        with store.session() as db:
+            services.authorise(db, authoriser, deployment_id, "the listed person is expected at this station today")
+        if cancel:
+            with store.session() as db:
+                services.cancel(db, authoriser, deployment_id, "no longer needed")
+    finally:
+        store.close()
+    return deployment_id
+
+
+@pytest.fixture
+def enrolled(isolated_data_dir: Path, tmp_path: Path, astronaut: np.ndarray) -> tuple[Path, Path]:
+    photo = tmp_path / "eileen.png"
+    Image.fromarray(astronaut).save(photo)
+    env = openlfr_env(isolated_data_dir)
+    assert run_openlfr(["watchlist", "create", "space"], env).returncode == 0
+    person = ["--person", "E-1", "--name", "Eileen", "--category", "other", "--face", "largest"]
+    done = run_openlfr(["watchlist", "add", "space", *person, "--image", str(photo)], env)
+    assert done.returncode == 0, done.stderr
+    clip = write_face_clip(tmp_path / "entrance.mp4", portrait(astronaut), seconds=2.0)
+    return isolated_data_dir, clip
+
+
+def test_a_scan_inside_an_authorised_deployment(enrolled: tuple[Path, Path]) -> None:
+    data_dir, clip = enrolled
+    deployment_id = authorised_deployment(data_dir, clip)
+    # No sources on the command line: the deployment's own cameras.
+    done = run_openlfr(["scan", "--deployment", str(deployment_id), "--json"], openlfr_env(data_dir))
+    assert done.returncode == 0, done.stderr
+    output = [json.loads(line) for line in done.stdout.splitlines()]
+    alerts = [o for o in output if o["type"] == "alert"]
+    assert [(a["person"], a["camera"]) for a in alerts] == [("E-1", "entrance")]
+    store = open_store(get_settings())
+    try:
+        with store.session() as db:
+            (row,) = db.scalars(sa.select(Alert)).all()
+            assert row.deployment_id == deployment_id and row.threshold == pytest.approx(0.8)
+            # The reference is the deployment's snapshot image (what the authoriser approved).
+            assert row.reference_image_id is not None
+            deployment = services.get_deployment(db, deployment_id)
+            assert deployment.frames == 30 and deployment.faces_seen > 0 and deployment.alerts_raised == 1
+    finally:
+        store.close()
+
+
+def test_a_scan_refuses_a_deployment_that_may_not_match(enrolled: tuple[Path, Path]) -> None:
+    data_dir, clip = enrolled
+    deployment_id = authorised_deployment(data_dir, clip, cancel=True)
+    done = run_openlfr(["scan", str(clip), "--deployment", str(deployment_id)], openlfr_env(data_dir))
+    assert done.returncode == 2
+    assert f"deployment {deployment_id} may not match now: the deployment was cancelled" in done.stderr
+    assert "Traceback" not in done.stderr
