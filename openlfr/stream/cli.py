@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
+from rich.text import Text
 
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings, get_settings
@@ -378,12 +380,18 @@ def _run_scan(
     )
     restore = _interrupts(runner.stop)
     interrupted = False
+    live = Live(console=err, refresh_per_second=2, transient=True) if not as_json and err.is_terminal else None
+    if live is not None:
+        runner.on_stats = lambda states: live.update(Text(status_line(states)))
+        live.start()
     try:
         summary = runner.run()
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
+        if live is not None:
+            live.stop()
         restore()
         dispatcher.close(timeout=10.0)
     if record is not None:
@@ -399,6 +407,18 @@ def _run_scan(
     _print_summary(output, summary)
     if summary.errors and len(summary.errors) == len(cameras):
         raise OpenLFRError("no camera could be read")
+
+
+def status_line(states: dict[str, Any]) -> str:
+    """One line per camera for the live display: what has been decoded, analysed, dropped, seen, alerted."""
+    rows = []
+    for name, state in states.items():
+        c = state.counters
+        rows.append(
+            f"{name}: {c.decoded} frames, {c.processed} analysed, {c.dropped} dropped, {c.faces_seen} faces, "
+            f"{c.tracks} tracks, {c.alerts} alerts" + (" - stopped" if state.finished else "")
+        )
+    return "\n".join(rows)
 
 
 def _print_summary(output: Output, summary: Any) -> None:
