@@ -137,3 +137,27 @@ def test_samples_come_quickly_first_then_spaced_out(engine, clips, unlisted) -> 
     gaps = np.diff(times)
     assert gaps[0] < 0.3 and gaps[-1] >= 0.59, f"gaps {gaps}"
     assert pipeline.counters.embeddings == len(times) < 12
+
+
+def test_a_region_of_interest_and_a_minimum_face_size(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
+    """Outside the region, or smaller than the camera's minimum, a face is not looked at at all."""
+    from openlfr.vision.types import Box
+
+    camera_cases = {
+        "outside": CameraConfig("door", str(clips["long"]), roi=Box(0, 0, 640, 40)),
+        "too small": CameraConfig("door", str(clips["long"]), min_face_px=300),
+        "inside": CameraConfig("door", str(clips["long"]), roi=Box(0, 20, 640, 340)),
+    }
+    seen = {}
+    for case, camera in camera_cases.items():
+        pipeline = CameraPipeline(camera, PipelineConfig(), engine, HogDetector(0), listed, EvidenceRule(0.8))
+        buffer = None
+        for frame in Capture(camera).frames():
+            if buffer is None:
+                buffer = np.empty(frame.format.nbytes, np.uint8)
+            frame.write_i420(buffer)
+            pipeline.process(YuvFrame(buffer, frame.format), frame.clock, frame.arrival)
+        pipeline.finish()
+        seen[case] = (pipeline.counters.faces_seen, pipeline.counters.alerts)
+    assert seen["outside"] == (0, 0) and seen["too small"] == (0, 0)
+    assert seen["inside"][0] > 40 and seen["inside"][1] == 1
