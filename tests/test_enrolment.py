@@ -267,3 +267,58 @@ def test_faces_are_chosen_explicitly_and_numbered_from_the_left() -> None:
     for bad in ("0", "two"):
         with pytest.raises(ValueError, match="--face"):
             parse_face_choice(bad)
+
+
+# ----- folder import -----
+
+
+def test_import_with_worker_processes_from_a_process_that_already_ran_the_engine(
+    tmp_path: Path, enrol_engine: FaceEngine, photos: Photos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers must not inherit ONNX Runtime's threads mid-use (a forked child can hang): they are spawned."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openlfr.enrolment import importer
+    from openlfr.enrolment.importer import import_folder
+
+    monkeypatch.setattr(importer, "MIN_PEOPLE_FOR_WORKERS", 1)  # use the worker pool even for four people
+
+    assert len(enrol_engine.faces(np.asarray(Image.open(photos.face).convert("RGB")))) == 1  # the engine has run
+    folder = tmp_path / "people"
+    for person, photo in (("A", photos.face), ("B", photos.blurred), ("C", photos.face_again)):
+        (folder / person).mkdir(parents=True)
+        shutil.copy(photo, folder / person)
+    (folder / "D").mkdir()
+    (folder / "loose.txt").write_text("not a person")
+    settings = Settings(data_dir=tmp_path / "data", database_url=None)
+    store = open_store(settings)
+    with store.session() as session:
+        create_watchlist(session, "wl", "", "tester", NOW)
+    with ThreadPoolExecutor(1) as runner:
+        running = runner.submit(
+            import_folder,
+            store,
+            settings,
+            "wl",
+            folder,
+            template=PersonDetails("", category="other"),
+            choice=None,
+            allow_duplicate=False,
+            actor="tester",
+            now=NOW,
+            default_expiry=NOW + timedelta(days=1),
+            workers=2,
+        )
+        rows, ignored = running.result(timeout=300)
+    assert [(r.reference_id, r.status, r.photos) for r in rows] == [
+        ("A", "enrolled", 1),
+        ("B", "refused", 0),
+        ("C", "refused", 0),
+        ("D", "refused", 0),
+    ]
+    assert "face too blurred" in rows[1].reasons[0]
+    assert "looks like A" in rows[2].reasons[0]  # a duplicate of someone enrolled earlier in the same import
+    assert rows[3].reasons == ["no image files in the folder"]
+    assert ignored == ["loose.txt"]
+    store.close()

@@ -7,6 +7,7 @@ the list are skipped without being analysed, so a re-run after fixing the refuse
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,8 @@ def _is_photo(path: Path) -> bool:
 
 # ----- analysing photos, in this process or in workers -----
 
+MIN_PEOPLE_FOR_WORKERS = 16
+
 _worker: tuple[FaceEngine, QualityGate, Settings] | None = None
 
 
@@ -102,14 +105,20 @@ def analyse_folders(
     jobs = [(folder.photos, choice) for folder in folders]
     if not jobs:
         return
-    workers = min(workers, len(jobs))
+    # Starting a worker costs a Python start and a face engine (~2 s): not worth it for a handful of people.
+    workers = min(workers, len(jobs)) if len(jobs) >= MIN_PEOPLE_FOR_WORKERS else 1
     if workers <= 1:
         _init_worker(settings.model_dump_json())
         yield from map(_analyse_in_worker, jobs)
         return
     worker_settings = settings.model_copy(update={"onnx_threads": 1})
+    # Spawned, not forked: a process that has already run ONNX Runtime (a server, a benchmark) would hand a
+    # forked child its thread pool's locks mid-use, and the child hangs building its own engine.
     with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(worker_settings.model_dump_json(),)
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(worker_settings.model_dump_json(),),
     ) as pool:
         yield from pool.map(_analyse_in_worker, jobs)
 
