@@ -134,7 +134,10 @@ def enrol(
     duplicates: DuplicateIndex | None = None,
 ) -> Person:
     """Put a person (or more photos of someone already listed) on the watchlist, or raise EnrolmentRefused."""
-    reference_id = check_text("the person's id", details.reference_id, 100)
+    try:
+        reference_id = check_text("the person's id", details.reference_id, 100)
+    except OpenLFRError as exc:
+        raise EnrolmentRefused(details.reference_id.strip()[:100] or "(no id)", [("", str(exc))]) from None
     refused = [(photo.source, photo.reason or "refused") for photo in photos if not photo.accepted]
     if refused:
         raise EnrolmentRefused(reference_id, refused)
@@ -223,6 +226,10 @@ def _new_person(
         raise EnrolmentRefused(reference_id, [("", f"a new person needs a category (--category {_categories()})")])
     if details.category not in CATEGORY_VALUES:
         raise EnrolmentRefused(reference_id, [("", f"unknown category {details.category!r}: one of {_categories()}")])
+    try:
+        display_name = check_text("the display name", details.display_name, 200)
+    except OpenLFRError as exc:
+        raise EnrolmentRefused(reference_id, [("", str(exc))]) from None
     expires_at = details.expires_at or default_expiry
     if expires_at <= now:
         raise EnrolmentRefused(reference_id, [("", f"the expiry {expires_at:%Y-%m-%d %H:%M} UTC has already passed")])
@@ -230,7 +237,7 @@ def _new_person(
     return Person(
         watchlist_id=watchlist.id,
         reference_id=reference_id,
-        display_name=check_text("the display name", details.display_name, 200),
+        display_name=display_name,
         category=details.category,
         reason=details.reason.strip(),
         legal_basis=details.legal_basis.strip(),
