@@ -148,3 +148,34 @@ def test_a_real_rtsp_server_stopped_and_restarted(tmp_path: Path, astronaut: np.
     assert [a.person_id for a in alerts] == ["eileen"]
     assert counters.reconnects >= 1 and counters.decoded > decoded["at_stop"] + 30
     assert not errors
+
+
+class ExplodingGallery:
+    """A watchlist whose search raises: a bug in one camera's analysis."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    def search(self, probes: np.ndarray, k: int = 5) -> list[list[object]]:
+        raise RuntimeError("search index corrupted")
+
+
+class DyingGallery(ExplodingGallery):
+    """Kills the analysis process outright as it starts (as an out-of-memory kill would)."""
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        import os
+
+        os._exit(3)
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [(ExplodingGallery, "analysis failed: RuntimeError: search index corrupted"), (DyingGallery, "exit code 3")],
+)
+def test_a_failing_analysis_is_reported_for_its_camera(clip: Path, engine, broken, message: str) -> None:  # type: ignore[no-untyped-def]
+    runner, alerts, errors = runner_for([CameraConfig("door", str(clip))], broken(engine.model_id), RunnerOptions())
+    summary = runner.run()
+    assert not alerts
+    assert [camera for camera, _ in errors] == ["door"] and message in errors[0][1]
+    assert summary.cameras["door"].error is not None

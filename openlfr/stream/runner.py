@@ -324,19 +324,27 @@ class PipelineRunner:
                     (run.matching.set if allowed else run.matching.clear)()
             for run in runs.values():
                 state = run.state
-                if state.finished or run.process.is_alive():
+                if state.finished:
                     continue
-                if run.process.exitcode is not None and message is None:
-                    # The worker is gone and its last words (if any) have been read.
-                    if not state.ready and state.error is None:
-                        state.error = (
-                            f"camera {state.camera.name!r}: the analysis process exited ({run.process.exitcode})"
-                        )
-                        self.on_error(state.camera.name, state.error)
+                if not run.process.is_alive():
+                    if run.process.exitcode is not None and message is None:
+                        # The worker is gone without its final report (which would have been read by now).
+                        if state.error is None:
+                            state.error = (
+                                f"camera {state.camera.name!r}: the analysis process stopped unexpectedly "
+                                f"(exit code {run.process.exitcode})"
+                            )
+                            self.on_error(state.camera.name, state.error)
+                        state.finished = True
+                        run.stop.set()
+                elif not state.ready and now - started > self.options.ready_timeout_s:
+                    state.error = (
+                        f"camera {state.camera.name!r}: the analysis did not start within "
+                        f"{self.options.ready_timeout_s:.0f} s"
+                    )
+                    self.on_error(state.camera.name, state.error)
                     state.finished = True
                     run.stop.set()
-                if not state.ready and now - started > self.options.ready_timeout_s:
-                    state.finished = True
 
     def _handle(self, runs: dict[str, _CameraRun], message: object) -> None:
         if isinstance(message, AlertFound):
