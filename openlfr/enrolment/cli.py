@@ -158,7 +158,9 @@ def add(
     face: Annotated[
         str | None, typer.Option(help="Which face if a photo shows several: N from the left, or 'largest'.")
     ] = None,
-    allow_duplicate: Annotated[bool, typer.Option(help="Enrol even if they look like someone already listed.")] = False,
+    allow_duplicate: Annotated[
+        bool, typer.Option("--allow-duplicate", help="Enrol even if they look like someone already listed.")
+    ] = False,
     by: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -251,7 +253,9 @@ def import_(
     face: Annotated[
         str | None, typer.Option(help="'largest' to take the biggest face of a photo with several.")
     ] = None,
-    allow_duplicate: Annotated[bool, typer.Option(help="Enrol even if someone looks like a listed person.")] = False,
+    allow_duplicate: Annotated[
+        bool, typer.Option("--allow-duplicate", help="Enrol even if someone looks like a listed person.")
+    ] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Processes analysing photos.")] = 2,
     by: ByOption = None,
     as_json: JsonOption = False,
