@@ -95,7 +95,7 @@ def bench_detect_scaling() -> None:
         print("detect scaling: skipped, no stills")
         return
     settings = Settings()
-    engine = build_engine(settings, fallback=True)
+    engine = build_engine(settings, stills=True)
     gate = QualityGate(0, 0, 90, 90)  # measure every face, refuse none
     full_time = scaled_time = 0.0
     cosines = []

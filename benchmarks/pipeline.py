@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     settings = Settings()
-    stills_engine = build_engine(settings, fallback=True)
+    stills_engine = build_engine(settings, stills=True)
     # The naive pipeline gets the same detector as ours (HOG, no upsampling) so the ratio measures the design.
     # Both on one ONNX thread, as a camera's analysis process runs (the figures are per core).
     video_engine = build_engine(Settings(upsample=settings.stream_detect_upsample, onnx_threads=1))

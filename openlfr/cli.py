@@ -106,13 +106,19 @@ def bench_lfw(
     folds: Annotated[int, typer.Option(min=1, max=10, help="Use the first N folds.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror image's.")] = True,
-    fallback: Annotated[bool, typer.Option(help="Use the CNN detector where HOG finds no face.")] = True,
+    stills: Annotated[
+        bool,
+        typer.Option(
+            "--stills/--live",
+            help="Stills profile (CNN detector fallback, 68-point second alignment, jitter) or the live one.",
+        ),
+    ] = True,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
 ) -> None:
     """LFW View 2 verification accuracy (10-fold), plus ONNX vs dlib embedder speed and equality."""
     from openlfr.bench.lfw_run import run_lfw
 
-    result = run_lfw(get_settings(), data, folds, flip=flip, fallback=fallback, workers=workers, quiet=as_json)
+    result = run_lfw(get_settings(), data, folds, flip=flip, fallback=stills, workers=workers, quiet=as_json)
     if as_json:
         typer.echo(json.dumps(result))
     else:

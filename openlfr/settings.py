@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     onnx_threads: int = 0  # 0 lets ONNX Runtime choose
     embedder_model: Path | None = None  # a user-supplied ArcFace-style ONNX file; None = dlib ResNet
     flip_average: bool = True
+    # Stills profile (enrolment, benchmarks): extra test-time views; live video uses flip averaging only.
+    stills_jitter: int = 8
+    stills_second_alignment: bool = True
     # Refuse images whose pixel count would exhaust memory (decompression bombs).
     max_image_pixels: int = 60_000_000
 
@@ -84,6 +87,9 @@ class Settings(BaseSettings):
     stream_cooldown_s: float = 60.0  # after an alert for a person on a camera, their other tracks stay quiet
     stream_reconnect_attempts: int = 10  # consecutive failed (re)connections before a live camera is given up
     stream_queue_frames: int = 3  # frames in flight per camera; beyond that frames are dropped, never queued
+    # Live sources: whole-picture detection in a process of its own beside each camera's analysis, so tracks are
+    # followed frame by frame while it runs (uses a second core per camera when there is one).
+    stream_detector_process: bool = True
     # `openlfr scan` without --threshold or --target-fpir: the false-alert rate the threshold is chosen for.
     scan_target_fpir: float = 1e-3
     # A scan records itself as a deployment of the local user; it may match for at most this long.

@@ -45,3 +45,23 @@ def test_blurred_face_scores_lower_sharpness(engine, astronaut):
     blurred_image = np.asarray(Image.fromarray(astronaut).filter(ImageFilter.GaussianBlur(3)))
     (blurred,) = engine.analyse(blurred_image, [best])
     assert blurred.quality.sharpness < sharp.quality.sharpness / 3
+
+
+def test_stills_profile_adds_views_deterministically(astronaut):
+    from openlfr.vision.engine import build_engine
+    from openlfr.vision.tta import jitter_chips
+
+    stills = build_engine(Settings(stills_jitter=4), stills=True)
+    assert stills.options.second_alignment and stills.fallback is not None
+    face = max(stills.faces(astronaut), key=lambda f: f.score)
+    assert len(face.other_chips) == 1 and face.other_chips[0].shape == (150, 150, 3)
+    again = max(stills.faces(astronaut), key=lambda f: f.score)
+    assert np.array_equal(face.embedding, again.embedding)  # jitter is seeded by the chip itself
+    live = build_engine(Settings())
+    live_face = max(live.faces(astronaut), key=lambda f: f.score)
+    # more views of the same face: a different vector, still the same person by a wide margin
+    assert face.embedding is not None and live_face.embedding is not None
+    similarity = float(face.embedding @ live_face.embedding)
+    assert 0.95 < similarity < 0.99999
+    copies = jitter_chips(face.chip, 3)
+    assert copies.shape == (3, 150, 150, 3) and not np.array_equal(copies[0], copies[1])

@@ -37,7 +37,7 @@ GATE = QualityGate.from_settings(SETTINGS)
 
 @pytest.fixture(scope="module")
 def enrol_engine() -> FaceEngine:
-    return build_engine(Settings(), fallback=True)
+    return build_engine(Settings(), stills=True)
 
 
 @pytest.fixture(scope="module")

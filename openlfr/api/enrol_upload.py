@@ -81,7 +81,7 @@ _ENGINE_LOCK = threading.Lock()
 def _engine(settings_key: str) -> Any:
     from openlfr.vision.engine import build_engine
 
-    return build_engine(Settings.model_validate_json(settings_key), fallback=True)
+    return build_engine(Settings.model_validate_json(settings_key), stills=True)
 
 
 def create_watchlist(db: Session, ctx: Context, name: str, purpose: str) -> None:

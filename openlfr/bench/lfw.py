@@ -78,7 +78,7 @@ def _init_worker(settings_json: str, fallback: bool) -> None:
     global _worker_engine
     from openlfr.vision.engine import build_engine
 
-    _worker_engine = build_engine(Settings.model_validate_json(settings_json), fallback=fallback)
+    _worker_engine = build_engine(Settings.model_validate_json(settings_json), stills=fallback)
 
 
 def central_face(detections: list[Detection], rows: int, cols: int) -> Detection | None:

@@ -111,6 +111,9 @@ def cached_lfw_embeddings(
     """Embeddings of these LFW images, from the cache where valid, the rest embedded now and cached."""
     from openlfr.bench.lfw import embed_images
 
+    # Calibration and identification describe live probes, whose only extra view is the mirror image; the
+    # stills views (jitter, second alignment) are left out so the cached embeddings match what probes get.
+    settings = settings.model_copy(update={"stills_jitter": 0, "stills_second_alignment": False})
     model_id = engine_model_id(settings)
     path = _cache_file(settings, model_id, fallback)
     entries = _read_cache(path)

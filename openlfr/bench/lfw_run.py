@@ -61,8 +61,10 @@ def run_lfw(
         "options": {
             "detector": settings.detector,
             "upsample": settings.upsample,
-            "flip_average": flip,
             "fallback_detector": "mmod" if fallback else None,
+            "flip_average": flip,
+            "jitter": settings.stills_jitter if fallback else 0,
+            "second_alignment_68_point": settings.stills_second_alignment if fallback else False,
         },
         "fold_accuracies": [round(a, 4) for a in result.fold_accuracies],
         "mean_threshold_cosine": round(float(np.mean(result.thresholds)), 4),

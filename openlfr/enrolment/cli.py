@@ -185,7 +185,7 @@ def add(
     with store.session() as session:
         get_watchlist(session, name)  # fail fast, before loading the face models
 
-    engine = build_engine(settings, fallback=True)
+    engine = build_engine(settings, stills=True)
     gate = QualityGate.from_settings(settings)
     results = [
         analyse_photo(

@@ -78,7 +78,7 @@ def _init_worker(settings_json: str) -> None:
     from openlfr.vision.engine import build_engine
 
     settings = Settings.model_validate_json(settings_json)
-    _worker = (build_engine(settings, fallback=True), QualityGate.from_settings(settings), settings)
+    _worker = (build_engine(settings, stills=True), QualityGate.from_settings(settings), settings)
 
 
 def _analyse_in_worker(job: tuple[list[Path], FaceChoice]) -> list[PhotoResult]:

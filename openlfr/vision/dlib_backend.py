@@ -7,7 +7,7 @@ import threading
 import dlib
 import numpy as np
 
-from openlfr.vision.model_files import LANDMARKS_5_FILE, MMOD_FILE, RESNET_FILE, model_file
+from openlfr.vision.model_files import LANDMARKS_5_FILE, LANDMARKS_68_FILE, MMOD_FILE, RESNET_FILE, model_file
 from openlfr.vision.types import Box, Detection
 
 # dlib's face chip for its ResNet: 150x150 with 25% padding around the landmark-normalised face.
@@ -69,10 +69,12 @@ def make_detector(name: str, upsample: int) -> HogDetector | MmodDetector:
 class DlibFivePointAligner:
     """dlib's 5-point landmarks and ``get_face_chip``: the very chip ``compute_face_descriptor`` uses."""
 
+    landmark_file = LANDMARKS_5_FILE
+
     def __init__(self, chip_size: int = DLIB_CHIP_SIZE, padding: float = DLIB_CHIP_PADDING) -> None:
         self.chip_size = chip_size
         self.padding = padding
-        self._predictor = dlib.shape_predictor(str(model_file(LANDMARKS_5_FILE)))
+        self._predictor = dlib.shape_predictor(str(model_file(self.landmark_file)))
         # dlib's shape predictor object is not documented as thread-safe.
         self._lock = threading.Lock()
 
@@ -88,6 +90,12 @@ class DlibFivePointAligner:
         rect = dlib.rectangle(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
         shape = dlib.full_object_detection(rect, points)
         return np.asarray(dlib.get_face_chip(image, shape, size=self.chip_size, padding=self.padding))
+
+
+class DlibSixtyEightPointAligner(DlibFivePointAligner):
+    """dlib's 68-point landmarks: a second, independent alignment of the same face for still images."""
+
+    landmark_file = LANDMARKS_68_FILE
 
 
 class DlibReferenceEmbedder:

@@ -9,16 +9,28 @@ import numpy as np
 
 from openlfr.settings import Settings
 from openlfr.vision.quality import assess
+from openlfr.vision.tta import jitter_chips
 from openlfr.vision.types import Box, Detection, Face, FaceAligner, FaceDetector, FaceEmbedder
 
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Test-time options. Flip averaging: embed the chip and its mirror image and average the two."""
+    """Test-time options: more views of each face, averaged into one embedding (see ``tta.py``).
+
+    Live video uses flip averaging only (one extra chip per face). Stills (enrolment, benchmarks) can afford
+    more: a second alignment from dlib's 68-point landmarks and jittered copies of each chip.
+    """
 
     flip_average: bool = True
-    # Stills only (enrolment, benchmarks): when the main detector finds nothing, try the CNN detector.
+    jitter: int = 0
+    second_alignment: bool = False
+    # When the main detector finds nothing, try the CNN detector (stills only: it is several times slower).
     fallback_detector: bool = False
+
+    @property
+    def views_key(self) -> str:
+        """Names the views an embedding averages, for caches of embeddings."""
+        return f"flip{int(self.flip_average)}-jitter{self.jitter}-align{2 if self.second_alignment else 1}"
 
 
 class FaceEngine:
@@ -29,12 +41,14 @@ class FaceEngine:
         embedder: FaceEmbedder,
         options: EngineOptions | None = None,
         fallback: FaceDetector | None = None,
+        second_aligner: FaceAligner | None = None,
     ) -> None:
         self.detector = detector
         self.aligner = aligner
         self.embedder = embedder
         self.options = options or EngineOptions()
         self.fallback = fallback
+        self.second_aligner = second_aligner if self.options.second_alignment else None
 
     @property
     def model_id(self) -> str:
@@ -52,6 +66,9 @@ class FaceEngine:
         for detection in detections:
             landmarks = self.aligner.landmarks(image, detection.box)
             chip = self.aligner.chip(image, landmarks)
+            other_chips = []
+            if self.second_aligner is not None:
+                other_chips.append(self.second_aligner.chip(image, self.second_aligner.landmarks(image, detection.box)))
             faces.append(
                 Face(
                     box=detection.box,
@@ -60,27 +77,55 @@ class FaceEngine:
                     landmarks=landmarks,
                     quality=assess(detection.box, landmarks, chip),
                     chip=chip,
+                    other_chips=other_chips,
                 )
             )
         return faces
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
-        """All chips in one ONNX Runtime call (twice the batch with flip averaging)."""
-        if len(chips) == 0:
-            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
-        if not self.options.flip_average:
-            return self.embedder.embed(chips)
-        both = self.embedder.embed(np.concatenate([chips, chips[:, :, ::-1, :]]))
-        mean = both[: len(chips)] + both[len(chips) :]
-        return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+        """One embedding per chip, each averaged over the chip's views; all views in one ONNX Runtime call."""
+        return self._embed_variants([[chip] for chip in chips])
 
     def embed(self, faces: Sequence[Face]) -> None:
         if not faces:
             return
-        vectors = self.embed_chips(np.stack([face.chip for face in faces]))
+        vectors = self._embed_variants([[face.chip, *face.other_chips] for face in faces])
         for face, vector in zip(faces, vectors, strict=True):
             face.embedding = vector
             face.model_id = self.model_id
+
+    def _embed_variants(self, variants_per_face: list[list[np.ndarray]]) -> np.ndarray:
+        """Each face has one chip per alignment; each chip gives views (itself, mirror, jitter mean).
+
+        A chip's embedding is the normalised sum of its views' unit embeddings (jittered copies first averaged
+        into one view); a face's is the normalised sum of its chips' embeddings.
+        """
+        if not variants_per_face:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        jitter = self.options.jitter
+        views: list[np.ndarray] = []
+        for variants in variants_per_face:
+            for chip in variants:
+                views.append(chip)
+                if self.options.flip_average:
+                    views.append(chip[:, ::-1])
+                if jitter:
+                    views.extend(jitter_chips(chip, jitter))
+        vectors = self.embedder.embed(np.stack(views))
+        per_chip = 1 + int(self.options.flip_average) + jitter
+        result = np.empty((len(variants_per_face), vectors.shape[1]), dtype=np.float32)
+        cursor = 0
+        for index, variants in enumerate(variants_per_face):
+            total = np.zeros(vectors.shape[1], dtype=np.float64)
+            for _ in variants:
+                block = vectors[cursor : cursor + per_chip]
+                cursor += per_chip
+                plain = block[: per_chip - jitter].sum(axis=0)
+                if jitter:
+                    plain = plain + _unit(block[per_chip - jitter :].mean(axis=0))
+                total += _unit(plain)
+            result[index] = _unit(total)
+        return result
 
     def faces(self, image: np.ndarray, embed: bool = True) -> list[Face]:
         found = self.analyse(image, self.detect(image))
@@ -95,9 +140,22 @@ class FaceEngine:
         return face
 
 
-def build_engine(settings: Settings, *, fallback: bool = False, detector: str | None = None) -> FaceEngine:
-    """The product engine from settings: dlib detector and landmarks, embedder on ONNX Runtime."""
-    from openlfr.vision.dlib_backend import DlibFivePointAligner, MmodDetector, make_detector
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def build_engine(settings: Settings, *, stills: bool = False, detector: str | None = None) -> FaceEngine:
+    """The product engine from settings: dlib detector and landmarks, embedder on ONNX Runtime.
+
+    ``stills``: the profile for single photos (enrolment, benchmarks), where accuracy is worth more time: the CNN
+    detector as a fallback and the stills test-time views. Live video uses the fast profile.
+    """
+    from openlfr.vision.dlib_backend import (
+        DlibFivePointAligner,
+        DlibSixtyEightPointAligner,
+        MmodDetector,
+        make_detector,
+    )
     from openlfr.vision.onnx_embedder import (
         ArcFaceEmbedder,
         DlibResnetEmbedder,
@@ -116,11 +174,19 @@ def build_engine(settings: Settings, *, fallback: bool = False, detector: str | 
         embedder = DlibResnetEmbedder(resnet_onnx_path(settings.cache_dir), settings.onnx_threads)
         aligner = landmarker
     main = make_detector(detector or settings.detector, settings.upsample)
-    backup = MmodDetector(upsample=1) if fallback and main.name != "mmod" else None
+    backup = MmodDetector(upsample=1) if stills and main.name != "mmod" else None
+    second = stills and settings.stills_second_alignment and settings.embedder_model is None
+    options = EngineOptions(
+        flip_average=settings.flip_average,
+        jitter=settings.stills_jitter if stills else 0,
+        second_alignment=second,
+        fallback_detector=stills,
+    )
     return FaceEngine(
         main,
         aligner,
         embedder,
-        EngineOptions(flip_average=settings.flip_average, fallback_detector=fallback),
+        options,
         fallback=backup,
+        second_aligner=DlibSixtyEightPointAligner() if second else None,
     )

@@ -10,6 +10,7 @@ from openlfr.errors import ModelError
 
 RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 LANDMARKS_5_FILE = "shape_predictor_5_face_landmarks.dat"
+LANDMARKS_68_FILE = "shape_predictor_68_face_landmarks.dat"
 MMOD_FILE = "mmod_human_face_detector.dat"
 
 

@@ -98,6 +98,8 @@ class Face:
     landmarks: np.ndarray  # (5, 2) float: dlib's 5-point order (right eye x2, left eye x2, nose)
     quality: Quality
     chip: np.ndarray = field(repr=False)  # the aligned chip the embedder was (or will be) fed
+    # Chips of the same face from other alignments (stills only); in memory only, like the chip.
+    other_chips: list[np.ndarray] = field(default_factory=list, repr=False)
     embedding: np.ndarray | None = field(default=None, repr=False)
     model_id: str | None = None
 
