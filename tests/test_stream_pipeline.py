@@ -161,3 +161,54 @@ def test_a_region_of_interest_and_a_minimum_face_size(engine, clips, listed) -> 
         seen[case] = (pipeline.counters.faces_seen, pipeline.counters.alerts)
     assert seen["outside"] == (0, 0) and seen["too small"] == (0, 0)
     assert seen["inside"][0] > 40 and seen["inside"][1] == 1
+
+
+class LateDetector:
+    """Whole-picture detection answered ``lag`` frames later, as the detector process does (real HOG, in here)."""
+
+    def __init__(self, lag: int = 3) -> None:
+        self.hog = HogDetector(0)
+        self.lag = lag
+        self.pending: list[tuple[int, float, list]] = []  # type: ignore[type-arg]
+        self.submitted = 0
+
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+    def submit(self, gray: np.ndarray, clock: float, left: int, top: int, factor: float) -> None:
+        from openlfr.stream.frames import shift_box
+        from openlfr.vision.types import Detection
+
+        found = [Detection(shift_box(d.box, left, top), d.score, d.detector) for d in self.hog.detect(gray)]
+        self.pending.append((self.lag, clock, found))
+        self.submitted += 1
+
+    def poll(self):  # type: ignore[no-untyped-def]
+        if not self.pending:
+            return None
+        frames, clock, found = self.pending[0]
+        if frames > 0:
+            self.pending[0] = (frames - 1, clock, found)
+            return None
+        self.pending.pop(0)
+        return clock, found
+
+
+def test_detections_arriving_late_from_another_process_are_taken_in(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
+    """The track starts from a detection made frames ago, found again where the face is now; faces already
+    followed are not started twice; the face leaving and coming back makes a second track."""
+    camera = CameraConfig("door", str(clips["twice"]))
+    pipeline = CameraPipeline(camera, PipelineConfig(cooldown_s=0.0), engine, HogDetector(0), listed, EvidenceRule(0.8))
+    late = LateDetector()
+    pipeline.remote = late
+    alerts = []
+    buffer = None
+    for frame in Capture(camera).frames():
+        if buffer is None:
+            buffer = np.empty(frame.format.nbytes, np.uint8)
+        frame.write_i420(buffer)
+        alerts += pipeline.process(YuvFrame(buffer, frame.format), frame.clock, frame.arrival).alerts
+    pipeline.finish()
+    assert late.submitted >= 10
+    assert pipeline.counters.tracks == 2, "one track per appearance, not one per late detection"
+    assert [a.track_id for a in alerts] == [1, 2] and all(a.person_id == "eileen" for a in alerts)

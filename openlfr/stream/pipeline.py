@@ -44,6 +44,14 @@ from openlfr.vision.types import Box, Detection, Face, FaceDetector
 from openlfr.watchlist.score import match_score
 
 
+class AsyncDetector(Protocol):
+    """Whole-picture detection running beside the analysis (``openlfr.stream.detector.RemoteDetector``)."""
+
+    def busy(self) -> bool: ...
+    def submit(self, gray: np.ndarray, clock: float, left: int, top: int, factor: float) -> None: ...
+    def poll(self) -> tuple[float, list[Detection]] | None: ...
+
+
 class Matcher(Protocol):
     """A watchlist to search (``openlfr.watchlist.search.Gallery`` fits): top-k people per probe, best first."""
 
@@ -169,6 +177,7 @@ class CameraPipeline:
         self._last_detect = float("-inf")
         self._detect_cost_s = 0.0  # wall time the last whole-picture detection took
         self.live = False  # set for live and paced sources: see PipelineConfig.detect_share
+        self.remote: AsyncDetector | None = None  # whole-picture detection in another process (live sources)
         self._last_alert: dict[Hashable, float] = {}
         self._matching_now = False
 
@@ -179,7 +188,18 @@ class CameraPipeline:
         self.counters.processed += 1
         self._matching_now = self.matcher is not None and self.rule is not None and bool(self.may_match())
         seen: list[tuple[Track, Observation]] = []
-        if clock - self._last_detect >= self._detect_gap():
+        if self.remote is not None:
+            seen = self._follow(frame, clock) if self.tracker.active else []
+            arrived = self.remote.poll()
+            if arrived is not None:
+                seen += self._adopt(frame, clock, arrived[0], arrived[1], {t.id for t, _ in seen})
+            if clock - self._last_detect >= self.config.detect_interval_s and not self.remote.busy():
+                area = self._search_area(frame)
+                self.remote.submit(frame.gray(area), clock, area.left, area.top, self.config.detect_scale)
+                result.full_detection = True
+                self._last_detect = clock
+                self.counters.detect_frames += 1
+        elif clock - self._last_detect >= self._detect_gap():
             result.full_detection = True
             self._last_detect = clock
             self.counters.detect_frames += 1
@@ -239,6 +259,56 @@ class CameraPipeline:
         association = self.tracker.associate(observations, clock, embed, self._similarity)
         seen = []
         for track, observation in association.matched:
+            track.observe(observation)
+            seen.append((track, observation))
+        for observation in association.new:
+            seen.append((self.tracker.start(observation), observation))
+        return seen
+
+    def _adopt(
+        self, frame: YuvFrame, clock: float, then: float, detections: list[Detection], followed: set[int]
+    ) -> list[tuple[Track, Observation]]:
+        """Take in whole-picture detections made on an earlier frame (at ``then``) by another process.
+
+        Faces that a track was on at ``then``, or is on now, are already followed. Any other face is looked for
+        again in the current frame, in a window around where it was, and then associated like a detection
+        (a track that lost it a moment ago may take it back, if the face says so) or starts a track.
+        """
+        area = self._search_area(frame)
+        fresh: list[Observation] = []
+        active = list(self.tracker.active.values())
+        for detection in detections:
+            if detection.box.height < self.min_face_px:
+                continue
+            if any(
+                affinity(t.box_at(then), detection.box) >= self.tracker.min_affinity
+                or affinity(t.box, detection.box) >= self.tracker.min_affinity
+                for t in active
+            ):
+                continue
+            window = expand_box(detection.box, 2 * self.config.window_margin, frame.width, frame.height)
+            window = Box(
+                max(window.left, area.left),
+                max(window.top, area.top),
+                min(window.right, area.right),
+                min(window.bottom, area.bottom),
+            )
+            factor = min(2.0, max(0.25, self.config.window_face_px / max(detection.box.height, 1)))
+            best, best_value = None, 0.0
+            for found in self._detect_in(frame, window, factor):
+                value = max(affinity(detection.box, found.box), 0.01)
+                if value > best_value and not any(o.box.iou(found.box) > 0.5 for o in fresh):
+                    best, best_value = found, value
+            if best is not None:
+                fresh.append(Observation(best.box, best.score, clock))
+        if not fresh:
+            return []
+        embed = (lambda o: self._embed_one(frame, o)) if self._matching_now else None
+        association = self.tracker.associate(fresh, clock, embed, self._similarity)
+        seen = []
+        for track, observation in association.matched:
+            if track.id in followed:
+                continue  # already on a face this frame: the detection was a second look at it
             track.observe(observation)
             seen.append((track, observation))
         for observation in association.new:

@@ -123,27 +123,54 @@ class RunSummary:
 class _CameraRun:
     """The parent's side of one camera: its queues, worker process, capture thread and ring."""
 
-    def __init__(self, ctx: Any, state: CameraState, spec: WorkerSpec, events: Any) -> None:
+    def __init__(self, ctx: Any, state: CameraState, spec: WorkerSpec, events: Any, remote_detection: bool) -> None:
         self.state = state
         self.spec = spec
         self.tickets = ctx.Queue()
         self.freed = ctx.Queue()
         self.matching = ctx.Event()
         self.stop = threading.Event()
+        self.detector: Any = None
+        self.detector_queues: tuple[Any, Any] | None = None
+        if remote_detection:
+            from openlfr.stream.detector import detector_main
+
+            self.detector_queues = (ctx.Queue(), ctx.Queue())
+            self.detector = ctx.Process(
+                target=detector_main,
+                args=(spec.config.detect_upsample, *self.detector_queues),
+                name=f"openlfr-detector-{state.camera.name}",
+                daemon=True,
+            )
         self.process = ctx.Process(
             target=analysis_main,
-            args=(spec, self.tickets, self.freed, events, self.matching),
+            args=(spec, self.tickets, self.freed, events, self.matching, self.detector_queues),
             name=f"openlfr-camera-{state.camera.name}",
             daemon=True,
         )
         self.thread: threading.Thread | None = None
         self.rings: list[FrameRing] = []
 
+    def start(self) -> None:
+        if self.detector is not None:
+            self.detector.start()
+        self.process.start()
+
+    def stop_detector(self) -> None:
+        if self.detector is None or self.detector_queues is None:
+            return
+        if self.detector.is_alive():
+            self.detector_queues[0].put(None)
+            self.detector.join(timeout=5.0)
+        if self.detector.is_alive():
+            self.detector.terminate()
+            self.detector.join(timeout=5.0)
+
     def close(self) -> None:
         for ring in self.rings:
             ring.close()
         self.rings.clear()
-        for q in (self.tickets, self.freed):
+        for q in (self.tickets, self.freed, *(self.detector_queues or ())):
             q.close()
             q.join_thread()
 
@@ -288,10 +315,11 @@ class PipelineRunner:
                 view_interval_s=self.options.view_interval_s if self.on_view else 0.0,
                 match_until=self.options.match_until,
             )
-            run = runs[camera.name] = _CameraRun(ctx, states[camera.name], spec, events)
+            remote = (live or self.options.realtime) and self.settings.stream_detector_process
+            run = runs[camera.name] = _CameraRun(ctx, states[camera.name], spec, events, remote)
             if self.may_match():
                 run.matching.set()
-            run.process.start()
+            run.start()
         try:
             self._loop(runs, events, started)
         except KeyboardInterrupt:
@@ -405,6 +433,7 @@ class PipelineRunner:
             if run.process.is_alive():
                 run.process.terminate()
                 run.process.join(timeout=5.0)
+            run.stop_detector()
         self._drain(runs, events, 0.05)
         for run in runs.values():
             run.close()

@@ -65,6 +65,7 @@ class Track:
     decided: bool = False  # alerted, or out of embedding budget: no more biometric work on it
     alerted: set = field(default_factory=set)
     last_analysed_clock: float = float("-inf")
+    history: deque[tuple[float, Box]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
 
     def predict(self, clock: float) -> Box:
         dt = max(0.0, clock - self.last_clock)
@@ -82,6 +83,16 @@ class Track:
         self.box = observation.box
         self.last_clock = observation.clock
         self.hits += 1
+        self.history.append((observation.clock, observation.box))
+
+    def box_at(self, clock: float) -> Box:
+        """Where the face was at ``clock`` (the last position seen at or before it; the first if earlier)."""
+        best = self.history[0][1] if self.history else self.box
+        for seen, box in self.history:
+            if seen > clock:
+                break
+            best = box
+        return best
 
     def add_template(self, embedding: np.ndarray) -> None:
         total = embedding if self.template is None else self.template + embedding
@@ -143,6 +154,7 @@ class Tracker:
 
     def start(self, observation: Observation) -> Track:
         track = Track(self._next_id, observation.box, observation.clock, observation.clock)
+        track.history.append((observation.clock, observation.box))
         self._next_id += 1
         self.created += 1
         self.active[track.id] = track

@@ -137,6 +137,7 @@ class WorkerSpec:
 
 def _report(pipeline: CameraPipeline, final: bool = False) -> StatsReport:
     histogram = pipeline.latency
+    helper_cpu = getattr(pipeline.remote, "cpu_s", 0.0) if pipeline.remote is not None else 0.0
     return StatsReport(
         pipeline.camera.name,
         CameraCounters(**pipeline.counters.as_dict()),
@@ -144,12 +145,21 @@ def _report(pipeline: CameraPipeline, final: bool = False) -> StatsReport:
         histogram.total_ms,
         histogram.max_ms,
         final,
-        time.process_time(),
+        time.process_time() + helper_cpu,
     )
 
 
-def analysis_main(spec: WorkerSpec, tickets: Any, freed: Any, events: Any, matching: Any) -> None:
-    """The worker process: analyse tickets until the parent sends None. Reports through ``events``."""
+def analysis_main(
+    spec: WorkerSpec,
+    tickets: Any,
+    freed: Any,
+    events: Any,
+    matching: Any,
+    detector_queues: tuple[Any, Any] | None = None,
+) -> None:
+    """The worker process: analyse tickets until the parent sends None. Reports through ``events``.
+
+    ``detector_queues``: the (requests, results) queues of a detector process for whole-picture detection."""
     # The parent coordinates shutdown (Ctrl-C included): an interrupt here would lose the final counts.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     name = spec.camera.name
@@ -172,6 +182,10 @@ def analysis_main(spec: WorkerSpec, tickets: Any, freed: Any, events: Any, match
 
         pipeline = CameraPipeline(spec.camera, spec.config, engine, detector, spec.matcher, spec.rule, may_match)
         pipeline.live = spec.drop_stale
+        if detector_queues is not None:
+            from openlfr.stream.detector import RemoteDetector
+
+            pipeline.remote = RemoteDetector(*detector_queues)
     except Exception as exc:
         events.put(WorkerFailed(name, f"camera {name!r}: the analysis could not start: {exc}"))
         return
@@ -233,5 +247,7 @@ def analysis_main(spec: WorkerSpec, tickets: Any, freed: Any, events: Any, match
     finally:
         pipeline.finish()
         events.put(_report(pipeline, final=True))
+        if pipeline.remote is not None:
+            pipeline.remote.close()  # type: ignore[attr-defined]
         for ring in rings.values():
             ring.close()
