@@ -65,3 +65,10 @@ def test_stills_profile_adds_views_deterministically(astronaut):
     assert 0.95 < similarity < 0.99999
     copies = jitter_chips(face.chip, 3)
     assert copies.shape == (3, 150, 150, 3) and not np.array_equal(copies[0], copies[1])
+
+
+def test_region_of_interest_views_are_accepted(engine, astronaut):
+    crop = astronaut[40:300, 100:400]  # a strided view, as a camera's region of interest is
+    assert not crop.flags["C_CONTIGUOUS"]
+    faces = engine.faces(crop)
+    assert any(f.score > 0.8 for f in faces)

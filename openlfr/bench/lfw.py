@@ -6,6 +6,7 @@ accuracy is the mean over held-out folds. Images are embedded once, in worker pr
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -148,8 +149,12 @@ def embed_images(
     batches = [(images_dir, keys[i : i + chunk], i < keep_chips) for i in range(0, len(keys), chunk)]
     worker_settings = settings.model_copy(update={"onnx_threads": 1})
     results: dict[str, EmbeddedImage] = {}
+    # Fresh interpreters, not forks: a fork of a process that already ran dlib or ONNX Runtime can hang.
     with ProcessPoolExecutor(
-        max_workers=workers, initializer=_init_worker, initargs=(worker_settings.model_dump_json(), fallback)
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(worker_settings.model_dump_json(), fallback),
     ) as pool:
         for batch in pool.map(_embed_batch, batches):
             for item in batch:

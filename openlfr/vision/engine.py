@@ -55,6 +55,7 @@ class FaceEngine:
         return self.embedder.model_id + ("+flip" if self.options.flip_average else "")
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        image = np.ascontiguousarray(image)  # dlib refuses strided views such as region-of-interest crops
         found = self.detector.detect(image)
         if not found and self.fallback is not None:
             found = self.fallback.detect(image)
@@ -62,6 +63,7 @@ class FaceEngine:
 
     def analyse(self, image: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
         """Landmarks, chip and quality per detection; no embedding yet (embedding is the costly part)."""
+        image = np.ascontiguousarray(image)
         faces = []
         for detection in detections:
             landmarks = self.aligner.landmarks(image, detection.box)
