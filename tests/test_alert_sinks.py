@@ -1,5 +1,5 @@
-"""Alerts: committed before they are announced; a webhook retried with backoff and delivered once per alert id;
-MQTT through Debian's real mosquitto broker, including a broker that comes up late."""
+"""Alerts, on SQLite and PostgreSQL: committed before they are announced; a webhook retried with backoff and
+delivered once per alert id; MQTT through Debian's real mosquitto broker, including a broker that comes up late."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ FAST = RetryPolicy(max_attempts=4, initial_backoff_s=0.05, max_backoff_s=0.2)
 
 
 @pytest.fixture
-def store() -> Store:
+def store(store_url: str) -> Store:
+    """The alerts tables on SQLite and on a real PostgreSQL server (each test runs on both)."""
     opened = open_store(get_settings())
     yield opened
     opened.close()
