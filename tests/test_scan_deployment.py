@@ -1,5 +1,5 @@
-"""`openlfr scan --deployment ID`: matching inside a deployment authorised in the server (by another person),
-with its watchlist snapshot and threshold; refused for a deployment that may not match."""
+"""`openlfr scan` on synthetic clips of a real face: inside a deployment authorised in the server (by another
+person), with its snapshot and threshold, refused when it may not match; and bad sources beside a good camera."""
 
 from __future__ import annotations
 
@@ -98,3 +98,37 @@ def test_a_scan_refuses_a_deployment_that_may_not_match(enrolled: tuple[Path, Pa
     assert done.returncode == 2
     assert f"deployment {deployment_id} may not match now: the deployment was cancelled" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_bad_sources_beside_a_good_camera(enrolled: tuple[Path, Path], tmp_path: Path) -> None:
+    """Each bad source gets its own clear error line; the good camera runs on and raises its alert."""
+    from tests.streamkit import GarbageServer, free_port
+
+    data_dir, clip = enrolled
+    text = tmp_path / "notes.mp4"
+    text.write_text("shopping list\n" * 50)
+    garbage = GarbageServer()
+    sources = [
+        str(clip),
+        str(tmp_path / "missing.mp4"),
+        str(text),
+        f"rtsp://127.0.0.1:{free_port()}/cam",
+        f"http://127.0.0.1:{garbage.port}/live",
+    ]
+    try:
+        done = run_openlfr(
+            ["scan", *sources, "--watchlist", "space", "--json"],
+            openlfr_env(data_dir, OPENLFR_STREAM_RECONNECT_ATTEMPTS="2"),
+        )
+    finally:
+        garbage.close()
+    assert done.returncode == 0, done.stderr
+    output = [json.loads(line) for line in done.stdout.splitlines()]
+    errors = {o["camera"]: o["message"] for o in output if o["type"] == "error"}
+    assert set(errors) == {"missing", "notes", "127.0.0.1-cam", "127.0.0.1-live"}
+    assert "no such file" in errors["missing"] and "not a video" in errors["notes"]
+    assert "connection refused" in errors["127.0.0.1-cam"]
+    assert [(o["person"], o["camera"]) for o in output if o["type"] == "alert"] == [("E-1", "entrance")]
+    assert output[-1]["type"] == "summary" and output[-1]["frames"] == 30
+    for message in errors.values():  # also on stderr, one line each, for a person
+        assert message in done.stderr
