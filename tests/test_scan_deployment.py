@@ -1,5 +1,6 @@
 """`openlfr scan` on synthetic clips of a real face: inside a deployment authorised in the server (by another
-person), with its snapshot and threshold, refused when it may not match; and bad sources beside a good camera."""
+person), with its snapshot and threshold, refused when it may not match; bad sources beside a good camera;
+webhook and MQTT sinks from the command line."""
 
 from __future__ import annotations
 
@@ -132,3 +133,40 @@ def test_bad_sources_beside_a_good_camera(enrolled: tuple[Path, Path], tmp_path:
     assert output[-1]["type"] == "summary" and output[-1]["frames"] == 30
     for message in errors.values():  # also on stderr, one line each, for a person
         assert message in done.stderr
+
+
+def test_scan_announces_to_a_webhook_and_an_mqtt_broker(enrolled: tuple[Path, Path], tmp_path: Path) -> None:
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from tests.streamkit import Mosquitto, webhook_receiver
+
+    data_dir, clip = enrolled
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    received: list[bytes] = []
+    subscribed = threading.Event()
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    listener.on_connect = lambda c, u, f, r, p: c.subscribe("openlfr/alerts/#", qos=1)
+    listener.on_subscribe = lambda c, u, m, r, p: subscribed.set()
+    listener.on_message = lambda c, u, message: received.append(message.payload)
+    listener.connect("127.0.0.1", broker.port)
+    listener.loop_start()
+    try:
+        assert subscribed.wait(5)
+        with webhook_receiver([500, 200]) as server:
+            url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+            args = ["scan", str(clip), "--watchlist", "space", "--json", "--webhook", url]
+            done = run_openlfr([*args, "--mqtt", f"127.0.0.1:{broker.port}"], openlfr_env(data_dir))
+            assert done.returncode == 0, done.stderr
+            posted = [json.loads(body) for status, _, body in server.requests]
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+        broker.stop()
+    (alert,) = [json.loads(line) for line in done.stdout.splitlines() if '"alert"' in line]
+    assert len(posted) == 2 and posted[0]["uid"] == posted[1]["uid"], "retried once after the 500, then delivered"
+    assert posted[1]["person"] == alert["person"] == "E-1" and posted[1]["track"] == alert["track"]
+    (message,) = [json.loads(payload) for payload in received]
+    assert message["uid"] == posted[1]["uid"] and message["camera"] == "entrance"
