@@ -212,3 +212,26 @@ def test_detections_arriving_late_from_another_process_are_taken_in(engine, clip
     assert late.submitted >= 10
     assert pipeline.counters.tracks == 2, "one track per appearance, not one per late detection"
     assert [a.track_id for a in alerts] == [1, 2] and all(a.person_id == "eileen" for a in alerts)
+
+
+def test_a_late_detection_gives_a_track_back_the_face_it_lost(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
+    """Local detection misses the face for a while; the next whole-picture detection finds it for the same track."""
+    camera = CameraConfig("door", str(clips["long"]))
+    pipeline = CameraPipeline(camera, PipelineConfig(), engine, HogDetector(0), listed, EvidenceRule(0.8))
+    pipeline.remote = LateDetector(lag=2)
+    follow = pipeline._follow
+    blind = (1.0, 1.8)  # seconds during which local detection finds nothing
+    pipeline._follow = lambda frame, clock: [] if blind[0] <= clock < blind[1] else follow(frame, clock)  # type: ignore[method-assign]
+    started: list[Track] = []
+    original_start = pipeline.tracker.start
+    pipeline.tracker.start = lambda o: started.append(original_start(o)) or started[-1]  # type: ignore[method-assign]
+    buffer = None
+    for frame in Capture(camera).frames():
+        if buffer is None:
+            buffer = np.empty(frame.format.nbytes, np.uint8)
+        frame.write_i420(buffer)
+        pipeline.process(YuvFrame(buffer, frame.format), frame.clock, frame.arrival)
+    (track,) = started
+    during = [clock for clock, _ in track.history if blind[0] <= clock < blind[1]]
+    assert during, "the whole-picture detections kept the track on its face"
+    pipeline.finish()

@@ -270,50 +270,72 @@ class CameraPipeline:
     ) -> list[tuple[Track, Observation]]:
         """Take in whole-picture detections made on an earlier frame (at ``then``) by another process.
 
-        Faces that a track was on at ``then``, or is on now, are already followed. Any other face is looked for
-        again in the current frame, in a window around where it was, and then associated like a detection
-        (a track that lost it a moment ago may take it back, if the face says so) or starts a track.
+        A face a track was on at ``then``, or is on now, is already followed; if that track has not seen its face
+        since ``then`` (local detection missed it), the face is looked for again in the current frame and given
+        back to the track. Any other face is looked for in the current frame around where it was, then associated
+        like a detection (a track that lost it a moment ago may take it back, if the face says so) or starts a
+        track.
         """
-        area = self._search_area(frame)
         fresh: list[Observation] = []
+        refound: list[tuple[Track, Observation]] = []
         active = list(self.tracker.active.values())
         for detection in detections:
             if detection.box.height < self.min_face_px:
                 continue
-            if any(
-                affinity(t.box_at(then), detection.box) >= self.tracker.min_affinity
-                or affinity(t.box, detection.box) >= self.tracker.min_affinity
-                for t in active
-            ):
-                continue
-            window = expand_box(detection.box, 2 * self.config.window_margin, frame.width, frame.height)
-            window = Box(
-                max(window.left, area.left),
-                max(window.top, area.top),
-                min(window.right, area.right),
-                min(window.bottom, area.bottom),
+            owner = next(
+                (
+                    t
+                    for t in active
+                    if affinity(t.box_at(then), detection.box) >= self.tracker.min_affinity
+                    or affinity(t.box, detection.box) >= self.tracker.min_affinity
+                ),
+                None,
             )
-            factor = min(2.0, max(0.25, self.config.window_face_px / max(detection.box.height, 1)))
-            best, best_value = None, 0.0
-            for found in self._detect_in(frame, window, factor):
-                value = max(affinity(detection.box, found.box), 0.01)
-                if value > best_value and not any(o.box.iou(found.box) > 0.5 for o in fresh):
-                    best, best_value = found, value
-            if best is not None:
-                fresh.append(Observation(best.box, best.score, clock))
+            if owner is not None and (owner.id in followed or owner.last_clock >= then):
+                continue
+            taken = [o.box for o in fresh] + [o.box for _, o in refound]
+            found = self._find_again(frame, clock, detection.box, taken)
+            if found is None:
+                continue
+            if owner is not None:
+                refound.append((owner, found))
+            else:
+                fresh.append(found)
+        seen = []
+        for track, observation in refound:
+            track.observe(observation)
+            seen.append((track, observation))
         if not fresh:
-            return []
+            return seen
         embed = (lambda o: self._embed_one(frame, o)) if self._matching_now else None
         association = self.tracker.associate(fresh, clock, embed, self._similarity)
-        seen = []
+        taken_ids = followed | {t.id for t, _ in refound}
         for track, observation in association.matched:
-            if track.id in followed:
+            if track.id in taken_ids:
                 continue  # already on a face this frame: the detection was a second look at it
             track.observe(observation)
             seen.append((track, observation))
         for observation in association.new:
             seen.append((self.tracker.start(observation), observation))
         return seen
+
+    def _find_again(self, frame: YuvFrame, clock: float, where: Box, taken: list[Box]) -> Observation | None:
+        """The face detected at ``where`` a few frames ago, in the current frame (local detection around it)."""
+        area = self._search_area(frame)
+        window = expand_box(where, 2 * self.config.window_margin, frame.width, frame.height)
+        window = Box(
+            max(window.left, area.left),
+            max(window.top, area.top),
+            min(window.right, area.right),
+            min(window.bottom, area.bottom),
+        )
+        factor = min(2.0, max(0.25, self.config.window_face_px / max(where.height, 1)))
+        best, best_value = None, 0.0
+        for found in self._detect_in(frame, window, factor):
+            value = max(affinity(where, found.box), 0.01)
+            if value > best_value and not any(box.iou(found.box) > 0.5 for box in taken):
+                best, best_value = found, value
+        return None if best is None else Observation(best.box, best.score, clock)
 
     def _follow(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
         """Track-local detection around each track's predicted box; the better claim wins a shared face."""
