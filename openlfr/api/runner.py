@@ -135,7 +135,7 @@ class DeploymentRun:
         # A file stands in for a camera (tests, demonstrations): play it at its own pace, as a camera would.
         self.runner = PipelineRunner(
             cameras,
-            PipelineConfig(),
+            PipelineConfig.from_settings(self.settings),
             self.settings,
             snapshot.gallery,
             EvidenceRule(threshold=snapshot.threshold),

@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
+from openlfr.vision.engine import model_id_for
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,6 @@ def resolve_lfw(data: Path) -> Path:
     if data.is_dir() and any(child.is_dir() for child in data.iterdir()):
         return data
     raise OpenLFRError(f"{data}: expected an LFW folder with images/<Name>/<Name>_NNNN.jpg")
-
-
-def engine_model_id(settings: Settings) -> str:
-    from openlfr.vision.engine import build_engine
-
-    return build_engine(settings).model_id
 
 
 def _cache_file(settings: Settings, model_id: str, fallback: bool) -> Path:
@@ -114,7 +109,7 @@ def cached_lfw_embeddings(
     # Calibration and identification describe live probes, whose only extra view is the mirror image; the
     # stills views (jitter, second alignment) are left out so the cached embeddings match what probes get.
     settings = settings.model_copy(update={"stills_jitter": 0, "stills_second_alignment": False})
-    model_id = engine_model_id(settings)
+    model_id = model_id_for(settings)
     path = _cache_file(settings, model_id, fallback)
     entries = _read_cache(path)
     sizes = {}

@@ -7,7 +7,6 @@ unreadable one come back the same way, as a reason, so a folder import can repor
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from openlfr.enrolment.gate import FaceChoice, QualityGate, choose_face
 from openlfr.errors import ImageError
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.image_io import encode_jpeg, load_rgb
+from openlfr.vision.model_files import file_sha256
 from openlfr.vision.types import Box, Detection, Quality
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -50,14 +50,6 @@ class PhotoResult:
     @property
     def accepted(self) -> bool:
         return self.face is not None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def detect_scaled(engine: FaceEngine, image: np.ndarray, max_side: int) -> list[Detection]:

@@ -100,11 +100,13 @@ class ReferenceImage(Base):
     person: Mapped[Person] = relationship(back_populates="images")
 
     def quality_dict(self) -> dict[str, float]:
-        return {
-            "face_height_px": self.face_height_px,
-            "inter_eye_px": round(self.inter_eye_px, 2),
-            "sharpness": round(self.sharpness, 2),
-            "yaw_deg": round(self.yaw_deg, 1),
-            "pitch_deg": round(self.pitch_deg, 1),
-            "roll_deg": round(self.roll_deg, 1),
-        }
+        from openlfr.vision.types import Quality
+
+        return Quality(
+            face_height_px=self.face_height_px,
+            inter_eye_px=self.inter_eye_px,
+            sharpness=self.sharpness,
+            yaw_deg=self.yaw_deg,
+            pitch_deg=self.pitch_deg,
+            roll_deg=self.roll_deg,
+        ).as_dict()

@@ -20,6 +20,7 @@ from rich.text import Text
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings, get_settings
 from openlfr.stream.source import CameraConfig, default_camera_name
+from openlfr.vision.engine import model_id_for
 from openlfr.vision.types import Box
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -27,20 +28,6 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 def register(app: typer.Typer) -> None:
     app.command("scan")(scan)
-
-
-def engine_model_id(settings: Settings) -> str:
-    """The embedding model id the cameras will produce, without loading the face models."""
-    from openlfr.vision.onnx_embedder import DLIB_RESNET_ID, file_sha256
-
-    if settings.embedder_model is not None:
-        path = Path(settings.embedder_model)
-        if not path.is_file():
-            raise OpenLFRError(f"{path}: no such model file")
-        base = f"onnx:{path.stem}:{file_sha256(path)[:12]}"
-    else:
-        base = DLIB_RESNET_ID
-    return base + ("+flip" if settings.flip_average else "")
 
 
 def parse_roi(text: str | None) -> Box | None:
@@ -284,7 +271,7 @@ def _run_scan(
     from openlfr.watchlist.calibration import CalibrationError, choose_threshold, load_calibration, parse_rate
 
     output = Output(as_json)
-    model_id = engine_model_id(settings)
+    model_id = model_id_for(settings)
     may_match: Callable[[], bool] = lambda: True  # noqa: E731
     match_until: float | None
     record = None

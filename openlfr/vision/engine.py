@@ -142,6 +142,20 @@ class FaceEngine:
         return face
 
 
+def model_id_for(settings: Settings) -> str:
+    """The embedding model id an engine built from these settings produces, without loading any model."""
+    from openlfr.errors import ModelError
+    from openlfr.vision.onnx_embedder import DLIB_RESNET_ID, arcface_model_id
+
+    if settings.embedder_model is not None:
+        if not settings.embedder_model.is_file():
+            raise ModelError(f"{settings.embedder_model}: no such model file")
+        base = arcface_model_id(settings.embedder_model)
+    else:
+        base = DLIB_RESNET_ID
+    return base + ("+flip" if settings.flip_average else "")
+
+
 def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 

@@ -61,6 +61,11 @@ def resnet_onnx_path(cache_dir: Path) -> Path:
     return target
 
 
+def arcface_model_id(path: Path) -> str:
+    """A user-supplied model is named by its file name and content, so a changed file is a different model."""
+    return f"onnx:{path.stem}:{file_sha256(path)[:12]}"
+
+
 class DlibResnetEmbedder:
     """dlib's 128-D face ResNet, as an ONNX graph built from the installed weights."""
 
@@ -112,7 +117,7 @@ class ArcFaceEmbedder:
         self.dimension = int(out_shape[1])
         self._input = inputs[0].name
         self._float16 = "float16" in inputs[0].type
-        self.model_id = f"onnx:{path.stem}:{file_sha256(path)[:12]}"
+        self.model_id = arcface_model_id(path)
         self.template = ARCFACE_TEMPLATE_112 * (self.chip_size / 112.0)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import zlib
 
-import dlib
 import numpy as np
 
 MAX_ROTATION_DEGREES = 3.0
@@ -20,6 +19,8 @@ TRANSLATE_FRACTION = 0.02
 
 def jitter_chips(chip: np.ndarray, count: int) -> np.ndarray:
     """``count`` randomly perturbed copies of a square chip, deterministic for a given chip."""
+    import dlib  # imported here so that importing the engine stays light for the CLI
+
     size = chip.shape[0]
     rng = np.random.default_rng(zlib.crc32(chip.tobytes()))
     inner = size - 6
