@@ -1,0 +1,5 @@
+"""`python -m openlfr` runs the CLI."""
+
+from openlfr.cli import main
+
+main()
