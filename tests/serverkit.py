@@ -82,7 +82,8 @@ def login(app: FastAPI, username: str, password: str = PASSWORD) -> Client:
 
 def add_watchlist(app: FastAPI, name: str = "wanted", people: int = 3, images_each: int = 2, seed: int = 0) -> None:
     """A watchlist written straight into the store (enrolment has its own tests): random unit embeddings."""
-    from openlfr.store.models import Person, ReferenceImage, Watchlist
+    from openlfr.store.models import Person, Watchlist
+    from tests.storekit import reference_image_row
 
     rng = np.random.default_rng(seed)
     now = datetime.now(UTC)
@@ -105,26 +106,8 @@ def add_watchlist(app: FastAPI, name: str = "wanted", people: int = 3, images_ea
             for i in range(images_each):
                 vector = rng.normal(size=128).astype(np.float32)
                 person.images.append(
-                    ReferenceImage(
-                        source=f"p{p}_{i}.jpg",
-                        sha256=f"{p:04d}{i:060d}",
-                        face_jpeg=b"\xff\xd8\xff\xe0fake-jpeg",
-                        box_left=0,
-                        box_top=0,
-                        box_right=10,
-                        box_bottom=10,
-                        detector="hog",
-                        detector_score=1.0,
-                        face_height_px=100,
-                        inter_eye_px=40.0,
-                        sharpness=50.0,
-                        yaw_deg=0.0,
-                        pitch_deg=0.0,
-                        roll_deg=0.0,
-                        model_id=MODEL_ID,
-                        embedding=vector / np.linalg.norm(vector),
-                        added_by="test",
-                        added_at=now,
+                    reference_image_row(
+                        vector / np.linalg.norm(vector), MODEL_ID, f"{p:04d}{i:060d}", source=f"p{p}_{i}.jpg"
                     )
                 )
         db.commit()

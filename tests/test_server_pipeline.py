@@ -233,7 +233,8 @@ def _enrol_embedding(app, watchlist: str, ref: str, name: str, face: Any) -> Non
     """Put a face straight into the store (enrolment itself has its own tests)."""
     import sqlalchemy as sa
 
-    from openlfr.store.models import Person, ReferenceImage, Watchlist
+    from openlfr.store.models import Person, Watchlist
+    from tests.storekit import reference_image_row
 
     now = datetime.now(UTC)
     with app.state.server.sessions() as db:
@@ -251,27 +252,7 @@ def _enrol_embedding(app, watchlist: str, ref: str, name: str, face: Any) -> Non
         )
         db.add(person)
         person.images.append(
-            ReferenceImage(
-                source="still.png",
-                sha256="f" * 64,
-                face_jpeg=b"\xff\xd8",
-                box_left=0,
-                box_top=0,
-                box_right=1,
-                box_bottom=1,
-                detector="hog",
-                detector_score=1.0,
-                face_height_px=100,
-                inter_eye_px=40.0,
-                sharpness=50.0,
-                yaw_deg=0.0,
-                pitch_deg=0.0,
-                roll_deg=0.0,
-                model_id=face.model_id,
-                embedding=face.embedding,
-                added_by="t",
-                added_at=now,
-            )
+            reference_image_row(face.embedding, face.model_id, "f" * 64, source="still.png", added_by="t")
         )
         db.commit()
 

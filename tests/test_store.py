@@ -12,20 +12,21 @@ from openlfr.settings import Settings, get_settings
 from openlfr.store import StoreError, open_store
 from openlfr.store.db import import_models, normalise_url
 from openlfr.store.models import Person, ReferenceImage, Watchlist
+from tests.storekit import reference_image_row
 
 
 def _image(person: Person, vector: np.ndarray, sha: str) -> ReferenceImage:
-    now = datetime.now(UTC)
-    return ReferenceImage(
+    return reference_image_row(
+        vector,
+        "m",
+        sha,
         person=person,
         source="x.jpg",
-        sha256=sha,
         face_jpeg=b"\xff\xd8jpeg",
         box_left=1,
         box_top=2,
         box_right=30,
         box_bottom=40,
-        detector="hog",
         detector_score=1.5,
         face_height_px=38,
         inter_eye_px=31.5,
@@ -33,10 +34,7 @@ def _image(person: Person, vector: np.ndarray, sha: str) -> ReferenceImage:
         yaw_deg=1.0,
         pitch_deg=2.0,
         roll_deg=3.0,
-        model_id="m",
-        embedding=vector,
         added_by="tester",
-        added_at=now,
     )
 
 

@@ -73,27 +73,7 @@ class AlertDatabase:
         latency = (time.monotonic() - found.arrival) * 1000.0
         with self.store.session() as session:
             session.execute(sa.update(Alert).where(Alert.id == row.id).values(latency_ms=latency))
-        return AlertRecord(
-            id=row.id,
-            uid=row.uid,
-            created_at=row.created_at,
-            seen_at=row.seen_at,
-            camera=row.camera,
-            track_id=row.track_id,
-            person_ref=row.person_ref,
-            person_name=row.person_name,
-            reference_image_id=row.reference_image_id,
-            score=row.score,
-            threshold=row.threshold,
-            model_id=row.model_id,
-            watchlist_name=row.watchlist_name,
-            candidates=row.candidates,
-            evidence=row.evidence,
-            probe_jpeg=found.probe_jpeg,
-            latency_ms=latency,
-            media_time_s=row.media_time_s,
-            deployment_id=deployment_id,
-        )
+        return record_of(row, probe_jpeg=found.probe_jpeg, latency_ms=latency)
 
     def load(self, alert_id: int) -> AlertRecord | None:
         with self.store.session() as session:
@@ -103,7 +83,8 @@ class AlertDatabase:
             return record_of(row)
 
 
-def record_of(row: Alert) -> AlertRecord:
+def record_of(row: Alert, *, probe_jpeg: bytes | None = None, latency_ms: float | None = None) -> AlertRecord:
+    """The alert as the rest of the system sees it; values already at hand save reading them back."""
     return AlertRecord(
         id=row.id,
         uid=row.uid,
@@ -120,8 +101,8 @@ def record_of(row: Alert) -> AlertRecord:
         watchlist_name=row.watchlist_name,
         candidates=list(row.candidates or []),
         evidence=dict(row.evidence or {}),
-        probe_jpeg=row.probe_jpeg,
-        latency_ms=row.latency_ms,
+        probe_jpeg=row.probe_jpeg if probe_jpeg is None else probe_jpeg,
+        latency_ms=row.latency_ms if latency_ms is None else latency_ms,
         media_time_s=row.media_time_s,
         deployment_id=row.deployment_id,
     )

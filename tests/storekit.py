@@ -1,0 +1,37 @@
+"""Rows for tests that need watchlist references in the store without running enrolment."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from openlfr.store.models import ReferenceImage
+
+
+def reference_image_row(embedding: np.ndarray, model_id: str, sha256: str, **overrides: Any) -> ReferenceImage:
+    """A reference image with a plausible quality record; pass ``person=...`` or append it to one."""
+    values: dict[str, Any] = {
+        "source": "still.jpg",
+        "sha256": sha256,
+        "face_jpeg": b"\xff\xd8\xff\xe0fake-jpeg",
+        "box_left": 0,
+        "box_top": 0,
+        "box_right": 10,
+        "box_bottom": 10,
+        "detector": "hog",
+        "detector_score": 1.0,
+        "face_height_px": 100,
+        "inter_eye_px": 40.0,
+        "sharpness": 50.0,
+        "yaw_deg": 0.0,
+        "pitch_deg": 0.0,
+        "roll_deg": 0.0,
+        "model_id": model_id,
+        "embedding": embedding,
+        "added_by": "test",
+        "added_at": datetime.now(UTC),
+    }
+    values.update(overrides)
+    return ReferenceImage(**values)
