@@ -29,6 +29,15 @@ app.add_typer(bench_app, name="bench")
 console = Console(stderr=True, soft_wrap=True)
 
 
+def print_figures(figures: dict[str, object], as_json: bool) -> None:
+    """A benchmark's figures: one JSON object, or one "key: value" line each."""
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
+
+
 @models_app.command("build")
 def models_build() -> None:
     """Convert dlib's ResNet weights to ONNX (cached; done on first use anyway)."""
@@ -119,11 +128,7 @@ def bench_lfw(
     from openlfr.bench.lfw_run import run_lfw
 
     result = run_lfw(get_settings(), data, folds, flip=flip, fallback=stills, workers=workers, quiet=as_json)
-    if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        for key, value in result.items():
-            typer.echo(f"{key}: {value}")
+    print_figures(result, as_json)
 
 
 @bench_app.command("detect")
@@ -137,11 +142,7 @@ def bench_detect(
     from openlfr.bench.detection import run_detection_recall
 
     result = run_detection_recall(data, detector, upsample)
-    if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        for key, value in result.items():
-            typer.echo(f"{key}: {value}")
+    print_figures(result, as_json)
 
 
 @bench_app.command("identify")
@@ -153,10 +154,10 @@ def bench_identify(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes for embedding.")] = 2,
 ) -> None:
     """Open-set 1:N identification on LFW: FNIR at fixed FPIR, and a hold-out check of the calibration."""
-    from openlfr.bench.identify import print_identify, run_identify
+    from openlfr.bench.identify import run_identify
 
     result = run_identify(get_settings(), data, identities_limit=identities, workers=workers, quiet=as_json, plot=plot)
-    print_identify(result, as_json)
+    print_figures(result, as_json)
 
 
 @app.command("calibrate")

@@ -282,15 +282,3 @@ def plot_det(
         raise OpenLFRError(f"cannot write {path}: {exc.strerror}") from exc
     finally:
         plt.close(figure)
-
-
-def print_identify(result: dict[str, object], as_json: bool) -> None:
-    import json
-
-    import typer
-
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    for key, value in result.items():
-        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")

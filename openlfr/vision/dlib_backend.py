@@ -8,7 +8,7 @@ import dlib
 import numpy as np
 
 from openlfr.vision.model_files import LANDMARKS_5_FILE, LANDMARKS_68_FILE, MMOD_FILE, RESNET_FILE, model_file
-from openlfr.vision.types import Box, Detection
+from openlfr.vision.types import Box, Detection, unit_rows
 
 # dlib's face chip for its ResNet: 150x150 with 25% padding around the landmark-normalised face.
 DLIB_CHIP_SIZE = 150
@@ -112,5 +112,4 @@ class DlibReferenceEmbedder:
         return np.array([np.asarray(self._model.compute_face_descriptor(chip)) for chip in chips], dtype=np.float32)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
-        raw = self.raw(chips)
-        return (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
+        return unit_rows(self.raw(chips))

@@ -10,7 +10,7 @@ import numpy as np
 from openlfr.settings import Settings
 from openlfr.vision.quality import assess
 from openlfr.vision.tta import jitter_chips
-from openlfr.vision.types import Box, Detection, Face, FaceAligner, FaceDetector, FaceEmbedder
+from openlfr.vision.types import Box, Detection, Face, FaceAligner, FaceDetector, FaceEmbedder, unit_rows
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,9 @@ class FaceEngine:
                 cursor += per_chip
                 plain = block[: per_chip - jitter].sum(axis=0)
                 if jitter:
-                    plain = plain + _unit(block[per_chip - jitter :].mean(axis=0))
-                total += _unit(plain)
-            result[index] = _unit(total)
+                    plain = plain + unit_rows(block[per_chip - jitter :].mean(axis=0))
+                total += unit_rows(plain)
+            result[index] = unit_rows(total)
         return result
 
     def faces(self, image: np.ndarray, embed: bool = True) -> list[Face]:
@@ -154,10 +154,6 @@ def model_id_for(settings: Settings) -> str:
     else:
         base = DLIB_RESNET_ID
     return base + ("+flip" if settings.flip_average else "")
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
 def build_engine(settings: Settings, *, stills: bool = False, detector: str | None = None) -> FaceEngine:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from openlfr.errors import ModelError
 from openlfr.vision.model_files import RESNET_FILE, file_sha256, model_file
-from openlfr.vision.types import Box, FaceAligner
+from openlfr.vision.types import Box, FaceAligner, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ def _session(model: bytes | str, threads: int) -> ort.InferenceSession:
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises its own exception types for every kind of bad file
         raise ModelError(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}") from exc
-
-
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def resnet_onnx_path(cache_dir: Path) -> Path:
@@ -85,7 +80,7 @@ class DlibResnetEmbedder:
         return np.asarray(result[0], dtype=np.float32)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
-        return _normalise(self.raw(chips))
+        return unit_rows(self.raw(chips))
 
 
 class ArcFaceEmbedder:
@@ -127,7 +122,7 @@ class ArcFaceEmbedder:
         if self.channels_first:
             batch = batch.transpose(0, 3, 1, 2)
         batch = np.ascontiguousarray(batch, dtype=np.float16 if self._float16 else np.float32)
-        return _normalise(np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32))
+        return unit_rows(np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32))
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:

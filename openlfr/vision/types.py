@@ -13,6 +13,12 @@ from typing import Protocol
 import numpy as np
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (float32); embeddings are always compared as unit vectors."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Box:
     left: int
