@@ -6,8 +6,8 @@ import subprocess
 import numpy as np
 
 from openlfr.bench.detection import match_recall
-from openlfr.bench.lfw import Pair, cross_validate
-from openlfr.vision.types import Box
+from openlfr.bench.lfw import Pair, central_face, cross_validate
+from openlfr.vision.types import Box, Detection
 from tests.conftest import OPENLFR_BIN, require_data
 
 
@@ -20,6 +20,20 @@ def test_cross_validation_picks_threshold_on_other_folds():
     # threshold learnt on fold 1 (between 0.65 and 0.8) misclassifies fold 0's same pair (0.6)
     assert result.fold_accuracies[0] == 0.5
     assert 0.65 < result.thresholds[0] < 0.8
+
+
+def test_the_portrait_subject_is_the_face_in_the_middle_not_a_bystander():
+    def found(*boxes: Box) -> list[Detection]:
+        return [Detection(box, 1.0, "test") for box in boxes]
+
+    bystander, subject = Box(0, 76, 77, 167), Box(67, 80, 176, 188)
+    assert central_face(found(bystander, subject), 250, 250) == found(subject)[0]
+    assert central_face(found(bystander), 250, 250) is None
+    assert central_face([], 250, 250) is None
+    # a large subject whose box centre sits 42 px off the middle (LFW Colin_Montgomerie_0004) still counts
+    assert central_face(found(Box(14, 40, 157, 182)), 250, 250) is not None
+    # the rule scales with the picture: the same layout at twice the size
+    assert central_face(found(Box(0, 152, 154, 334)), 500, 500) is None
 
 
 def test_recall_matching_is_one_to_one():

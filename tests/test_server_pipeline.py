@@ -202,7 +202,11 @@ def test_camera_pipeline_on_the_hamilton_clip_matches_only_when_live(monkeypatch
 
     # The draft has no snapshot yet: give its run the same gallery the authorised one will get.
     authorised = ava.post(f"/api/deployments/{draft['id']}/authorise", json={"justification": JUSTIFICATION}).json()
-    snapshot = load_snapshot(app.state.server.store, authorised["id"])
+    snapshot = load_snapshot(app.state.server.store, authorised["id"], app.state.server.settings)
+    # The deployment's search options reach its gallery (here: an index even for a handful of references).
+    indexed_settings = app.state.server.settings.model_copy(update={"search_approximate_above": 1})
+    assert load_snapshot(app.state.server.store, authorised["id"], indexed_settings).gallery.uses_index
+    assert not snapshot.gallery.uses_index
     with app.state.server.sessions() as db:  # put it back to draft, as if never authorised
         row = db.get(Deployment, authorised["id"])
         assert row is not None

@@ -51,9 +51,9 @@ class SnapshotGallery:
     cameras: list[dict[str, Any]] = field(default_factory=list)
 
 
-def load_snapshot(store: Store, deployment_id: int) -> SnapshotGallery:
+def load_snapshot(store: Store, deployment_id: int, settings: Settings) -> SnapshotGallery:
     """The deployment's frozen watchlist as a searchable gallery (person ids = reference ids, references = images)."""
-    from openlfr.watchlist.search import Gallery
+    from openlfr.watchlist.search import Gallery, gallery_options
 
     with store.session() as db:
         row = db.get(Deployment, deployment_id)
@@ -78,6 +78,7 @@ def load_snapshot(store: Store, deployment_id: int) -> SnapshotGallery:
             [r[3] for r in found],
             [int(r[0]) for r in found],
             model_id,
+            **gallery_options(settings),
         )
         return SnapshotGallery(gallery, names, float(threshold), model_id, row.watchlist_name, list(row.cameras))
 
@@ -116,7 +117,7 @@ class DeploymentRun:
         from openlfr.stream.runner import PipelineRunner, RunnerOptions
         from openlfr.stream.source import CameraConfig, CaptureOptions
 
-        snapshot = load_snapshot(self.store, self.deployment_id)
+        snapshot = load_snapshot(self.store, self.deployment_id, self.settings)
         facts = self.guard.permission()
         if not facts.allowed:
             raise services.GovernanceError(f"deployment {self.deployment_id} may not match: {facts.reason}")

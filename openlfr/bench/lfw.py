@@ -61,7 +61,12 @@ def read_pairs(pairs_file: Path, max_folds: int | None = None) -> list[Pair]:
 
 # ----- embedding the images -----
 
-LFW_CENTRE_BOX = Box(70, 70, 180, 180)  # deep-funneled LFW images are 250x250 with the face centred
+# LFW images are crops centred on one person, the face filling the middle of the frame (70..180 of 250 px).
+PORTRAIT_FACE_FRACTION = (0.28, 0.72)
+# A detection is the subject when it overlaps that middle box this much; faces at the edges (bystanders) overlap
+# it < 0.17 on LFW, the subject >= 0.32 whatever the detector's box size.
+MIN_SUBJECT_OVERLAP = 0.25
+SUBJECT_RULE = "overlap25"  # names this rule in caches of embeddings: a new rule must not reuse old entries
 
 
 @dataclass
@@ -82,24 +87,26 @@ def _init_worker(settings_json: str, fallback: bool) -> None:
     _worker_engine = build_engine(Settings.model_validate_json(settings_json), stills=fallback)
 
 
-def central_face(detections: list[Detection], rows: int, cols: int) -> Detection | None:
-    """The detection that is the portrait's subject: centred and face-sized, else None.
+def portrait_face_box(rows: int, cols: int) -> Box:
+    """Where a centred portrait's face is expected: the middle of the image."""
+    low, high = PORTRAIT_FACE_FRACTION
+    return Box(round(low * cols), round(low * rows), round(high * cols), round(high * rows))
 
-    LFW images are crops centred on one person; other people often appear at the edges, and a detector that
-    misses the subject must not hand us a bystander instead.
+
+def central_face(detections: list[Detection], rows: int, cols: int) -> Detection | None:
+    """The detection that is the portrait's subject (overlapping the middle box most), else None.
+
+    Other people often appear at the edges of a portrait, and a detector that misses the subject must not hand
+    us a bystander instead.
     """
-    side = min(rows, cols)
-    subjects = [
-        d
-        for d in detections
-        if np.hypot(d.box.centre[0] - cols / 2, d.box.centre[1] - rows / 2) < 0.16 * side
-        and d.box.height >= 0.24 * side
-    ]
-    return max(subjects, key=lambda d: d.box.height) if subjects else None
+    middle = portrait_face_box(rows, cols)
+    overlaps = [(d.box.iou(middle), d) for d in detections]
+    overlap, subject = max(overlaps, key=lambda pair: pair[0], default=(0.0, None))
+    return subject if overlap >= MIN_SUBJECT_OVERLAP else None
 
 
 def choose_subject(engine: FaceEngine, image: np.ndarray) -> tuple[Detection, str]:
-    """The main detector's central face; else the fallback detector's; else the centre box (counted undetected)."""
+    """The main detector's central face; else the fallback detector's; else the middle box (counted undetected)."""
     rows, cols = image.shape[:2]
     subject = central_face(engine.detector.detect(image), rows, cols)
     if subject is not None:
@@ -108,8 +115,7 @@ def choose_subject(engine: FaceEngine, image: np.ndarray) -> tuple[Detection, st
         subject = central_face(engine.fallback.detect(image), rows, cols)
         if subject is not None:
             return subject, "fallback"
-    box = LFW_CENTRE_BOX if (rows, cols) == (250, 250) else Box(cols // 4, rows // 4, 3 * cols // 4, 3 * rows // 4)
-    return Detection(box, 0.0, "centre"), "centre"
+    return Detection(portrait_face_box(rows, cols), 0.0, "centre"), "centre"
 
 
 def _embed_batch(args: tuple[Path, list[str], bool]) -> list[EmbeddedImage]:

@@ -57,7 +57,10 @@ def resolve_lfw(data: Path) -> Path:
 
 
 def _cache_file(settings: Settings, model_id: str, fallback: bool) -> Path:
-    options = f"{settings.detector}-up{settings.upsample}-{'mmodfallback' if fallback else 'nofallback'}"
+    from openlfr.bench.lfw import SUBJECT_RULE
+
+    fallback_name = "mmodfallback" if fallback else "nofallback"
+    options = f"{settings.detector}-up{settings.upsample}-{fallback_name}-{SUBJECT_RULE}"
     slug = re.sub(r"[^A-Za-z0-9_.+-]", "_", model_id)
     digest = hashlib.sha256(f"{model_id}|{options}".encode()).hexdigest()[:10]
     return settings.cache_dir / "lfw-embeddings" / f"{slug}-{options}-{digest}.npz"

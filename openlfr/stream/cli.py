@@ -288,7 +288,7 @@ def _run_scan(
         permission = guard.permission()
         if not permission.allowed:
             raise OpenLFRError(f"deployment {deployment_id} may not match now: {permission.reason}")
-        snapshot = load_snapshot(store, deployment_id)
+        snapshot = load_snapshot(store, deployment_id, settings)
         if snapshot.model_id != model_id:
             raise OpenLFRError(
                 f"deployment {deployment_id} holds {snapshot.model_id} embeddings; this machine makes {model_id}"
@@ -307,7 +307,7 @@ def _run_scan(
         from openlfr.stream.watchlists import load_watchlist
 
         assert watchlist_name is not None
-        loaded = load_watchlist(store, watchlist_name, model_id, now_utc())
+        loaded = load_watchlist(store, watchlist_name, model_id, now_utc(), settings)
         gallery, names, watchlist_label = loaded.gallery, loaded.names, loaded.name
         target = parse_rate(target_fpir_text) if target_fpir_text is not None else None
         if threshold is None and target is None:

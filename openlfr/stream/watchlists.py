@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from openlfr.errors import OpenLFRError
+from openlfr.settings import Settings
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.image_io import load_rgb
-from openlfr.watchlist.search import Gallery
+from openlfr.watchlist.search import Gallery, gallery_options
 
 
 @dataclass
@@ -36,7 +37,7 @@ class ScanWatchlist:
         return self.gallery.person_count
 
 
-def load_watchlist(store: object, name: str, model_id: str, now: datetime) -> ScanWatchlist:
+def load_watchlist(store: object, name: str, model_id: str, now: datetime, settings: Settings) -> ScanWatchlist:
     """The active references of the named watchlist in the store, for one embedding model."""
     from openlfr.store.db import Store
     from openlfr.store.watchlists import active_references, get_watchlist
@@ -51,7 +52,7 @@ def load_watchlist(store: object, name: str, model_id: str, now: datetime) -> Sc
             "(empty, every entry expired, or enrolled with another model)"
         )
     person_refs = [refs.people[p].reference_id for p in refs.person_ids]
-    gallery = Gallery(refs.embeddings, person_refs, list(refs.image_ids), model_id)
+    gallery = Gallery(refs.embeddings, person_refs, list(refs.image_ids), model_id, **gallery_options(settings))
     return ScanWatchlist(name, gallery, {p.reference_id: p.display_name for p in refs.people.values()})
 
 
