@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     audit_key: str | None = None  # HMAC key of the audit chain; default: a key file made once in data_dir
     snapshot_retention_seconds: float = 24 * 3600  # watchlist snapshot destroyed this long after a deployment
     probe_retention_seconds: float = 31 * 24 * 3600  # alert probe images purged this long after the alert
+    # watchlist entries (person, photos, embeddings) removed this long after they expired: time to renew a lapse
+    expired_entry_retention_seconds: float = 7 * 24 * 3600
     retention_interval_seconds: float = 30.0  # how often the server enforces retention
     require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
     tile_blur_scene: bool = True  # camera tiles: pixelate the whole picture but alerted faces (detectors miss faces)

@@ -130,6 +130,12 @@ def test_retention_deadlines() -> None:
     assert not retention.probe_due(T0, True, policy, T0 + 100 * HOUR)  # held for an investigation
     assert retention.RetentionPolicy().snapshot_ttl == timedelta(hours=24)
     assert retention.RetentionPolicy().probe_ttl == timedelta(days=31)
+    # expired watchlist entries: removed once the grace period after expiry has passed, not before
+    assert not retention.expired_entry_due(T0, policy, T0 + timedelta(days=7) - timedelta(seconds=1))
+    assert retention.expired_entry_due(T0, policy, T0 + timedelta(days=7))
+    assert retention.expired_entry_due(T0, retention.RetentionPolicy.from_seconds(2, 5, 60), T0 + timedelta(minutes=1))
+    with pytest.raises(ValueError):
+        retention.RetentionPolicy.from_seconds(2, 5, -1)
 
 
 @dataclass

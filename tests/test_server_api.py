@@ -322,3 +322,23 @@ def test_audit_verify_command_catches_tampering(app, store_url: str) -> None:  #
     run = subprocess.run([str(OPENLFR_BIN), "audit", "verify"], capture_output=True, text=True, env=env)
     assert run.returncode == 1
     assert f"broken at entry {seq}: altered" in run.stdout
+
+
+def test_expired_watchlist_entries_are_removed_after_the_grace_period(app) -> None:  # type: ignore[no-untyped-def]
+    from openlfr.store.models import Person, ReferenceImage
+
+    now = datetime.now(UTC)
+    with app.state.server.sessions() as db:
+        people = {p.reference_id: p for p in db.scalars(sa.select(Person))}
+        people["P000"].expires_at = now - timedelta(days=8)  # expired longer ago than the 7-day default
+        people["P001"].expires_at = now - timedelta(days=6)  # expired, still within the time to renew it
+        db.commit()
+    report = login(app, "ann").post("/api/retention/run")
+    assert report.status_code == 200
+    assert report.json()["expired_entries_removed"] == ["wanted/P000"]
+    with app.state.server.sessions() as db:
+        assert sorted(db.scalars(sa.select(Person.reference_id))) == ["P001", "P002"]
+        assert db.scalar(sa.select(sa.func.count()).select_from(ReferenceImage)) == 4  # P000's two photos went too
+    assert ("ann", "retention.expired_entries_removed") in audit_actions(app)
+    again = login(app, "ann").post("/api/retention/run").json()
+    assert again["expired_entries_removed"] == []

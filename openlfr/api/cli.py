@@ -203,7 +203,7 @@ def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 @retention_app.command("run")
 def retention_run() -> None:
-    """Close finished deployment windows and destroy snapshots and probe images that are due, now."""
+    """Close finished deployment windows; destroy the snapshots, probe images and expired watchlist entries due now."""
     from openlfr.api.retention import enforce_once
     from openlfr.store import open_store
 
@@ -213,10 +213,7 @@ def retention_run() -> None:
         report = enforce_once(store, settings)
     finally:
         store.close()
-    typer.echo(
-        f"destroyed {len(report.snapshots_destroyed)} watchlist snapshot(s), "
-        f"purged {len(report.probes_purged)} probe image(s)"
-    )
+    typer.echo(report.summary())
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def policy_of(settings: Settings) -> RetentionPolicy:
-    return RetentionPolicy.from_seconds(settings.snapshot_retention_seconds, settings.probe_retention_seconds)
+    return RetentionPolicy.from_seconds(
+        settings.snapshot_retention_seconds,
+        settings.probe_retention_seconds,
+        settings.expired_entry_retention_seconds,
+    )
 
 
 def enforce_once(store: Store, settings: Settings) -> services.PurgeReport:
@@ -60,12 +64,8 @@ class RetentionLoop:
         while not self._stop.is_set():
             try:
                 report = enforce_once(self.store, self.settings)
-                if report.snapshots_destroyed or report.probes_purged:
-                    log.info(
-                        "retention: destroyed %d snapshot(s), purged %d probe image(s)",
-                        len(report.snapshots_destroyed),
-                        len(report.probes_purged),
-                    )
+                if report.anything:
+                    log.info("retention: %s", report.summary())
             except Exception:  # keep enforcing on the next round; the failure is logged, not swallowed
                 log.exception("retention round failed")
             self._stop.wait(self.interval)

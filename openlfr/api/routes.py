@@ -605,4 +605,4 @@ def retention_run(
     ctx.audit(db, "retention.run", "retention", {})
     report = services.enforce_retention(db, ctx, policy_of(state.settings))
     db.commit()
-    return {"snapshots_destroyed": report.snapshots_destroyed, "probes_purged": report.probes_purged}
+    return report.as_dict()

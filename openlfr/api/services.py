@@ -27,6 +27,7 @@ from openlfr.store.governance_models import (
     SnapshotImage,
     SnapshotPerson,
 )
+from openlfr.store.models import Person
 
 
 class NotFound(OpenLFRError):
@@ -389,6 +390,25 @@ def hold(db: Session, ctx: Context, alert_id: int, reason: str) -> AlertReview:
 class PurgeReport:
     snapshots_destroyed: list[int]
     probes_purged: list[int]
+    expired_entries_removed: list[str]  # "watchlist/reference id" of each person removed
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.snapshots_destroyed or self.probes_purged or self.expired_entries_removed)
+
+    def summary(self) -> str:
+        return (
+            f"destroyed {len(self.snapshots_destroyed)} watchlist snapshot(s), "
+            f"purged {len(self.probes_purged)} probe image(s), "
+            f"removed {len(self.expired_entries_removed)} expired watchlist entr(ies)"
+        )
+
+    def as_dict(self) -> dict[str, list[int] | list[str]]:
+        return {
+            "snapshots_destroyed": self.snapshots_destroyed,
+            "probes_purged": self.probes_purged,
+            "expired_entries_removed": self.expired_entries_removed,
+        }
 
 
 def enforce_retention(
@@ -429,4 +449,19 @@ def enforce_retention(
         _saved(db, review).probe_purged_at = moment
     if purged:
         ctx.audit(db, "retention.probes_purged", "alerts", {"alerts": purged})
-    return PurgeReport(destroyed, purged)
+    return PurgeReport(destroyed, purged, remove_expired_entries(db, ctx, policy, moment))
+
+
+def remove_expired_entries(db: Session, ctx: Context, policy: retention.RetentionPolicy, now: datetime) -> list[str]:
+    """Delete people (with photos and embeddings) whose listing expired longer ago than the policy allows."""
+    due = db.scalars(
+        select(Person).where(Person.expires_at <= retention.expired_entry_cutoff(policy, now)).order_by(Person.id)
+    ).all()
+    removed: dict[str, list[str]] = {}
+    for person in due:
+        removed.setdefault(person.watchlist.name, []).append(person.reference_id)
+        db.delete(person)
+    db.flush()
+    for watchlist_name, people in removed.items():
+        ctx.audit(db, "retention.expired_entries_removed", f"watchlist:{watchlist_name}", {"people": people})
+    return [f"{name}/{ref}" for name, people in removed.items() for ref in people]
