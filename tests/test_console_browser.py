@@ -249,6 +249,15 @@ def test_console_forms_for_admin_operator_and_authoriser(monkeypatch: pytest.Mon
                 assert action in text
             assert "settings.change" in text
             ann.screenshot(path=str(ARTIFACTS / "console-audit.png"), full_page=True)
+
+            # The API docs render from assets the server itself serves: nothing is fetched from elsewhere.
+            fetched: list[str] = []
+            ann.on("request", lambda request: fetched.append(request.url))
+            ann.goto(f"{server.url}/docs")
+            ann.wait_for_selector(".swagger-ui .info .title:has-text('OpenLFR operator server')")
+            ann.wait_for_selector(".opblock-summary-path:has-text('/api/deployments')")
+            elsewhere = [url for url in fetched if not url.startswith((server.url, "data:"))]
+            assert fetched and not elsewhere, elsewhere
         finally:
             browser.close()
     app.state.server.store.close()

@@ -96,7 +96,8 @@ def app_routes(app: object) -> set[tuple[str, str]]:
             if isinstance(route, APIRoute):
                 found.update((m, prefix + route.path) for m in route.methods - {"HEAD"})
             elif isinstance(route, Mount):
-                assert route.path == "/static", f"unexpected mount {route.path}"
+                # public static files only: the console's own CSS/JS and Swagger UI's
+                assert route.path in {"/static", "/docs-assets"}, f"unexpected mount {route.path}"
             elif hasattr(route, "original_router"):
                 walk(route.original_router.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
             else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -40,10 +42,13 @@ CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+# Swagger UI is served from the static files of the installed fastapi-offline package (works offline); its page
+# starts it with an inline script and styles some elements inline.
 DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; style-src 'self' https://cdn.jsdelivr.net; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'"
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'"
 )
+DOCS_ASSETS = "/docs-assets"
 
 
 class BodyTooLarge(Exception):
@@ -213,6 +218,16 @@ def install_error_answers(app: FastAPI) -> None:
     app.add_exception_handler(OpenLFRError, _openlfr)
 
 
+def _swagger_ui_files() -> str:
+    """The folder of Swagger UI's files inside the installed ``fastapi-offline`` package (only its files are used)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise OpenLFRError("the fastapi-offline package (Swagger UI for /docs) is not installed: run `make install`")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "static")
+
+
 def create_app(settings: Settings | None = None, *, background: bool = True, pipelines: bool = True) -> FastAPI:
     """The server. ``background`` runs the retention loop; ``pipelines`` also runs the live pipelines."""
     settings = settings or get_settings()
@@ -269,7 +284,15 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
 
     @app.get("/docs", include_in_schema=False)
     def docs(_: Principal = Depends(allow(*ANY_ROLE))) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="OpenLFR API")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="OpenLFR API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
 
     from openlfr.api.routes import router
     from openlfr.web.pages import mount_console
