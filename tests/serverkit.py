@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,16 @@ def add_watchlist(app: FastAPI, name: str = "wanted", people: int = 3, images_ea
                     )
                 )
         db.commit()
+
+
+def enrol_upload(
+    client: Any, watchlist: str, person: str, name: str, paths: list[Path], category: str = "wanted_offence"
+) -> None:
+    """Enrol a person through the upload API, as the console does."""
+    files = [("images", (p.name, p.read_bytes())) for p in paths]
+    form = {"person": person, "display_name": name, "category": category, "reason": f"test listing of {name}"}
+    answer = client.post(f"/api/watchlists/{watchlist}/people", data=form, files=files)
+    assert answer.status_code == 201, answer.text
 
 
 def draft_body(start: datetime, hours: float = 2.0, watchlist: str = "wanted", **extra: Any) -> dict[str, Any]:

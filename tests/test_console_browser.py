@@ -19,7 +19,16 @@ import pytest
 
 from openlfr.governance.roles import Role
 from tests.conftest import PROJECT_ROOT, require_data
-from tests.serverkit import JUSTIFICATION, PASSWORD, LiveServer, add_user, build_app, configure, login
+from tests.serverkit import (
+    JUSTIFICATION,
+    PASSWORD,
+    LiveServer,
+    add_user,
+    build_app,
+    configure,
+    enrol_upload,
+    login,
+)
 
 CHROMIUM = os.environ.get("OPENLFR_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying to reach Google on a closed network.
@@ -34,13 +43,6 @@ CHROMIUM_ARGS = [
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
-
-
-def _enrol(client: Any, person: str, name: str, paths: list[Path], category: str = "wanted_offence") -> None:
-    files = [("images", (p.name, p.read_bytes())) for p in paths]
-    form = {"person": person, "display_name": name, "category": category, "reason": f"test listing of {name}"}
-    answer = client.post("/api/watchlists/hamilton/people", data=form, files=files)
-    assert answer.status_code == 201, answer.text
 
 
 def _alert_timings(app: Any, shown_at: datetime) -> dict[str, float]:
@@ -84,11 +86,18 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
         # The watchlist of issue 4: the two people of the clip and the gallery as fillers, through the upload API.
         ann = login(app, "ann")
         assert ann.post("/api/watchlists", json={"name": "hamilton", "purpose": "browser test"}).status_code == 201
-        _enrol(ann, "LMM-001", "Lin-Manuel Miranda", [stills / "lin-manuel-miranda.png"])
-        _enrol(ann, "AL-002", "Alex Lacamoire", [stills / "alex-lacamoire.png"])
+        enrol_upload(ann, "hamilton", "LMM-001", "Lin-Manuel Miranda", [stills / "lin-manuel-miranda.png"])
+        enrol_upload(ann, "hamilton", "AL-002", "Alex Lacamoire", [stills / "alex-lacamoire.png"])
         for folder in sorted((stills / "gallery").iterdir()):
             if folder.name != "alex_lacamoire":
-                _enrol(ann, folder.name, folder.name.replace("_", " ").title(), sorted(folder.iterdir()), "other")
+                enrol_upload(
+                    ann,
+                    "hamilton",
+                    folder.name,
+                    folder.name.replace("_", " ").title(),
+                    sorted(folder.iterdir()),
+                    "other",
+                )
 
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
