@@ -205,6 +205,22 @@ def test_audit_chain_names_the_first_broken_entry() -> None:
     assert verdict.problem == "inserted"
 
 
+def test_an_anchor_catches_a_cut_that_the_head_was_set_back_to_hide() -> None:
+    good = chain(6)
+    anchor = head(good)
+    assert audit.verify_anchor(good, anchor).ok
+    cut = good[:4]  # the last two removed and the head set back to the fourth: the chain alone looks intact
+    assert audit.verify_chain(cut, KEY, head(cut)).ok
+    verdict = audit.verify_anchor(cut, anchor)
+    assert (verdict.ok, verdict.first_bad_seq, verdict.problem) == (False, 6, "removed")
+    verdict = audit.verify_anchor(good, (6, "0" * 64))
+    assert (verdict.ok, verdict.problem) == (False, "altered")
+    assert audit.parse_anchor(f" 6:{good[5].hash}\n") == anchor
+    for text in ("6", "x:" + "0" * 64, "0:" + "0" * 64, "6:" + "Z" * 64, "6:abc"):
+        with pytest.raises(ValueError):
+            audit.parse_anchor(text)
+
+
 def test_record_counts_and_csv_is_spreadsheet_safe() -> None:
     rec = records.build_record(
         1,

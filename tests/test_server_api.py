@@ -342,3 +342,36 @@ def test_expired_watchlist_entries_are_removed_after_the_grace_period(app) -> No
     assert ("ann", "retention.expired_entries_removed") in audit_actions(app)
     again = login(app, "ann").post("/api/retention/run").json()
     assert again["expired_entries_removed"] == []
+
+
+def test_an_anchor_catches_entries_cut_off_the_end(app, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    olly = login(app, "olly")
+    olly.post("/api/deployments", json=draft_body(datetime.now(UTC) + timedelta(hours=1)))
+    app.state.server.store.close()
+    env = {**os.environ}
+
+    def openlfr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(OPENLFR_BIN), *args], capture_output=True, text=True, env=env)
+
+    anchored = openlfr("audit", "anchor")
+    assert anchored.returncode == 0, anchored.stderr
+    anchor = anchored.stdout.strip()
+    assert openlfr("audit", "verify", "--anchor", anchor).returncode == 0
+
+    # Someone with database access removes the last entry and sets the head back to match: the chain alone
+    # cannot tell, the anchor kept elsewhere can.
+    from openlfr.store.db import normalise_url
+
+    engine = sa.create_engine(normalise_url(store_url))
+    with engine.begin() as c:
+        last = c.execute(sa.text("SELECT max(seq) FROM audit_log")).scalar_one()
+        c.execute(sa.text("DELETE FROM audit_log WHERE seq = :s"), {"s": last})
+        prev = c.execute(sa.text("SELECT hash FROM audit_log WHERE seq = :s"), {"s": last - 1}).scalar_one()
+        c.execute(sa.text("UPDATE audit_head SET seq = :s, hash = :h"), {"s": last - 1, "h": prev})
+    engine.dispose()
+    assert openlfr("audit", "verify").returncode == 0  # the gap the anchor closes
+    cut = openlfr("audit", "verify", "--anchor", anchor)
+    assert cut.returncode == 1 and f"broken at entry {last}: removed" in cut.stdout and "cut back" in cut.stdout
+
+    bad = openlfr("audit", "verify", "--anchor", "12:nothex")
+    assert bad.returncode == 2 and "SEQ:HASH" in bad.stderr and "Traceback" not in bad.stderr

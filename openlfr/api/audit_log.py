@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from openlfr.errors import OpenLFRError
-from openlfr.governance.audit import GENESIS, AuditVerdict, canonical, entry_hash, verify_chain
+from openlfr.governance.audit import GENESIS, AuditVerdict, canonical, entry_hash, verify_anchor, verify_chain
 from openlfr.governance.deployments import now_utc
 from openlfr.settings import Settings
 from openlfr.store.governance_models import AuditEntry, AuditHead
@@ -82,7 +82,17 @@ def record(
     return entry
 
 
-def verify(session: Session, key: bytes) -> AuditVerdict:
+def verify(session: Session, key: bytes, anchor: tuple[int, str] | None = None) -> AuditVerdict:
+    """The chain and head checked; then, if given, that the anchored entry (``SEQ``, ``HASH``) is still there."""
     entries = session.scalars(select(AuditEntry).order_by(AuditEntry.seq, AuditEntry.id)).all()
     head = session.get(AuditHead, 1)
-    return verify_chain(entries, key, None if head is None else (head.seq, head.hash))
+    verdict = verify_chain(entries, key, None if head is None else (head.seq, head.hash))
+    if not verdict.ok or anchor is None:
+        return verdict
+    return verify_anchor(entries, anchor)
+
+
+def current_anchor(session: Session) -> tuple[int, str] | None:
+    """The head as an anchor (last sequence number and hash), or None while the log is empty."""
+    head = session.get(AuditHead, 1)
+    return None if head is None or head.seq == 0 else (head.seq, head.hash)

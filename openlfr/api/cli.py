@@ -171,16 +171,26 @@ def users_token(
 
 
 @audit_app.command("verify")
-def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    anchor: Annotated[
+        str | None, typer.Option(help="SEQ:HASH printed earlier by `openlfr audit anchor`: that entry must remain.")
+    ] = None,
+) -> None:
     """Check the audit log's hash chain; name the first entry altered, removed or inserted. Exit 1 if broken."""
     from openlfr.api import audit_log
+    from openlfr.governance.audit import parse_anchor
     from openlfr.store import open_store
 
+    try:
+        anchored = parse_anchor(anchor) if anchor is not None else None
+    except ValueError as exc:
+        raise OpenLFRError(str(exc)) from exc
     settings = get_settings()
     store = open_store(settings)
     try:
         with store.session() as db:
-            verdict = audit_log.verify(db, audit_log.audit_key(settings))
+            verdict = audit_log.verify(db, audit_log.audit_key(settings), anchored)
     finally:
         store.close()
     if as_json:
@@ -199,6 +209,25 @@ def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         typer.echo(verdict.message)
     if not verdict.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor() -> None:
+    """Print the log's head as SEQ:HASH. Keep it outside the database; `audit verify --anchor` then proves that
+    nothing up to that entry was cut off the end, even by someone who can rewrite the database."""
+    from openlfr.api import audit_log
+    from openlfr.store import open_store
+
+    settings = get_settings()
+    store = open_store(settings)
+    try:
+        with store.session() as db:
+            head = audit_log.current_anchor(db)
+    finally:
+        store.close()
+    if head is None:
+        raise OpenLFRError("the audit log is empty: nothing to anchor yet")
+    typer.echo(f"{head[0]}:{head[1]}")
 
 
 @retention_app.command("run")

@@ -6,6 +6,11 @@ that previous hash. So an entry edited, removed or inserted directly in the data
 point, and without the key nobody can re-hash the chain to hide it. The store also keeps a *head* (last
 sequence number and hash), which catches entries removed from the end.
 
+Someone who can write the database could still cut entries off the end *and* set the head back to match. An
+*anchor* closes that gap: ``openlfr audit anchor`` prints the head as ``SEQ:HASH`` for keeping outside the
+database (a published record, a ticket, an e-mail); ``verify_anchor`` later checks that the chain still holds
+that very entry.
+
 ``verify_chain`` walks the entries in sequence order and names the first one that is not what was written:
 ``altered`` (an entry's content changed), ``removed`` (one or more entries are missing) or ``inserted``
 (an entry that was never written by the application).
@@ -134,4 +139,25 @@ def verify_chain(entries: Sequence[EntryFacts], key: bytes, head: tuple[int, str
             return AuditVerdict(False, len(entries), expected, "removed", f"entries {missing} are missing from the end")
         if last_seq == expected - 1 and last_seq > 0 and last_hash != prev_hash:
             return AuditVerdict(False, len(entries), last_seq, "altered", "the last entry does not match the head")
+    return AuditVerdict(True, len(entries))
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` as printed by ``openlfr audit anchor``; ValueError with the reason otherwise."""
+    seq_text, _, digest = text.strip().partition(":")
+    if not seq_text.isdigit() or int(seq_text) < 1:
+        raise ValueError(f"{text!r}: an anchor is SEQ:HASH with SEQ a positive entry number")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"{text!r}: an anchor is SEQ:HASH with HASH 64 lower-case hex digits")
+    return int(seq_text), digest
+
+
+def verify_anchor(entries: Sequence[EntryFacts], anchor: tuple[int, str]) -> AuditVerdict:
+    """Whether the chain (already verified) still holds the anchored entry with the anchored hash."""
+    seq, digest = anchor
+    found = next((e for e in entries if e.seq == seq), None)
+    if found is None:
+        return AuditVerdict(False, len(entries), seq, "removed", "the anchored entry is gone: the log was cut back")
+    if not hmac.compare_digest(found.hash, digest):
+        return AuditVerdict(False, len(entries), seq, "altered", "the entry at the anchor is not the anchored one")
     return AuditVerdict(True, len(entries))
