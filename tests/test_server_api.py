@@ -375,3 +375,46 @@ def test_an_anchor_catches_entries_cut_off_the_end(app, store_url: str) -> None:
 
     bad = openlfr("audit", "verify", "--anchor", "12:nothex")
     assert bad.returncode == 2 and "SEQ:HASH" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_accounts_change_role_password_and_standing(app) -> None:  # type: ignore[no-untyped-def]
+    ann, olly, omar, abe = (login(app, name) for name in ("ann", "olly", "omar", "abe"))
+    ids = {u["username"]: u["id"] for u in ann.get("/api/users").json()}
+
+    def refused_login(username: str, password: str = PASSWORD) -> bool:
+        http = TestClient(app, follow_redirects=False)
+        data = {"username": username, "password": password, "csrf_token": login_form_token(http)}
+        return http.post("/login", data=data).status_code == 401
+
+    # A new role ends the account's sessions (they carry the old role); the next login has the new one.
+    changed = ann.post(f"/api/users/{ids['olly']}/role", json={"role": "auditor"})
+    assert changed.status_code == 200 and changed.json()["role"] == "auditor"
+    assert olly.get("/api/me").status_code == 401
+    assert login(app, "olly").get("/api/me").json()["role"] == "auditor"
+    assert ann.post(f"/api/users/{ids['ann']}/role", json={"role": "operator"}).status_code == 400  # not oneself
+    assert ann.post(f"/api/users/{ids['olly']}/role", json={"role": "superuser"}).status_code == 422
+
+    # Disabled: sessions end and logins fail; enabled again: the same password works.
+    assert ann.post(f"/api/users/{ids['omar']}/disable").json()["active"] is False
+    assert omar.get("/api/me").status_code == 401 and refused_login("omar")
+    assert ann.post(f"/api/users/{ids['omar']}/enable").json()["active"] is True
+    assert login(app, "omar").get("/api/me").status_code == 200
+
+    # An administrator's reset ends the sessions; only the new password logs in.
+    new = "a-much-longer-new-password"
+    assert ann.post(f"/api/users/{ids['abe']}/password", json={"password": "short"}).status_code == 400
+    assert ann.post(f"/api/users/{ids['abe']}/password", json={"password": new}).status_code == 200
+    assert abe.get("/api/me").status_code == 401 and refused_login("abe")
+    assert login(app, "abe", new).get("/api/me").status_code == 200
+
+    # One's own password: only with the current one; then every session of one's own ends.
+    ava = login(app, "ava")
+    wrong = ava.post("/api/me/password", json={"current_password": "not-it-at-all", "new_password": new})
+    assert wrong.status_code == 400 and ava.get("/api/me").status_code == 200
+    right = ava.post("/api/me/password", json={"current_password": PASSWORD, "new_password": new})
+    assert right.status_code == 200 and ava.get("/api/me").status_code == 401
+    assert refused_login("ava") and login(app, "ava", new).get("/api/me").status_code == 200
+
+    actions = audit_actions(app)
+    for action in ("user.role", "user.disable", "user.enable", "user.password_reset", "user.password_change"):
+        assert ("ann" if action != "user.password_change" else "ava", action) in actions

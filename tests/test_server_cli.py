@@ -33,7 +33,9 @@ def test_accounts_tokens_audit_and_retention_from_the_command_line(monkeypatch: 
         (["users", "create", "newbie", "--role", "superuser", "--password-stdin"], PASSWORD, "unknown role"),
         (["users", "create", "shorty", "--role", "auditor", "--password-stdin"], "short", "at least 12"),
         (["users", "create", "Bad Name!", "--role", "auditor", "--password-stdin"], PASSWORD, "user name"),
-        (["users", "token", "nobody"], "", "no active user"),
+        (["users", "token", "nobody"], "", "no user named"),
+        (["users", "disable", "nobody"], "", "no user named"),
+        (["users", "role", "olly", "--role", "boss"], "", "unknown role"),
     ]:
         refused = openlfr(*bad_args, stdin=stdin + "\n")
         assert refused.returncode == 2, (bad_args, refused.stdout, refused.stderr)
@@ -52,6 +54,19 @@ def test_accounts_tokens_audit_and_retention_from_the_command_line(monkeypatch: 
         assert api.get("/api/me").json()["username"] == "olly"
         assert api.get("/api/users").status_code == 403  # an operator's token is still an operator's
     app.state.server.store.close()
+
+    # Role, standing and password from the command line; each ends the account's sessions and tokens.
+    assert openlfr("users", "role", "olly", "--role", "auditor").stdout.strip() == "olly is now auditor (was operator)"
+    assert openlfr("users", "disable", "olly").stdout.startswith("disabled olly")
+    no_token = openlfr("users", "token", "olly")
+    assert no_token.returncode == 2 and "disabled" in no_token.stderr
+    assert openlfr("users", "enable", "olly").stdout.strip() == "enabled olly"
+    short = openlfr("users", "password", "olly", "--password-stdin", stdin="short\n")
+    assert short.returncode == 2 and "at least 12" in short.stderr
+    reset = openlfr("users", "password", "olly", "--password-stdin", stdin="another-long-password\n")
+    assert reset.returncode == 0 and reset.stdout.startswith("new password set for olly")
+    listed = json.loads(openlfr("users", "list", "--json").stdout)
+    assert listed == [{"username": "olly", "role": "auditor", "active": True, "name": "Olly Op"}]
 
     ran = openlfr("retention", "run")
     assert ran.returncode == 0 and "destroyed 0 watchlist snapshot(s), purged 0 probe image(s)" in ran.stdout

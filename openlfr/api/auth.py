@@ -103,6 +103,30 @@ def create_user(
     return user
 
 
+def set_password(session: Session, settings: Settings, user: User, password: str) -> int:
+    """Replace the password and end every session and API token of the account; returns how many ended.
+
+    Whoever knew the old password (or stole a session made with it) is shut out at once.
+    """
+    validate_password(password)
+    user.password_hash = password_hasher(settings).hash(password)
+    return end_sessions(session, user)
+
+
+def end_sessions(session: Session, user: User) -> int:
+    """End every session and API token of the account (a disabled account, a new password, a new role)."""
+    ended = session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+    session.flush()
+    return int(getattr(ended, "rowcount", 0) or 0)
+
+
+def password_matches(settings: Settings, user: User, password: str) -> bool:
+    try:
+        return password_hasher(settings).verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def _recent_failures(session: Session, column: InstrumentedAttribute[str], value: str, since: datetime) -> int:
     count = session.scalar(
         select(func.count()).select_from(LoginFailure).where(column == value, LoginFailure.at >= since)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -94,12 +96,8 @@ def users_create(
     from openlfr.store import open_store
 
     chosen = parse_role(role)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     auth.validate_username(username)
-    auth.validate_password(password)
+    password = _new_password(password_stdin)
     settings = get_settings()
     store = open_store(settings)
     try:
@@ -140,15 +138,11 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         )
 
 
-@users_app.command("token")
-def users_token(
-    username: Annotated[str, typer.Argument()],
-    days: Annotated[float, typer.Option(min=0.01, max=366, help="How long the token lasts.")] = 30.0,
-) -> None:
-    """Issue an API token for a user (``Authorization: Bearer TOKEN``); printed once, stored only as a hash."""
+@contextmanager
+def _account(username: str) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """(database session, the named user, an audit context for the person at the keyboard, settings); commits."""
     from sqlalchemy import select
 
-    from openlfr.api import auth
     from openlfr.api.audit_log import audit_key
     from openlfr.api.services import Context
     from openlfr.store import open_store
@@ -159,15 +153,91 @@ def users_token(
     try:
         with store.session() as db:
             user = db.scalar(select(User).where(User.username == username.strip().lower()))
-            if user is None or not user.active:
-                raise OpenLFRError(f"no active user named {username!r}")
-            token = auth.open_session(db, user, "token", timedelta(days=days))
-            Context(settings, audit_key(settings), _cli_actor(), "cli").audit(
-                db, "user.token", f"user:{user.username}", {"days": days}
-            )
+            if user is None:
+                raise OpenLFRError(f"no user named {username!r}")
+            yield db, user, Context(settings, audit_key(settings), _cli_actor(), "cli"), settings
     finally:
         store.close()
+
+
+def _new_password(password_stdin: bool) -> str:
+    from openlfr.api import auth
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    auth.validate_password(password)
+    return password
+
+
+@users_app.command("token")
+def users_token(
+    username: Annotated[str, typer.Argument()],
+    days: Annotated[float, typer.Option(min=0.01, max=366, help="How long the token lasts.")] = 30.0,
+) -> None:
+    """Issue an API token for a user (``Authorization: Bearer TOKEN``); printed once, stored only as a hash."""
+    from openlfr.api import auth
+
+    with _account(username) as (db, user, ctx, _):
+        if not user.active:
+            raise OpenLFRError(f"{user.username} is disabled: `openlfr users enable {user.username}` first")
+        token = auth.open_session(db, user, "token", timedelta(days=days))
+        ctx.audit(db, "user.token", f"user:{user.username}", {"days": days})
     typer.echo(token)
+
+
+@users_app.command("disable")
+def users_disable(username: Annotated[str, typer.Argument()]) -> None:
+    """Disable an account: it cannot log in, and its sessions and API tokens end now."""
+    from openlfr.api import auth
+
+    with _account(username) as (db, user, ctx, _):
+        user.active = False
+        ended = auth.end_sessions(db, user)
+        ctx.audit(db, "user.disable", f"user:{user.username}", {"sessions_ended": ended})
+    typer.echo(f"disabled {user.username}; {ended} session(s) and token(s) ended")
+
+
+@users_app.command("enable")
+def users_enable(username: Annotated[str, typer.Argument()]) -> None:
+    """Let a disabled account log in again."""
+    with _account(username) as (db, user, ctx, _):
+        user.active = True
+        ctx.audit(db, "user.enable", f"user:{user.username}", {})
+    typer.echo(f"enabled {user.username}")
+
+
+@users_app.command("role")
+def users_role(
+    username: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option(help="admin, authoriser, operator or auditor.")],
+) -> None:
+    """Give an account another role; its sessions and API tokens end (they carry the old role)."""
+    from openlfr.api import auth
+    from openlfr.governance.roles import parse_role
+
+    chosen = parse_role(role)
+    with _account(username) as (db, user, ctx, _):
+        before, user.role = user.role, chosen.value
+        ended = auth.end_sessions(db, user)
+        ctx.audit(db, "user.role", f"user:{user.username}", {"from": before, "to": user.role, "sessions_ended": ended})
+    typer.echo(f"{user.username} is now {chosen.value} (was {before})")
+
+
+@users_app.command("password")
+def users_password(
+    username: Annotated[str, typer.Argument()],
+    password_stdin: Annotated[bool, typer.Option(help="Read the new password from standard input.")] = False,
+) -> None:
+    """Set a new password for an account; its sessions and API tokens end."""
+    from openlfr.api import auth
+
+    password = _new_password(password_stdin)
+    with _account(username) as (db, user, ctx, settings):
+        ended = auth.set_password(db, settings, user, password)
+        ctx.audit(db, "user.password_reset", f"user:{user.username}", {"sessions_ended": ended})
+    typer.echo(f"new password set for {user.username}; {ended} session(s) and token(s) ended")
 
 
 @audit_app.command("verify")

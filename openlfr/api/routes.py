@@ -25,8 +25,11 @@ from openlfr.api.schemas import (
     DraftIn,
     JustificationIn,
     OutcomeIn,
+    PasswordChangeIn,
+    PasswordIn,
     ReasonIn,
     ReviewOut,
+    RoleIn,
     SettingsIn,
     UserIn,
     UserOut,
@@ -153,19 +156,88 @@ def create_user(
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@router.post("/users/{user_id}/disable", response_model=UserOut)
-def disable_user(
-    user_id: int, request: Request, principal: Principal = Depends(allow(A)), db: Session = Depends(get_db)
-) -> UserOut:
+def _other_account(db: Session, user_id: int, principal: Principal, doing: str) -> User:
+    """The account an administrator acts on; never their own (an admin cannot lock themselves out or in)."""
     user = db.get(User, user_id)
     if user is None:
         raise services.NotFound(f"no user {user_id}")
     if user.id == principal.user_id:
-        raise services.GovernanceError("you cannot disable your own account")
+        raise services.GovernanceError(f"you cannot {doing} your own account")
+    return user
+
+
+@router.post("/users/{user_id}/disable", response_model=UserOut)
+def disable_user(
+    user_id: int, request: Request, principal: Principal = Depends(allow(A)), db: Session = Depends(get_db)
+) -> UserOut:
+    user = _other_account(db, user_id, principal, "disable")
     user.active = False
-    context(request, principal).audit(db, "user.disable", f"user:{user.username}", {})
+    ended = auth.end_sessions(db, user)
+    context(request, principal).audit(db, "user.disable", f"user:{user.username}", {"sessions_ended": ended})
     db.commit()
     return UserOut.model_validate(user, from_attributes=True)
+
+
+@router.post("/users/{user_id}/enable", response_model=UserOut)
+def enable_user(
+    user_id: int, request: Request, principal: Principal = Depends(allow(A)), db: Session = Depends(get_db)
+) -> UserOut:
+    user = _other_account(db, user_id, principal, "enable")
+    user.active = True
+    context(request, principal).audit(db, "user.enable", f"user:{user.username}", {})
+    db.commit()
+    return UserOut.model_validate(user, from_attributes=True)
+
+
+@router.post("/users/{user_id}/role", response_model=UserOut)
+def change_role(
+    user_id: int,
+    body: RoleIn,
+    request: Request,
+    principal: Principal = Depends(allow(A)),
+    db: Session = Depends(get_db),
+) -> UserOut:
+    user = _other_account(db, user_id, principal, "change the role of")
+    before = user.role
+    user.role = body.role.value
+    ended = auth.end_sessions(db, user)  # sessions carry the role they were opened with
+    details = {"from": before, "to": user.role, "sessions_ended": ended}
+    context(request, principal).audit(db, "user.role", f"user:{user.username}", details)
+    db.commit()
+    return UserOut.model_validate(user, from_attributes=True)
+
+
+@router.post("/users/{user_id}/password", response_model=UserOut)
+def reset_password(
+    user_id: int,
+    body: PasswordIn,
+    request: Request,
+    principal: Principal = Depends(allow(A)),
+    db: Session = Depends(get_db),
+) -> UserOut:
+    user = _other_account(db, user_id, principal, "reset the password of")
+    ended = auth.set_password(db, server(request).settings, user, body.password)
+    context(request, principal).audit(db, "user.password_reset", f"user:{user.username}", {"sessions_ended": ended})
+    db.commit()
+    return UserOut.model_validate(user, from_attributes=True)
+
+
+@router.post("/me/password")
+def change_own_password(
+    body: PasswordChangeIn,
+    request: Request,
+    principal: Principal = Depends(allow(*ANY_ROLE)),
+    db: Session = Depends(get_db),
+) -> dict[str, str]:
+    """Change your own password; every session and token of yours ends, this one included: log in again."""
+    settings = server(request).settings
+    user = db.get(User, principal.user_id)
+    if user is None or not auth.password_matches(settings, user, body.current_password):
+        raise auth.AccountError("the current password is not right")
+    auth.set_password(db, settings, user, body.new_password)
+    context(request, principal).audit(db, "user.password_change", f"user:{user.username}", {})
+    db.commit()
+    return {"detail": "password changed; log in again"}
 
 
 # ----- console settings -----

@@ -117,6 +117,29 @@ class UserIn(Strict):
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=False)
 
 
+class RoleIn(Strict):
+    role: Role
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class PasswordIn(Strict):
+    """A new password set by an administrator (the account's sessions and tokens end)."""
+
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
+
+
+class PasswordChangeIn(Strict):
+    """A person changing their own password proves they know the current one."""
+
+    current_password: Annotated[str, Field(min_length=1, max_length=1024)]
+    new_password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
+
+
 class SettingsIn(Strict):
     require_second_verifier: StrictBool
 
