@@ -124,6 +124,21 @@ def enrol_upload(
     assert answer.status_code == 201, answer.text
 
 
+def clip_deployment_body(clip: Path, watchlist: str, minutes: float = 10.0) -> dict[str, Any]:
+    """A deployment of one video file as its camera, live from a second ago."""
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    return {
+        "name": "Hamilton clip",
+        "place": "Theatre foyer",
+        "purpose": f"Find the people on the {watchlist} watchlist",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(minutes=minutes)).isoformat(),
+        "cameras": [{"name": "stage", "source": str(clip)}],
+        "watchlist": watchlist,
+        "target_fpir": 1e-4,
+    }
+
+
 def draft_body(start: datetime, hours: float = 2.0, watchlist: str = "wanted", **extra: Any) -> dict[str, Any]:
     return {
         "name": "High street",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tests.serverkit import (
     LiveServer,
     add_user,
     build_app,
+    clip_deployment_body,
     configure,
     enrol_upload,
     login,
@@ -110,17 +111,7 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
 
             # Drafted by the operator, authorised by someone else, live from now; the server runs the clip.
             olly, ava = login(app, "olly"), login(app, "ava")
-            start = datetime.now(UTC) - timedelta(seconds=1)
-            body = {
-                "name": "Hamilton clip",
-                "place": "Theatre foyer",
-                "purpose": "Find the people on the Hamilton watchlist",
-                "starts_at": start.isoformat(),
-                "ends_at": (start + timedelta(minutes=10)).isoformat(),
-                "cameras": [{"name": "stage", "source": str(clip)}],
-                "watchlist": "hamilton",
-                "target_fpir": 1e-4,
-            }
+            body = clip_deployment_body(clip, "hamilton")
             deployment = olly.post("/api/deployments", json=body).json()
             authorised = ava.post(
                 f"/api/deployments/{deployment['id']}/authorise", json={"justification": JUSTIFICATION}

@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from openlfr.governance.roles import Role
 from tests.conftest import OPENLFR_BIN, require_data
-from tests.serverkit import JUSTIFICATION, add_user, build_app, configure, enrol_upload, login
+from tests.serverkit import JUSTIFICATION, add_user, build_app, clip_deployment_body, configure, enrol_upload, login
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -33,17 +32,7 @@ def test_the_worker_runs_a_live_deployment_and_stops_on_sigterm(monkeypatch: pyt
     ann, olly, ava = login(app, "ann"), login(app, "olly"), login(app, "ava")
     assert ann.post("/api/watchlists", json={"name": "hamilton", "purpose": "worker test"}).status_code == 201
     enrol_upload(ann, "hamilton", "LMM-001", "Lin-Manuel Miranda", [stills / "lin-manuel-miranda.png"])
-    start = datetime.now(UTC) - timedelta(seconds=1)
-    body = {
-        "name": "Hamilton clip",
-        "place": "Theatre foyer",
-        "purpose": "Find the people on the Hamilton watchlist",
-        "starts_at": start.isoformat(),
-        "ends_at": (start + timedelta(minutes=10)).isoformat(),
-        "cameras": [{"name": "stage", "source": str(clip)}],
-        "watchlist": "hamilton",
-        "target_fpir": 1e-4,
-    }
+    body = clip_deployment_body(clip, "hamilton")
     deployment = olly.post("/api/deployments", json=body).json()
     authorised = ava.post(f"/api/deployments/{deployment['id']}/authorise", json={"justification": JUSTIFICATION})
     assert authorised.status_code == 200, authorised.text

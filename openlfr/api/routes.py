@@ -166,6 +166,15 @@ def _other_account(db: Session, user_id: int, principal: Principal, doing: str) 
     return user
 
 
+def _account_changed(
+    db: Session, request: Request, principal: Principal, user: User, action: str, details: dict[str, Any]
+) -> UserOut:
+    """Audit an administrator's change to an account, commit both together, and answer with the account."""
+    context(request, principal).audit(db, action, f"user:{user.username}", details)
+    db.commit()
+    return UserOut.model_validate(user, from_attributes=True)
+
+
 @router.post("/users/{user_id}/disable", response_model=UserOut)
 def disable_user(
     user_id: int, request: Request, principal: Principal = Depends(allow(A)), db: Session = Depends(get_db)
@@ -173,9 +182,7 @@ def disable_user(
     user = _other_account(db, user_id, principal, "disable")
     user.active = False
     ended = auth.end_sessions(db, user)
-    context(request, principal).audit(db, "user.disable", f"user:{user.username}", {"sessions_ended": ended})
-    db.commit()
-    return UserOut.model_validate(user, from_attributes=True)
+    return _account_changed(db, request, principal, user, "user.disable", {"sessions_ended": ended})
 
 
 @router.post("/users/{user_id}/enable", response_model=UserOut)
@@ -184,9 +191,7 @@ def enable_user(
 ) -> UserOut:
     user = _other_account(db, user_id, principal, "enable")
     user.active = True
-    context(request, principal).audit(db, "user.enable", f"user:{user.username}", {})
-    db.commit()
-    return UserOut.model_validate(user, from_attributes=True)
+    return _account_changed(db, request, principal, user, "user.enable", {})
 
 
 @router.post("/users/{user_id}/role", response_model=UserOut)
@@ -202,9 +207,7 @@ def change_role(
     user.role = body.role.value
     ended = auth.end_sessions(db, user)  # sessions carry the role they were opened with
     details = {"from": before, "to": user.role, "sessions_ended": ended}
-    context(request, principal).audit(db, "user.role", f"user:{user.username}", details)
-    db.commit()
-    return UserOut.model_validate(user, from_attributes=True)
+    return _account_changed(db, request, principal, user, "user.role", details)
 
 
 @router.post("/users/{user_id}/password", response_model=UserOut)
@@ -217,9 +220,7 @@ def reset_password(
 ) -> UserOut:
     user = _other_account(db, user_id, principal, "reset the password of")
     ended = auth.set_password(db, server(request).settings, user, body.password)
-    context(request, principal).audit(db, "user.password_reset", f"user:{user.username}", {"sessions_ended": ended})
-    db.commit()
-    return UserOut.model_validate(user, from_attributes=True)
+    return _account_changed(db, request, principal, user, "user.password_reset", {"sessions_ended": ended})
 
 
 @router.post("/me/password")
