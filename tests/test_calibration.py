@@ -94,6 +94,28 @@ def test_every_pair_of_people_counts_once():
     assert table.source["identity_pairs"] == 3 and table.source["image_pairs"] == 7
 
 
+def test_reference_by_probe_tables_compare_both_ways():
+    # enrolled photos (references) and camera faces (probes) of the same images: each pair of different people
+    # is compared reference-of-one with probe-of-the-other, in both directions, people weighted equally
+    rng = np.random.default_rng(3)
+    probes, refs = (rng.standard_normal((5, 16)).astype(np.float32) for _ in range(2))
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+    names = ["a", "a", "a", "b", "c"]
+    table = table_from_embeddings(probes, names, ARC, references=refs, chunk_rows=2)
+    cos = refs @ probes.T
+    pairs = [(i, j) for i in range(5) for j in range(5) if names[i] != names[j]]
+    weight = {"a": 3, "b": 1, "c": 1}
+    for threshold in (0.0, 0.1, 0.2, 0.35):
+        expected = sum(
+            1 / (weight[names[i]] * weight[names[j]]) for i, j in pairs if max(cos[i, j], 0) >= threshold - 1e-12
+        )
+        assert table.fmr[round(threshold * 1000)] == pytest.approx(expected / 6, abs=1e-9)
+    assert table.source["image_pairs"] == 14 and table.source["compares"] == "reference x probe embeddings"
+    with pytest.raises(ValueError):
+        table_from_embeddings(probes, names, ARC, references=refs[:4])
+
+
 def test_threshold_for_a_target_fpir_grows_with_the_watchlist():
     table, _, _ = gaussian_table()
     choices = [choose_threshold(table, n, target_fpir=1e-2) for n in (1, 100, 10_000)]
@@ -175,13 +197,11 @@ def test_calibration_holds_on_held_out_lfw_probes():
     images = require_data("lfw", "images")
     identities = lfw_identities(images)
     protocol = build_protocol({n: identities[n] for n in sorted(identities)[:1500]})
-    keys = protocol.gallery_keys + protocol.nonmated_keys
-    embedded = cached_lfw_embeddings(get_settings(), images, keys, quiet=True)
-    gallery_count = len(protocol.gallery_keys)
-    gallery = Gallery.from_arrays(
-        embedded.embeddings[:gallery_count], protocol.enrolled, protocol.gallery_keys, embedded.model_id
-    )
-    nonmated = embedded.embeddings[gallery_count:]
+    # references enrolled with the stills profile, probes with the live one, as in a deployment
+    enrolled = cached_lfw_embeddings(get_settings(), images, protocol.gallery_keys, quiet=True, profile="stills")
+    probes = cached_lfw_embeddings(get_settings(), images, protocol.nonmated_keys, quiet=True)
+    gallery = Gallery.from_arrays(enrolled.embeddings, protocol.enrolled, protocol.gallery_keys, enrolled.model_id)
+    nonmated = probes.embeddings
     halves = identity_halves(protocol.nonmated_identity, None)
     result = holdout_check(gallery, nonmated, protocol.nonmated_identity, halves, target_fpir=1e-2)
     assert result.probes > 800

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from rich.progress import Progress
@@ -22,6 +23,8 @@ from rich.progress import Progress
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
 from openlfr.vision.engine import model_id_for
+
+Profile = Literal["live", "stills"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,12 @@ def resolve_lfw(data: Path) -> Path:
     raise OpenLFRError(f"{data}: expected an LFW folder with images/<Name>/<Name>_NNNN.jpg")
 
 
-def _cache_file(settings: Settings, model_id: str, fallback: bool) -> Path:
+def _cache_file(settings: Settings, model_id: str, fallback: bool, profile: Profile) -> Path:
     from openlfr.bench.lfw import SUBJECT_RULE
 
     fallback_name = "mmodfallback" if fallback else "nofallback"
-    options = f"{settings.detector}-up{settings.upsample}-{fallback_name}-{SUBJECT_RULE}"
+    views = f"{profile}-jitter{settings.stills_jitter}-align{2 if settings.stills_second_alignment else 1}"
+    options = f"{settings.detector}-up{settings.upsample}-{fallback_name}-{SUBJECT_RULE}-{views}"
     slug = re.sub(r"[^A-Za-z0-9_.+-]", "_", model_id)
     digest = hashlib.sha256(f"{model_id}|{options}".encode()).hexdigest()[:10]
     return settings.cache_dir / "lfw-embeddings" / f"{slug}-{options}-{digest}.npz"
@@ -105,15 +109,21 @@ def cached_lfw_embeddings(
     fallback: bool = True,
     quiet: bool = False,
     progress: Callable[[int], None] | None = None,
+    profile: Profile = "live",
 ) -> LfwEmbeddings:
-    """Embeddings of these LFW images, from the cache where valid, the rest embedded now and cached."""
+    """Embeddings of these LFW images, from the cache where valid, the rest embedded now and cached.
+
+    ``profile`` says whose embeddings these stand for: "live" — a camera's probes, whose only extra view is the
+    mirror image — or "stills" — enrolled reference photos, with the stills views of the settings (second
+    alignment, jitter). Both are in the same embedding space; matching compares a stills reference with a
+    live probe, and calibration and the identification benchmark do the same.
+    """
     from openlfr.bench.lfw import embed_images
 
-    # Calibration and identification describe live probes, whose only extra view is the mirror image; the
-    # stills views (jitter, second alignment) are left out so the cached embeddings match what probes get.
-    settings = settings.model_copy(update={"stills_jitter": 0, "stills_second_alignment": False})
+    if profile == "live":
+        settings = settings.model_copy(update={"stills_jitter": 0, "stills_second_alignment": False})
     model_id = model_id_for(settings)
-    path = _cache_file(settings, model_id, fallback)
+    path = _cache_file(settings, model_id, fallback, profile)
     entries = _read_cache(path)
     sizes = {}
     for key in keys:

@@ -23,18 +23,22 @@ SUMMARY_WATCHLISTS = (1_000, 10_000, 16_000)
 
 
 def calibrate_lfw(settings: Settings, data: Path, *, workers: int = 2, quiet: bool = False) -> CalibrationTable:
-    """Every cross-identity pair of every LFW image (87M image pairs, 16.5M pairs of people)."""
+    """Every cross-identity pair of every LFW image (175M ordered image pairs, 16.5M pairs of people), each
+    compared as a deployment compares: one image as an enrolled reference (stills profile), the other as a
+    camera's probe (live profile)."""
     images_dir = resolve_lfw(data)
     identities = lfw_identities(images_dir)
     keys = [key for name in sorted(identities) for key in identities[name]]
     names = [name for name in sorted(identities) for _ in identities[name]]
     embedded = cached_lfw_embeddings(settings, images_dir, keys, workers=workers, quiet=quiet)
+    references = cached_lfw_embeddings(settings, images_dir, keys, workers=workers, quiet=quiet, profile="stills")
     with Progress(disable=quiet, transient=True) as bar:
         task = bar.add_task("comparing every pair of different people", total=len(keys))
         table = table_from_embeddings(
             embedded.embeddings,
             names,
             embedded.model_id,
+            references=references.embeddings,
             source={
                 "dataset": "LFW",
                 "undetected_images": embedded.hows.count("centre"),

@@ -269,25 +269,37 @@ def table_from_embeddings(
     identities: Sequence[str],
     model_id: str,
     *,
+    references: np.ndarray | None = None,
     source: dict[str, object] | None = None,
     chunk_rows: int = 1024,
     progress: object | None = None,
 ) -> CalibrationTable:
-    """Every cross-identity pair of these images, each pair of people weighted equally."""
-    vectors = np.ascontiguousarray(embeddings, np.float32)
+    """Every cross-identity pair of these images, each pair of people weighted equally.
+
+    With ``references`` (the same images embedded as enrolment does, row for row), a pair compares one image's
+    reference embedding with the other's probe embedding — in both directions — as a deployment compares a
+    watchlist photo with a camera's face. Without, probe embeddings are compared with each other.
+    """
+    probes = np.ascontiguousarray(embeddings, np.float32)
+    refs = probes if references is None else np.ascontiguousarray(references, np.float32)
+    if refs.shape != probes.shape:
+        raise ValueError(f"references {refs.shape} and probes {probes.shape} must be the same images")
     names = np.asarray(identities)
     _, codes, counts = np.unique(names, return_inverse=True, return_counts=True)
     per_image = 1.0 / counts[codes].astype(np.float64)
     accumulator = ImpostorAccumulator(model_id)
-    n = len(vectors)
+    n = len(probes)
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
-        # upper triangle only: each unordered pair once
-        cosines = vectors[start:stop] @ vectors[start:].T
+        # symmetric comparisons: the upper triangle, each unordered pair once; reference x probe: every pair
+        first = start if references is None else 0
+        cosines = refs[start:stop] @ probes[first:].T
         rows = np.arange(start, stop)[:, None]
-        cols = np.arange(start, n)[None, :]
-        impostor = (cols > rows) & (codes[start:stop, None] != codes[None, start:])
-        weights = per_image[start:stop, None] * per_image[None, start:]
+        cols = np.arange(first, n)[None, :]
+        impostor = codes[start:stop, None] != codes[None, first:]
+        if references is None:
+            impostor &= cols > rows
+        weights = per_image[start:stop, None] * per_image[None, first:]
         accumulator.add(cosines[impostor], weights[impostor])
         if progress is not None:
             progress(stop - start)  # type: ignore[operator]
@@ -300,6 +312,7 @@ def table_from_embeddings(
             "identities": people,
             "identity_pairs": people * (people - 1) // 2,
             "weighting": "every pair of different people counts once (1/(n_i*n_j) per image pair)",
+            "compares": "reference x probe embeddings" if references is not None else "probe x probe embeddings",
         },
     )
 
