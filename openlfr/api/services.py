@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, not_, select, update
 from sqlalchemy.orm import Session
 
 from openlfr.api import audit_log, sources
@@ -455,7 +455,7 @@ def enforce_retention(
 def remove_expired_entries(db: Session, ctx: Context, policy: retention.RetentionPolicy, now: datetime) -> list[str]:
     """Delete people (with photos and embeddings) whose listing expired longer ago than the policy allows."""
     due = db.scalars(
-        select(Person).where(Person.expires_at <= retention.expired_entry_cutoff(policy, now)).order_by(Person.id)
+        select(Person).where(not_(Person.listed_at(retention.expired_entry_cutoff(policy, now)))).order_by(Person.id)
     ).all()
     removed: dict[str, list[str]] = {}
     for person in due:

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, undefer
 
 from openlfr.governance.deployments import utc
 from openlfr.settings import Settings
 from openlfr.store.models import Person, ReferenceImage, Watchlist
+from openlfr.store.watchlists import watchlist_summaries
 
 
 @dataclass(frozen=True)
@@ -47,19 +48,10 @@ def watchlist_exists(db: Session, name: str) -> bool:
 
 
 def list_watchlists(db: Session, now: datetime) -> list[WatchlistSummary]:
-    out = []
-    for wl in db.scalars(select(Watchlist).order_by(Watchlist.name)):
-        total = db.scalar(select(func.count()).select_from(Person).where(Person.watchlist_id == wl.id)) or 0
-        active = (
-            db.scalar(
-                select(func.count())
-                .select_from(Person)
-                .where(Person.watchlist_id == wl.id, Person.expires_at > utc(now))
-            )
-            or 0
-        )
-        out.append(WatchlistSummary(wl.name, wl.purpose, total, active))
-    return out
+    return [
+        WatchlistSummary(w.name, w.purpose, w.active_people + w.expired_people, w.active_people)
+        for w in watchlist_summaries(db, utc(now))
+    ]
 
 
 def active_people(db: Session, name: str, now: datetime) -> list[ListedPerson]:
@@ -67,7 +59,7 @@ def active_people(db: Session, name: str, now: datetime) -> list[ListedPerson]:
     people = db.scalars(
         select(Person)
         .join(Watchlist, Person.watchlist_id == Watchlist.id)
-        .where(Watchlist.name == name, Person.expires_at > utc(now))
+        .where(Watchlist.name == name, Person.listed_at(utc(now)))
         .options(selectinload(Person.images).options(undefer(ReferenceImage.face_jpeg)))
         .order_by(Person.reference_id)
     ).all()

@@ -64,6 +64,11 @@ class Person(Base):
     def is_active(self, now: datetime) -> bool:
         return now < self.expires_at
 
+    @classmethod
+    def listed_at(cls, now: datetime) -> sa.ColumnElement[bool]:
+        """The SQL twin of ``is_active``: people still listed (searchable) at ``now``."""
+        return cls.expires_at > now
+
 
 class ReferenceImage(Base):
     __tablename__ = "reference_images"

@@ -78,7 +78,7 @@ def active_references(session: Session, watchlist_id: int, model_id: str, now: d
             Person.expires_at,
         )
         .join(Person, ReferenceImage.person_id == Person.id)
-        .where(Person.watchlist_id == watchlist_id, Person.expires_at > now, ReferenceImage.model_id == model_id)
+        .where(Person.watchlist_id == watchlist_id, Person.listed_at(now), ReferenceImage.model_id == model_id)
         .order_by(ReferenceImage.id)
     ).all()
     people = {
@@ -107,8 +107,8 @@ class WatchlistSummary:
 
 
 def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummary]:
-    active = sa.func.sum(sa.case((Person.expires_at > now, 1), else_=0))
-    expired = sa.func.sum(sa.case((Person.expires_at <= now, 1), else_=0))
+    active = sa.func.sum(sa.case((Person.listed_at(now), 1), else_=0))
+    expired = sa.func.sum(sa.case((sa.not_(Person.listed_at(now)), 1), else_=0))
     people = (
         sa.select(Person.watchlist_id, active.label("active"), expired.label("expired"))
         .group_by(Person.watchlist_id)
