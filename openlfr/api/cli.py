@@ -264,17 +264,7 @@ def audit_verify(
     finally:
         store.close()
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "ok": verdict.ok,
-                    "entries": verdict.entries,
-                    "first_bad_seq": verdict.first_bad_seq,
-                    "problem": verdict.problem,
-                    "message": verdict.message,
-                }
-            )
-        )
+        typer.echo(json.dumps(verdict.as_dict()))
     else:
         typer.echo(verdict.message)
     if not verdict.ok:

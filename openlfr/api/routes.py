@@ -655,13 +655,7 @@ def audit_verify(
     verdict = audit_log.verify(db, server(request).audit_key)
     context(request, principal).audit(db, "audit.verify", "audit_log", {"ok": verdict.ok, "entries": verdict.entries})
     db.commit()
-    return VerdictOut(
-        ok=verdict.ok,
-        entries=verdict.entries,
-        first_bad_seq=verdict.first_bad_seq,
-        problem=verdict.problem,
-        message=verdict.message,
-    )
+    return VerdictOut(**verdict.as_dict())
 
 
 # ----- retention -----

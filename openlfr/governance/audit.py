@@ -99,6 +99,16 @@ class AuditVerdict:
     problem: str | None = None  # "altered" | "removed" | "inserted"
     detail: str = ""
 
+    def as_dict(self) -> dict[str, Any]:
+        """What ``audit verify --json`` prints and the API answers."""
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "first_bad_seq": self.first_bad_seq,
+            "problem": self.problem,
+            "message": self.message,
+        }
+
     @property
     def message(self) -> str:
         if self.ok:
