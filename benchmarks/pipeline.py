@@ -116,6 +116,8 @@ def our_pass(path: Path, engine: FaceEngine, watchlist: ScanWatchlist, threshold
     buffer = None
     started, cpu = time.perf_counter(), time.process_time()
     for captured in Capture(camera).frames():
+        # not openlfr.stream.source.yuv_frames: the frame's time must include the copy into the buffer (as the
+        # naive pass's includes its RGB conversion) and exclude decoding
         t = time.perf_counter()
         if buffer is None or buffer.size != captured.format.nbytes:
             buffer = np.empty(captured.format.nbytes, np.uint8)

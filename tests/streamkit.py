@@ -9,7 +9,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,8 +18,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from openlfr.stream.frames import YuvFrame
+from openlfr.stream.source import CapturedFrame
+
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's Python, where python3-gi and GStreamer's RTSP server live
+
+
+def yuv_frames(frames: Iterable[CapturedFrame]) -> Iterator[tuple[YuvFrame, CapturedFrame]]:
+    """Each captured frame as a ``YuvFrame`` in one reused buffer, for feeding a pipeline frame by frame; each
+    view is valid until the next frame (the live runner keeps a ring of buffers instead)."""
+    buffer = np.empty(0, np.uint8)
+    for captured in frames:
+        if buffer.size != captured.format.nbytes:
+            buffer = np.empty(captured.format.nbytes, np.uint8)
+        captured.write_i420(buffer)
+        yield YuvFrame(buffer, captured.format), captured
 
 
 def free_port() -> int:

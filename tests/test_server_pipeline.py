@@ -165,11 +165,11 @@ def test_camera_pipeline_on_the_hamilton_clip_matches_only_when_live(monkeypatch
     add_watchlist(app, name="filler", people=3, images_each=1)
     from openlfr.api.runner import DeploymentRun, load_snapshot
     from openlfr.stream.evidence import EvidenceRule
-    from openlfr.stream.frames import YuvFrame
     from openlfr.stream.pipeline import CameraPipeline, PipelineConfig
     from openlfr.stream.source import CameraConfig, Capture
     from openlfr.vision.engine import build_engine
     from openlfr.vision.image_io import load_rgb
+    from tests.streamkit import yuv_frames
 
     engine = build_engine(app.state.server.settings)
     _enrol_embedding(app, "filler", "LMM", "Lin-Manuel Miranda", engine.faces(load_rgb(still, 60_000_000))[0])
@@ -191,13 +191,9 @@ def test_camera_pipeline_on_the_hamilton_clip_matches_only_when_live(monkeypatch
             EvidenceRule(threshold=threshold),
             may_match=run.guard.__bool__,
         )
-        alerts, buffer = [], np.empty(0, np.uint8)
-        for captured in Capture(CameraConfig("stage", str(clip))).frames():
-            if buffer.size != captured.format.nbytes:
-                buffer = np.empty(captured.format.nbytes, np.uint8)
-            captured.write_i420(buffer)
-            result = pipeline.process(YuvFrame(buffer, captured.format), captured.clock, captured.arrival)
-            alerts += result.alerts
+        alerts = []
+        for yuv, captured in yuv_frames(Capture(CameraConfig("stage", str(clip))).frames()):
+            alerts += pipeline.process(yuv, captured.clock, captured.arrival).alerts
         return alerts, counting.searches
 
     # The draft has no snapshot yet: give its run the same gallery the authorised one will get.

@@ -12,13 +12,12 @@ import pytest
 from PIL import Image
 
 from openlfr.stream.evidence import EvidenceRule
-from openlfr.stream.frames import YuvFrame
 from openlfr.stream.pipeline import AlertFound, CameraPipeline, PipelineConfig
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.stream.tracker import Track
 from openlfr.vision.dlib_backend import HogDetector
 from openlfr.watchlist.search import Gallery
-from tests.streamkit import portrait, write_face_clip
+from tests.streamkit import portrait, write_face_clip, yuv_frames
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +69,8 @@ def run_clip(
 
     pipeline.tracker.start = spy  # type: ignore[method-assign]
     alerts: list[AlertFound] = []
-    buffer = None
-    for frame in Capture(camera).frames():
-        if buffer is None:
-            buffer = np.empty(frame.format.nbytes, np.uint8)
-        frame.write_i420(buffer)
-        alerts += pipeline.process(YuvFrame(buffer, frame.format), frame.clock, frame.arrival, frame.media_time).alerts
+    for yuv, frame in yuv_frames(Capture(camera).frames()):
+        alerts += pipeline.process(yuv, frame.clock, frame.arrival, frame.media_time).alerts
     pipeline.finish()
     return pipeline, alerts, started
 
@@ -151,12 +146,8 @@ def test_a_region_of_interest_and_a_minimum_face_size(engine, clips, listed) -> 
     seen = {}
     for case, camera in camera_cases.items():
         pipeline = CameraPipeline(camera, PipelineConfig(), engine, HogDetector(0), listed, EvidenceRule(0.8))
-        buffer = None
-        for frame in Capture(camera).frames():
-            if buffer is None:
-                buffer = np.empty(frame.format.nbytes, np.uint8)
-            frame.write_i420(buffer)
-            pipeline.process(YuvFrame(buffer, frame.format), frame.clock, frame.arrival)
+        for yuv, frame in yuv_frames(Capture(camera).frames()):
+            pipeline.process(yuv, frame.clock, frame.arrival)
         pipeline.finish()
         seen[case] = (pipeline.counters.faces_seen, pipeline.counters.alerts)
     assert seen["outside"] == (0, 0) and seen["too small"] == (0, 0)
@@ -202,12 +193,8 @@ def test_detections_arriving_late_from_another_process_are_taken_in(engine, clip
     late = LateDetector()
     pipeline.remote = late
     alerts = []
-    buffer = None
-    for frame in Capture(camera).frames():
-        if buffer is None:
-            buffer = np.empty(frame.format.nbytes, np.uint8)
-        frame.write_i420(buffer)
-        alerts += pipeline.process(YuvFrame(buffer, frame.format), frame.clock, frame.arrival).alerts
+    for yuv, frame in yuv_frames(Capture(camera).frames()):
+        alerts += pipeline.process(yuv, frame.clock, frame.arrival).alerts
     pipeline.finish()
     assert late.submitted >= 10
     assert pipeline.counters.tracks == 2, "one track per appearance, not one per late detection"
@@ -225,12 +212,8 @@ def test_a_late_detection_gives_a_track_back_the_face_it_lost(engine, clips, lis
     started: list[Track] = []
     original_start = pipeline.tracker.start
     pipeline.tracker.start = lambda o: started.append(original_start(o)) or started[-1]  # type: ignore[method-assign]
-    buffer = None
-    for frame in Capture(camera).frames():
-        if buffer is None:
-            buffer = np.empty(frame.format.nbytes, np.uint8)
-        frame.write_i420(buffer)
-        pipeline.process(YuvFrame(buffer, frame.format), frame.clock, frame.arrival)
+    for yuv, frame in yuv_frames(Capture(camera).frames()):
+        pipeline.process(yuv, frame.clock, frame.arrival)
     (track,) = started
     during = [clock for clock, _ in track.history if blind[0] <= clock < blind[1]]
     assert during, "the whole-picture detections kept the track on its face"
