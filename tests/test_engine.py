@@ -1,34 +1,80 @@
 import numpy as np
+import pytest
 
+from openlfr.errors import ModelError
 from openlfr.settings import Settings
 from openlfr.vision.dlib_backend import DlibReferenceEmbedder
+from openlfr.vision.engine import build_detector, build_engine, model_id_for
 from openlfr.vision.onnx_embedder import DlibResnetEmbedder, resnet_onnx_path
+from openlfr.vision.quality import pose_from_landmarks
+from openlfr.vision.types import DLIB_FIVE, EYES_NOSE_MOUTH
 
 
-def test_astronaut_has_one_frontal_face_with_sane_quality(engine, astronaut):
+@pytest.fixture(scope="module")
+def dlib_engine():  # type: ignore[no-untyped-def]
+    """RetinaFace boxes, dlib's landmarks and chip, dlib's ResNet."""
+    return build_engine(Settings(embedder="dlib"))
+
+
+def inside(points: np.ndarray, box) -> bool:  # type: ignore[no-untyped-def]
+    return bool(
+        (points[:, 0] >= box.left).all()
+        and (points[:, 0] <= box.right).all()
+        and (points[:, 1] >= box.top).all()
+        and (points[:, 1] <= box.bottom).all()
+    )
+
+
+def test_astronaut_has_exactly_one_face_with_five_landmarks_and_sane_quality(engine, astronaut):
     faces = engine.faces(astronaut)
-    # HOG also fires weakly on the mission patch on her suit; the face is the confident detection
-    face = max(faces, key=lambda f: f.score)
-    assert face.score > 0.8 and all(f.score < 0.5 for f in faces if f is not face)
-    assert face.landmarks.shape == (5, 2)
-    assert face.chip.shape == (150, 150, 3)
+    assert len(faces) == 1  # HOG also boxed the mission patch on her suit; RetinaFace does not
+    (face,) = faces
+    assert face.detector == "retinaface" and face.score > 0.9
+    assert face.landmark_order == EYES_NOSE_MOUTH and face.landmarks.shape == (5, 2)
+    assert inside(face.landmarks, face.box)
+    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+    assert left_eye[0] < nose[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+    assert face.chip.shape == (engine.embedder.chip_size, engine.embedder.chip_size, 3)
     assert 30 < face.quality.inter_eye_px < 80
     assert abs(face.quality.yaw_deg) < 15 and abs(face.quality.pitch_deg) < 15
     assert face.quality.sharpness > 20
-    assert face.embedding is not None and face.embedding.shape == (128,)
+    assert face.embedding is not None and face.embedding.shape == (engine.embedder.dimension,)
     assert abs(float(np.linalg.norm(face.embedding)) - 1.0) < 1e-5
-    assert face.model_id == "dlib_resnet_v1+flip"
+    assert face.model_id == model_id_for(Settings())
 
 
-def test_onnx_graph_equals_dlib_on_a_real_face(engine, astronaut):
-    chip = max(engine.faces(astronaut, embed=False), key=lambda f: f.score).chip[None]
-    ours = DlibResnetEmbedder(resnet_onnx_path(Settings().cache_dir)).raw(chip)
-    theirs = DlibReferenceEmbedder().raw(chip)
+def test_onnx_graph_equals_dlib_on_a_real_face(dlib_engine, astronaut):
+    (face,) = dlib_engine.faces(astronaut, embed=False)
+    assert face.chip.shape == (150, 150, 3)  # dlib's own chip, from dlib's landmarks inside RetinaFace's box
+    ours = DlibResnetEmbedder(resnet_onnx_path(Settings().cache_dir)).raw(face.chip[None])
+    theirs = DlibReferenceEmbedder().raw(face.chip[None])
     assert float(np.abs(ours - theirs).max()) <= 1e-4
 
 
+def test_dlib_embedder_on_retinaface_boxes_keeps_the_detector_landmarks_for_quality(dlib_engine, engine, astronaut):
+    (face,) = dlib_engine.faces(astronaut)
+    (default,) = engine.faces(astronaut, embed=False)
+    assert face.model_id == "dlib_resnet_v1+flip"
+    assert face.landmark_order == EYES_NOSE_MOUTH
+    assert np.allclose(face.landmarks, default.landmarks)
+    assert face.quality == default.quality  # quality does not depend on the embedder's chip
+
+
+def test_hog_stays_selectable_with_dlib_landmarks(astronaut):
+    hog = build_engine(Settings(detector="hog", embedder="dlib"))
+    faces = hog.faces(astronaut, embed=False)
+    face = max(faces, key=lambda f: f.score)
+    assert face.detector == "hog" and face.score > 0.8
+    assert face.landmark_order == DLIB_FIVE and inside(face.landmarks, face.box)
+    assert abs(face.quality.yaw_deg) < 15 and abs(face.quality.pitch_deg) < 15
+    with pytest.raises(ModelError, match="unknown detector 'haar'"):
+        build_detector(Settings(detector="haar"))
+
+
 def test_batched_embedding_equals_one_by_one(engine, astronaut):
-    chip = max(engine.faces(astronaut, embed=False), key=lambda f: f.score).chip
+    (face,) = engine.faces(astronaut, embed=False)
+    chip = face.chip
     chips = np.stack([chip, chip[:, ::-1], np.roll(chip, 3, axis=0)])
     together = engine.embed_chips(chips)
     alone = np.concatenate([engine.embed_chips(c[None]) for c in chips])
@@ -40,25 +86,54 @@ def test_batched_embedding_equals_one_by_one(engine, astronaut):
 def test_blurred_face_scores_lower_sharpness(engine, astronaut):
     from PIL import Image, ImageFilter
 
-    best = max(engine.detect(astronaut), key=lambda d: d.score)
+    (best,) = engine.detect(astronaut)
     (sharp,) = engine.analyse(astronaut, [best])
     blurred_image = np.asarray(Image.fromarray(astronaut).filter(ImageFilter.GaussianBlur(3)))
     (blurred,) = engine.analyse(blurred_image, [best])
     assert blurred.quality.sharpness < sharp.quality.sharpness / 3
 
 
+def test_pose_follows_the_face_mirrored_and_turned(engine, astronaut):
+    from PIL import Image
+
+    (face,) = engine.faces(astronaut, embed=False)
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+    (flipped,) = engine.faces(mirrored, embed=False)
+    assert flipped.quality.roll_deg == pytest.approx(-face.quality.roll_deg, abs=3.0)
+    # PIL turns anticlockwise on screen: the eye line then runs up to the right (a negative roll in image axes)
+    turned = np.asarray(
+        Image.fromarray(astronaut).rotate(20, center=face.box.centre, resample=Image.Resampling.BILINEAR)
+    )
+    (tilted,) = engine.faces(turned, embed=False)
+    assert tilted.quality.roll_deg == pytest.approx(face.quality.roll_deg - 20, abs=4.0)
+    # a face turned to one side: the nose tip moves off the midline towards that side
+    points = face.landmarks.copy()
+    points[2, 0] += face.quality.inter_eye_px * 0.3
+    yaw, _, _ = pose_from_landmarks(points, EYES_NOSE_MOUTH)
+    assert yaw > face.quality.yaw_deg + 15
+    # ... and its mirror image turns the other way by as much
+    mirror = points[[1, 0, 2, 4, 3]] * np.array([-1.0, 1.0])
+    assert pose_from_landmarks(mirror, EYES_NOSE_MOUTH)[0] == pytest.approx(-yaw)
+
+
+def test_detect_on_a_smaller_copy_gives_full_size_coordinates(engine, astronaut):
+    (full,) = engine.detect(astronaut)
+    (small,) = engine.detect(astronaut, max_side=256)
+    assert small.box.iou(full.box) > 0.7
+    assert small.landmarks is not None and full.landmarks is not None
+    assert np.abs(small.landmarks - full.landmarks).max() < 0.1 * full.box.width
+
+
 def test_stills_profile_adds_views_deterministically(astronaut):
-    from openlfr.vision.engine import build_engine
     from openlfr.vision.tta import jitter_chips
 
-    stills = build_engine(Settings(stills_jitter=4), stills=True)
+    stills = build_engine(Settings(stills_jitter=4, embedder="dlib"), stills=True)
     assert stills.options.second_alignment and stills.fallback is not None
-    face = max(stills.faces(astronaut), key=lambda f: f.score)
+    (face,) = stills.faces(astronaut)
     assert len(face.other_chips) == 1 and face.other_chips[0].shape == (150, 150, 3)
-    again = max(stills.faces(astronaut), key=lambda f: f.score)
+    (again,) = stills.faces(astronaut)
     assert np.array_equal(face.embedding, again.embedding)  # jitter is seeded by the chip itself
-    live = build_engine(Settings())
-    live_face = max(live.faces(astronaut), key=lambda f: f.score)
+    (live_face,) = build_engine(Settings(embedder="dlib")).faces(astronaut)
     # more views of the same face: a different vector, still the same person by a wide margin
     assert face.embedding is not None and live_face.embedding is not None
     similarity = float(face.embedding @ live_face.embedding)

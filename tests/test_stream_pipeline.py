@@ -166,11 +166,10 @@ class LateDetector:
     def busy(self) -> bool:
         return bool(self.pending)
 
-    def submit(self, gray: np.ndarray, clock: float, left: int, top: int, factor: float) -> None:
-        from openlfr.stream.frames import shift_box
-        from openlfr.vision.types import Detection
+    def submit(self, frame, area, clock: float, factor: float) -> None:  # type: ignore[no-untyped-def]
+        from openlfr.stream.detector import detect_in_area
 
-        found = [Detection(shift_box(d.box, left, top), d.score, d.detector) for d in self.hog.detect(gray)]
+        found = detect_in_area(self.hog, frame, area, factor)
         self.pending.append((self.lag, clock, found))
         self.submitted += 1
 

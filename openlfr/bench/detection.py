@@ -6,7 +6,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from openlfr.errors import OpenLFRError
+from openlfr.settings import Settings
+from openlfr.vision.retinaface import RetinaFaceDetector
 from openlfr.vision.types import Box
 
 HEIGHT_BANDS = (("lt40", 0, 40), ("40to80", 40, 80), ("gt80", 80, 1_000_000))
@@ -56,12 +61,25 @@ def match_recall(truth: list[Box], found: list[Box], min_iou: float = 0.5) -> li
     return hit
 
 
-def run_detection_recall(folder: Path, detector_name: str, upsample: int) -> dict[str, object]:
-    from openlfr.vision.dlib_backend import make_detector
+def run_detection_recall(
+    folder: Path,
+    settings: Settings,
+    detector_name: str | None = None,
+    *,
+    upsample: int | None = None,
+    scale: float | None = None,
+    grey: bool = False,
+) -> dict[str, object]:
+    """Recall by face height of the detector the settings choose (or ``detector_name``), on every listed image.
+
+    ``upsample`` (dlib) and ``scale`` (RetinaFace) override the settings; ``grey`` searches the luma only, as
+    the live pipeline's detection does.
+    """
+    from openlfr.vision.engine import build_detector
     from openlfr.vision.image_io import load_rgb
 
     truth = read_ground_truth(folder / "ground_truth.txt")
-    detector = make_detector(detector_name, upsample)
+    detector = build_detector(settings, detector_name, upsample=upsample, scale=scale)
     totals = {band: [0, 0] for band, _, _ in HEIGHT_BANDS}
     seconds = 0.0
     for name, boxes in truth.items():
@@ -69,6 +87,8 @@ def run_detection_recall(folder: Path, detector_name: str, upsample: int) -> dic
         if not image_path.is_file():
             raise OpenLFRError(f"{image_path}: listed in ground_truth.txt but missing")
         image = load_rgb(image_path, max_pixels=50_000_000)
+        if grey:
+            image = np.asarray(Image.fromarray(image).convert("L"))
         start = time.perf_counter()
         found = [d.box for d in detector.detect(image)]
         seconds += time.perf_counter() - start
@@ -78,7 +98,12 @@ def run_detection_recall(folder: Path, detector_name: str, upsample: int) -> dic
                 if low <= box.height < high:
                     totals[band][0] += int(hit)
                     totals[band][1] += 1
-    result: dict[str, object] = {"detector": detector_name, "upsample": upsample, "images": len(truth)}
+    result: dict[str, object] = {"detector": detector.name}
+    if isinstance(detector, RetinaFaceDetector):
+        result.update({"scale": detector.scale, "min_score": detector.min_score})
+    else:
+        result["upsample"] = settings.upsample if upsample is None else upsample
+    result.update({"grey": grey, "images": len(truth)})
     for band, (hits, count) in totals.items():
         result[f"recall_{band}"] = round(hits / count, 4) if count else None
         result[f"faces_{band}"] = count

@@ -1,10 +1,12 @@
 """Whole-picture detection in a process of its own, beside a camera's analysis process.
 
-On a live camera the analysis must not stop for the 150 ms a 1080p whole-picture HOG detection takes: while a
+On a live camera the analysis must not stop for the 50-200 ms a 1080p whole-picture detection takes: while a
 second core searches the whole picture, the analysis keeps following its tracks frame by frame, and takes the
 detections in when they arrive (``CameraPipeline._adopt``: faces it already follows are ignored, new ones are
-found again in the current frame around where they were). One detection is in flight at a time; the luma plane
-crosses in a shared-memory block owned by the analysis process.
+found again in the current frame around where they were). One detection is in flight at a time; the searched
+area's YUV planes cross in a shared-memory block owned by the analysis process, and the detector process makes
+the picture it searches from them (``detection_picture``: luma for HOG, colour for RetinaFace, which finds half
+as many small faces in grey).
 """
 
 from __future__ import annotations
@@ -18,8 +20,65 @@ from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from openlfr.vision.types import Box, Detection
+from openlfr.settings import Settings
+from openlfr.stream.frames import FrameFormat, YuvFrame, clip_box, even_box, i420_size, yuv_to_rgb
+from openlfr.vision.types import Box, Detection, FaceDetector
+
+
+def detection_picture(frame: YuvFrame, area: Box, factor: float, colour: bool) -> np.ndarray:
+    """The area of the frame resized by ``factor``, as the detector reads it: grey (luma) or RGB.
+
+    Colour at half size or less is made from the half-resolution planes (luma averaged 2x2, chroma as it is):
+    a tenth of the cost of converting the full-size picture (~100 ms at 1080p).
+    """
+    area = even_box(clip_box(area, frame.width, frame.height), frame.width, frame.height)
+    size = (max(1, round(area.width * factor)), max(1, round(area.height * factor)))
+    y = frame.y[area.top : area.bottom, area.left : area.right]
+    if not colour:
+        grey = np.ascontiguousarray(y)
+        return grey if size == (area.width, area.height) else _resize(grey, size)
+    if factor <= 0.5:
+        y = y[: y.shape[0] // 2 * 2, : y.shape[1] // 2 * 2]
+        total = y[0::2, 0::2].astype(np.uint16) + y[1::2, 0::2] + y[0::2, 1::2] + y[1::2, 1::2]
+        half_y = ((total + 2) >> 2).astype(np.uint8)
+        rows, cols = half_y.shape
+        top, left = area.top // 2, area.left // 2
+        u = frame.u[top : top + rows, left : left + cols]
+        v = frame.v[top : top + rows, left : left + cols]
+        rgb = yuv_to_rgb(half_y, u, v, frame.format)
+    else:
+        rgb, _ = frame.rgb(area)
+    return rgb if (rgb.shape[1], rgb.shape[0]) == size else _resize(rgb, size)
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def detect_in_area(detector: FaceDetector, frame: YuvFrame, area: Box, factor: float) -> list[Detection]:
+    """Detections in an area of the frame searched at ``factor``, in the frame's pixels (landmarks too)."""
+    area = even_box(clip_box(area, frame.width, frame.height), frame.width, frame.height)
+    if area.width < 16 or area.height < 16:
+        return []
+    picture = detection_picture(frame, area, factor, detector.colour)
+    back = area.width / picture.shape[1]
+    found = []
+    for detection in detector.detect(picture):
+        moved = detection.moved(back, area.left, area.top)
+        box = clip_box(moved.box, frame.width, frame.height)
+        if box.width > 0 and box.height > 0:
+            found.append(Detection(box, moved.score, moved.detector, moved.landmarks))
+    return found
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What the detector process builds (picklable): the configured detector, one ONNX Runtime thread."""
+
+    settings: Settings
+    upsample: int  # HOG only
 
 
 @dataclass(frozen=True)
@@ -27,8 +86,7 @@ class DetectRequest:
     seq: int
     clock: float
     block: str
-    width: int
-    height: int
+    format: FrameFormat  # of the searched area, whose I420 planes fill the block
     left: int  # where the searched area sits in the frame
     top: int
     factor: float  # search a copy scaled by this
@@ -38,17 +96,17 @@ class DetectRequest:
 class DetectResult:
     seq: int
     clock: float
-    boxes: list[tuple[int, int, int, int, float]]  # frame coordinates, detector score
+    detections: list[Detection]  # frame coordinates
     cpu_s: float  # CPU time the detector process has used so far
 
 
-def detector_main(upsample: int, requests: Any, results: Any) -> None:
+def detector_main(spec: DetectorSpec, requests: Any, results: Any) -> None:
     """The detector process: answer requests until None arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from openlfr.stream.pipeline import resize_gray
-    from openlfr.vision.dlib_backend import HogDetector
+    from openlfr.vision.engine import build_detector
 
-    detector = HogDetector(upsample=upsample)
+    # The pipeline resizes the picture itself (by the request's factor): the detector searches it as given.
+    detector = build_detector(spec.settings, upsample=spec.upsample, scale=1.0, threads=1)
     blocks: dict[str, shared_memory.SharedMemory] = {}
     try:
         while True:
@@ -60,22 +118,15 @@ def detector_main(upsample: int, requests: Any, results: Any) -> None:
                 for old in blocks.values():
                     old.close()
                 blocks = {request.block: (block := shared_memory.SharedMemory(name=request.block))}
-            gray = np.ndarray((request.height, request.width), np.uint8, buffer=block.buf)
-            image = resize_gray(np.ascontiguousarray(gray), request.factor)
-            boxes = []
-            for found in detector.detect(image):
-                b = found.box
-                boxes.append(
-                    (
-                        round(b.left / request.factor) + request.left,
-                        round(b.top / request.factor) + request.top,
-                        round(b.right / request.factor) + request.left,
-                        round(b.bottom / request.factor) + request.top,
-                        found.score,
-                    )
-                )
-            del gray
-            results.put(DetectResult(request.seq, request.clock, boxes, time.process_time()))
+            fmt = request.format
+            planes = np.ndarray((fmt.nbytes,), np.uint8, buffer=block.buf)
+            area = YuvFrame(planes, fmt)
+            found = [
+                d.moved(1.0, request.left, request.top)
+                for d in detect_in_area(detector, area, area.bounds(), request.factor)
+            ]
+            del area, planes
+            results.put(DetectResult(request.seq, request.clock, found, time.process_time()))
     finally:
         for block in blocks.values():
             block.close()
@@ -95,19 +146,24 @@ class RemoteDetector:
     def busy(self) -> bool:
         return self._in_flight is not None
 
-    def submit(self, gray: np.ndarray, clock: float, left: int, top: int, factor: float) -> None:
+    def submit(self, frame: YuvFrame, area: Box, clock: float, factor: float) -> None:
+        """Search ``area`` of the frame at ``factor``; its planes are copied, so the frame may be reused."""
         if self.busy():
             raise RuntimeError("one detection at a time")
-        height, width = gray.shape
-        if self._block is None or self._block.size < gray.nbytes:
+        area = even_box(clip_box(area, frame.width, frame.height), frame.width, frame.height)
+        fmt = FrameFormat(area.width, area.height, frame.format.matrix, frame.format.full_range)
+        nbytes = i420_size(area.width, area.height)
+        if self._block is None or self._block.size < nbytes:
             self._release()
-            self._block = shared_memory.SharedMemory(create=True, size=max(1, gray.nbytes))
-        target = np.ndarray((height, width), np.uint8, buffer=self._block.buf)
-        target[:] = gray
+            self._block = shared_memory.SharedMemory(create=True, size=max(1, nbytes))
+        target = YuvFrame(np.ndarray((nbytes,), np.uint8, buffer=self._block.buf), fmt)
+        target.y[:] = frame.y[area.top : area.bottom, area.left : area.right]
+        target.u[:] = frame.u[area.top // 2 : area.bottom // 2, area.left // 2 : area.right // 2]
+        target.v[:] = frame.v[area.top // 2 : area.bottom // 2, area.left // 2 : area.right // 2]
         del target
         self._seq += 1
         self._in_flight = self._seq
-        self.requests.put(DetectRequest(self._seq, clock, self._block.name, width, height, left, top, factor))
+        self.requests.put(DetectRequest(self._seq, clock, self._block.name, fmt, area.left, area.top, factor))
 
     def poll(self) -> tuple[float, list[Detection]] | None:
         """The detections of the request in flight, once they are ready: (clock of its frame, detections)."""
@@ -119,7 +175,7 @@ class RemoteDetector:
             return None
         self._in_flight = None
         self.cpu_s = result.cpu_s
-        return result.clock, [Detection(Box(*box[:4]), box[4], "hog") for box in result.boxes]
+        return result.clock, result.detections
 
     def _release(self) -> None:
         if self._block is not None:

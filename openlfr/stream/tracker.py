@@ -33,6 +33,7 @@ class Observation:
     box: Box
     score: float
     clock: float
+    landmarks: np.ndarray | None = None  # the detector's five points (RetinaFace), frame coordinates
     face: Face | None = None  # landmarks, chip and quality, once analysed
     embedding: np.ndarray | None = None  # once embedded
 

@@ -164,8 +164,7 @@ def analysis_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     name = spec.camera.name
     try:
-        from openlfr.vision.dlib_backend import HogDetector
-        from openlfr.vision.engine import build_engine
+        from openlfr.vision.engine import build_detector, build_engine
 
         # One camera's analysis is sequential work: ONNX Runtime's own thread pool (one thread per core by default)
         # would only compete with the other cameras and with decoding, so a worker embeds on one thread.
@@ -173,7 +172,8 @@ def analysis_main(
         if settings.onnx_threads == 0:
             settings = settings.model_copy(update={"onnx_threads": 1})
         engine = build_engine(settings)
-        detector = HogDetector(upsample=spec.config.detect_upsample)
+        # The configured detector for track-local searches (the pipeline scales each window itself).
+        detector = build_detector(settings, upsample=spec.config.detect_upsample, scale=1.0)
 
         def may_match() -> bool:
             if spec.match_until is not None and time.time() >= spec.match_until:

@@ -8,7 +8,7 @@ import dlib
 import numpy as np
 
 from openlfr.vision.model_files import LANDMARKS_5_FILE, LANDMARKS_68_FILE, MMOD_FILE, RESNET_FILE, model_file
-from openlfr.vision.types import Box, Detection, unit_rows
+from openlfr.vision.types import DLIB_FIVE, Box, Detection, unit_rows
 
 # dlib's face chip for its ResNet: 150x150 with 25% padding around the landmark-normalised face.
 DLIB_CHIP_SIZE = 150
@@ -28,6 +28,7 @@ class HogDetector:
     """dlib's frontal HOG + linear SVM detector: fast on a CPU; frontal faces ~80 px and up (less upsampled)."""
 
     name = "hog"
+    colour = False
 
     def __init__(self, upsample: int = 1, threshold: float = 0.0) -> None:
         self.upsample = upsample
@@ -47,6 +48,7 @@ class MmodDetector:
     """dlib's MMOD CNN detector: finds turned and smaller faces HOG misses, at several times the cost."""
 
     name = "mmod"
+    colour = True
 
     def __init__(self, upsample: int = 1) -> None:
         self.upsample = upsample
@@ -70,6 +72,7 @@ class DlibFivePointAligner:
     """dlib's 5-point landmarks and ``get_face_chip``: the very chip ``compute_face_descriptor`` uses."""
 
     landmark_file = LANDMARKS_5_FILE
+    landmark_order = DLIB_FIVE
 
     def __init__(self, chip_size: int = DLIB_CHIP_SIZE, padding: float = DLIB_CHIP_PADDING) -> None:
         self.chip_size = chip_size
@@ -96,6 +99,7 @@ class DlibSixtyEightPointAligner(DlibFivePointAligner):
     """dlib's 68-point landmarks: a second, independent alignment of the same face for still images."""
 
     landmark_file = LANDMARKS_68_FILE
+    landmark_order = "dlib68"  # only ever a second alignment: its 68 points are never a face's landmarks
 
 
 class DlibReferenceEmbedder:

@@ -6,11 +6,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
+from openlfr.errors import ModelError
 from openlfr.settings import Settings
 from openlfr.vision.quality import assess
 from openlfr.vision.tta import jitter_chips
-from openlfr.vision.types import Box, Detection, Face, FaceAligner, FaceDetector, FaceEmbedder, unit_rows
+from openlfr.vision.types import (
+    EYES_NOSE_MOUTH,
+    Box,
+    Detection,
+    Face,
+    FaceAligner,
+    FaceDetector,
+    FaceEmbedder,
+    unit_rows,
+)
+
+DETECTORS = ("retinaface", "hog", "mmod")
 
 
 @dataclass(frozen=True)
@@ -54,20 +67,41 @@ class FaceEngine:
     def model_id(self) -> str:
         return self.embedder.model_id + ("+flip" if self.options.flip_average else "")
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
+        """Faces in ``image``; with ``max_side``, searched on a copy no larger than that (long side), the
+        detections given back in the full image's pixels."""
         image = np.ascontiguousarray(image)  # dlib refuses strided views such as region-of-interest crops
+        rows, cols = image.shape[:2]
+        factor = 1.0 if max_side is None else min(1.0, max_side / max(rows, cols))
+        if factor < 1.0:
+            size = (max(1, round(cols * factor)), max(1, round(rows * factor)))
+            small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+            return [d.moved(cols / size[0]) for d in self.detect(small)]
         found = self.detector.detect(image)
         if not found and self.fallback is not None:
             found = self.fallback.detect(image)
         return found
 
     def analyse(self, image: np.ndarray, detections: Sequence[Detection]) -> list[Face]:
-        """Landmarks, chip and quality per detection; no embedding yet (embedding is the costly part)."""
+        """Landmarks, chip and quality per detection; no embedding yet (embedding is the costly part).
+
+        The detector's five landmarks, when it gave them, are the face's landmarks (quality is measured on
+        them) and feed an aligner that takes them; an aligner with a layout of its own (dlib's chip for dlib's
+        network) finds its landmarks from the box.
+        """
         image = np.ascontiguousarray(image)
         faces = []
         for detection in detections:
-            landmarks = self.aligner.landmarks(image, detection.box)
-            chip = self.aligner.chip(image, landmarks)
+            given = detection.landmarks
+            if given is not None and self.aligner.landmark_order == EYES_NOSE_MOUTH:
+                chip_points = given
+            else:
+                chip_points = self.aligner.landmarks(image, detection.box)
+            chip = self.aligner.chip(image, chip_points)
+            if given is not None:
+                points, order = given, EYES_NOSE_MOUTH
+            else:
+                points, order = chip_points, self.aligner.landmark_order
             other_chips = []
             if self.second_aligner is not None:
                 other_chips.append(self.second_aligner.chip(image, self.second_aligner.landmarks(image, detection.box)))
@@ -76,9 +110,10 @@ class FaceEngine:
                     box=detection.box,
                     score=detection.score,
                     detector=detection.detector,
-                    landmarks=landmarks,
-                    quality=assess(detection.box, landmarks, chip),
+                    landmarks=points,
+                    quality=assess(image, detection.box, points, order),
                     chip=chip,
+                    landmark_order=order,
                     other_chips=other_chips,
                 )
             )
@@ -142,52 +177,112 @@ class FaceEngine:
         return face
 
 
+EMBEDDERS = ("mobilefacenet", "dlib")
+
+
+def chosen_embedder(settings: Settings) -> str:
+    """``embedder`` of the settings (mobilefacenet or dlib), checked; ``embedder_model``, when set, overrides it."""
+    name = settings.embedder.strip().lower()
+    if name not in EMBEDDERS:
+        raise ModelError(
+            f"unknown embedder {name!r}: choose one of {', '.join(EMBEDDERS)} (OPENLFR_EMBEDDER), "
+            "or give an ArcFace-style ONNX file with OPENLFR_EMBEDDER_MODEL"
+        )
+    return name
+
+
 def model_id_for(settings: Settings) -> str:
     """The embedding model id an engine built from these settings produces, without loading any model."""
-    from openlfr.errors import ModelError
+    from openlfr.vision.mobilefacenet import MOBILEFACENET_ID
     from openlfr.vision.onnx_embedder import DLIB_RESNET_ID, arcface_model_id
 
     if settings.embedder_model is not None:
         if not settings.embedder_model.is_file():
             raise ModelError(f"{settings.embedder_model}: no such model file")
         base = arcface_model_id(settings.embedder_model)
+    elif chosen_embedder(settings) == "mobilefacenet":
+        base = MOBILEFACENET_ID
     else:
         base = DLIB_RESNET_ID
     return base + ("+flip" if settings.flip_average else "")
 
 
+def build_detector(
+    settings: Settings,
+    name: str | None = None,
+    *,
+    scale: float | None = None,
+    upsample: int | None = None,
+    threads: int | None = None,
+) -> FaceDetector:
+    """The detector the settings name (``detector``: retinaface, hog or mmod), or ``name``.
+
+    ``scale`` (RetinaFace: resize before the network; default ``detector_scale``), ``upsample`` (dlib: default
+    ``upsample``) and ``threads`` (ONNX Runtime: default ``onnx_threads``) override the settings.
+    """
+    chosen = (name or settings.detector).strip().lower()
+    if chosen == "retinaface":
+        from openlfr.vision.model_files import retinaface_onnx_path
+        from openlfr.vision.retinaface import RetinaFaceDetector
+
+        return RetinaFaceDetector(
+            retinaface_onnx_path(settings.cache_dir),
+            threads=settings.onnx_threads if threads is None else threads,
+            scale=settings.detector_scale if scale is None else scale,
+            min_score=settings.detector_min_score,
+        )
+    if chosen in ("hog", "mmod"):
+        from openlfr.vision.dlib_backend import make_detector
+
+        return make_detector(chosen, settings.upsample if upsample is None else upsample)
+    raise ModelError(f"unknown detector {chosen!r}: choose one of {', '.join(DETECTORS)} (OPENLFR_DETECTOR)")
+
+
+def arcface_aligner(detector: FaceDetector, settings: Settings, chip_size: int) -> FaceAligner:
+    """Chips on ArcFace's 5-point template, for embedders trained on them.
+
+    The five points come with RetinaFace's detections; a face with a bare box (another detector, a given box)
+    gets them from RetinaFace run around the box.
+    """
+    from openlfr.vision.align import ArcFaceAligner
+    from openlfr.vision.retinaface import RetinaFaceDetector
+
+    source = detector if isinstance(detector, RetinaFaceDetector) else build_detector(settings, "retinaface")
+    assert isinstance(source, RetinaFaceDetector)
+    return ArcFaceAligner(source, chip_size)
+
+
 def build_engine(settings: Settings, *, stills: bool = False, detector: str | None = None) -> FaceEngine:
-    """The product engine from settings: dlib detector and landmarks, embedder on ONNX Runtime.
+    """The product engine from settings: the chosen detector (RetinaFace by default), the embedder on ONNX Runtime.
+
+    The aligner follows the embedder: dlib's ResNet gets dlib's own chip from dlib's 5-point landmarks (found
+    from the box, whichever detector gave it: that is the chip its network was trained on); ArcFace-style
+    embedders get the 5-point ArcFace chip from the detector's landmarks.
 
     ``stills``: the profile for single photos (enrolment, benchmarks), where accuracy is worth more time: the CNN
     detector as a fallback and the stills test-time views. Live video uses the fast profile.
     """
-    from openlfr.vision.dlib_backend import (
-        DlibFivePointAligner,
-        DlibSixtyEightPointAligner,
-        MmodDetector,
-        make_detector,
-    )
-    from openlfr.vision.onnx_embedder import (
-        ArcFaceEmbedder,
-        DlibResnetEmbedder,
-        TemplateAligner,
-        resnet_onnx_path,
-    )
+    from openlfr.vision.dlib_backend import DlibFivePointAligner, DlibSixtyEightPointAligner, MmodDetector
+    from openlfr.vision.onnx_embedder import ArcFaceEmbedder, DlibResnetEmbedder, resnet_onnx_path
 
-    landmarker = DlibFivePointAligner()
+    main = build_detector(settings, detector)
     aligner: FaceAligner
     embedder: FaceEmbedder
+    # Embedder branches: each sets ``embedder`` and the ``aligner`` its chips need.
     if settings.embedder_model is not None:
         arcface = ArcFaceEmbedder(settings.embedder_model, settings.onnx_threads)
         embedder = arcface
-        aligner = TemplateAligner(landmarker, arcface.template, arcface.chip_size)
+        aligner = arcface_aligner(main, settings, arcface.chip_size)
+    elif chosen_embedder(settings) == "mobilefacenet":
+        from openlfr.vision.mobilefacenet import MobileFaceNetEmbedder, mobilefacenet_onnx_path
+
+        embedder = MobileFaceNetEmbedder(mobilefacenet_onnx_path(settings.cache_dir), settings.onnx_threads)
+        aligner = arcface_aligner(main, settings, embedder.chip_size)
     else:
         embedder = DlibResnetEmbedder(resnet_onnx_path(settings.cache_dir), settings.onnx_threads)
-        aligner = landmarker
-    main = make_detector(detector or settings.detector, settings.upsample)
+        aligner = DlibFivePointAligner()
     backup = MmodDetector(upsample=1) if stills and main.name != "mmod" else None
-    second = stills and settings.stills_second_alignment and settings.embedder_model is None
+    second = stills and settings.stills_second_alignment and isinstance(embedder, DlibResnetEmbedder)
     options = EngineOptions(
         flip_average=settings.flip_average,
         jitter=settings.stills_jitter if stills else 0,

@@ -1,8 +1,12 @@
 """The small typed interfaces between the stages of face analysis.
 
-A frame travels: ``FaceDetector`` (boxes) -> ``FaceAligner`` (5 landmarks, then a normalised chip) ->
-``FaceEmbedder`` (a unit-norm embedding per chip). ``FaceEngine`` in ``engine.py`` composes them.
-Images are always RGB ``uint8`` arrays of shape (rows, cols, 3).
+A frame travels: ``FaceDetector`` (boxes, and five landmarks when the detector gives them) -> ``FaceAligner``
+(the landmarks its chip needs, then a normalised chip) -> ``FaceEmbedder`` (a unit-norm embedding per chip).
+``FaceEngine`` in ``engine.py`` composes them. Images are always RGB ``uint8`` arrays of shape (rows, cols, 3).
+
+Two 5-point landmark layouts are in use; a face says which one its landmarks follow (``landmark_order``):
+``DLIB_FIVE``, dlib's ``shape_predictor_5`` (two corners of one eye, two of the other, the base of the nose),
+and ``EYES_NOSE_MOUTH``, RetinaFace's and ArcFace's (eye centres, nose tip, mouth corners; image-left first).
 """
 
 from __future__ import annotations
@@ -58,11 +62,28 @@ class Box:
         return [self.left, self.top, self.right, self.bottom]
 
 
+DLIB_FIVE = "dlib5"
+EYES_NOSE_MOUTH = "eyes-nose-mouth"
+
+
 @dataclass(frozen=True)
 class Detection:
     box: Box
     score: float
     detector: str
+    # (5, 2) float image coordinates in the EYES_NOSE_MOUTH order, from detectors that find them (RetinaFace).
+    landmarks: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def moved(self, factor: float, dx: float = 0.0, dy: float = 0.0) -> Detection:
+        """The same detection in other coordinates: scaled by ``factor``, then shifted by (dx, dy)."""
+        box = Box(
+            round(self.box.left * factor + dx),
+            round(self.box.top * factor + dy),
+            round(self.box.right * factor + dx),
+            round(self.box.bottom * factor + dy),
+        )
+        points = None if self.landmarks is None else self.landmarks * factor + np.array([dx, dy])
+        return Detection(box, self.score, self.detector, points)
 
 
 @dataclass(frozen=True)
@@ -101,9 +122,10 @@ class Face:
     box: Box
     score: float
     detector: str
-    landmarks: np.ndarray  # (5, 2) float: dlib's 5-point order (right eye x2, left eye x2, nose)
+    landmarks: np.ndarray  # (5, 2) float, in ``landmark_order``: the detector's when it gives them, else the aligner's
     quality: Quality
     chip: np.ndarray = field(repr=False)  # the aligned chip the embedder was (or will be) fed
+    landmark_order: str = DLIB_FIVE
     # Chips of the same face from other alignments (stills only); in memory only, like the chip.
     other_chips: list[np.ndarray] = field(default_factory=list, repr=False)
     embedding: np.ndarray | None = field(default=None, repr=False)
@@ -112,12 +134,16 @@ class Face:
 
 class FaceDetector(Protocol):
     name: str
+    colour: bool  # reads colour (give it RGB); False: grey levels are all it uses (give it the luma plane)
 
     def detect(self, image: np.ndarray) -> list[Detection]: ...
 
 
 class FaceAligner(Protocol):
     chip_size: int
+    # The layout ``landmarks`` returns and ``chip`` takes. An EYES_NOSE_MOUTH aligner is given the detector's
+    # landmarks when there are some, and finds them itself only for a bare box.
+    landmark_order: str
 
     def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray: ...
 
