@@ -53,27 +53,8 @@ class PhotoResult:
 
 
 def detect_scaled(engine: FaceEngine, image: np.ndarray, max_side: int) -> list[Detection]:
-    """Detect on a copy no larger than ``max_side``; boxes in the full image's pixels."""
-    rows, cols = image.shape[:2]
-    scale = min(1.0, max_side / max(rows, cols))
-    if scale >= 1.0:
-        return engine.detect(image)
-    small = np.asarray(
-        Image.fromarray(image).resize((round(cols * scale), round(rows * scale)), Image.Resampling.BILINEAR)
-    )
-    return [
-        Detection(
-            Box(
-                round(d.box.left / scale),
-                round(d.box.top / scale),
-                round(d.box.right / scale),
-                round(d.box.bottom / scale),
-            ),
-            d.score,
-            d.detector,
-        )
-        for d in engine.detect(small)
-    ]
+    """Detect on a copy no larger than ``max_side``; boxes (and landmarks) in the full image's pixels."""
+    return engine.detect(image, max_side=max_side)
 
 
 def face_picture(image: np.ndarray, box: Box) -> bytes:
