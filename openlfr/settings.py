@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     # watchlist entries (person, photos, embeddings) removed this long after they expired: time to renew a lapse
     expired_entry_retention_seconds: float = 7 * 24 * 3600
     retention_interval_seconds: float = 30.0  # how often the server enforces retention
+    deployment_max_window_hours: float = Field(default=24.0, gt=0)  # a longer window is refused at authorisation
     require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
     tile_blur_scene: bool = True  # camera tiles: pixelate the whole picture but alerted faces (detectors miss faces)
 

@@ -10,7 +10,7 @@ change or raise ``TransitionRefused`` with a sentence a person can act on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -19,6 +19,9 @@ from openlfr.governance.roles import Role
 
 # A justification is a written reason, not a tick box: demand a sentence, not a word.
 MIN_JUSTIFICATION_CHARS = 20
+# A deployment is an operation, not a standing surveillance capability: its window is bounded
+# (``deployment_max_window_hours``); a longer operation is authorised again, with its own justification.
+DEFAULT_MAX_WINDOW_HOURS = 24.0
 
 
 class Status(StrEnum):
@@ -146,8 +149,27 @@ def validate_draft(starts_at: datetime, ends_at: datetime, cameras: list[str], p
         raise GovernanceError("a deployment needs at least one camera")
 
 
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:,.2f}".rstrip("0").rstrip(".") + " h"
+
+
+def check_window(starts_at: datetime, ends_at: datetime, max_window: timedelta) -> None:
+    """Refuse a window longer than ``max_window`` (the whole window as drafted, not what is left of it)."""
+    length = utc(ends_at) - utc(starts_at)
+    if length > max_window:
+        raise TransitionRefused(
+            f"the deployment window is {_hours(length)} long; at most {_hours(max_window)} may be authorised "
+            "(setting deployment_max_window_hours): draft a shorter window"
+        )
+
+
 def authorise(
-    deployment: DeploymentFacts, by_user: str, by_role: Role, justification: str, now: datetime
+    deployment: DeploymentFacts,
+    by_user: str,
+    by_role: Role,
+    justification: str,
+    now: datetime,
+    max_window_hours: float = DEFAULT_MAX_WINDOW_HOURS,
 ) -> dict[str, Any]:
     """Fields to set when ``by_user`` authorises the deployment; refuses when a rule does not hold."""
     if by_role is not Role.AUTHORISER:
@@ -163,6 +185,7 @@ def authorise(
         )
     if utc(now) >= utc(deployment.ends_at):
         raise TransitionRefused("the deployment window has already closed; draft a new one")
+    check_window(deployment.starts_at, deployment.ends_at, timedelta(hours=max_window_hours))
     return {
         "status": Status.AUTHORISED.value,
         "authorised_by": by_user,

@@ -23,7 +23,13 @@ def _now() -> datetime:
 
 class Alert(Base):
     __tablename__ = "alerts"
-    __table_args__ = (sa.UniqueConstraint("uid", name="uq_alerts_uid"),)
+    __table_args__ = (
+        sa.UniqueConstraint("uid", name="uq_alerts_uid"),
+        # One sighting, one alert: a pipeline restarted on the same frames raises the same (deployment, camera,
+        # track, person) again and the writer takes it as already written. Alerts outside a deployment
+        # (deployment_id NULL) are not covered: NULLs never collide.
+        sa.UniqueConstraint("deployment_id", "camera", "track_id", "person_ref", name="uq_alerts_sighting"),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     # A random id for the world outside the database (webhook idempotency keys, MQTT messages).

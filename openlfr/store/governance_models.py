@@ -121,6 +121,9 @@ class SnapshotPerson(Base):
     display_name: Mapped[str] = mapped_column(String(300))
     category: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text, default="")
+    # The listing's own end, copied at authorisation: the deployment's gallery stops matching the person then,
+    # even inside the window (``openlfr.watchlist.search.Gallery`` drops their references at that instant).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     images: Mapped[list[SnapshotImage]] = relationship(
         back_populates="person", cascade="all, delete-orphan", passive_deletes=True

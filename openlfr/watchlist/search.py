@@ -22,13 +22,18 @@ Two ways to search, same answer format:
   on the index; an index can only *miss* a reference (fewer alerts), never invent a higher score.
 
 Whoever builds the gallery decides what is in it (expired entries are left out by the store); the gallery
-only refuses what cannot be right: mixed models, wrong shapes, duplicate reference ids, zero vectors.
+only refuses what cannot be right: mixed models, wrong shapes, duplicate reference ids, zero vectors. A listing
+that ends while the gallery is in use (a deployment runs for hours on its snapshot) ends at its instant: given
+each reference's ``expires_at``, every search reads the clock and finds nobody whose listing has ended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import math
+import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -70,6 +75,20 @@ class IvfParams:
 def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
     return np.ascontiguousarray(embeddings / norms, dtype=np.float32)
+
+
+def _epoch_seconds(moments: Sequence[datetime | float] | np.ndarray, count: int) -> np.ndarray:
+    values = []
+    for moment in moments:
+        if isinstance(moment, datetime):
+            if moment.tzinfo is None:
+                raise GalleryError("an expiry must be an aware datetime (UTC), not a naive one")
+            values.append(moment.timestamp())
+        else:
+            values.append(float(moment))
+    if len(values) != count:
+        raise GalleryError(f"{count} embeddings but {len(values)} expiry times")
+    return np.asarray(values, np.float64)
 
 
 def _single_model_id(model_id: str | Sequence[str]) -> str:
@@ -147,7 +166,11 @@ class Gallery:
         *,
         approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
         ivf: IvfParams | None = None,
+        expires_at: Sequence[datetime | float] | np.ndarray | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``expires_at``: per reference, when its person stops being listed (aware datetime or epoch seconds);
+        ``clock`` (epoch seconds) is read on every search to drop them at that instant."""
         self.model_id = _single_model_id(model_id)
         vectors = np.asarray(embeddings)
         if vectors.ndim != 2:
@@ -173,6 +196,14 @@ class Gallery:
         self.approximate_above = approximate_above
         self.ivf_params = ivf or IvfParams()
         self._index: Any = None
+        self._expires_at = None if expires_at is None else _epoch_seconds(expires_at, len(vectors))
+        self._clock = clock
+        # References whose listing has ended, as of the last search (None: none yet), and the next to end.
+        self._ended: np.ndarray | None = None
+        self._listed_people = self.person_count
+        self._next_expiry = (
+            float(self._expires_at.min()) if self._expires_at is not None and len(self._expires_at) else math.inf
+        )
 
     @classmethod
     def from_arrays(
@@ -197,6 +228,18 @@ class Gallery:
     @property
     def uses_index(self) -> bool:
         return self.size >= self.approximate_above
+
+    def _ended_listings(self) -> np.ndarray | None:
+        """Which references' listings have ended by now (None while none has); the clock is read every time,
+        the mask recomputed only when the next expiry has passed."""
+        now = self._clock()
+        if now >= self._next_expiry and self._expires_at is not None:
+            ended = self._expires_at <= now
+            later = self._expires_at[~ended]
+            self._listed_people = len(np.unique(self._person_code[~ended]))
+            self._ended = ended
+            self._next_expiry = float(later.min()) if len(later) else math.inf
+        return self._ended
 
     # ----- the approximate index -----
 
@@ -250,8 +293,16 @@ class Gallery:
         unit = self._check_probes(probes, None)
         use_index = self.uses_index if exact is None else not exact
         if use_index and self.size > 0:
-            return self._approximate_top_references(unit, m)
-        return exact_top_references(self.vectors, unit, m)
+            idx, cos = self._approximate_top_references(unit, m)
+        else:
+            idx, cos = exact_top_references(self.vectors, unit, m)
+        ended = self._ended_listings()
+        if ended is None or idx.size == 0:
+            return idx, cos
+        # Ended listings score -inf and sort last, as references the index did not find do.
+        cos = np.where(ended[idx], -np.inf, cos).astype(np.float32)
+        order = np.argsort(-cos, axis=1, kind="stable")
+        return np.take_along_axis(idx, order, axis=1), np.take_along_axis(cos, order, axis=1)
 
     def search(
         self, probes: np.ndarray, k: int = 5, *, exact: bool | None = None, model_id: str | None = None
@@ -264,7 +315,8 @@ class Gallery:
         unit = self._check_probes(probes, model_id)
         if k < 1:
             raise GalleryError("k must be at least 1")
-        if self.size == 0:
+        ended = self._ended_listings()
+        if self.size == 0 or (ended is not None and ended.all()):
             return [[] for _ in range(len(unit))]
         results: list[list[Candidate] | None] = [None] * len(unit)
         pending = np.arange(len(unit))
@@ -274,8 +326,9 @@ class Gallery:
             unfinished = []
             for row, probe_index in enumerate(pending):
                 people = self._best_per_person(idx[row], cos[row], k)
-                # Fewer than k people among the top m references: some person may own many of them; look deeper.
-                if len(people) < k and m < self.size:
+                # Fewer than k people among the top m references: some person may own many of them, or their
+                # listing has ended; look deeper, unless every person still listed has been found.
+                if len(people) < min(k, self._listed_people) and m < self.size:
                     unfinished.append(probe_index)
                 else:
                     results[probe_index] = people
@@ -303,6 +356,9 @@ class Gallery:
         """Each probe's best match score over the whole gallery (the number an alert threshold is applied to)."""
         if self.size == 0:
             return np.zeros(len(np.atleast_2d(probes)))
+        if self._ended_listings() is not None:  # the best reference may have ended: ask per person
+            found = self.search(probes, 1, exact=exact)
+            return np.array([people[0].score if people else 0.0 for people in found])
         _, cos = self.top_references(probes, 1, exact=exact)
         return match_score(cos[:, 0], self.model_id)
 
