@@ -4,11 +4,20 @@
 the database on first use (and after an upgrade of OpenLFR), so a user never runs migrations by hand.
 Sessions come from ``store.session()``: one transaction, committed when the block ends, rolled back (and
 nothing written) when it raises.
+
+Deleted faces are gone from the files, not only from the tables: a SQLite database is created readable by its
+owner only, every connection runs with ``secure_delete`` (freed space is zeroed), and a transaction that
+deleted or cleared face images or embeddings (``ERASED_FACE_TABLES``) is followed, once committed, by
+``Store.scrub``: a WAL checkpoint that writes the zeroed pages into the database file and truncates the WAL,
+where the old pages would otherwise stay readable. On PostgreSQL ``scrub`` vacuums the tables concerned.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,7 +35,25 @@ from sqlalchemy.types import LargeBinary, TypeDecorator
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Tables whose rows hold faces (images, embeddings) or the rows they hang from.
+ERASED_FACE_TABLES = (
+    "alerts",
+    "snapshot_images",
+    "snapshot_people",
+    "reference_images",
+    "watchlist_people",
+    "watchlists",
+)
+_FACE_COLUMNS = ("probe_jpeg", "image_jpeg", "face_jpeg", "embedding")
+_ERASES_FACES = re.compile(
+    r'^\s*(?:DELETE\s+FROM\s+"?(?:{tables})\b|UPDATE\s+"?(?:{tables})"?\s+SET\b.*\b(?:{columns})\b)'.format(
+        tables="|".join(ERASED_FACE_TABLES), columns="|".join(_FACE_COLUMNS)
+    ),
+    re.IGNORECASE | re.DOTALL,
+)
 # Any constant: PostgreSQL advisory lock that serialises concurrent first-time migrations.
 _MIGRATION_LOCK_KEY = 0x0F3E_17F2
 
@@ -116,7 +143,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Deleted rows and freed pages are overwritten with zeros, not just marked free (see the module docstring).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def _create_private(path: Path) -> None:
+    """An empty database file only its owner can read (SQLite gives its -wal and -shm files the same mode)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create the database file {path}: {exc.strerror}") from exc
 
 
 def make_engine(url: URL) -> Engine:
@@ -128,6 +167,7 @@ def make_engine(url: URL) -> Engine:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the data directory {path.parent}: {exc.strerror}") from exc
+            _create_private(path)
         engine = sa.create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -203,6 +243,39 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Whether a transaction this thread committed erased faces that are not scrubbed yet.
+        self._erased = threading.local()
+        event.listen(engine, "before_cursor_execute", _note_erasure)
+        event.listen(engine, "commit", self._on_commit)
+        event.listen(engine, "rollback", _forget_erasure)
+
+    def _on_commit(self, connection: sa.Connection) -> None:
+        if connection.info.pop(_ERASURE_KEY, False):
+            self._erased.due = True
+
+    def _scrub_if_erased(self) -> None:
+        if getattr(self._erased, "due", False):
+            self._erased.due = False
+            self.scrub()
+
+    def scrub(self) -> None:
+        """Make what was deleted unreadable in the database's files, not only in its tables.
+
+        SQLite: checkpoint the WAL into the database file (whose freed pages ``secure_delete`` zeroed) and
+        truncate it. PostgreSQL: ``VACUUM`` the tables that hold faces (deletes cascade between them), so dead row
+        versions are pruned and their space reused; README ("Storage") says what remains PostgreSQL's to do.
+        """
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                if connection.dialect.name == "sqlite":
+                    busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+                    if busy:
+                        log.warning("the database was busy: its WAL is truncated at the next purge")
+                else:
+                    connection.exec_driver_sql("VACUUM " + ", ".join(ERASED_FACE_TABLES))
+        except SQLAlchemyError as exc:
+            # The rows are deleted either way; the next purge scrubs again.
+            log.warning("could not scrub the database files after a purge: %s", _first_line(exc))
 
     @property
     def url(self) -> str:
@@ -223,9 +296,25 @@ class Store:
             raise
         finally:
             session.close()
+        self._scrub_if_erased()
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+_ERASURE_KEY = "openlfr_erased_face_tables"
+
+
+def _note_erasure(
+    connection: sa.Connection, _cursor: Any, statement: str, _parameters: Any, _context: Any, _many: bool
+) -> None:
+    """Remember, on the connection until its transaction ends, that a statement erased faces."""
+    if _ERASES_FACES.match(statement):
+        connection.info[_ERASURE_KEY] = True
+
+
+def _forget_erasure(connection: sa.Connection) -> None:
+    connection.info.pop(_ERASURE_KEY, None)
 
 
 def _first_line(error: object) -> str:
