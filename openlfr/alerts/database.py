@@ -1,4 +1,9 @@
-"""Alerts in the database: committed before anyone is told, and a ledger of which sink delivered which alert."""
+"""Alerts in the database: committed before anyone is told, and a ledger of which sink delivered which alert.
+
+A sighting is written once: an alert's natural key (deployment, camera, track, person) is unique in the
+database (``uq_alerts_sighting``), and writing a sighting that is already there (a pipeline restarted on the
+same frames, a second process on the same deployment) is taken as done: no error, no second row.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,14 @@ from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from openlfr.alerts.record import AlertRecord
 from openlfr.store.alert_models import Alert, AlertDelivery
 from openlfr.store.db import Store
 from openlfr.stream.pipeline import AlertFound
+
+SIGHTING = (Alert.deployment_id, Alert.camera, Alert.track_id, Alert.person_ref)
 
 
 def _image_id(reference: Hashable) -> int | None:
@@ -47,6 +55,26 @@ class AlertDatabase:
         deployment_id: int | None = None,
         reference_image_id: int | None = None,
     ) -> AlertRecord:
+        """The durable alert of this sighting: written now, or the one written before for the same sighting."""
+        record, _ = self.write(
+            found,
+            watchlist_name=watchlist_name,
+            names=names,
+            deployment_id=deployment_id,
+            reference_image_id=reference_image_id,
+        )
+        return record
+
+    def write(
+        self,
+        found: AlertFound,
+        *,
+        watchlist_name: str,
+        names: Mapping[str, str],
+        deployment_id: int | None = None,
+        reference_image_id: int | None = None,
+    ) -> tuple[AlertRecord, bool]:
+        """As ``commit``, and whether the alert is new (False: this sighting was already written)."""
         person = str(found.person_id)
         row = Alert(
             uid=str(uuid.uuid4()),
@@ -67,13 +95,28 @@ class AlertDatabase:
             evidence=dict(found.evidence),
             probe_jpeg=found.probe_jpeg,
         )
+        values = {column.key: getattr(row, column.key) for column in Alert.__table__.columns if column.key != "id"}
         with self.store.session() as session:
-            session.add(row)
+            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            new_id = session.scalar(
+                dialect.insert(Alert)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=[column.key for column in SIGHTING])
+                .returning(Alert.id)
+            )
+            if new_id is None:
+                earlier = session.scalars(
+                    sa.select(Alert)
+                    .where(*(column == getattr(row, column.key) for column in SIGHTING))
+                    .options(sa.orm.undefer(Alert.probe_jpeg))
+                ).one()
+                return record_of(earlier), False
+        row.id = new_id
         # Frame-to-alert latency: from the deciding frame's arrival to the alert being durable.
         latency = (time.monotonic() - found.arrival) * 1000.0
         with self.store.session() as session:
             session.execute(sa.update(Alert).where(Alert.id == row.id).values(latency_ms=latency))
-        return record_of(row, probe_jpeg=found.probe_jpeg, latency_ms=latency)
+        return record_of(row, probe_jpeg=found.probe_jpeg, latency_ms=latency), True
 
     def load(self, alert_id: int) -> AlertRecord | None:
         with self.store.session() as session:
