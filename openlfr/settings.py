@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     detector: str = "hog"  # "hog" or "mmod"
     upsample: int = 1
     onnx_threads: int = 0  # 0 lets ONNX Runtime choose
-    embedder_model: Path | None = None  # a user-supplied ArcFace-style ONNX file; None = dlib ResNet
+    embedder: str = "mobilefacenet"  # "mobilefacenet" (192-D, ArcFace-aligned chips) or "dlib" (dlib's 128-D ResNet)
+    embedder_model: Path | None = None  # a user-supplied ArcFace-style ONNX file; overrides `embedder` when set
     flip_average: bool = True
     # Stills profile (enrolment, benchmarks): extra test-time views; live video uses flip averaging only.
     stills_jitter: int = 8

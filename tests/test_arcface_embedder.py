@@ -6,13 +6,15 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from openlfr.errors import ModelError
-from openlfr.vision.engine import FaceEngine
-from openlfr.vision.onnx_embedder import ArcFaceEmbedder, TemplateAligner
+from openlfr.settings import Settings
+from openlfr.vision.align import ARCFACE_TEMPLATE_112
+from openlfr.vision.engine import FaceEngine, arcface_aligner
+from openlfr.vision.onnx_embedder import ArcFaceEmbedder
 
 
-def tiny_model(path, layout="nchw", size=112, dim=512):
+def tiny_model(path, layout="nchw", size=112, dim=512, batch="n"):
     rng = np.random.default_rng(0)
-    shape = ["n", 3, size, size] if layout == "nchw" else ["n", size, size, 3]
+    shape = [batch, 3, size, size] if layout == "nchw" else [batch, size, size, 3]
     nodes = []
     source = "image"
     if layout == "nhwc":
@@ -30,7 +32,7 @@ def tiny_model(path, layout="nchw", size=112, dim=512):
         nodes,
         "tiny",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", dim])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [batch, dim])],
         [projection],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -51,16 +53,29 @@ def test_shapes_are_read_from_the_file(tmp_path, layout):
     assert not np.allclose(vectors[0], vectors[1])
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_model_with_a_fixed_batch_size_runs_in_chunks(tmp_path, batch):
+    dynamic = ArcFaceEmbedder(tiny_model(tmp_path / "dynamic.onnx"))
+    fixed = ArcFaceEmbedder(tiny_model(tmp_path / f"fixed{batch}.onnx", batch=batch))
+    assert dynamic.fixed_batch is None and fixed.fixed_batch == batch
+    chips = np.random.default_rng(2).integers(0, 255, (5, 112, 112, 3), dtype=np.uint8)
+    # 5 chips: several full chunks and (batch 2) a padded last one, the padding dropped from the result
+    for count in (1, 2, 5):
+        vectors = fixed.embed(chips[:count])
+        assert vectors.shape == (count, 512)
+        assert np.abs(vectors - dynamic.embed(chips[:count])).max() < 1e-5
+
+
 def test_engine_aligns_to_the_arcface_template(tmp_path, engine, astronaut):
     embedder = ArcFaceEmbedder(tiny_model(tmp_path / "m.onnx"))
-    aligner = TemplateAligner(engine.aligner, embedder.template, embedder.chip_size)
+    aligner = arcface_aligner(engine.detector, Settings(), embedder.chip_size)
     arc_engine = FaceEngine(engine.detector, aligner, embedder)
     face = max(arc_engine.faces(astronaut), key=lambda f: f.score)
     assert face.chip.shape == (112, 112, 3)
     assert face.embedding is not None and face.embedding.shape == (512,)
     assert face.model_id is not None and face.model_id.startswith("onnx:m:")
     # The eyes land where ArcFace's template puts them: the chip's eye rows are darker than the cheeks.
-    eye_row = int(embedder.template[0, 1])
+    eye_row = int(ARCFACE_TEMPLATE_112[0, 1])
     assert face.chip[eye_row - 3 : eye_row + 3].mean() < face.chip[eye_row + 25 : eye_row + 31].mean()
 
 

@@ -9,18 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
 from openlfr.errors import ModelError
 from openlfr.vision.model_files import RESNET_FILE, file_sha256, model_file
-from openlfr.vision.types import Box, FaceAligner, unit_rows
+from openlfr.vision.types import unit_rows
 
 log = logging.getLogger(__name__)
 
 DLIB_RESNET_ID = "dlib_resnet_v1"
-# ArcFace's reference landmarks in a 112x112 chip: eyes and nose tip (the mouth corners dlib's 5-point
-# model does not give are not used).
-ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366]], dtype=np.float64)
 
 
 def _session(model: bytes | str, threads: int) -> ort.InferenceSession:
@@ -28,6 +24,9 @@ def _session(model: bytes | str, threads: int) -> ort.InferenceSession:
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    # Idle pool threads sleep instead of spinning: a camera runs detection and analysis in two processes on
+    # the same cores, and spinning threads take the CPU from the other process (benchmarks/mobilefacenet.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
@@ -87,7 +86,8 @@ class ArcFaceEmbedder:
     """A user-supplied ArcFace-style ONNX model (e.g. 112x112 input, 512-D output).
 
     The layout and sizes are read from the model's declared input and output shapes: NCHW or NHWC, a square
-    chip, any embedding width. Pixels are scaled to [-1, 1] as ArcFace models expect.
+    chip, any embedding width. Pixels are scaled to [-1, 1] as ArcFace models expect. A model exported with a
+    fixed batch size (often 1 or 2) is run in chunks of that size, the last one padded.
     """
 
     def __init__(self, path: Path, threads: int = 0) -> None:
@@ -110,10 +110,11 @@ class ArcFaceEmbedder:
         if len(out_shape) != 2 or not isinstance(out_shape[1], int):
             raise ModelError(f"{path}: output shape {out_shape} is not (batch, dimension)")
         self.dimension = int(out_shape[1])
+        # a named or missing dimension is dynamic; a number is the only batch size the model accepts
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self._input = inputs[0].name
         self._float16 = "float16" in inputs[0].type
         self.model_id = arcface_model_id(path)
-        self.template = ARCFACE_TEMPLATE_112 * (self.chip_size / 112.0)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         if len(chips) == 0:
@@ -122,7 +123,12 @@ class ArcFaceEmbedder:
         if self.channels_first:
             batch = batch.transpose(0, 3, 1, 2)
         batch = np.ascontiguousarray(batch, dtype=np.float16 if self._float16 else np.float32)
-        return unit_rows(np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32))
+        if self.fixed_batch is None:
+            return unit_rows(np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32))
+        size = self.fixed_batch
+        padded = np.concatenate([batch, np.zeros((-len(batch) % size, *batch.shape[1:]), batch.dtype)])
+        outputs = [self._session.run(None, {self._input: padded[i : i + size]})[0] for i in range(0, len(padded), size)]
+        return unit_rows(np.concatenate(outputs)[: len(batch)].astype(np.float32))
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -143,31 +149,3 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     matrix[:, :2] = scale * rotation
     matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
     return matrix
-
-
-class TemplateAligner:
-    """Aligns eye centres and nose onto an embedder's template with a similarity transform."""
-
-    def __init__(self, landmark_source: FaceAligner, template: np.ndarray, chip_size: int) -> None:
-        self._source = landmark_source
-        self.template = template
-        self.chip_size = chip_size
-
-    def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
-        return self._source.landmarks(image, box)
-
-    def chip(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        eye_a, eye_b = landmarks[0:2].mean(axis=0), landmarks[2:4].mean(axis=0)
-        left_eye, right_eye = (eye_a, eye_b) if eye_a[0] < eye_b[0] else (eye_b, eye_a)
-        points = np.stack([left_eye, right_eye, landmarks[4]])
-        forward = similarity_transform(points, self.template)
-        # PIL wants the map from output pixels back to input pixels.
-        full = np.vstack([forward, [0, 0, 1]])
-        inverse = np.linalg.inv(full)[:2].reshape(-1)
-        warped = Image.fromarray(image).transform(
-            (self.chip_size, self.chip_size),
-            Image.Transform.AFFINE,
-            tuple(inverse),
-            Image.Resampling.BILINEAR,
-        )
-        return np.asarray(warped, dtype=np.uint8)
