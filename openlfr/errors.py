@@ -11,3 +11,9 @@ class ImageError(OpenLFRError):
 
 class ModelError(OpenLFRError):
     """A model file is missing, malformed or of an unsupported shape."""
+
+
+class InvalidText(OpenLFRError):
+    """A text value cannot be stored as given (it holds a NUL character); ``openlfr.text.plain_text`` checks."""
+
+    status = 400

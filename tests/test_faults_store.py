@@ -314,3 +314,35 @@ def test_migration_0004_upgrades_doubled_alerts_and_old_snapshots(store_url: str
             c.execute(sa.text("UPDATE alerts SET track_id = 4 WHERE id = 2"))
     finally:
         engine.dispose()
+
+
+def test_text_with_a_nul_character_is_refused_on_every_database(store_url: str) -> None:
+    from openlfr.errors import InvalidText
+    from openlfr.text import plain_text
+
+    assert plain_text("Ann O'Neil", "the display name") == "Ann O'Neil"
+    with pytest.raises(InvalidText, match="the login name contains a NUL character"):
+        plain_text("admin\x00", "the login name")
+    store = open_store(get_settings())
+    try:
+        now = datetime.now(UTC)
+        with pytest.raises(InvalidText, match="NUL character"), store.session() as db:
+            db.add(Watchlist(name="fine", purpose="", created_by="a", created_at=now))
+            db.add(Watchlist(name="wanted\x00", purpose="", created_by="a", created_at=now))
+        with pytest.raises(InvalidText), store.session() as db:  # many rows in one statement
+            db.execute(
+                sa.insert(Watchlist),
+                [
+                    {"name": "x", "purpose": "", "created_by": "a", "created_at": now},
+                    {"name": "y", "purpose": "\x00", "created_by": "a", "created_at": now},
+                ],
+            )
+        with pytest.raises(InvalidText), store.session() as db:  # in a query's parameters too
+            db.scalars(sa.select(Watchlist).where(Watchlist.name == "\x00")).all()
+        with store.session() as db:  # nothing half-written, and the store still works
+            assert db.scalars(sa.select(Watchlist.name)).all() == []
+            db.add(Watchlist(name="wanted", purpose="", created_by="a", created_at=now))
+        with store.session() as db:
+            assert db.scalars(sa.select(Watchlist.name)).all() == ["wanted"]
+    finally:
+        store.close()

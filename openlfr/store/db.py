@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +32,9 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import LargeBinary, TypeDecorator
 
-from openlfr.errors import OpenLFRError
+from openlfr.errors import InvalidText, OpenLFRError
 from openlfr.settings import Settings
+from openlfr.text import holds_nul
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +171,24 @@ def make_engine(url: URL) -> Engine:
             _create_private(path)
         engine = sa.create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "before_cursor_execute", _refuse_nul_text)
+    return engine
+
+
+def _refuse_nul_text(
+    _connection: sa.Connection, _cursor: Any, _statement: str, parameters: Any, _context: Any, many: bool
+) -> None:
+    """No text with a NUL character is stored, on either database (see ``openlfr.text``): refused before it is
+    sent, with a sentence instead of PostgreSQL's driver error."""
+    # One row (a mapping or a positional tuple) or several (executemany); a batch of many rows sent as one
+    # statement comes as one flat row even though ``many`` says otherwise.
+    several = many and all(isinstance(row, (Mapping, tuple, list)) for row in parameters)
+    for row in parameters if several else [parameters]:
+        values = row.values() if isinstance(row, Mapping) else row
+        if values and holds_nul(values):
+            raise InvalidText("a text value contains a NUL character (\\x00), which cannot be stored; remove it")
 
 
 def _alembic_config(connection: sa.Connection) -> Any:
