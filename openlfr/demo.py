@@ -1,48 +1,55 @@
 """`make demo`: the main job on the embedded default (SQLite), in steps a newcomer can follow.
 
-1. Find the faces in a group photo and save a picture with boxes.
-2. With the shared test data present: build a watchlist in a demo SQLite database (two people from the
-   Hamilton clip's stills and seven unrelated people as fillers), then watch the clip with `openlfr scan` and
-   print the alerts. Each step is the real CLI command, printed before it runs, so it can be run by hand too.
+Everything below runs with nothing but the registries: real photos from a PyPI package (``openlfr.demo_media``),
+a watchlist of one of the people in them, a clip made from the other photos, `openlfr scan` of that clip and
+the command that opens the console on the result. With the shared test data present, the demo also scans the
+Hamilton clip, real footage being the harder case, for two of its performers.
+
+Each step is the real CLI command, printed before it runs, so it can be run by hand too. Everything the demo
+writes is in one folder of its own (``<data dir>/demo``: database, audit key, clip), made afresh every run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import typer
 
+from openlfr.demo_media import DemoClip, cached_photos, fetch_photos, make_clip
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
 
-
-def _demo_image(folder: Path) -> tuple[Path | None, str]:
-    group = folder / "crowd" / "group6.jpg"
-    if group.is_file():
-        return group, "the group photo from the shared test data"
-    return None, "scikit-image's astronaut (shared test data not found)"
+LISTED_PERSON = "barack-obama"
+LISTED_PHOTO = "obama.jpg"  # the clip shows him in two other photos
 
 
-def find_faces(settings: Settings, folder: Path, out: Path) -> None:
+@dataclass(frozen=True)
+class ScanResult:
+    alerted: list[str]  # person ids, one per alert
+
+
+def demo_dir(settings: Settings) -> Path:
+    return settings.data_dir / "demo"
+
+
+def _env_prefix(folder: Path) -> str:
+    return f"OPENLFR_DATA_DIR={shlex.quote(str(folder))}"
+
+
+def find_faces(settings: Settings, pixels: np.ndarray, what: str, out: Path) -> None:
     from openlfr.vision.draw import draw_faces
     from openlfr.vision.engine import build_engine
-    from openlfr.vision.image_io import load_rgb, save_rgb
+    from openlfr.vision.image_io import save_rgb
 
-    path, what = _demo_image(folder)
-    if path is not None:
-        pixels = load_rgb(path, settings.max_image_pixels)
-    else:
-        try:
-            from skimage import data as skdata
-        except ImportError as exc:
-            raise OpenLFRError("no demo image: set OPENLFR_TEST_DATA to the shared data folder") from exc
-        pixels = skdata.astronaut()
-    typer.echo(f"Step 1: finding faces in {what} ...")
-    typer.echo("  (the first run converts dlib's face ResNet to ONNX; later runs reuse the cached model)")
+    typer.echo(f"Step 2: finding faces in {what} ...")
     engine = build_engine(settings)
     faces = engine.faces(pixels, embed=True)
     typer.echo(f"  found {len(faces)} face(s) with the {engine.detector.name} detector; model {engine.model_id}")
@@ -57,46 +64,34 @@ def find_faces(settings: Settings, folder: Path, out: Path) -> None:
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    shown = " ".join(f'"{a}"' if " " in a else a for a in args)
-    typer.echo(f"  $ openlfr {shown}")
+    typer.echo(f"  $ openlfr {shlex.join(args)}")
     result = subprocess.run(
         [sys.executable, "-m", "openlfr", *args], env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise OpenLFRError(f"demo step failed: openlfr {shown}: {result.stderr.strip().splitlines()[-1:]}")
+        why = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise OpenLFRError(f"demo step failed: openlfr {shlex.join(args)}: {why}")
     return result
 
 
-def watch_clip(settings: Settings, folder: Path) -> None:
-    stills, clip = folder / "stills", folder / "video" / "short_hamilton_clip.mp4"
-    if not (stills / "gallery").is_dir() or not clip.is_file():
-        typer.echo("Step 2 skipped: the shared stills and video are not there (set OPENLFR_TEST_DATA)")
-        return
-    database = settings.data_dir / "demo" / "openlfr-demo.db"
-    database.parent.mkdir(parents=True, exist_ok=True)
-    database.unlink(missing_ok=True)  # the demo starts from nothing every time
-    env = {**os.environ, "OPENLFR_DATABASE_URL": f"sqlite:///{database}"}
-    typer.echo(f"Step 2: a watchlist in the demo database {database}, then a scan of the Hamilton clip")
-    _run(["watchlist", "create", "demo", "--purpose", "OpenLFR demonstration"], env)
-    for person, name in (("lin-manuel-miranda", "Lin-Manuel Miranda"), ("alex-lacamoire", "Alex Lacamoire")):
-        _run(
-            ["watchlist", "add", "demo", "--person", person, "--name", name, "--category", "other",
-             "--reason", "demonstration", "--legal-basis", "none: demo data", "--image", str(stills / f"{person}.png"),
-             "--allow-duplicate", "--by", "demo"],
-            env,
-        )  # fmt: skip
+def _enrol(env: dict[str, str], watchlist: str, person: str, name: str, photo: Path) -> None:
     _run(
-        ["watchlist", "import", "demo", str(stills / "gallery"), "--category", "other", "--reason", "filler",
-         "--legal-basis", "none: demo data", "--face", "largest", "--by", "demo", "--json"],
+        ["watchlist", "add", watchlist, "--person", person, "--name", name, "--category", "other",
+         "--reason", "demonstration", "--legal-basis", "none: demo data", "--image", str(photo), "--by", "demo"],
         env,
     )  # fmt: skip
-    scan = _run(["scan", str(clip), "--watchlist", "demo", "--json"], env)
+
+
+def _scan(env: dict[str, str], clip: Path, watchlist: str) -> ScanResult:
+    scan = _run(["scan", str(clip), "--watchlist", watchlist, "--json"], env)
+    alerted: list[str] = []
     for line in scan.stdout.splitlines():
         try:
             event = json.loads(line)
         except json.JSONDecodeError:
             continue
         if event.get("type") == "alert":
+            alerted.append(event["person"])
             typer.echo(
                 f"  ALERT: {event['person']} on camera {event['camera']}, track {event['track']}, "
                 f"score {event['score']:.2f} - an officer must now look at it and decide"
@@ -106,9 +101,73 @@ def watch_clip(settings: Settings, folder: Path) -> None:
                 f"  summary: {event['frames']} frames, {event['faces_seen']} faces seen, {event['tracks']} tracks, "
                 f"{event['alerts']} alert(s), {event['fps']:.0f} frames/s; nothing kept of anyone else"
             )
+    return ScanResult(alerted)
+
+
+def watch_demo_clip(env: dict[str, str], clip: DemoClip, photos: Path) -> None:
+    typer.echo(f"Step 3: a watchlist in the demo database, with {clip.listed} enrolled from {LISTED_PHOTO}")
+    _run(["watchlist", "create", "demo", "--purpose", "OpenLFR demonstration"], env)
+    _enrol(env, "demo", LISTED_PERSON, clip.listed, photos / LISTED_PHOTO)
+    typer.echo(f"Step 4: watching the clip for the people on that watchlist ({clip.seconds:.0f} s)")
+    result = _scan(env, clip.path, "demo")
+    others = ", ".join(clip.others)
+    if result.alerted != [LISTED_PERSON]:
+        raise OpenLFRError(
+            f"the demo did not go as expected: alerts for {result.alerted or 'nobody'}, "
+            f"expected one for {LISTED_PERSON} and none for {others}"
+        )
+    typer.echo(f"  as it should be: one alert, for {clip.listed}; none for {others}, who are not listed")
+
+
+def watch_hamilton_clip(env: dict[str, str], folder: Path) -> None:
+    stills, clip = folder / "stills", folder / "video" / "short_hamilton_clip.mp4"
+    typer.echo("Step 5 (shared test data): real footage - a watchlist of two performers and seven others, then")
+    typer.echo("  a scan of the Hamilton clip")
+    _run(["watchlist", "create", "hamilton", "--purpose", "OpenLFR demonstration on real footage"], env)
+    for person, name in (("lin-manuel-miranda", "Lin-Manuel Miranda"), ("alex-lacamoire", "Alex Lacamoire")):
+        _enrol(env, "hamilton", person, name, stills / f"{person}.png")
+    _run(
+        ["watchlist", "import", "hamilton", str(stills / "gallery"), "--category", "other", "--reason", "filler",
+         "--legal-basis", "none: demo data", "--face", "largest", "--by", "demo", "--json"],
+        env,
+    )  # fmt: skip
+    _scan(env, clip, "hamilton")
+
+
+def _print_console_commands(folder: Path) -> None:
+    env = _env_prefix(folder)
+    typer.echo("To decide on the alert in the console (an operator's job), on this demo database:")
+    typer.echo(f"  {env} openlfr users create officer --role operator   # asks for a password")
+    typer.echo(f"  {env} openlfr serve")
+    typer.echo("  then open http://127.0.0.1:8400/ and log in as officer")
 
 
 def run_demo(settings: Settings, data: Path | None, out: Path) -> None:
-    folder = data or settings.test_data
-    find_faces(settings, folder, out)
-    watch_clip(settings, folder)
+    shared = data or settings.test_data
+    folder = demo_dir(settings)
+    shutil.rmtree(folder, ignore_errors=True)  # the demo starts from nothing every time
+    folder.mkdir(parents=True)
+    env = {**os.environ, "OPENLFR_DATA_DIR": str(folder)}
+
+    typer.echo("Step 1: real photos from a registry package, and a clip of people walking through the picture")
+    if cached_photos(settings) is None:
+        typer.echo("  fetching the test images of face_recognition 1.3.0 from PyPI (pip download, sha256 pinned)")
+    photos = fetch_photos(settings)
+    typer.echo(f"  photos: {photos}")
+    clip = make_clip(photos, folder / "demo-clip.mp4")
+    typer.echo(f"  clip: {clip.path} ({clip.seconds:.0f} s at 25 fps): {', '.join(clip.others)} alone, together,")
+    typer.echo(f"  then {clip.listed} alone, then all three together")
+
+    group = shared / "crowd" / "group6.jpg"
+    if group.is_file():
+        from openlfr.vision.image_io import load_rgb
+
+        find_faces(settings, load_rgb(group, settings.max_image_pixels), "the group photo of the shared data", out)
+    else:
+        find_faces(settings, clip.last_frame, "the clip's last picture", out)
+
+    watch_demo_clip(env, clip, photos)
+    hamilton = shared / "video" / "short_hamilton_clip.mp4"
+    if (shared / "stills" / "gallery").is_dir() and hamilton.is_file():
+        watch_hamilton_clip(env, shared)
+    _print_console_commands(folder)
