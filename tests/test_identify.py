@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from openlfr.bench.identify import build_protocol, det_points, fnir, observed_fpir, threshold_at_fpir
+from openlfr.bench.identify import (
+    alias_probes,
+    build_protocol,
+    det_points,
+    fnir,
+    observed_fpir,
+    threshold_at_fpir,
+)
 from tests.conftest import OPENLFR_BIN, require_data
 
 SUBSET = 1500  # identities, first by name: ~1,400 images, shared with the calibration hold-out test's cache
@@ -28,6 +35,21 @@ def test_protocol_follows_the_issue_exactly():
     assert protocol.mated_identity == ["Ann"] * 5 + ["Dee"]
     assert protocol.nonmated_keys == [f"Cid/Cid_{i:04d}" for i in range(1, 6)] + ["Bob/Bob_0001", "Eve/Eve_0001"]
     assert set(protocol.nonmated_identity).isdisjoint(protocol.enrolled)
+
+
+def test_probes_filed_under_an_enrolled_persons_other_name_are_not_strangers():
+    identities = {
+        "Joseph_Blatter": ["Joseph_Blatter/Joseph_Blatter_0001", "Joseph_Blatter/Joseph_Blatter_0002"],  # enrolled
+        "Kim_Example": ["Kim_Example/Kim_Example_0001", "Kim_Example/Kim_Example_0002"],  # non-mated
+        "Mireya_Moscoso": ["Mireya_Moscoso/Mireya_Moscoso_0001", "Mireya_Moscoso/Mireya_Moscoso_0002"],  # non-mated
+        "Mireya_Elisa_Moscoso_Rodriguez": ["Mireya_Elisa_Moscoso_Rodriguez/Mireya_Elisa_Moscoso_Rodriguez_0001"],
+        "Sepp_Blatter": ["Sepp_Blatter/Sepp_Blatter_0001"],  # single image: non-mated, but Joseph_Blatter is enrolled
+    }
+    protocol = build_protocol(identities)
+    assert protocol.enrolled == ["Joseph_Blatter", "Mireya_Moscoso"]
+    excluded = [n for n, out in zip(protocol.nonmated_identity, alias_probes(protocol), strict=True) if out]
+    # both alias directions count; a stranger with an alias that is not enrolled would stay a stranger
+    assert sorted(excluded) == ["Mireya_Elisa_Moscoso_Rodriguez", "Sepp_Blatter"]
 
 
 def test_figures_on_known_scores():
@@ -61,11 +83,14 @@ def test_bench_identify_on_an_lfw_subset(tmp_path):
     identities = lfw_identities(lfw / "images")
     protocol = build_protocol({n: identities[n] for n in sorted(identities)[:SUBSET]})
     assert figures["n_mated"] == len(protocol.mated_keys)
-    assert figures["n_nonmated"] == len(protocol.nonmated_keys)
+    aliases = int(alias_probes(protocol).sum())
+    assert figures["n_nonmated"] == len(protocol.nonmated_keys) - aliases
+    assert figures["excluded_aliases"]["probes"] == aliases
+    assert figures["uncleaned"]["n_nonmated"] == len(protocol.nonmated_keys)
     assert figures["n_enrolled"] == len(protocol.enrolled)
     assert 0.0 <= figures["fnir_at_fpir_1e-2"] <= figures["fnir_at_fpir_1e-3"] <= 1.0
     assert figures["threshold_at_fpir_1e-2"] <= figures["threshold_at_fpir_1e-3"] <= 1.0
-    # dlib's ResNet identifies most mated probes at rank 1 on LFW; far from chance
+    # the default engine identifies most mated probes at rank 1 on LFW; far from chance
     assert figures["rank1_identification_rate"] > 0.85
     assert figures["fnir_at_fpir_1e-2"] < 0.6
     assert set(figures["holdout"]) >= {"threshold", "observed_fpir", "within_factor_2"}

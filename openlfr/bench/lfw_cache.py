@@ -64,7 +64,11 @@ def _cache_file(settings: Settings, model_id: str, fallback: bool, profile: Prof
 
     fallback_name = "mmodfallback" if fallback else "nofallback"
     views = f"{profile}-jitter{settings.stills_jitter}-align{2 if settings.stills_second_alignment else 1}"
-    options = f"{settings.detector}-up{settings.upsample}-{fallback_name}-{SUBJECT_RULE}-{views}"
+    if settings.detector == "retinaface":
+        detection = f"retinaface-x{settings.detector_scale:g}-min{settings.detector_min_score:g}"
+    else:
+        detection = f"{settings.detector}-up{settings.upsample}"
+    options = f"{detection}-{fallback_name}-{SUBJECT_RULE}-{views}"
     slug = re.sub(r"[^A-Za-z0-9_.+-]", "_", model_id)
     digest = hashlib.sha256(f"{model_id}|{options}".encode()).hexdigest()[:10]
     return settings.cache_dir / "lfw-embeddings" / f"{slug}-{options}-{digest}.npz"

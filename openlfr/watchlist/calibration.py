@@ -445,8 +445,8 @@ def load_calibration(model_id: str, *, explicit: Path | None = None, data_dir: P
     if shipped.is_file():
         return CalibrationTable.from_json(json.loads(shipped.read_text()), f"shipped {shipped.name}")
     raise CalibrationError(
-        f"no calibration table for the embedding model {model_id}: run "
-        f"'openlfr calibrate --data LFW_DIR' with this model to make one"
+        f"no calibration table for the embedding model {model_id}, so no threshold can be picked for a target "
+        "false-alert rate: run 'openlfr calibrate --data LFW_DIR' with this model to make one"
     )
 
 
