@@ -1,18 +1,25 @@
-"""Request plumbing shared by the JSON API and the console: the database session, who is asking, and the
-role check every endpoint declares with ``allow(...)``."""
+"""Request plumbing shared by the JSON API and the console: the database session, who is asking, which roles a
+route admits, and the one place a person's write is committed with its audit entries.
+
+A route names who may call it by the type of one parameter: ``_: AuditReaderPrincipal`` for a read (the
+principal who asks), ``write: OperatorWrite`` for a change (the principal, the request's session and the audit
+context; the session commits once the handler has returned, and is rolled back if it raised).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from openlfr.api import auth
-from openlfr.api.auth import Principal
-from openlfr.api.services import Context
 from openlfr.governance.roles import Role
+from openlfr.services import accounts
+from openlfr.services.accounts import Principal
+from openlfr.services.context import Context
 from openlfr.settings import Settings
 from openlfr.store import Store
 
@@ -54,6 +61,9 @@ def get_db(request: Request) -> Iterator[Session]:
         db.close()
 
 
+DB = Annotated[Session, Depends(get_db)]
+
+
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -61,16 +71,16 @@ def client_ip(request: Request) -> str:
 def authenticate(request: Request, db: Session) -> Principal | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return auth.resolve(db, header[7:].strip(), "token")
+        return accounts.resolve(db, header[7:].strip(), "token")
     cookie = request.cookies.get(SESSION_COOKIE)
-    return auth.resolve(db, cookie, "cookie") if cookie else None
+    return accounts.resolve(db, cookie, "cookie") if cookie else None
 
 
 def allow(*roles: Role) -> Callable[..., Principal]:
     """A dependency admitting only ``roles``; browser sessions must also echo their CSRF token on writes."""
     allowed = frozenset(roles)
 
-    def check(request: Request, db: Session = Depends(get_db)) -> Principal:
+    def check(request: Request, db: DB) -> Principal:
         principal = authenticate(request, db)
         if principal is None:
             raise NotAuthenticated()
@@ -78,17 +88,67 @@ def allow(*roles: Role) -> Callable[..., Principal]:
         if principal.role not in allowed:
             raise Forbidden(f"the {principal.role.value} role cannot do this")
         unsafe = request.method not in SAFE_METHODS and principal.kind == "cookie"
-        if unsafe and not auth.csrf_matches(principal.csrf_token, request.headers.get(CSRF_HEADER)):
+        if unsafe and not accounts.csrf_matches(principal.csrf_token, request.headers.get(CSRF_HEADER)):
             raise Forbidden("missing or wrong CSRF token; reload the page")
         return principal
 
-    check.allowed_roles = allowed  # type: ignore[attr-defined]
     return check
-
-
-ANY_ROLE = tuple(Role)
 
 
 def context(request: Request, principal: Principal) -> Context:
     state = server(request)
     return Context.of(state.settings, state.audit_key, principal)
+
+
+@dataclass(frozen=True)
+class Write:
+    """A person's change: the session it is made in, and the audit context saying who makes it."""
+
+    db: Session
+    ctx: Context
+    principal: Principal
+
+
+@contextmanager
+def committed(db: Session, ctx: Context, principal: Principal) -> Iterator[Write]:
+    """The change and its audit entries commit together when the block ends, and not at all if it raises."""
+    yield Write(db, ctx, principal)
+    db.commit()
+
+
+def write(*roles: Role) -> Callable[..., Iterator[Write]]:
+    """A dependency admitting only ``roles`` (as ``allow``) to a change committed once the handler returns."""
+    check = allow(*roles)
+
+    def unit(request: Request, db: DB, principal: Principal = Depends(check)) -> Iterator[Write]:
+        with committed(db, context(request, principal), principal) as change:
+            yield change
+
+    return unit
+
+
+A, AU, OP, AD = Role.ADMIN, Role.AUTHORISER, Role.OPERATOR, Role.AUDITOR
+ANY_ROLE = tuple(Role)
+DRAFTS = (A, AU, OP)  # who drafts deployments, and so sees the watchlists a draft can name
+SEES_ALERTS = (OP, AU)  # biometric images: the people who adjudicate and the authoriser who may hold them
+READS_AUDIT = (AD, A)
+CANCELS = (AU, A)
+ENDS = (OP, AU, A)
+
+# Who asks, for a read.
+AnyPrincipal = Annotated[Principal, Depends(allow(*ANY_ROLE))]
+AdminPrincipal = Annotated[Principal, Depends(allow(A))]
+DrafterPrincipal = Annotated[Principal, Depends(allow(*DRAFTS))]
+AlertViewerPrincipal = Annotated[Principal, Depends(allow(*SEES_ALERTS))]
+AuditReaderPrincipal = Annotated[Principal, Depends(allow(*READS_AUDIT))]
+
+# Who changes something. ``scope="function"``: the commit runs before the answer is sent, so no client is told of
+# a change that was not kept.
+AnyoneWrite = Annotated[Write, Depends(write(*ANY_ROLE), scope="function")]
+AdminWrite = Annotated[Write, Depends(write(A), scope="function")]
+DrafterWrite = Annotated[Write, Depends(write(*DRAFTS), scope="function")]
+AuthoriserWrite = Annotated[Write, Depends(write(AU), scope="function")]
+OperatorWrite = Annotated[Write, Depends(write(OP), scope="function")]
+CancelWrite = Annotated[Write, Depends(write(*CANCELS), scope="function")]
+EndWrite = Annotated[Write, Depends(write(*ENDS), scope="function")]
+AuditReaderWrite = Annotated[Write, Depends(write(*READS_AUDIT), scope="function")]

@@ -1,5 +1,6 @@
 """Request and response bodies of the JSON API. Inputs are strict: unknown fields, wrong types, naive times and
-over-long strings are refused with 422 before any handler runs."""
+over-long strings are refused with 422 before any handler runs. Every answer has a model here, read off the
+application's objects by attribute (``from_attributes``), never copied field by field."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, computed_field, field_validator
 
+from openlfr.clock import utc_now
+from openlfr.governance import deployments
 from openlfr.governance.adjudication import Decision, Outcome
 from openlfr.governance.roles import Role
 
@@ -149,7 +152,39 @@ class WatchlistIn(Strict):
     purpose: Annotated[str, Field(max_length=5000)] = ""
 
 
-class UserOut(BaseModel):
+class Out(BaseModel):
+    """An answer, validated from an object's attributes (an ORM row, a dataclass)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Joined:
+    """Several objects read as one by ``model_validate``: a name is looked up in ``values`` first, then in each
+    part in turn (an alert's review before its facts)."""
+
+    def __init__(self, *parts: object, **values: Any) -> None:
+        self._parts, self._values = parts, values
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        for part in self._parts:
+            if hasattr(part, name):
+                return getattr(part, name)
+        raise AttributeError(name)
+
+
+class MeOut(Out):
+    username: str
+    role: Role
+    csrf_token: str
+
+
+class DetailOut(Out):
+    detail: str
+
+
+class UserOut(Out):
     id: int
     username: str
     display_name: str
@@ -159,7 +194,36 @@ class UserOut(BaseModel):
     created_by: str
 
 
-class DeploymentOut(BaseModel):
+class ConsoleSettingsOut(Out):
+    require_second_verifier: bool
+
+
+class WatchlistOut(Out):
+    name: str
+    purpose: str
+    people: int
+    active_people: int
+
+
+class WatchlistNameOut(Out):
+    name: str
+
+
+class EnrolledOut(Out):
+    watchlist: str
+    person: str
+    display_name: str
+    images: int
+    expires_at: str  # ISO 8601, as the enrolment reports it
+
+
+class RemovedImagesOut(Out):
+    removed_images: int
+
+
+class DeploymentOut(Out):
+    """A deployment row, with its phase and whether it may match judged at one moment (``as_of``)."""
+
     id: int
     name: str
     place: str
@@ -167,11 +231,10 @@ class DeploymentOut(BaseModel):
     starts_at: datetime
     ends_at: datetime
     cameras: list[dict[str, Any]]
-    watchlist: str
+    watchlist: str = Field(validation_alias="watchlist_name")
     threshold: float | None
     target_fpir: float | None
     status: str
-    phase: str
     created_by: str
     authorised_by: str | None
     authorised_at: datetime | None
@@ -186,11 +249,53 @@ class DeploymentOut(BaseModel):
     frames: int
     faces_seen: int
     alerts_raised: int
-    may_match: bool
-    may_match_reason: str
+    cancelled_at: datetime | None = Field(exclude=True)  # read by the phase, not shown
+    as_of: datetime = Field(default_factory=utc_now, exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def phase(self) -> str:
+        return deployments.phase(self, self.as_of).value
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def may_match(self) -> bool:
+        return deployments.may_match(self, self.as_of).allowed
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def may_match_reason(self) -> str:
+        return deployments.may_match(self, self.as_of).reason
 
 
-class ReviewOut(BaseModel):
+class DeploymentRecordOut(Out):
+    deployment_id: int
+    name: str
+    date: str
+    place: str
+    purpose: str
+    status: str
+    starts_at: str
+    ends_at: str
+    duration_minutes: int
+    watchlist_size: int
+    faces_seen: int
+    alerts: int
+    confirmed: int
+    false_alerts: int
+    cannot_tell: int
+    undecided: int
+    verified: int
+    arrested: int
+    engaged_no_further_action: int
+    not_located: int
+    false_alert_rate: float
+    false_alert_one_in: str
+
+
+class ReviewOut(Out):
+    """An alert's human side; ``stage`` also depends on the console's second-verifier rule (the caller joins it)."""
+
     alert_id: int
     deployment_id: int
     alert_at: datetime
@@ -217,7 +322,7 @@ class AlertOut(ReviewOut):
     has_reference: bool
 
 
-class AuditEntryOut(BaseModel):
+class AuditEntryOut(Out):
     seq: int
     at: datetime
     actor: str
@@ -228,9 +333,15 @@ class AuditEntryOut(BaseModel):
     hash: str
 
 
-class VerdictOut(BaseModel):
+class VerdictOut(Out):
     ok: bool
     entries: int
     first_bad_seq: int | None
     problem: str | None
     message: str
+
+
+class PurgeReportOut(Out):
+    snapshots_destroyed: list[int]
+    probes_purged: list[int]
+    expired_entries_removed: list[str]

@@ -1,0 +1,66 @@
+"""The deployments (the list, with the draft form; one deployment with its alerts) and the published record."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from openlfr.api.deps import DB, DRAFTS, SEES_ALERTS, AnyPrincipal
+from openlfr.clock import utc_now
+from openlfr.governance import deployments
+from openlfr.services import records, reviews, watchlists
+from openlfr.services.deployments import get_deployment
+from openlfr.store.governance_models import Deployment
+from openlfr.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/deployments")
+def deployments_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLResponse:
+    rows = db.scalars(select(Deployment).order_by(Deployment.starts_at.desc(), Deployment.id.desc())).all()
+    moment = utc_now()
+    can_draft = principal.role in DRAFTS
+    return render(
+        request,
+        "deployments.html",
+        principal,
+        rows=[(r, deployments.phase(r, moment).value) for r in rows],
+        watchlists=watchlists.list_watchlists(db, moment) if can_draft else [],
+        can_draft=can_draft,
+    )
+
+
+@router.get("/deployments/{deployment_id}")
+def deployment_page(deployment_id: int, request: Request, principal: AnyPrincipal, db: DB) -> HTMLResponse:
+    row = get_deployment(db, deployment_id)
+    moment = utc_now()
+    return render(
+        request,
+        "deployment.html",
+        principal,
+        d=row,
+        phase=deployments.phase(row, moment).value,
+        permission=deployments.may_match(row, moment),
+        record=records.record_of(db, row),
+        reviews=reviews.alerts_with_reviews(db, row.id, limit=5000, newest_first=False),
+        sees_alerts=principal.role in SEES_ALERTS,
+    )
+
+
+@router.get("/records")
+def records_page(
+    request: Request, principal: AnyPrincipal, db: DB, since: date | None = None, until: date | None = None
+) -> HTMLResponse:
+    start, stop = records.period(since, until)
+    return render(
+        request,
+        "records.html",
+        principal,
+        rows=records.records_between(db, start, stop),
+        since=start.date().isoformat(),
+        until=(stop - timedelta(days=1)).date().isoformat(),
+    )

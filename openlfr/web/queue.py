@@ -1,0 +1,70 @@
+"""The alert queue (with the live camera pictures) and the page of one alert, for operators and authorisers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
+
+from openlfr.api.deps import DB, AlertViewerPrincipal, server
+from openlfr.errors import NotFound
+from openlfr.governance import adjudication
+from openlfr.services import alert_source, reviews
+from openlfr.services.console import require_second_verifier
+from openlfr.services.deployments import get_deployment, live_deployments
+from openlfr.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _queue_items(db: Session, request: Request) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    second = require_second_verifier(db, server(request).settings)
+    waiting: list[dict[str, Any]] = []
+    done: list[dict[str, Any]] = []
+    for alert, review in reviews.alerts_with_reviews(db, limit=300):
+        stage = adjudication.stage(review, second)
+        item = {"review": review, "stage": stage, "alert": alert_source.facts(db, alert, review)}
+        (done if stage == "closed" else waiting).append(item)
+    return waiting, done[:30], second
+
+
+def _live_tiles(db: Session) -> list[dict[str, Any]]:
+    return [{"deployment": row, "camera": camera["name"]} for row in live_deployments(db) for camera in row.cameras]
+
+
+@router.get("/queue")
+def queue(request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
+    waiting, done, second = _queue_items(db, request)
+    return render(request, "queue.html", principal, waiting=waiting, done=done, second=second, tiles=_live_tiles(db))
+
+
+@router.get("/queue/items")
+def queue_items(request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
+    waiting, done, second = _queue_items(db, request)
+    return render(request, "queue_items.html", principal, waiting=waiting, done=done, second=second)
+
+
+@router.get("/queue/cameras")
+def queue_cameras(request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
+    return render(request, "queue_cameras.html", principal, tiles=_live_tiles(db))
+
+
+@router.get("/alerts/{alert_id}")
+def alert_page(alert_id: int, request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
+    review = reviews.review_for(db, alert_id)
+    alert = alert_source.alert_row(db, alert_id)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}")
+    second = require_second_verifier(db, server(request).settings)
+    return render(
+        request,
+        "alert.html",
+        principal,
+        review=review,
+        alert=alert_source.facts(db, alert, review),
+        stage=adjudication.stage(review, second),
+        second=second,
+        deployment=get_deployment(db, review.deployment_id),
+    )
