@@ -8,6 +8,8 @@ import zlib
 import pytest
 from PIL import Image
 
+from openlfr.settings import Settings
+from openlfr.vision.engine import model_id_for
 from tests.conftest import OPENLFR_BIN, require_data
 
 
@@ -80,9 +82,11 @@ def test_json_and_boxes_out(tmp_path, astronaut):
     result = run_faces(path, "--json", "--out", out)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    best = max(report["faces"], key=lambda f: f["score"])
-    assert len(best["embedding"]) == 128
-    assert set(best["quality"]) >= {"inter_eye_px", "sharpness", "yaw_deg"}
+    (face,) = report["faces"]  # her face only: the default detector does not take the patch on her suit for one
+    assert face["detector"] == "retinaface" and len(face["landmarks"]) == 5
+    assert report["model_id"] == model_id_for(Settings())
+    assert abs(sum(x * x for x in face["embedding"]) - 1.0) < 1e-4
+    assert set(face["quality"]) >= {"inter_eye_px", "sharpness", "yaw_deg"}
     drawn = Image.open(out)
     assert drawn.size == (astronaut.shape[1], astronaut.shape[0])
 

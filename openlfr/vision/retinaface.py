@@ -32,9 +32,9 @@ NMS_IOU = 0.4
 # Candidates kept for NMS, best first: a crowd has hundreds of faces, not thousands.
 MAX_CANDIDATES = 2000
 
-# Where RetinaFace puts the five points in its own box (means over LFW faces, as fractions of the box), for a
-# face known only by its box when even a search around the box finds nothing.
-MEAN_LANDMARKS_IN_BOX = np.array([[0.31, 0.42], [0.69, 0.42], [0.50, 0.61], [0.35, 0.79], [0.65, 0.79]])
+# Where RetinaFace puts the five points in its own box (medians over 1,000 LFW faces, as fractions of the box),
+# for a face known only by its box when even a search around the box finds nothing.
+TYPICAL_LANDMARKS_IN_BOX = np.array([[0.27, 0.39], [0.73, 0.39], [0.50, 0.58], [0.31, 0.74], [0.70, 0.74]])
 
 
 @lru_cache(maxsize=32)
@@ -181,4 +181,4 @@ class RetinaFaceDetector:
             assert best.landmarks is not None
             return best.landmarks + np.array([left, top], dtype=np.float64)
         corner = np.array([box.left, box.top], dtype=np.float64)
-        return corner + MEAN_LANDMARKS_IN_BOX * np.array([box.width, box.height], dtype=np.float64)
+        return corner + TYPICAL_LANDMARKS_IN_BOX * np.array([box.width, box.height], dtype=np.float64)
