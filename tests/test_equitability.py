@@ -201,9 +201,9 @@ def test_groups_too_small_are_refused_before_anything_is_embedded(
 
 # ----- the whole report on LFW -----
 
-PEOPLE = 120  # identities with 2+ images (half enrolled), first by name
-IMAGES_EACH = 3  # at most, per identity: keeps the subset to ~330 images (embedded once, then cached)
-TWINS = 12  # group B people with a "twin": one more photo of them filed as another, never enrolled, person
+PEOPLE = 100  # identities (half enrolled), first by name among those with a photo to spare for a twin
+IMAGES_EACH = 3  # per identity in the labels: keeps the subset to ~370 images (embedded once, then cached)
+TWINS = 20  # group B's enrolled people given a "twin": their spare photo filed as another, never enrolled, person
 
 
 def degrade(source: Path, target: Path) -> None:
@@ -224,7 +224,7 @@ def labelled_lfw(lfw_images: Path, root: Path, *, plant: bool, seed: int) -> Pat
     for B) and TWINS of B's enrolled people get a twin in B (false alerts for B: FPIR rises).
     """
     names = sorted(p.name for p in lfw_images.iterdir() if p.is_dir())
-    several = [n for n in names if len(list((lfw_images / n).glob("*.jpg"))) >= 2][:PEOPLE]
+    several = [n for n in names if len(list((lfw_images / n).glob("*.jpg"))) > IMAGES_EACH][:PEOPLE]
     rng = np.random.default_rng(seed)
     group = {n: str(rng.choice(["A", "B"])) for n in several}
     identities = {n: sorted(f"{n}/{f.stem}" for f in (lfw_images / n).glob("*.jpg"))[:IMAGES_EACH] for n in several}
@@ -240,13 +240,11 @@ def labelled_lfw(lfw_images: Path, root: Path, *, plant: bool, seed: int) -> Pat
                 key = f"zz-degraded/{key}"
             rows.append([f"{key}.jpg", name, group[name]])
     if plant:
-        spare = [
-            n for n in protocol.enrolled if group[n] == "B" and len(list((lfw_images / n).glob("*.jpg"))) > IMAGES_EACH
-        ]
-        assert len(spare) >= TWINS // 2, "the LFW subset has too few people with spare photos"
-        for name in spare[:TWINS]:
-            extra = sorted(f.stem for f in (lfw_images / name).glob("*.jpg"))[IMAGES_EACH]
-            rows.append([f"{name}/{extra}.jpg", f"{name} (twin)", "B"])
+        twins = [n for n in protocol.enrolled if group[n] == "B"][:TWINS]
+        assert len(twins) >= TWINS // 2, "too few people in group B for the planted false alerts"
+        for name in twins:
+            spare = sorted(f.stem for f in (lfw_images / name).glob("*.jpg"))[IMAGES_EACH]
+            rows.append([f"{name}/{spare}.jpg", f"{name} (twin)", "B"])
     return write_csv(root / "labels.csv", rows)
 
 
