@@ -74,7 +74,6 @@ SUBJECT_RULE = "overlap25"  # names this rule in caches of embeddings: a new rul
 class EmbeddedImage:
     key: str
     embedding: np.ndarray
-    chip: np.ndarray | None
     how: str  # "detected", "fallback" (second detector) or "centre" (nothing detected; centre box assumed)
 
 
@@ -119,10 +118,10 @@ def choose_subject(engine: FaceEngine, image: np.ndarray) -> tuple[Detection, st
     return Detection(portrait_face_box(rows, cols), 0.0, "centre"), "centre"
 
 
-def _embed_batch(args: tuple[Path, list[str], bool]) -> list[EmbeddedImage]:
+def _embed_batch(args: tuple[Path, list[str]]) -> list[EmbeddedImage]:
     from openlfr.vision.image_io import load_rgb
 
-    images_dir, keys, keep_chips = args
+    images_dir, keys = args
     engine = _worker_engine
     assert engine is not None
     faces, hows = [], []
@@ -133,12 +132,7 @@ def _embed_batch(args: tuple[Path, list[str], bool]) -> list[EmbeddedImage]:
         hows.append(how)
     engine.embed(faces)
     return [
-        EmbeddedImage(
-            key,
-            face.embedding if face.embedding is not None else np.zeros(0),
-            face.chip if keep_chips else None,
-            how,
-        )
+        EmbeddedImage(key, face.embedding if face.embedding is not None else np.zeros(0), how)
         for key, face, how in zip(keys, faces, hows, strict=True)
     ]
 
@@ -149,11 +143,10 @@ def embed_images(
     keys: list[str],
     workers: int,
     progress: Callable[[int], None] | None = None,
-    keep_chips: int = 0,
     fallback: bool = True,
 ) -> dict[str, EmbeddedImage]:
     chunk = 32
-    batches = [(images_dir, keys[i : i + chunk], i < keep_chips) for i in range(0, len(keys), chunk)]
+    batches = [(images_dir, keys[i : i + chunk]) for i in range(0, len(keys), chunk)]
     worker_settings = settings.model_copy(update={"onnx_threads": 1})
     results: dict[str, EmbeddedImage] = {}
     # Fresh interpreters, not forks: a fork of a process that already ran dlib or ONNX Runtime can hang.
