@@ -17,6 +17,7 @@ cell leaves that person out of that column.
 from __future__ import annotations
 
 import csv
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -382,9 +383,12 @@ def plot_group_det(outcomes: Outcomes, labelled: LabelledSet, operating: list[fl
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
     figure.tight_layout()
+    partial = path.with_name(f".{path.name}.part")
     try:
-        figure.savefig(path, dpi=110)
+        figure.savefig(partial, dpi=110, format="png")
+        os.replace(partial, path)  # never a half-written picture under the name asked for
     except OSError as exc:
+        partial.unlink(missing_ok=True)
         raise OpenLFRError(f"cannot write {path}: {exc.strerror}") from exc
     finally:
         plt.close(figure)
