@@ -220,7 +220,6 @@ def check_groups(labelled: LabelledSet, protocol: Protocol, min_identities: int)
 def _column_report(
     outcomes: Outcomes,
     groups: dict[str, str],
-    column: str,
     operating: list[float],
     *,
     permutations: int,
@@ -304,7 +303,6 @@ def run_equitability(
         column: _column_report(
             outcomes,
             labelled.groups[column],
-            column,
             operating_values,
             permutations=permutations,
             alpha=alpha,
