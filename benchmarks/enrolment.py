@@ -15,15 +15,16 @@ import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from openlfr.enrolment.gate import QualityGate
-from openlfr.enrolment.importer import import_folder
 from openlfr.enrolment.photos import analyse_photo
 from openlfr.enrolment.service import PersonDetails, create_watchlist
+from openlfr.services.context import Context
+from openlfr.services.enrolment import import_folder
 from openlfr.settings import Settings
 from openlfr.store import open_store
 from openlfr.vision.engine import build_engine
@@ -51,15 +52,13 @@ def time_import(folder: Path, workers: int, work: Path) -> tuple[float, int, int
     start = time.perf_counter()
     rows, _ = import_folder(
         store,
-        settings,
+        Context(settings, b"bench" * 8, "bench", "cli"),
         "bench",
         folder,
         template=PersonDetails("", category="other"),
         choice=None,
         allow_duplicate=False,
-        actor="bench",
         now=now,
-        default_expiry=now + timedelta(days=1),
         workers=workers,
     )
     elapsed = time.perf_counter() - start

@@ -36,7 +36,7 @@ from openlfr.settings import Settings
 from openlfr.store.db import open_store
 from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.frames import YuvFrame
-from openlfr.stream.pipeline import AlertFound, CameraPipeline, PipelineConfig
+from openlfr.stream.pipeline import AlertFound, CameraPipeline
 from openlfr.stream.runner import PipelineRunner, RunnerOptions
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.stream.watchlists import ScanWatchlist, gallery_from_images, people_in_folder
@@ -106,11 +106,11 @@ def our_pass(path: Path, engine: FaceEngine, watchlist: ScanWatchlist, threshold
     camera = CameraConfig("bench", str(path))
     pipeline = CameraPipeline(
         camera,
-        PipelineConfig.from_settings(settings),
+        settings.stream,
         engine,
-        HogDetector(upsample=settings.stream_detect_upsample),
+        HogDetector(upsample=settings.stream.detect_upsample),
         watchlist.gallery,
-        EvidenceRule(threshold, settings.stream_evidence_k, settings.stream_evidence_n),
+        EvidenceRule(threshold, settings.stream.evidence_k, settings.stream.evidence_n),
     )
     result = Pass()
     buffer = None
@@ -149,12 +149,12 @@ def realtime_pass(
 
     runner = PipelineRunner(
         [CameraConfig("bench", str(path))],
-        PipelineConfig.from_settings(settings),
+        settings.stream,
         settings,
         watchlist.gallery,
-        EvidenceRule(threshold, settings.stream_evidence_k, settings.stream_evidence_n),
+        EvidenceRule(threshold, settings.stream.evidence_k, settings.stream.evidence_n),
         on_alert=on_alert,
-        options=RunnerOptions(realtime=True, slots=settings.stream_queue_frames),
+        options=RunnerOptions(realtime=True, slots=settings.stream.queue_frames),
     )
     parent_cpu = time.process_time()
     summary = runner.run()
@@ -195,7 +195,7 @@ def main() -> None:
     stills_engine = build_engine(settings, stills=True)
     # The naive pipeline gets the same detector as ours (HOG, no upsampling) so the ratio measures the design.
     # Both on one ONNX thread, as a camera's analysis process runs (the figures are per core).
-    video_engine = build_engine(Settings(upsample=settings.stream_detect_upsample, onnx_threads=1))
+    video_engine = build_engine(Settings(upsample=settings.stream.detect_upsample, onnx_threads=1))
     table = load_calibration(video_engine.model_id)
     report: dict[str, Any] = {"load_average": os.getloadavg()[0], "clips": {}}
     for clip in args.clips:

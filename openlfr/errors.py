@@ -1,4 +1,14 @@
-"""Errors a user can act on. The CLI prints them as one line, never as a traceback."""
+"""Errors a user can act on, matched by type. The CLI prints them as one line (never a traceback); the API
+answers each type with its own HTTP status (``openlfr.api.app.install_error_answers``; the ``status`` of a
+type below is that answer, a fact of the type, never read off an instance to tell errors apart).
+
+Stage-specific refusals keep their home in their stage and subclass these (``StoreError``, ``SourceError``,
+``CalibrationError``, ``GovernanceError``...); the types a front door answers differently live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class OpenLFRError(Exception):
@@ -13,7 +23,49 @@ class ModelError(OpenLFRError):
     """A model file is missing, malformed or of an unsupported shape."""
 
 
+class NotFound(OpenLFRError):
+    """The thing asked for does not exist (the API answers 404)."""
+
+
+class EnrolmentRefused(OpenLFRError):
+    """A person was not enrolled; nothing was written. ``problems`` pairs each photo (or "") with its reason."""
+
+    def __init__(self, reference_id: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.reference_id = reference_id
+        self.problems = list(problems)
+        details = "; ".join(f"{source}: {reason}" if source else reason for source, reason in self.problems)
+        super().__init__(f"{reference_id} not enrolled, nothing written: {details}")
+
+
 class InvalidText(OpenLFRError):
     """A text value cannot be stored as given (it holds a NUL character); ``openlfr.text.plain_text`` checks."""
 
     status = 400
+
+
+class UploadRefused(OpenLFRError):
+    """An uploaded file was refused before anything was decoded."""
+
+    status = 400
+
+
+class UploadTooLarge(UploadRefused):
+    """An uploaded file is over the size limit."""
+
+    status = 413
+
+
+class AccountError(OpenLFRError):
+    """An account cannot be created or changed as asked (a bad name, a weak password...)."""
+
+
+class LoginRefused(OpenLFRError):
+    """A login attempt failed: wrong name or password."""
+
+    status = 401
+
+
+class LoginThrottled(LoginRefused):
+    """Too many failed logins for the name or the address; the password is not even checked."""
+
+    status = 429

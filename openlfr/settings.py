@@ -10,6 +10,49 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class StreamSettings(BaseSettings):
+    """The live pipeline's configuration (``openlfr.stream.pipeline.PipelineConfig`` is this class), read from
+    ``OPENLFR_STREAM_*``. What runs on which frame is explained in openlfr/stream/pipeline.py."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENLFR_STREAM_", extra="ignore", frozen=True)
+
+    detect_interval_s: float = 0.2  # whole-picture detection at most this often; faces are tracked between
+    # Live sources only: whole-picture detection takes at most this share of the analysis time, so that an
+    # overloaded machine still follows its tracks between detections instead of detecting on every frame it
+    # manages to analyse (files read as fast as possible keep the fixed interval: results do not depend on load).
+    detect_share: float = 0.5
+    track_between: bool = True  # follow known faces on the frames in between
+    detect_upsample: int = 0  # HOG upsampling on video: 0 finds faces from ~70 px, 1 from ~40 px (4x cost)
+    detect_scale: float = 1.0  # search a copy scaled by this (e.g. 0.5 for a 4K camera with large faces)
+    min_face_px: int = 40  # shorter faces are ignored (a camera's own min_face_px overrides it)
+    window_margin: float = 0.5  # track-local search window: the predicted box grown by this on every side
+    window_face_px: int = 80  # the window is scaled so the face is about this tall (HOG finds 80 px faces best)
+    max_age_s: float = 1.0  # a track unseen this long has ended
+    embed_budget: int = 10  # embeddings per track at most
+    embed_gap_s: float = 0.15  # between two samples of one track, at least
+    max_sample_gap_s: float = 1.0  # the doubling gaps stop growing here
+    better_by: float = 0.1  # a face this much better (Quality.score) than any embedded is sampled early
+    look_interval_s: float = 0.1  # between samples, faces are looked at (landmarks, quality) this often at most
+    # Quality gate for a sample (openlfr/vision/quality.py). On LFW, RetinaFace's yaw reads 1.18x dlib's old
+    # estimate and sharpness on the canonical chip 3.5x the old chip's: these are the old gate (45 deg, 2.0) in
+    # the new units.
+    min_inter_eye_px: float = 14.0
+    max_yaw_deg: float = 53.0
+    max_pitch_deg: float = 35.0
+    min_sharpness: float = 7.0
+    evidence_k: int = 2  # an alert needs k of a track's last n samples to name the same person
+    evidence_n: int = 5
+    cooldown_s: float = 60.0  # after an alert for a person on a camera, their other tracks stay quiet
+    top_k: int = 5  # candidates kept per sample and shown with an alert
+    probe_margin: float = 0.5  # the alert's probe crop: the face box grown by this on every side
+    reid_min_score: float = 0.75  # match score between two faces for a lost track to be picked up again
+    reconnect_attempts: int = 10  # consecutive failed (re)connections before a live camera is given up
+    queue_frames: int = 3  # frames in flight per camera; beyond that frames are dropped, never queued
+    # Live sources: whole-picture detection in a process of its own beside each camera's analysis, so tracks are
+    # followed frame by frame while it runs (uses a second core per camera when there is one).
+    detector_process: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENLFR_", extra="ignore")
 
@@ -80,20 +123,8 @@ class Settings(BaseSettings):
     require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
     tile_blur_scene: bool = True  # camera tiles: pixelate the whole picture but alerted faces (detectors miss faces)
 
-    # Live pipeline (`openlfr scan`, deployments). What runs on which frame is explained in
-    # openlfr/stream/pipeline.py; these are its main knobs.
-    stream_detect_interval_s: float = 0.2  # whole-picture detection at most this often; faces are tracked between
-    stream_detect_upsample: int = 0  # HOG upsampling on video: 0 finds faces from ~70 px, 1 from ~40 px (4x cost)
-    stream_min_face_px: int = 40  # shorter faces are ignored
-    stream_embed_budget: int = 10  # embeddings per track at most
-    stream_evidence_k: int = 2  # an alert needs k of a track's last n samples to name the same person
-    stream_evidence_n: int = 5
-    stream_cooldown_s: float = 60.0  # after an alert for a person on a camera, their other tracks stay quiet
-    stream_reconnect_attempts: int = 10  # consecutive failed (re)connections before a live camera is given up
-    stream_queue_frames: int = 3  # frames in flight per camera; beyond that frames are dropped, never queued
-    # Live sources: whole-picture detection in a process of its own beside each camera's analysis, so tracks are
-    # followed frame by frame while it runs (uses a second core per camera when there is one).
-    stream_detector_process: bool = True
+    # Live pipeline (`openlfr scan`, deployments): the stream section, OPENLFR_STREAM_* (see StreamSettings).
+    stream: StreamSettings = Field(default_factory=lambda: StreamSettings())
     # `openlfr scan` without --threshold or --target-fpir: the false-alert rate the threshold is chosen for.
     scan_target_fpir: float = 1e-3
     # A scan records itself as a deployment of the local user; it may match for at most this long.

@@ -17,8 +17,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from openlfr.api import auth
 from openlfr.governance.roles import Role
+from openlfr.services import accounts
 
 PASSWORD = "correct-horse-battery-staple"
 MODEL_ID = "dlib_resnet_v1+flip"
@@ -35,7 +35,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
 
 
 def build_app(background: bool = False, pipelines: bool = False) -> FastAPI:
-    from openlfr.api.app import create_app
+    from openlfr.server import create_app
     from openlfr.settings import get_settings
 
     return create_app(get_settings(), background=background, pipelines=pipelines)
@@ -44,7 +44,7 @@ def build_app(background: bool = False, pipelines: bool = False) -> FastAPI:
 def add_user(app: FastAPI, username: str, role: Role) -> None:
     state = app.state.server
     with state.sessions() as db:
-        auth.create_user(db, state.settings, username, PASSWORD, role, "test")
+        accounts.create_user(db, state.settings, username, PASSWORD, role, "test")
         db.commit()
 
 

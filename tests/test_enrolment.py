@@ -283,7 +283,8 @@ def test_import_with_worker_processes_from_a_process_that_already_ran_the_engine
     from concurrent.futures import ThreadPoolExecutor
 
     from openlfr.enrolment import importer
-    from openlfr.enrolment.importer import import_folder
+    from openlfr.services.context import Context
+    from openlfr.services.enrolment import import_folder
 
     monkeypatch.setattr(importer, "MIN_PEOPLE_FOR_WORKERS", 1)  # use the worker pool even for four people
 
@@ -302,15 +303,13 @@ def test_import_with_worker_processes_from_a_process_that_already_ran_the_engine
         running = runner.submit(
             import_folder,
             store,
-            settings,
+            Context(settings, b"k" * 32, "tester", "cli"),
             "wl",
             folder,
             template=PersonDetails("", category="other"),
             choice=None,
             allow_duplicate=False,
-            actor="tester",
             now=NOW,
-            default_expiry=NOW + timedelta(days=1),
             workers=2,
         )
         rows, ignored = running.result(timeout=300)

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from openlfr.api import audit_log
+from openlfr.services import audit_log
 from openlfr.settings import get_settings
 from openlfr.store import open_store
 from openlfr.store.db import Base

@@ -13,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from openlfr.api import services
-from openlfr.api.audit_log import audit_key
 from openlfr.governance.deployments import now_utc
+from openlfr.services import deployments
+from openlfr.services.audit_log import audit_key
+from openlfr.services.context import Context
 from openlfr.settings import get_settings
 from openlfr.store.alert_models import Alert
 from openlfr.store.db import open_store
@@ -29,11 +30,11 @@ def authorised_deployment(data_dir: Path, clip: Path, *, cancel: bool = False) -
     assert settings.data_dir == data_dir
     store = open_store(settings)
     key = audit_key(settings)
-    author = services.Context(settings, key, "olly", "operator")
-    authoriser = services.Context(settings, key, "ava", "authoriser")
+    author = Context(settings, key, "olly", "operator")
+    authoriser = Context(settings, key, "ava", "authoriser")
     try:
         with store.session() as db:
-            row = services.create_draft(
+            row = deployments.create_draft(
                 db,
                 author,
                 name="entrance",
@@ -48,10 +49,10 @@ def authorised_deployment(data_dir: Path, clip: Path, *, cancel: bool = False) -
             )
             deployment_id = row.id
         with store.session() as db:
-            services.authorise(db, authoriser, deployment_id, "the listed person is expected at this station today")
+            deployments.authorise(db, authoriser, deployment_id, "the listed person is expected at this station today")
         if cancel:
             with store.session() as db:
-                services.cancel(db, authoriser, deployment_id, "no longer needed")
+                deployments.cancel(db, authoriser, deployment_id, "no longer needed")
     finally:
         store.close()
     return deployment_id
@@ -86,7 +87,7 @@ def test_a_scan_inside_an_authorised_deployment(enrolled: tuple[Path, Path]) -> 
             assert row.deployment_id == deployment_id and row.threshold == pytest.approx(0.8)
             # The reference is the deployment's snapshot image (what the authoriser approved).
             assert row.reference_image_id is not None
-            deployment = services.get_deployment(db, deployment_id)
+            deployment = deployments.get_deployment(db, deployment_id)
             assert deployment.frames == 30 and deployment.faces_seen > 0 and deployment.alerts_raised == 1
     finally:
         store.close()

@@ -197,7 +197,7 @@ def test_writes_need_the_csrf_token_and_tokens_work_without_cookies(running) -> 
     assert client.get("/api/settings").json()["require_second_verifier"] is True  # unchanged
 
     # An API token (bearer) carries no cookie, so no CSRF applies; the role check still does.
-    from openlfr.api import auth
+    from openlfr.services import accounts as auth
     from openlfr.store.governance_models import User
 
     with app.state.server.sessions() as db:

@@ -102,7 +102,7 @@ def test_every_command_works(store_url: str, photos: Photos, tmp_path: Path) -> 
     assert as_json("watchlist", "list") == {"watchlists": []}
 
     # Every change was audited, in order, by whom, on an intact chain; refusals changed nothing, so left no entry.
-    from openlfr.api.audit_log import audit_key, verify
+    from openlfr.services.audit_log import audit_key, verify
     from openlfr.settings import get_settings
     from openlfr.store import open_store
     from openlfr.store.governance_models import AuditEntry

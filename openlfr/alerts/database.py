@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from openlfr.alerts.record import AlertRecord
+from openlfr.alerts.record import AlertFound, AlertRecord
 from openlfr.store.alert_models import Alert, AlertDelivery
 from openlfr.store.db import Store
-from openlfr.stream.pipeline import AlertFound
 
 SIGHTING = (Alert.deployment_id, Alert.camera, Alert.track_id, Alert.person_ref)
 

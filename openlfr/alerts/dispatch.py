@@ -6,9 +6,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from openlfr.alerts.database import AlertDatabase
-from openlfr.alerts.record import AlertRecord
+from openlfr.alerts.record import AlertFound, AlertRecord
 from openlfr.alerts.sinks import AlertSink
-from openlfr.stream.pipeline import AlertFound
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,33 @@
-"""An alert as committed to the database and announced: the record every sink receives."""
+"""An alert in its two shapes: as the live pipeline raises it (``AlertFound``), and as committed to the database
+and announced (``AlertRecord``, the record every sink receives)."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+
+@dataclass(frozen=True)
+class AlertFound:
+    """An alert as the pipeline raises it: everything but what the database adds (id, commit time)."""
+
+    camera: str
+    track_id: int
+    person_id: Hashable
+    reference_id: Hashable
+    score: float
+    threshold: float
+    candidates: list[tuple[Hashable, Hashable, float]]  # (person, reference, score), best first
+    probe_jpeg: bytes
+    arrival: float  # time.monotonic() when the deciding frame arrived
+    seen_at: datetime  # the same moment, on the wall clock (UTC)
+    clock: float
+    media_time: float
+    model_id: str
+    evidence: dict[str, float | int]
 
 
 @dataclass(frozen=True)

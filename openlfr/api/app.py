@@ -1,34 +1,27 @@
-"""The FastAPI application: ``create_app(settings)`` wires the store, the API, the console, the login, the
-limits and the error answers. ``openlfr serve`` runs it under uvicorn."""
+"""The HTTP plumbing of the operator server: body limits, security headers, the error answers (one status per
+error type) and the API's own documentation pages. The application itself is put together in one place,
+``openlfr.server.create_app`` (the composition root), which ``openlfr serve`` runs under uvicorn."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from openlfr import __version__ as version
-from openlfr.api import services
-from openlfr.api.audit_log import audit_key
-from openlfr.api.auth import Principal
-from openlfr.api.deps import ANY_ROLE, Forbidden, NotAuthenticated, ServerState, allow
-from openlfr.api.enrol_upload import UploadRefused
-from openlfr.errors import OpenLFRError
+from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, ServerState, committed, context
+from openlfr.errors import EnrolmentRefused, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
 from openlfr.governance.deployments import TransitionRefused
-from openlfr.settings import Settings, get_settings
-from openlfr.store import open_store
+from openlfr.services.accounts import Principal
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +147,15 @@ def _audit_refusal(request: Request, message: str) -> None:
     if principal is None:
         return
     state: ServerState = request.app.state.server
-    with state.sessions() as db:
-        ctx = services.Context.of(state.settings, state.audit_key, principal)
-        ctx.audit(db, "refused", f"{request.method} {request.url.path}"[:200], {"reason": message[:500]})
-        db.commit()
+    with state.sessions() as db, committed(db, context(request, principal), principal) as write:
+        write.ctx.audit(db, "refused", f"{request.method} {request.url.path}"[:200], {"reason": message[:500]})
 
 
-def install_error_answers(app: FastAPI) -> None:
-    from openlfr.web.pages import render_error
+HtmlErrorPage = Callable[[Request, int, str], Response]
+
+
+def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
+    """JSON answers for the API, ``render_error`` pages for the console; each error type has its status."""
 
     def answer(request: Request, status: int, message: str, extra: dict[str, Any] | None = None) -> Response:
         if _wants_json(request):
@@ -185,13 +179,22 @@ def install_error_answers(app: FastAPI) -> None:
         await run_in_threadpool(_audit_refusal, request, str(exc))
         return answer(request, 409, str(exc))
 
-    @app.exception_handler(services.NotFound)
-    async def _not_found(request: Request, exc: services.NotFound) -> Response:
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
         return answer(request, 404, str(exc))
 
     @app.exception_handler(UploadRefused)
     async def _upload(request: Request, exc: UploadRefused) -> Response:
-        return answer(request, exc.status, str(exc))
+        return answer(request, 400, str(exc))
+
+    @app.exception_handler(UploadTooLarge)
+    async def _upload_too_large(request: Request, exc: UploadTooLarge) -> Response:
+        return answer(request, 413, str(exc))
+
+    @app.exception_handler(EnrolmentRefused)
+    async def _enrolment(request: Request, exc: EnrolmentRefused) -> Response:
+        problems = [{"photo": source, "problem": reason} for source, reason in exc.problems]
+        return answer(request, 422, str(exc), {"problems": problems})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -207,10 +210,6 @@ def install_error_answers(app: FastAPI) -> None:
         return answer(request, exc.status_code, str(exc.detail))
 
     async def _openlfr(request: Request, exc: Exception) -> Response:
-        refused_photos = getattr(exc, "problems", None)  # enrolment's refusal names each photo and its reason
-        if isinstance(refused_photos, list):
-            problems = [{"photo": source, "problem": reason} for source, reason in refused_photos]
-            return answer(request, 422, str(exc), {"problems": problems})
         return answer(request, 400, str(exc))
 
     # Every other error a person can act on (a rule, a bad name, a missing watchlist...): 400 with its sentence.
@@ -228,62 +227,15 @@ def _swagger_ui_files() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "static")
 
 
-def create_app(settings: Settings | None = None, *, background: bool = True, pipelines: bool = True) -> FastAPI:
-    """The server. ``background`` runs the retention loop; ``pipelines`` also runs the live pipelines."""
-    settings = settings or get_settings()
-    store = open_store(settings)
-    state = ServerState(settings, store, sessionmaker(store.engine, expire_on_commit=False), audit_key(settings))
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stoppers: list[Callable[[], None]] = []
-        if background:
-            from openlfr.api.retention import RetentionLoop
-
-            loop = RetentionLoop(store, settings, settings.retention_interval_seconds)
-            loop.start()
-            stoppers.append(loop.stop)
-        if pipelines:
-            from openlfr.api.runner import Scheduler
-
-            scheduler = Scheduler(store, settings, app.state.tiles)
-            scheduler.start()
-            stoppers.append(scheduler.stop)
-        try:
-            yield
-        finally:
-            for stop in reversed(stoppers):
-                stop()
-            store.close()
-
-    app = FastAPI(
-        title="OpenLFR operator server",
-        version=version,
-        description=(
-            "Authorised deployments, live alerts, human adjudication, audit and retention. Log in at /login "
-            "(browser: a session cookie, and every write echoes the CSRF token in `X-CSRF-Token`) or send "
-            "`Authorization: Bearer TOKEN` (`openlfr users token NAME`)."
-        ),
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        lifespan=lifespan,
-    )
-    app.state.server = state
-    from openlfr.api.tiles import TileBoard
-
-    app.state.tiles = TileBoard(blur_scene=settings.tile_blur_scene)
-
-    @app.get("/health", include_in_schema=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+def mount_docs(app: FastAPI) -> None:
+    """The OpenAPI document and Swagger UI, both behind a login; Swagger UI's files served from this machine."""
 
     @app.get("/openapi.json", include_in_schema=False)
-    def openapi(_: Principal = Depends(allow(*ANY_ROLE))) -> JSONResponse:
+    def openapi(_: AnyPrincipal) -> JSONResponse:
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False)
-    def docs(_: Principal = Depends(allow(*ANY_ROLE))) -> HTMLResponse:
+    def docs(_: AnyPrincipal) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="OpenLFR API",
@@ -294,12 +246,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
 
     app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
 
-    from openlfr.api.routes import router
-    from openlfr.web.pages import mount_console
 
-    app.include_router(router)
-    mount_console(app)
-    install_error_answers(app)
+def install_http_plumbing(app: FastAPI, settings_max_json: int, settings_max_upload: int) -> None:
+    """Security headers on every answer and body limits before any handler reads a body."""
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, max_json=settings.max_json_bytes, max_upload=settings.max_upload_bytes)
-    return app
+    app.add_middleware(BodyLimit, max_json=settings_max_json, max_upload=settings_max_upload)

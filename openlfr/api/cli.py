@@ -3,32 +3,32 @@
 
 from __future__ import annotations
 
-import getpass
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from openlfr.errors import OpenLFRError
+from openlfr.governance.audit import parse_anchor
+from openlfr.governance.roles import parse_role
+from openlfr.services import accounts, audit_log
+from openlfr.services.context import Context
+from openlfr.services.retention import enforce_once
 from openlfr.settings import get_settings
+from openlfr.store import open_store
+from openlfr.store.governance_models import User
 
 users_app = typer.Typer(
     help="Accounts of the operator server (admin, authoriser, operator, auditor).", no_args_is_help=True
 )
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 retention_app = typer.Typer(help="Retention: destroy what is due now.", no_args_is_help=True)
-
-
-def _cli_actor() -> str:
-    """Who acted at the keyboard, as the audit log records it."""
-    try:
-        return f"cli:{getpass.getuser()}"[:64]
-    except (KeyError, OSError):
-        return "cli:unknown"
 
 
 def serve(
@@ -41,7 +41,7 @@ def serve(
     """Run the operator server: JSON API (/docs), console, retention, and the live pipelines of live deployments."""
     import uvicorn
 
-    from openlfr.api.app import create_app
+    from openlfr.server import create_app
 
     settings = get_settings()
     app = create_app(settings, pipelines=pipelines)
@@ -60,25 +60,13 @@ def worker() -> None:
     import signal
     import threading
 
-    from openlfr.api.runner import Scheduler
-    from openlfr.api.tiles import TileBoard
-    from openlfr.store import open_store
+    from openlfr.server import run_worker
 
-    settings = get_settings()
-    store = open_store(settings)
-    scheduler = Scheduler(store, settings, TileBoard(blur_scene=settings.tile_blur_scene))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    scheduler.start()
     typer.echo("worker running; Ctrl-C to stop", err=True)
-    try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        scheduler.stop()
-        store.close()
+    with contextlib.suppress(KeyboardInterrupt):
+        run_worker(get_settings(), stop)
 
 
 @users_app.command("create")
@@ -89,37 +77,17 @@ def users_create(
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
 ) -> None:
     """Create an account. The password is asked for (or read from stdin); it is stored only as an argon2 hash."""
-    from openlfr.api import auth
-    from openlfr.api.audit_log import audit_key
-    from openlfr.api.services import Context
-    from openlfr.governance.roles import parse_role
-    from openlfr.store import open_store
-
     chosen = parse_role(role)
-    auth.validate_username(username)
+    accounts.validate_username(username)
     password = _new_password(password_stdin)
-    settings = get_settings()
-    store = open_store(settings)
-    try:
-        with store.session() as db:
-            user = auth.create_user(db, settings, username, password, chosen, _cli_actor(), display_name)
-            Context(settings, audit_key(settings), _cli_actor(), "cli").audit(
-                db, "user.create", f"user:{user.username}", {"role": user.role}
-            )
-            name = user.username
-    finally:
-        store.close()
+    with _keyboard() as (db, ctx):
+        name = accounts.create_account(db, ctx, username, password, chosen, display_name).username
     typer.echo(f"created {chosen.value} {name}")
 
 
 @users_app.command("list")
 def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The accounts and their roles."""
-    from sqlalchemy import select
-
-    from openlfr.store import open_store
-    from openlfr.store.governance_models import User
-
     store = open_store(get_settings())
     try:
         with store.session() as db:
@@ -139,35 +107,30 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 
 @contextmanager
-def _account(username: str) -> Iterator[tuple[Any, Any, Any, Any]]:
-    """(database session, the named user, an audit context for the person at the keyboard, settings); commits."""
-    from sqlalchemy import select
-
-    from openlfr.api.audit_log import audit_key
-    from openlfr.api.services import Context
-    from openlfr.store import open_store
-    from openlfr.store.governance_models import User
-
+def _keyboard() -> Iterator[tuple[Session, Context]]:
+    """A database session (committed at the end) and the audit context of the person at the keyboard."""
     settings = get_settings()
     store = open_store(settings)
     try:
         with store.session() as db:
-            user = db.scalar(select(User).where(User.username == username.strip().lower()))
-            if user is None:
-                raise OpenLFRError(f"no user named {username!r}")
-            yield db, user, Context(settings, audit_key(settings), _cli_actor(), "cli"), settings
+            yield db, Context.local(settings)
     finally:
         store.close()
 
 
-def _new_password(password_stdin: bool) -> str:
-    from openlfr.api import auth
+@contextmanager
+def _account(username: str) -> Iterator[tuple[Session, User, Context]]:
+    """(database session, the named user, the audit context of the person at the keyboard); commits."""
+    with _keyboard() as (db, ctx):
+        yield db, accounts.find_account(db, username), ctx
 
+
+def _new_password(password_stdin: bool) -> str:
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
-    auth.validate_password(password)
+    accounts.validate_password(password)
     return password
 
 
@@ -177,34 +140,24 @@ def users_token(
     days: Annotated[float, typer.Option(min=0.01, max=366, help="How long the token lasts.")] = 30.0,
 ) -> None:
     """Issue an API token for a user (``Authorization: Bearer TOKEN``); printed once, stored only as a hash."""
-    from openlfr.api import auth
-
-    with _account(username) as (db, user, ctx, _):
-        if not user.active:
-            raise OpenLFRError(f"{user.username} is disabled: `openlfr users enable {user.username}` first")
-        token = auth.open_session(db, user, "token", timedelta(days=days))
-        ctx.audit(db, "user.token", f"user:{user.username}", {"days": days})
+    with _account(username) as (db, user, ctx):
+        token = accounts.issue_token(db, ctx, user, days)
     typer.echo(token)
 
 
 @users_app.command("disable")
 def users_disable(username: Annotated[str, typer.Argument()]) -> None:
     """Disable an account: it cannot log in, and its sessions and API tokens end now."""
-    from openlfr.api import auth
-
-    with _account(username) as (db, user, ctx, _):
-        user.active = False
-        ended = auth.end_sessions(db, user)
-        ctx.audit(db, "user.disable", f"user:{user.username}", {"sessions_ended": ended})
+    with _account(username) as (db, user, ctx):
+        ended = accounts.disable(db, ctx, user)
     typer.echo(f"disabled {user.username}; {ended} session(s) and token(s) ended")
 
 
 @users_app.command("enable")
 def users_enable(username: Annotated[str, typer.Argument()]) -> None:
     """Let a disabled account log in again."""
-    with _account(username) as (db, user, ctx, _):
-        user.active = True
-        ctx.audit(db, "user.enable", f"user:{user.username}", {})
+    with _account(username) as (db, user, ctx):
+        accounts.enable(db, ctx, user)
     typer.echo(f"enabled {user.username}")
 
 
@@ -214,14 +167,9 @@ def users_role(
     role: Annotated[str, typer.Option(help="admin, authoriser, operator or auditor.")],
 ) -> None:
     """Give an account another role; its sessions and API tokens end (they carry the old role)."""
-    from openlfr.api import auth
-    from openlfr.governance.roles import parse_role
-
     chosen = parse_role(role)
-    with _account(username) as (db, user, ctx, _):
-        before, user.role = user.role, chosen.value
-        ended = auth.end_sessions(db, user)
-        ctx.audit(db, "user.role", f"user:{user.username}", {"from": before, "to": user.role, "sessions_ended": ended})
+    with _account(username) as (db, user, ctx):
+        before, _ = accounts.change_role(db, ctx, user, chosen)
     typer.echo(f"{user.username} is now {chosen.value} (was {before})")
 
 
@@ -231,12 +179,9 @@ def users_password(
     password_stdin: Annotated[bool, typer.Option(help="Read the new password from standard input.")] = False,
 ) -> None:
     """Set a new password for an account; its sessions and API tokens end."""
-    from openlfr.api import auth
-
     password = _new_password(password_stdin)
-    with _account(username) as (db, user, ctx, settings):
-        ended = auth.set_password(db, settings, user, password)
-        ctx.audit(db, "user.password_reset", f"user:{user.username}", {"sessions_ended": ended})
+    with _account(username) as (db, user, ctx):
+        ended = accounts.reset_password(db, ctx, user, password)
     typer.echo(f"new password set for {user.username}; {ended} session(s) and token(s) ended")
 
 
@@ -248,10 +193,6 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Check the audit log's hash chain; name the first entry altered, removed or inserted. Exit 1 if broken."""
-    from openlfr.api import audit_log
-    from openlfr.governance.audit import parse_anchor
-    from openlfr.store import open_store
-
     try:
         anchored = parse_anchor(anchor) if anchor is not None else None
     except ValueError as exc:
@@ -275,9 +216,6 @@ def audit_verify(
 def audit_anchor() -> None:
     """Print the log's head as SEQ:HASH. Keep it outside the database; `audit verify --anchor` then proves that
     nothing up to that entry was cut off the end, even by someone who can rewrite the database."""
-    from openlfr.api import audit_log
-    from openlfr.store import open_store
-
     settings = get_settings()
     store = open_store(settings)
     try:
@@ -293,9 +231,6 @@ def audit_anchor() -> None:
 @retention_app.command("run")
 def retention_run() -> None:
     """Close finished deployment windows; destroy the snapshots, probe images and expired watchlist entries due now."""
-    from openlfr.api.retention import enforce_once
-    from openlfr.store import open_store
-
     settings = get_settings()
     store = open_store(settings)
     try:

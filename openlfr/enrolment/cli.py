@@ -4,29 +4,31 @@ expire. Every command works on the configured store (SQLite by default, PostgreS
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from openlfr.clock import utc_now
+from openlfr.enrolment.gate import FaceChoice, QualityGate, parse_face_choice
+from openlfr.enrolment.importer import ImportRow
+from openlfr.enrolment.photos import analyse_photo
+from openlfr.enrolment.service import PersonDetails
 from openlfr.errors import OpenLFRError
-from openlfr.settings import Settings, get_settings
+from openlfr.services import watchlists
+from openlfr.services.context import Context
+from openlfr.services.enrolment import enrol_person, import_folder
+from openlfr.settings import get_settings
 from openlfr.store.categories import CATEGORY_VALUES
-
-if TYPE_CHECKING:  # the database layer and face models load only when a command runs
-    from sqlalchemy.orm import Session
-
-    from openlfr.enrolment.gate import FaceChoice
-    from openlfr.enrolment.importer import ImportRow
-    from openlfr.store.db import Store
-    from openlfr.store.models import Person, Watchlist
+from openlfr.store.db import Store, open_store
+from openlfr.store.models import Person, Watchlist
+from openlfr.store.watchlists import get_person, get_watchlist
 
 watchlist_app = typer.Typer(
     help="Watchlists: create them, enrol people from reference photos (quality-gated), list, show, remove, expire.",
@@ -61,32 +63,13 @@ def parse_when(text: str, now: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _actor(by: str | None) -> str:
-    if by is not None:
-        if not by.strip():
-            raise OpenLFRError("--by is empty")
-        return by.strip()[:100]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def _audit(session: Session, actor: str, action: str, target: str, details: dict[str, Any]) -> None:
-    """Record a change made at the command line in the audit log, inside the transaction that makes it."""
-    from openlfr.api.audit_log import audit_key, record
-
-    record(session, audit_key(get_settings()), actor, "cli", action, target, details)
-
-
 def _store() -> Store:
-    from openlfr.store.db import open_store
-
     return open_store(get_settings())
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def _ctx(by: str | None) -> Context:
+    """The person at the keyboard (``--by NAME``, else ``cli:<login>``), for the audit log."""
+    return Context.local(get_settings(), by)
 
 
 def _iso(moment: datetime) -> str:
@@ -98,8 +81,6 @@ def _shown(moment: datetime) -> str:
 
 
 def _face_choice(text: str | None) -> FaceChoice:
-    from openlfr.enrolment.gate import parse_face_choice
-
     try:
         return parse_face_choice(text)
     except ValueError as exc:
@@ -111,10 +92,6 @@ def _check_category(category: str | None) -> None:
         raise OpenLFRError(f"unknown category {category!r}: one of {', '.join(CATEGORY_VALUES)}")
 
 
-def _default_expiry(settings: Settings, now: datetime) -> datetime:
-    return now + timedelta(days=settings.watchlist_entry_days)
-
-
 @watchlist_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="A short unique name, e.g. 'westfield-2026-11-28'.")],
@@ -123,14 +100,10 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create an empty watchlist."""
-    from openlfr.enrolment.service import create_watchlist
-
     now = utc_now()
-    actor = _actor(by)
-    store = _store()
-    with store.session() as session:
-        watchlist = create_watchlist(session, name, purpose, actor, now)
-        _audit(session, actor, "watchlist.create", f"watchlist:{name}", {"purpose": watchlist.purpose})
+    ctx = _ctx(by)
+    with _store().session() as session:
+        watchlist = watchlists.create_watchlist(session, ctx, name, purpose, now)
         result = {"name": watchlist.name, "purpose": watchlist.purpose, "created_by": watchlist.created_by}
     if as_json:
         typer.echo(json.dumps({**result, "created_at": _iso(now)}))
@@ -165,11 +138,7 @@ def add(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol a person from one or more photos, or add photos to someone already listed. All or nothing."""
-    from openlfr.enrolment.gate import QualityGate
-    from openlfr.enrolment.photos import analyse_photo
-    from openlfr.enrolment.service import PersonDetails, enrol
-    from openlfr.store.watchlists import get_watchlist
-    from openlfr.vision.engine import build_engine
+    from openlfr.vision.engine import build_engine  # the face models load only when a photo is to be analysed
 
     photos = [*(image or []), *(more_images or [])]
     if not person.strip():
@@ -206,27 +175,9 @@ def add(
         legal_basis=legal_basis,
         expires_at=expires_at,
     )
-    actor = _actor(by)
+    ctx = _ctx(by)
     with store.session() as session:
-        watchlist = get_watchlist(session, name)
-        enrolled = enrol(
-            session,
-            watchlist,
-            details,
-            results,
-            actor=actor,
-            now=now,
-            default_expiry=_default_expiry(settings, now),
-            duplicate_score=settings.enrol_duplicate_score,
-            allow_duplicate=allow_duplicate,
-        )
-        _audit(
-            session,
-            actor,
-            "watchlist.enrol",
-            f"watchlist:{name}/person:{enrolled.reference_id}",
-            {"photos": [r.source for r in results], "category": enrolled.category, "allow_duplicate": allow_duplicate},
-        )
+        enrolled = enrol_person(session, ctx, name, details, results, allow_duplicate=allow_duplicate, now=now)
         summary = _person_json(enrolled, now)
     if as_json:
         typer.echo(json.dumps({"watchlist": name, **summary}))
@@ -261,18 +212,13 @@ def import_(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol a folder of people; each person is enrolled whole or not at all. Exit 1 if any was refused."""
-    from openlfr.enrolment.importer import import_folder
-    from openlfr.enrolment.service import PersonDetails
-    from openlfr.store.watchlists import get_watchlist
-
     _check_category(category)
     choice = _face_choice(face)
-    settings = get_settings()
     now = utc_now()
     expires_at = parse_when(expires, now) if expires else None
     if expires_at is not None and expires_at <= now:
         raise OpenLFRError(f"the expiry {_shown(expires_at)} has already passed")
-    actor = _actor(by)
+    ctx = _ctx(by)
     store = _store()
     with store.session() as session:
         get_watchlist(session, name)
@@ -299,7 +245,7 @@ def import_(
     with progress:
         rows, ignored = import_folder(
             store,
-            settings,
+            ctx,
             name,
             folder,
             template=PersonDetails(
@@ -307,22 +253,8 @@ def import_(
             ),
             choice=choice,
             allow_duplicate=allow_duplicate,
-            actor=actor,
-            now=now,
-            default_expiry=_default_expiry(settings, now),
             workers=workers,
-            audit=lambda session, person, photos: _audit(
-                session,
-                actor,
-                "watchlist.enrol",
-                f"watchlist:{name}/person:{person.reference_id}",
-                {
-                    "photos": photos,
-                    "category": person.category,
-                    "allow_duplicate": allow_duplicate,
-                    "import": str(folder),
-                },
-            ),
+            now=now,
             on_person=done,
             on_start=started,
         )
@@ -380,11 +312,8 @@ def _print_import_table(name: str, rows: list[ImportRow], counts: dict[str, int]
 @watchlist_app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """All watchlists, with how many people are searchable now and how many have expired."""
-    from openlfr.store.watchlists import watchlist_summaries
-
-    now = utc_now()
     with _store().session() as session:
-        summaries = watchlist_summaries(session, now)
+        summaries = watchlists.list_watchlists(session)
     if as_json:
         typer.echo(
             json.dumps(
@@ -458,8 +387,6 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """The people on a watchlist: category, photos, expiry, and whether they are searched now."""
-    from openlfr.store.watchlists import get_person, get_watchlist
-
     now = utc_now()
     with _store().session() as session:
         watchlist: Watchlist = get_watchlist(session, name)
@@ -517,24 +444,18 @@ def remove(
     by: ByOption = None,
 ) -> None:
     """Delete a person (or, with --yes, the whole watchlist) with their photos and embeddings."""
-    from openlfr.enrolment.service import remove_person, remove_watchlist
-    from openlfr.store.watchlists import get_watchlist
-
-    actor = _actor(by)
+    ctx = _ctx(by)
     with _store().session() as session:
-        watchlist = get_watchlist(session, name)
         if person is not None:
-            photos = remove_person(session, watchlist, person)
-            _audit(session, actor, "watchlist.remove_person", f"watchlist:{name}/person:{person}", {"images": photos})
+            photos = watchlists.remove_person(session, ctx, name, person)
             message = f"removed {person} and {photos} photo(s) from {name!r}"
         else:
-            count = len(watchlist.people)
+            count = len(get_watchlist(session, name).people)
             if not yes:
                 raise OpenLFRError(
                     f"this deletes watchlist {name!r} with {count} people and their photos; add --yes to go ahead"
                 )
-            remove_watchlist(session, watchlist)
-            _audit(session, actor, "watchlist.remove", f"watchlist:{name}", {"people": count})
+            watchlists.remove_watchlist(session, ctx, name)
             message = f"removed watchlist {name!r} and the {count} people on it"
     typer.echo(message)
 
@@ -547,18 +468,12 @@ def expire_(
     by: ByOption = None,
 ) -> None:
     """Stop searching for a person, or everyone on a watchlist, now (or at --at). Never extends an expiry."""
-    from openlfr.enrolment.service import expire
-    from openlfr.store.watchlists import get_watchlist
-
-    actor = _actor(by)
+    ctx = _ctx(by)
     now = utc_now()
     when = parse_when(at, now) if at else now
     with _store().session() as session:
-        watchlist = get_watchlist(session, name)
-        changed = expire(session, watchlist, person, when)
-        if changed:
-            target = f"watchlist:{name}" + (f"/person:{person}" if person is not None else "")
-            _audit(session, actor, "watchlist.expire", target, {"at": _iso(when), "people": changed})
+        get_watchlist(session, name)
+        changed = watchlists.expire(session, ctx, name, person, when)
     who = person if person is not None else f"{changed} people on {name!r}"
     if changed == 0:
         typer.echo(f"nothing to change: {person or 'everyone on ' + repr(name)} already expires by {_shown(when)}")

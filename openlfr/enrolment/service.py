@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from openlfr.enrolment.photos import PhotoResult
-from openlfr.errors import OpenLFRError
+from openlfr.errors import EnrolmentRefused, OpenLFRError
 from openlfr.store.db import StoreError
 from openlfr.store.models import CATEGORY_VALUES, Person, ReferenceImage, Watchlist
 from openlfr.store.watchlists import ActiveReferences, ListedPerson, active_references, find_person
@@ -26,16 +26,6 @@ from openlfr.watchlist.score import match_score
 
 WATCHLIST_NAME = re.compile(r"^[\w][\w .:@+-]{0,99}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class EnrolmentRefused(OpenLFRError):
-    """A person was not enrolled; nothing was written. ``problems`` pairs each photo (or "") with its reason."""
-
-    def __init__(self, reference_id: str, problems: Sequence[tuple[str, str]]) -> None:
-        self.reference_id = reference_id
-        self.problems = list(problems)
-        details = "; ".join(f"{source}: {reason}" if source else reason for source, reason in self.problems)
-        super().__init__(f"{reference_id} not enrolled, nothing written: {details}")
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,31 @@ from datetime import datetime
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload, undefer
 
 from openlfr.store.db import StoreError
 from openlfr.store.models import Person, ReferenceImage, Watchlist
 
 
 @dataclass(frozen=True)
+class ListedImage:
+    image_id: int
+    jpeg: bytes | None = field(repr=False)
+    embedding: np.ndarray = field(repr=False)
+    model_id: str
+
+
+@dataclass(frozen=True)
 class ListedPerson:
+    """A person on a watchlist as matching, duplicate checks and snapshots see them (the one definition)."""
+
     id: int
     reference_id: str
     display_name: str
     category: str
     expires_at: datetime
+    reason: str = ""
+    images: list[ListedImage] = field(default_factory=list)  # filled by ``active_people`` only
 
 
 @dataclass
@@ -104,6 +116,34 @@ class WatchlistSummary:
     active_people: int
     expired_people: int
     images: int
+    people: int  # active and expired
+
+
+def watchlist_exists(session: Session, name: str) -> bool:
+    return session.scalar(sa.select(Watchlist.id).where(Watchlist.name == name)) is not None
+
+
+def active_people(session: Session, name: str, now: datetime) -> list[ListedPerson]:
+    """Everyone on the named watchlist who has not expired, with their reference images and embeddings."""
+    people = session.scalars(
+        sa.select(Person)
+        .join(Watchlist, Person.watchlist_id == Watchlist.id)
+        .where(Watchlist.name == name, Person.listed_at(now))
+        .options(selectinload(Person.images).options(undefer(ReferenceImage.face_jpeg)))
+        .order_by(Person.reference_id)
+    ).all()
+    return [
+        ListedPerson(
+            id=p.id,
+            reference_id=p.reference_id,
+            display_name=p.display_name,
+            category=p.category,
+            expires_at=p.expires_at,
+            reason=p.reason,
+            images=[ListedImage(i.id, i.face_jpeg, np.asarray(i.embedding), i.model_id) for i in p.images],
+        )
+        for p in people
+    ]
 
 
 def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummary]:
@@ -135,6 +175,7 @@ def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummar
             active_people=int(a or 0),
             expired_people=int(e or 0),
             images=int(i or 0),
+            people=int(a or 0) + int(e or 0),
         )
         for w, a, e, i in rows
     ]

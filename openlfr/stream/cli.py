@@ -17,11 +17,19 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from openlfr.alerts.database import DeliveryLedger
+from openlfr.alerts.record import AlertRecord
+from openlfr.alerts.sinks import AlertSink, JsonLinesSink, MqttSink, RetryPolicy, WebhookSink
 from openlfr.errors import OpenLFRError
+from openlfr.services.context import Context
+from openlfr.services.live import CameraDefaults, camera_of, roi_box
+from openlfr.services.scans import ScanRequest, prepare_scan
 from openlfr.settings import Settings, get_settings
+from openlfr.store.db import Store, open_store
+from openlfr.stream.runner import CameraState, RunSummary
 from openlfr.stream.source import CameraConfig, default_camera_name
-from openlfr.vision.engine import model_id_for
 from openlfr.vision.types import Box
+from openlfr.watchlist.calibration import parse_rate
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -31,20 +39,12 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_roi(text: str | None) -> Box | None:
-    if not text:
-        return None
-    try:
-        left, top, right, bottom = (int(v) for v in text.split(","))
-    except ValueError:
-        raise OpenLFRError(f"a region of interest is LEFT,TOP,RIGHT,BOTTOM in pixels, got {text!r}") from None
-    if right <= left or bottom <= top or min(left, top) < 0:
-        raise OpenLFRError(f"region of interest {text!r} is empty or negative")
-    return Box(left, top, right, bottom)
+    return roi_box(text)
 
 
 def parse_evidence(text: str | None, settings: Settings) -> tuple[int, int]:
     if not text:
-        return settings.stream_evidence_k, settings.stream_evidence_n
+        return settings.stream.evidence_k, settings.stream.evidence_n
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -58,6 +58,7 @@ def cameras_from(
     sources: list[str], cameras_file: Path | None, fps_cap: float, min_face: int | None, roi: Box | None
 ) -> list[CameraConfig]:
     """Cameras from the command line (defaults for all) and from a TOML file (``[[camera]]`` tables)."""
+    defaults = CameraDefaults(fps_cap=fps_cap, roi=roi, min_face_px=min_face or 0)
     cameras: list[CameraConfig] = []
     names: set[str] = set()
     if cameras_file is not None:
@@ -70,24 +71,15 @@ def cameras_from(
         for index, entry in enumerate(document.get("camera", []), 1):
             if not isinstance(entry, dict) or "url" not in entry:
                 raise OpenLFRError(f"{cameras_file}: camera {index} needs a url")
-            url = str(entry["url"])
-            name = str(entry.get("name") or default_camera_name(url, names))
+            name = str(entry.get("name") or default_camera_name(str(entry["url"]), names))
             if name in names:
                 raise OpenLFRError(f"{cameras_file}: two cameras are named {name!r}")
             names.add(name)
-            cameras.append(
-                CameraConfig(
-                    name=name,
-                    url=url,
-                    fps_cap=float(entry.get("fps_cap", fps_cap)),
-                    roi=parse_roi(entry.get("roi")) if entry.get("roi") else roi,
-                    min_face_px=int(entry.get("min_face_px", min_face or 0)),
-                )
-            )
+            cameras.append(camera_of({**entry, "name": name}, defaults, url_key="url"))
     for url in sources:
         name = default_camera_name(url, names)
         names.add(name)
-        cameras.append(CameraConfig(name=name, url=url, fps_cap=fps_cap, roi=roi, min_face_px=min_face or 0))
+        cameras.append(camera_of({"name": name, "url": url}, defaults, url_key="url"))
     return cameras
 
 
@@ -122,7 +114,7 @@ class HumanAlertSink:
     def __init__(self, output: Output) -> None:
         self.output = output
 
-    def announce(self, alert: Any) -> None:
+    def announce(self, alert: AlertRecord) -> None:
         who = f"{alert.person_ref} ({alert.person_name})" if alert.person_name else alert.person_ref
         with self.output.lock:
             typer.echo(
@@ -205,9 +197,6 @@ def scan(
     ] = None,
 ) -> None:
     """Watch video for the people on a watchlist: one alert per person per sighting, nothing kept of anyone else."""
-    from openlfr.stream.evidence import EvidenceRule
-    from openlfr.stream.pipeline import PipelineConfig
-
     settings = get_settings()
     sources = list(sources or [])
     if threshold is not None and target_fpir is not None:
@@ -221,150 +210,50 @@ def scan(
     cameras = cameras_from(sources, cameras_file, fps_cap, min_face, area)
     if not cameras and deployment is None:
         raise OpenLFRError("no sources: give video files or stream URLs (or --cameras FILE)")
-
-    from openlfr.store.db import open_store
-
+    # --evidence is this run's stream setting: the pipeline reads it from the settings, as on every other path.
+    settings = settings.model_copy(
+        update={"stream": settings.stream.model_copy(update={"evidence_k": k, "evidence_n": n})}
+    )
+    request = ScanRequest(
+        cameras=cameras,
+        defaults=CameraDefaults(fps_cap=fps_cap, roi=area, min_face_px=min_face or 0),
+        watchlist=watchlist,
+        threshold=threshold,
+        target_fpir=parse_rate(target_fpir) if target_fpir is not None else None,
+        deployment_id=deployment,
+        realtime=realtime,
+        flags={
+            "watchlist": watchlist,
+            "threshold": threshold,
+            "target_fpir": target_fpir,
+            "realtime": realtime,
+            "webhook": webhook or [],
+            "mqtt": mqtt or [],
+            "evidence": f"{k}/{n}",
+        },
+    )
     store = open_store(settings)
     try:
-        _run_scan(
-            settings,
-            store,
-            cameras,
-            watchlist,
-            threshold,
-            target_fpir,
-            deployment,
-            realtime,
-            as_json,
-            webhook or [],
-            mqtt or [],
-            PipelineConfig.from_settings(settings),
-            (k, n),
-            EvidenceRule,
-        )
+        _run_scan(store, Context.local(settings), request, as_json, webhook or [], mqtt or [])
     finally:
         store.close()
 
 
 def _run_scan(
-    settings: Settings,
-    store: Any,
-    cameras: list[CameraConfig],
-    watchlist_name: str | None,
-    threshold: float | None,
-    target_fpir_text: str | None,
-    deployment_id: int | None,
-    realtime: bool,
-    as_json: bool,
-    webhooks: list[str],
-    brokers: list[str],
-    config: Any,
-    evidence: tuple[int, int],
-    rule_type: Any,
+    store: Store, ctx: Context, request: ScanRequest, as_json: bool, webhooks: list[str], brokers: list[str]
 ) -> None:
-    from openlfr.alerts.database import AlertDatabase, DeliveryLedger
-    from openlfr.alerts.dispatch import AlertDispatcher
-    from openlfr.alerts.sinks import AlertSink, JsonLinesSink, MqttSink, RetryPolicy, WebhookSink
-    from openlfr.governance.deployments import now_utc
-    from openlfr.stream.runner import PipelineRunner, RunnerOptions
-    from openlfr.stream.source import CaptureOptions
-    from openlfr.watchlist.calibration import CalibrationError, choose_threshold, load_calibration, parse_rate
-
     output = Output(as_json)
-    model_id = model_id_for(settings)
-    may_match: Callable[[], bool] = lambda: True  # noqa: E731
-    match_until: float | None
-    record = None
-    if deployment_id is not None:
-        from openlfr.api.runner import load_snapshot
-        from openlfr.governance.guard import MatchGuard
-        from openlfr.store.governance_models import Deployment
-
-        def load_facts() -> Any:
-            with store.session() as db:
-                return db.get(Deployment, deployment_id)
-
-        guard = MatchGuard(load_facts)
-        permission = guard.permission()
-        if not permission.allowed:
-            raise OpenLFRError(f"deployment {deployment_id} may not match now: {permission.reason}")
-        snapshot = load_snapshot(store, deployment_id, settings)
-        if snapshot.model_id != model_id:
-            raise OpenLFRError(
-                f"deployment {deployment_id} holds {snapshot.model_id} embeddings; this machine makes {model_id}"
-            )
-        if not cameras:
-            cameras = [CameraConfig(name=str(c["name"]), url=str(c["source"])) for c in snapshot.cameras]
-        facts = load_facts()
-        match_until = facts.ends_at.timestamp()
-        gallery, names, chosen = snapshot.gallery, snapshot.names, snapshot.threshold
-        watchlist_label = snapshot.watchlist_name
-        note = f"threshold {chosen:.4f} of deployment {deployment_id}"
-        may_match = guard.__bool__
-
-    else:
-        from openlfr.stream.scan_record import ScanDeployment
-        from openlfr.stream.watchlists import load_watchlist
-
-        assert watchlist_name is not None
-        loaded = load_watchlist(store, watchlist_name, model_id, now_utc(), settings)
-        gallery, names, watchlist_label = loaded.gallery, loaded.names, loaded.name
-        target = parse_rate(target_fpir_text) if target_fpir_text is not None else None
-        if threshold is None and target is None:
-            target = settings.scan_target_fpir
-        try:
-            table = load_calibration(model_id, explicit=settings.calibration_file, data_dir=settings.data_dir)
-            choice = choose_threshold(table, loaded.size, target_fpir=target, threshold=threshold)
-            chosen, note = choice.threshold, choice.describe()
-        except CalibrationError:
-            if threshold is None:
-                raise
-            chosen, note = threshold, f"threshold {threshold:.4f} given (no calibration table for {model_id})"
-        flags = {
-            "watchlist": watchlist_name,
-            "threshold": threshold,
-            "target_fpir": target_fpir_text,
-            "realtime": realtime,
-            "webhook": webhooks,
-            "mqtt": brokers,
-            "evidence": f"{evidence[0]}/{evidence[1]}",
-        }
-        record = ScanDeployment.start(
-            store, settings, cameras, watchlist_name, chosen, target, note, flags, loaded.size
-        )
-        match_until = record.ends_at.timestamp()
-        deployment_id = record.deployment_id
-
-    if not as_json:
-        err.print(f"watchlist {watchlist_label!r}: {gallery.person_count} people, {gallery.size} references; {note}")
     ledger = DeliveryLedger(store)
     sinks: list[AlertSink] = [JsonLinesSink(sys.stdout, output.lock) if as_json else HumanAlertSink(output)]
     sinks += [WebhookSink(url, ledger, RetryPolicy()) for url in webhooks]
     sinks += [MqttSink(address, ledger, RetryPolicy()) for address in brokers]
-    dispatcher = AlertDispatcher(
-        AlertDatabase(store),
-        sinks,
-        watchlist_name=watchlist_label,
-        names=names,
-        deployment_id=deployment_id,
-    )
-    runner = PipelineRunner(
-        cameras,
-        config,
-        settings,
-        gallery,
-        rule_type(threshold=chosen, k=evidence[0], n=evidence[1]),
-        on_alert=dispatcher.on_alert,
-        on_error=output.error,
-        on_notice=output.notice,
-        may_match=may_match,
-        options=RunnerOptions(
-            realtime=realtime,
-            slots=settings.stream_queue_frames,
-            capture=CaptureOptions(reconnect_attempts=settings.stream_reconnect_attempts),
-            match_until=match_until,
-        ),
-    )
+    planned = prepare_scan(store, ctx, request, sinks=sinks, on_error=output.error, on_notice=output.notice)
+    watchlist, runner, dispatcher = planned.watchlist, planned.pipeline.runner, planned.pipeline.dispatcher
+    if not as_json:
+        err.print(
+            f"watchlist {watchlist.name!r}: {watchlist.gallery.person_count} people, {watchlist.size} references; "
+            f"{watchlist.note}"
+        )
     restore = _interrupts(runner.stop)
     interrupted = False
     live = Live(console=err, refresh_per_second=2, transient=True) if not as_json and err.is_terminal else None
@@ -381,22 +270,13 @@ def _run_scan(
             live.stop()
         restore()
         dispatcher.close(timeout=10.0)
-    if record is not None:
-        record.finish(summary.counters, summary.errors, interrupted or runner.stopped)
-    elif deployment_id is not None:
-        from openlfr.api import services
-
-        with store.session() as db:
-            counters = summary.counters
-            services.add_counts(
-                db, deployment_id, counters.decoded, counters.faces_seen, counters.tracks, counters.alerts
-            )
+    planned.finish(summary, interrupted or runner.stopped)
     _print_summary(output, summary)
-    if summary.errors and len(summary.errors) == len(cameras):
+    if summary.errors and len(summary.errors) == len(planned.cameras):
         raise OpenLFRError("no camera could be read")
 
 
-def status_line(states: dict[str, Any]) -> str:
+def status_line(states: dict[str, CameraState]) -> str:
     """One line per camera for the live display: what has been decoded, analysed, dropped, seen, alerted."""
     rows = []
     for name, state in states.items():
@@ -408,7 +288,7 @@ def status_line(states: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _print_summary(output: Output, summary: Any) -> None:
+def _print_summary(output: Output, summary: RunSummary) -> None:
     if output.as_json:
         for name, state in summary.cameras.items():
             counters = state.counters.as_dict()

@@ -27,12 +27,13 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from openlfr.settings import Settings
+from openlfr.alerts.record import AlertFound
+from openlfr.settings import StreamSettings
 from openlfr.stream.evidence import Candidate, EvidenceRule, decide
 from openlfr.stream.frames import YuvFrame, clip_box, expand_box, scale_box, shift_box
 from openlfr.stream.source import CameraConfig
@@ -60,67 +61,8 @@ class Matcher(Protocol):
     def search(self, probes: np.ndarray, k: int = 5) -> Sequence[Sequence[Candidate]]: ...
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
-    detect_interval_s: float = 0.2  # whole-picture detection at most this often (see the module docstring)
-    # Live sources only: whole-picture detection takes at most this share of the analysis time, so that an
-    # overloaded machine still follows its tracks between detections instead of detecting on every frame it
-    # manages to analyse (files read as fast as possible keep the fixed interval: results do not depend on load).
-    detect_share: float = 0.5
-    track_between: bool = True  # follow known faces on the frames in between
-    detect_upsample: int = 0  # HOG upsampling: 0 finds faces from ~70 px, 1 from ~40 px at 4x the cost
-    detect_scale: float = 1.0  # search a copy scaled by this (e.g. 0.5 for a 4K camera with large faces)
-    min_face_px: int = 40  # shorter faces are ignored (camera settings may raise it)
-    window_margin: float = 0.5  # track-local search window: the predicted box grown by this on every side
-    window_face_px: int = 80  # the window is scaled so the face is about this tall (HOG finds 80 px faces best)
-    max_age_s: float = 1.0  # a track unseen this long has ended
-    embed_budget: int = 10  # embeddings per track at most
-    embed_gap_s: float = 0.15  # between two samples of one track, at least
-    max_sample_gap_s: float = 1.0  # the doubling gaps stop growing here
-    better_by: float = 0.1  # a face this much better (Quality.score) than any embedded is sampled early
-    look_interval_s: float = 0.1  # between samples, faces are looked at (landmarks, quality) this often at most
-    min_inter_eye_px: float = 14.0  # quality gate for a sample
-    max_yaw_deg: float = 45.0
-    max_pitch_deg: float = 35.0
-    min_sharpness: float = 2.0
-    evidence_k: int = 2
-    evidence_n: int = 5
-    cooldown_s: float = 60.0  # after an alert for a person on a camera, other tracks of them stay quiet
-    top_k: int = 5  # candidates kept per sample and shown with an alert
-    probe_margin: float = 0.5  # the alert's probe crop: the face box grown by this on every side
-    reid_min_score: float = 0.75  # match score between two faces for a lost track to be picked up again
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> PipelineConfig:
-        values: dict[str, Any] = {
-            "detect_interval_s": settings.stream_detect_interval_s,
-            "detect_upsample": settings.stream_detect_upsample,
-            "min_face_px": settings.stream_min_face_px,
-            "embed_budget": settings.stream_embed_budget,
-            "cooldown_s": settings.stream_cooldown_s,
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class AlertFound:
-    """An alert as the pipeline raises it: everything but what the database adds (id, commit time)."""
-
-    camera: str
-    track_id: int
-    person_id: Hashable
-    reference_id: Hashable
-    score: float
-    threshold: float
-    candidates: list[tuple[Hashable, Hashable, float]]  # (person, reference, score), best first
-    probe_jpeg: bytes
-    arrival: float  # time.monotonic() when the deciding frame arrived
-    seen_at: datetime  # the same moment, on the wall clock (UTC)
-    clock: float
-    media_time: float
-    model_id: str
-    evidence: dict[str, float | int]
+# The pipeline's configuration is the stream section of the settings (``OPENLFR_STREAM_*``): one set of defaults.
+PipelineConfig = StreamSettings
 
 
 @dataclass(frozen=True)

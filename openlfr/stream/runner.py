@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from openlfr.alerts.record import AlertFound
 from openlfr.settings import Settings
 from openlfr.stream.evidence import EvidenceRule
-from openlfr.stream.pipeline import AlertFound, Matcher, PipelineConfig
+from openlfr.stream.pipeline import Matcher, PipelineConfig
 from openlfr.stream.source import CameraConfig, Capture, CaptureOptions, SourceError, SourceKind
 from openlfr.stream.stats import CameraCounters, LatencyHistogram
 from openlfr.stream.worker import (
@@ -315,7 +316,7 @@ class PipelineRunner:
                 view_interval_s=self.options.view_interval_s if self.on_view else 0.0,
                 match_until=self.options.match_until,
             )
-            remote = (live or self.options.realtime) and self.settings.stream_detector_process
+            remote = (live or self.options.realtime) and self.settings.stream.detector_process
             run = runs[camera.name] = _CameraRun(ctx, states[camera.name], spec, events, remote)
             if self.may_match():
                 run.matching.set()

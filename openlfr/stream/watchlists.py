@@ -1,24 +1,20 @@
-"""The watchlist a scan searches: loaded from the store by name, or built in memory from photos (benchmarks).
-
-Either way the result is a :class:`ScanWatchlist`: a ``Gallery`` (``openlfr.watchlist.search``) whose person
-ids are the people's reference ids (the force's own ids) and whose reference ids are image ids, plus the
-display names an alert shows.
+"""A watchlist built in memory from photos, for benchmarks and tests (a stored one is loaded by
+``openlfr.services.live``): a ``Gallery`` whose person ids are the people's ids, plus the display names an alert
+shows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from openlfr.errors import OpenLFRError
-from openlfr.settings import Settings
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.image_io import load_rgb
-from openlfr.watchlist.search import Gallery, gallery_options
+from openlfr.watchlist.search import Gallery
 
 
 @dataclass
@@ -35,25 +31,6 @@ class ScanWatchlist:
     @property
     def people(self) -> int:
         return self.gallery.person_count
-
-
-def load_watchlist(store: object, name: str, model_id: str, now: datetime, settings: Settings) -> ScanWatchlist:
-    """The active references of the named watchlist in the store, for one embedding model."""
-    from openlfr.store.db import Store
-    from openlfr.store.watchlists import active_references, get_watchlist
-
-    assert isinstance(store, Store)
-    with store.session() as session:
-        watchlist = get_watchlist(session, name)
-        refs = active_references(session, watchlist.id, model_id, now)
-    if refs.size == 0:
-        raise OpenLFRError(
-            f"watchlist {name!r} has nobody to search for with the {model_id} model "
-            "(empty, every entry expired, or enrolled with another model)"
-        )
-    person_refs = [refs.people[p].reference_id for p in refs.person_ids]
-    gallery = Gallery(refs.embeddings, person_refs, list(refs.image_ids), model_id, **gallery_options(settings))
-    return ScanWatchlist(name, gallery, {p.reference_id: p.display_name for p in refs.people.values()})
 
 
 def gallery_from_images(

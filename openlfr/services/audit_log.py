@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from openlfr.clock import utc_now
 from openlfr.errors import OpenLFRError
 from openlfr.governance.audit import GENESIS, AuditVerdict, canonical, entry_hash, verify_anchor, verify_chain
-from openlfr.governance.deployments import now_utc
 from openlfr.settings import Settings
 from openlfr.store.governance_models import AuditEntry, AuditHead
 
@@ -69,7 +69,7 @@ def record(
         .values(seq=AuditHead.seq + 1)
         .returning(AuditHead.seq, AuditHead.hash)
     ).one()
-    at = now or now_utc()
+    at = now or utc_now()
     # Hash exactly what the database will hand back: JSON primitives only.
     clean = json.loads(json.dumps(details or {}, default=str))
     digest = entry_hash(key, canonical(seq, at, actor, role, action, target, clean, prev))

@@ -19,19 +19,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from openlfr.api import services
-from openlfr.api.tiles import TileBoard, TileFace
-from openlfr.governance import deployments
+from openlfr.governance.deployments import GovernanceError
 from openlfr.governance.guard import MatchGuard
+from openlfr.services import deployments
+from openlfr.services.background import Periodic
+from openlfr.services.live import CameraDefaults, LivePipeline, build_pipeline, camera_of, snapshot_watchlist
+from openlfr.services.tiles import TileBoard, TileFace
 from openlfr.settings import Settings
 from openlfr.store import Store
-from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
+from openlfr.store.governance_models import Deployment
+from openlfr.stream.runner import CameraState
+from openlfr.stream.worker import FrameView
 from openlfr.vision.types import Box
 
 log = logging.getLogger(__name__)
@@ -39,48 +41,6 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0  # how often the scheduler looks at the deployments
 FLUSH_S = 2.0  # how often a camera adds its counts to the deployment's record
 TILE_INTERVAL_S = 0.5  # a camera picture for the console this often
-
-
-@dataclass(frozen=True)
-class SnapshotGallery:
-    gallery: Any  # openlfr.watchlist.search.Gallery
-    names: dict[str, str]
-    threshold: float
-    model_id: str
-    watchlist_name: str
-    cameras: list[dict[str, Any]] = field(default_factory=list)
-
-
-def load_snapshot(store: Store, deployment_id: int, settings: Settings) -> SnapshotGallery:
-    """The deployment's frozen watchlist as a searchable gallery (person ids = reference ids, references = images)."""
-    from openlfr.watchlist.search import Gallery, gallery_options
-
-    with store.session() as db:
-        row = db.get(Deployment, deployment_id)
-        if row is None or row.snapshot_taken_at is None or row.snapshot_destroyed_at is not None:
-            raise services.NotFound(f"deployment {deployment_id} has no watchlist snapshot")
-        found = db.execute(
-            select(SnapshotImage.id, SnapshotImage.embedding, SnapshotImage.model_id, SnapshotPerson.person_ref)
-            .join(SnapshotPerson, SnapshotPerson.id == SnapshotImage.person_id)
-            .where(SnapshotImage.deployment_id == deployment_id)
-            .order_by(SnapshotImage.id)
-        ).all()
-        names = {
-            p.person_ref: p.display_name
-            for p in db.scalars(select(SnapshotPerson).where(SnapshotPerson.deployment_id == deployment_id))
-        }
-        threshold = row.effective_threshold if row.effective_threshold is not None else row.threshold
-        if threshold is None or not found:
-            raise services.NotFound(f"deployment {deployment_id} has no threshold or no references")
-        model_id = found[0][2]
-        gallery = Gallery(
-            np.stack([np.asarray(r[1], np.float32) for r in found]),
-            [r[3] for r in found],
-            [int(r[0]) for r in found],
-            model_id,
-            **gallery_options(settings),
-        )
-        return SnapshotGallery(gallery, names, float(threshold), model_id, row.watchlist_name, list(row.cameras))
 
 
 def _load_facts(store: Store, deployment_id: int) -> Callable[[], Deployment | None]:
@@ -99,6 +59,7 @@ class DeploymentRun:
         self.store, self.settings, self.deployment_id, self.tiles = store, settings, deployment_id, tiles
         self.guard = MatchGuard(_load_facts(store, deployment_id))
         self.thread: threading.Thread | None = None
+        self.pipeline: LivePipeline | None = None
         self.runner: Any = None
         self.notes: dict[str, str] = {}
         self._flushed: dict[str, dict[str, int]] = {}
@@ -110,54 +71,44 @@ class DeploymentRun:
         return self.thread is not None and self.thread.is_alive()
 
     def start(self) -> None:
-        from openlfr.alerts.database import AlertDatabase
-        from openlfr.alerts.dispatch import AlertDispatcher
-        from openlfr.stream.evidence import EvidenceRule
-        from openlfr.stream.pipeline import PipelineConfig
-        from openlfr.stream.runner import PipelineRunner, RunnerOptions
-        from openlfr.stream.source import CameraConfig, CaptureOptions
+        self.prepare()
+        assert self.pipeline is not None
+        for camera in self.pipeline.runner.cameras:
+            self.note(camera.name, "starting")
+        self.thread = threading.Thread(target=self._run, name=f"openlfr-deployment-{self.deployment_id}", daemon=True)
+        self.thread.start()
 
-        snapshot = load_snapshot(self.store, self.deployment_id, self.settings)
+    def prepare(self) -> LivePipeline:
+        """Build the deployment's pipeline (nothing runs yet): its snapshot, its cameras, the stream settings."""
+        snapshot = snapshot_watchlist(self.store, self.deployment_id, self.settings)
         facts = self.guard.permission()
         if not facts.allowed:
-            raise services.GovernanceError(f"deployment {self.deployment_id} may not match: {facts.reason}")
+            raise GovernanceError(f"deployment {self.deployment_id} may not match: {facts.reason}")
         with self.store.session() as db:
             row = db.get(Deployment, self.deployment_id)
             assert row is not None
             ends_at = row.ends_at
-        cameras = [CameraConfig(name=str(c["name"]), url=str(c["source"])) for c in snapshot.cameras]
-        dispatcher = AlertDispatcher(
-            AlertDatabase(self.store),
-            [],
-            watchlist_name=snapshot.watchlist_name,
-            names=snapshot.names,
-            deployment_id=self.deployment_id,
-        )
+        cameras = [camera_of(record, CameraDefaults()) for record in snapshot.cameras]
         # A file stands in for a camera (tests, demonstrations): play it at its own pace, as a camera would.
-        self.runner = PipelineRunner(
-            cameras,
-            PipelineConfig.from_settings(self.settings),
+        self.pipeline = build_pipeline(
+            self.store,
             self.settings,
-            snapshot.gallery,
-            EvidenceRule(threshold=snapshot.threshold),
-            on_alert=dispatcher.on_alert,
-            on_error=lambda camera, message: self.note(camera, message),
-            on_notice=lambda camera, message: self.note(camera, message),
-            on_stats=self._on_stats,
-            on_view=self._on_view,
+            snapshot,
+            cameras,
+            deployment_id=self.deployment_id,
             # Asked every half second in this process; the workers also stop matching at the window's end.
             may_match=self.guard.__bool__,
-            options=RunnerOptions(
-                realtime=True,
-                view_interval_s=TILE_INTERVAL_S,
-                match_until=ends_at.timestamp(),
-                capture=CaptureOptions(reconnect_attempts=0),  # a live camera is retried for the whole window
-            ),
+            match_until=ends_at,
+            realtime=True,
+            retry_for_window=True,
+            on_error=self.note,
+            on_notice=self.note,
+            on_stats=self._on_stats,
+            on_view=self._on_view,
+            view_interval_s=TILE_INTERVAL_S,
         )
-        for camera in cameras:
-            self.note(camera.name, "starting")
-        self.thread = threading.Thread(target=self._run, name=f"openlfr-deployment-{self.deployment_id}", daemon=True)
-        self.thread.start()
+        self.runner = self.pipeline.runner
+        return self.pipeline
 
     def _run(self) -> None:
         try:
@@ -188,7 +139,7 @@ class DeploymentRun:
                 update(Deployment).where(Deployment.id == self.deployment_id).values(pipeline_note=joined[:2000])
             )
 
-    def _on_view(self, view: Any) -> None:
+    def _on_view(self, view: FrameView) -> None:
         if not self.tiles.wants(self.deployment_id, view.camera):
             return
         scale = float(view.scale)
@@ -207,9 +158,9 @@ class DeploymentRun:
         ]
         self.tiles.publish(self.deployment_id, view.camera, view.rgb, faces)
 
-    def _on_stats(self, states: dict[str, Any]) -> None:
+    def _on_stats(self, states: dict[str, CameraState]) -> None:
         for name, state in states.items():
-            if getattr(state, "ready", False) and self.notes.get(name, "").endswith("starting"):
+            if state.ready and self.notes.get(name, "").endswith("starting"):
                 self.note(name, "running")
         if time.monotonic() - self._last_flush < FLUSH_S:
             return
@@ -224,37 +175,33 @@ class DeploymentRun:
         delta = {key: counters.get(key, 0) - before[key] for key in keys}
         if any(delta.values()) or force:
             with self.store.session() as db:
-                services.add_counts(
+                deployments.add_counts(
                     db, self.deployment_id, delta["decoded"], delta["faces_seen"], delta["tracks"], delta["alerts"]
                 )
             self._flushed[camera] = {key: counters.get(key, 0) for key in keys}
 
 
-class Scheduler:
+class Scheduler(Periodic):
     """Keeps exactly the live deployments running. A thread; ``start`` and ``stop`` it."""
 
     def __init__(self, store: Store, settings: Settings, tiles: TileBoard, poll_s: float = POLL_S) -> None:
-        self.store, self.settings, self.tiles, self.poll_s = store, settings, tiles, poll_s
+        super().__init__("openlfr-scheduler", poll_s)
+        self.store, self.settings, self.tiles = store, settings, tiles
         self.runs: dict[int, DeploymentRun] = {}
         self.finished: set[int] = set()  # ran to the end of their sources: not restarted
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="openlfr-scheduler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=20)
+        super().stop()
         for run in list(self.runs.values()):
             run.stop()
         self.runs.clear()
 
     def live_deployments(self) -> set[int]:
-        moment = deployments.now_utc()
         with self.store.session() as db:
-            rows = db.scalars(select(Deployment).where(Deployment.status == deployments.Status.AUTHORISED.value))
-            return {row.id for row in rows if deployments.may_match(row, moment)}
+            return {row.id for row in deployments.live_deployments(db)}
+
+    def round(self) -> None:
+        self.tick()
 
     def tick(self) -> None:
         live = self.live_deployments()
@@ -277,11 +224,3 @@ class Scheduler:
                 self.finished.add(deployment_id)
                 continue
             self.runs[deployment_id] = run
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:
-                log.exception("scheduler round failed")
-            self._stop.wait(self.poll_s)

@@ -21,25 +21,16 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from openlfr.errors import OpenLFRError
-from openlfr.governance.deployments import now_utc, utc
+from openlfr.clock import utc, utc_now
+from openlfr.errors import AccountError, LoginRefused, LoginThrottled, NotFound
 from openlfr.governance.roles import Role
+from openlfr.services.context import Context
 from openlfr.settings import Settings
 from openlfr.store.governance_models import LoginFailure, User, UserSession
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 1024
-
-
-class AccountError(OpenLFRError):
-    """A user name, password or role that cannot be accepted."""
-
-
-class LoginRefused(OpenLFRError):
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -142,7 +133,7 @@ def check_login(session: Session, settings: Settings, username: str, password: s
         _recent_failures(session, LoginFailure.ip, ip, since) >= settings.login_ip_max_failures
     ):
         minutes = max(1, round(settings.login_window_seconds / 60))
-        raise LoginRefused(f"too many failed logins; try again in {minutes} minutes", 429)
+        raise LoginThrottled(f"too many failed logins; try again in {minutes} minutes")
     user = session.scalar(select(User).where(User.username == name))
     hasher = password_hasher(settings)
     ok = False
@@ -157,7 +148,7 @@ def check_login(session: Session, settings: Settings, username: str, password: s
             hasher.verify(_dummy_hash(settings), password)
     if not ok or user is None:
         session.add(LoginFailure(username=name, ip=ip, at=utc(now)))
-        raise LoginRefused("wrong user name or password", 401)
+        raise LoginRefused("wrong user name or password")
     session.execute(delete(LoginFailure).where(LoginFailure.username == name))
     return user
 
@@ -175,7 +166,7 @@ def _dummy_hash(settings: Settings) -> str:
 def open_session(session: Session, user: User, kind: str, lifetime: timedelta, now: datetime | None = None) -> str:
     """A new session or API token for ``user``; returns the token (shown once, stored only as a hash)."""
     token = secrets.token_urlsafe(32)
-    started = now or now_utc()
+    started = now or utc_now()
     session.add(
         UserSession(
             token_hash=token_digest(token),
@@ -194,7 +185,7 @@ def resolve(session: Session, token: str, kind: str, now: datetime | None = None
     if not token or len(token) > 200:
         return None
     row = session.get(UserSession, token_digest(token))
-    if row is None or row.kind != kind or utc(row.expires_at) <= (now or now_utc()) or not row.user.active:
+    if row is None or row.kind != kind or utc(row.expires_at) <= (now or utc_now()) or not row.user.active:
         return None
     return Principal(row.user.id, row.user.username, Role(row.user.role), row.kind, row.csrf_token)
 
@@ -205,3 +196,58 @@ def close_session(session: Session, token: str) -> None:
 
 def csrf_matches(expected: str, given: str | None) -> bool:
     return given is not None and secrets.compare_digest(expected.encode(), given.encode())
+
+
+# ----- audited changes to accounts: `openlfr users ...` and /api/users call these, then commit -----
+
+
+def find_account(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        raise NotFound(f"no user named {username!r}")
+    return user
+
+
+def create_account(
+    session: Session, ctx: Context, username: str, password: str, role: Role, display_name: str = ""
+) -> User:
+    user = create_user(session, ctx.settings, username, password, role, ctx.actor, display_name)
+    ctx.audit(session, "user.create", f"user:{user.username}", {"role": user.role})
+    return user
+
+
+def disable(session: Session, ctx: Context, user: User) -> int:
+    """The account cannot log in, and its sessions and API tokens end now; returns how many ended."""
+    user.active = False
+    ended = end_sessions(session, user)
+    ctx.audit(session, "user.disable", f"user:{user.username}", {"sessions_ended": ended})
+    return ended
+
+
+def enable(session: Session, ctx: Context, user: User) -> None:
+    user.active = True
+    ctx.audit(session, "user.enable", f"user:{user.username}", {})
+
+
+def change_role(session: Session, ctx: Context, user: User, role: Role) -> tuple[str, int]:
+    """A new role; the account's sessions end (they carry the role they were opened with). Returns the old role
+    and how many sessions ended."""
+    before, user.role = user.role, role.value
+    ended = end_sessions(session, user)
+    ctx.audit(session, "user.role", f"user:{user.username}", {"from": before, "to": user.role, "sessions_ended": ended})
+    return before, ended
+
+
+def reset_password(session: Session, ctx: Context, user: User, password: str) -> int:
+    ended = set_password(session, ctx.settings, user, password)
+    ctx.audit(session, "user.password_reset", f"user:{user.username}", {"sessions_ended": ended})
+    return ended
+
+
+def issue_token(session: Session, ctx: Context, user: User, days: float) -> str:
+    """An API token for the account, printed once and stored only as a hash."""
+    if not user.active:
+        raise AccountError(f"{user.username} is disabled: `openlfr users enable {user.username}` first")
+    token = open_session(session, user, "token", timedelta(days=days))
+    ctx.audit(session, "user.token", f"user:{user.username}", {"days": days})
+    return token

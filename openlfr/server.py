@@ -1,0 +1,94 @@
+"""The composition root: the one place that puts the operator server together from its parts.
+
+``create_app`` opens the store, builds the FastAPI application with the JSON API (``openlfr.api``) and the
+console (``openlfr.web``) over the application layer, and runs the background work in its lifespan: the
+retention loop and, unless the pipelines are left to ``openlfr worker``, the scheduler of live deployments.
+``run_worker`` is the same scheduler without HTTP. Nothing below imports this module.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import sessionmaker
+
+from openlfr import __version__ as version
+from openlfr.api.app import install_error_answers, install_http_plumbing, mount_docs
+from openlfr.api.deps import ServerState
+from openlfr.api.routes import router
+from openlfr.services.audit_log import audit_key
+from openlfr.services.deployment_runs import Scheduler
+from openlfr.services.retention import RetentionLoop
+from openlfr.services.tiles import TileBoard
+from openlfr.settings import Settings, get_settings
+from openlfr.store import open_store
+from openlfr.web.pages import mount_console, render_error
+
+
+def create_app(settings: Settings | None = None, *, background: bool = True, pipelines: bool = True) -> FastAPI:
+    """The server. ``background`` runs the retention loop; ``pipelines`` also runs the live pipelines."""
+    settings = settings or get_settings()
+    store = open_store(settings)
+    state = ServerState(settings, store, sessionmaker(store.engine, expire_on_commit=False), audit_key(settings))
+    tiles = TileBoard(blur_scene=settings.tile_blur_scene)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stoppers: list[Callable[[], None]] = []
+        if background:
+            loop = RetentionLoop(store, settings, settings.retention_interval_seconds)
+            loop.start()
+            stoppers.append(loop.stop)
+        if pipelines:
+            scheduler = Scheduler(store, settings, tiles)
+            scheduler.start()
+            stoppers.append(scheduler.stop)
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                stop()
+            store.close()
+
+    app = FastAPI(
+        title="OpenLFR operator server",
+        version=version,
+        description=(
+            "Authorised deployments, live alerts, human adjudication, audit and retention. Log in at /login "
+            "(browser: a session cookie, and every write echoes the CSRF token in `X-CSRF-Token`) or send "
+            "`Authorization: Bearer TOKEN` (`openlfr users token NAME`)."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.server = state
+    app.state.tiles = tiles  # camera pictures of the pipelines this process runs, for the console
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    mount_docs(app)
+    app.include_router(router)
+    mount_console(app)
+    install_error_answers(app, render_error)
+    install_http_plumbing(app, settings.max_json_bytes, settings.max_upload_bytes)
+    return app
+
+
+def run_worker(settings: Settings, stop: threading.Event) -> None:
+    """The live pipelines of live deployments without the web server, until ``stop`` is set."""
+    store = open_store(settings)
+    scheduler = Scheduler(store, settings, TileBoard(blur_scene=settings.tile_blur_scene))
+    scheduler.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        scheduler.stop()
+        store.close()

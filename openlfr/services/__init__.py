@@ -1,0 +1,19 @@
+"""The application layer: what OpenLFR does, as use cases over a database session, called by the front doors
+(``openlfr.cli``, ``openlfr.api``, ``openlfr.web``) and built on the stages below (``enrolment``, ``stream``,
+``alerts``, ``store``) and the pure rules (``governance``, ``watchlist``, ``vision``).
+
+Each use case checks the rules, changes the rows and writes its audit entry in the caller's transaction, so a
+change and its record commit (or roll back) together. Who acts is a ``Context`` (``context.py``): one actor
+format for people at the keyboard, accounts of the server and the server itself.
+
+- ``deployments``: draft, authorise (and freeze the snapshot), cancel, end, close finished windows, counts
+- ``reviews`` / ``alert_source``: the human side of an alert (decide, verify, outcome, hold) and what it shows
+- ``records``: the published record of deployments over a period
+- ``retention``: destroy what is due (snapshots, probe images, expired entries), on demand or in a loop
+- ``accounts``: accounts, passwords, sessions and tokens, and the audited changes to them
+- ``watchlists``: create, enrol (one use case for the CLI, uploads and folder imports), remove, expire, list
+- ``live``: one builder of a live pipeline from settings, a watchlist snapshot and sources
+- ``deployment_runs``: the scheduler running the live deployments (``openlfr serve`` and ``openlfr worker``)
+- ``scans``: ``openlfr scan`` as a recorded, time-boxed deployment of the local user
+- ``console`` / ``audit_log`` / ``tiles``: console settings, the audit chain, in-memory camera pictures
+"""

@@ -1,0 +1,62 @@
+"""The published record of deployments: counts, decisions and outcomes, one deployment or a period."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openlfr.clock import utc, utc_now
+from openlfr.governance import deployments, records
+from openlfr.governance.deployments import GovernanceError
+from openlfr.store.alert_models import Alert
+from openlfr.store.governance_models import AlertReview, Deployment
+
+MAX_PERIOD_DAYS = 3660
+
+
+def period(since: date | None, until: date | None) -> tuple[datetime, datetime]:
+    """[start, stop) of the days ``since`` to ``until`` inclusive; by default the month so far."""
+    today = utc_now().date()
+    start = since or today.replace(day=1)
+    stop = until or today
+    if stop < start:
+        raise GovernanceError("the period ends before it starts")
+    if (stop - start).days > MAX_PERIOD_DAYS:
+        raise GovernanceError("a period is at most ten years")
+    return datetime.combine(start, time.min, UTC), datetime.combine(stop + timedelta(days=1), time.min, UTC)
+
+
+def record_of(db: Session, row: Deployment) -> records.DeploymentRecord:
+    reviews = db.execute(
+        select(AlertReview.decision, AlertReview.verified_by, AlertReview.outcome)
+        .select_from(Alert)
+        .outerjoin(AlertReview, AlertReview.alert_id == Alert.id)
+        .where(Alert.deployment_id == row.id)
+    ).all()
+    return records.build_record(
+        row.id,
+        row.name,
+        row.place,
+        row.purpose,
+        deployments.phase(row, utc_now()).value,
+        row.starts_at,
+        row.ends_at,
+        deployments.effective_end(row),
+        row.watchlist_size,
+        row.faces_seen,
+        [(r[0], r[1], r[2]) for r in reviews],
+    )
+
+
+def records_between(db: Session, start: datetime, stop: datetime) -> list[records.DeploymentRecord]:
+    """Records of deployments that started in [start, stop), authorised ones only (drafts never ran)."""
+    rows = db.scalars(
+        select(Deployment)
+        .where(
+            Deployment.starts_at >= utc(start), Deployment.starts_at < utc(stop), Deployment.authorised_by.is_not(None)
+        )
+        .order_by(Deployment.starts_at)
+    ).all()
+    return [record_of(db, row) for row in rows]

@@ -1,0 +1,154 @@
+"""Retention enforced by code: what is due is destroyed (watchlist snapshots, alert probe images, expired
+watchlist entries) and audited, while every count, decision and outcome stays. ``enforce_once`` is
+``openlfr retention run`` and one round of the server's loop (``RetentionLoop``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, not_, select, update
+from sqlalchemy.orm import Session
+
+from openlfr.clock import utc_now
+from openlfr.errors import NotFound
+from openlfr.governance import retention
+from openlfr.governance.retention import RetentionPolicy
+from openlfr.services import deployments
+from openlfr.services.audit_log import audit_key
+from openlfr.services.background import Periodic
+from openlfr.services.context import Context
+from openlfr.services.reviews import review_for, saved
+from openlfr.settings import Settings
+from openlfr.store import Store
+from openlfr.store.alert_models import Alert
+from openlfr.store.governance_models import (
+    AlertReview,
+    Deployment,
+    LoginFailure,
+    SnapshotImage,
+    SnapshotPerson,
+    UserSession,
+)
+from openlfr.store.models import Person
+
+log = logging.getLogger(__name__)
+
+
+def policy_of(settings: Settings) -> RetentionPolicy:
+    return RetentionPolicy.from_seconds(
+        settings.snapshot_retention_seconds,
+        settings.probe_retention_seconds,
+        settings.expired_entry_retention_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    snapshots_destroyed: list[int]
+    probes_purged: list[int]
+    expired_entries_removed: list[str]  # "watchlist/reference id" of each person removed
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.snapshots_destroyed or self.probes_purged or self.expired_entries_removed)
+
+    def summary(self) -> str:
+        return (
+            f"destroyed {len(self.snapshots_destroyed)} watchlist snapshot(s), "
+            f"purged {len(self.probes_purged)} probe image(s), "
+            f"removed {len(self.expired_entries_removed)} expired watchlist entr(ies)"
+        )
+
+    def as_dict(self) -> dict[str, list[int] | list[str]]:
+        return {
+            "snapshots_destroyed": self.snapshots_destroyed,
+            "probes_purged": self.probes_purged,
+            "expired_entries_removed": self.expired_entries_removed,
+        }
+
+
+def enforce_retention(db: Session, ctx: Context, policy: RetentionPolicy, now: datetime | None = None) -> PurgeReport:
+    """Destroy what the retention policy says is due; keep every count, decision and outcome."""
+    moment = now or utc_now()
+    destroyed: list[int] = []
+    candidates = db.scalars(
+        select(Deployment).where(Deployment.snapshot_taken_at.is_not(None), Deployment.snapshot_destroyed_at.is_(None))
+    ).all()
+    for row in candidates:
+        if retention.snapshot_due(row, policy, moment):
+            people = db.scalar(
+                select(func.count()).select_from(SnapshotPerson).where(SnapshotPerson.deployment_id == row.id)
+            )
+            db.query(SnapshotImage).filter(SnapshotImage.deployment_id == row.id).delete(synchronize_session=False)
+            db.query(SnapshotPerson).filter(SnapshotPerson.deployment_id == row.id).delete(synchronize_session=False)
+            row.snapshot_destroyed_at = moment
+            ctx.audit(db, "retention.snapshot_destroyed", f"deployment:{row.id}", {"people": people})
+            destroyed.append(row.id)
+    purged: list[int] = []
+    cutoff = moment - policy.probe_ttl
+    due = db.execute(
+        select(Alert.id, Alert.created_at, AlertReview.held_by)
+        .outerjoin(AlertReview, AlertReview.alert_id == Alert.id)
+        .where(Alert.probe_jpeg.is_not(None), Alert.created_at <= cutoff, AlertReview.held_by.is_(None))
+    ).all()
+    for alert_id, created_at, held_by in due:
+        if retention.probe_due(created_at, held_by is not None, policy, moment):
+            db.execute(update(Alert).where(Alert.id == alert_id).values(probe_jpeg=None))
+            purged.append(alert_id)
+    for alert_id in purged:
+        try:
+            review = review_for(db, alert_id)
+        except NotFound:
+            continue  # an alert outside any deployment (a bare `openlfr scan`): its image is gone all the same
+        saved(db, review).probe_purged_at = moment
+    if purged:
+        ctx.audit(db, "retention.probes_purged", "alerts", {"alerts": purged})
+    return PurgeReport(destroyed, purged, remove_expired_entries(db, ctx, policy, moment))
+
+
+def remove_expired_entries(db: Session, ctx: Context, policy: RetentionPolicy, now: datetime) -> list[str]:
+    """Delete people (with photos and embeddings) whose listing expired longer ago than the policy allows."""
+    due = db.scalars(
+        select(Person).where(not_(Person.listed_at(retention.expired_entry_cutoff(policy, now)))).order_by(Person.id)
+    ).all()
+    removed: dict[str, list[str]] = {}
+    for person in due:
+        removed.setdefault(person.watchlist.name, []).append(person.reference_id)
+        db.delete(person)
+    db.flush()
+    for watchlist_name, people in removed.items():
+        ctx.audit(db, "retention.expired_entries_removed", f"watchlist:{watchlist_name}", {"people": people})
+    return [f"{name}/{ref}" for name, people in removed.items() for ref in people]
+
+
+def enforce_once(store: Store, settings: Settings) -> PurgeReport:
+    """Close finished deployment windows and purge what retention says is due, in one transaction."""
+    ctx = Context.system(settings, audit_key(settings))
+    with store.session() as db:
+        deployments.close_finished(db, ctx)
+        report = enforce_retention(db, ctx, policy_of(settings))
+        forget_stale_logins(db, settings)
+        return report
+
+
+def forget_stale_logins(db: Session, settings: Settings) -> None:
+    """Expired sessions and tokens, and failed logins older than the throttling window, serve no purpose."""
+    moment = utc_now()
+    db.execute(delete(UserSession).where(UserSession.expires_at <= moment))
+    db.execute(delete(LoginFailure).where(LoginFailure.at < moment - timedelta(seconds=settings.login_window_seconds)))
+
+
+class RetentionLoop(Periodic):
+    """Runs ``enforce_once`` every ``interval`` seconds on a daemon thread until stopped."""
+
+    def __init__(self, store: Store, settings: Settings, interval: float) -> None:
+        super().__init__("openlfr-retention", interval, join_timeout_s=10)
+        self.store, self.settings = store, settings
+
+    def round(self) -> None:
+        report = enforce_once(self.store, self.settings)
+        if report.anything:
+            log.info("retention: %s", report.summary())
