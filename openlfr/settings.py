@@ -23,7 +23,7 @@ class StreamSettings(BaseSettings):
     detect_share: float = 0.5
     track_between: bool = True  # follow known faces on the frames in between
     detect_upsample: int = 0  # HOG upsampling on video: 0 finds faces from ~70 px, 1 from ~40 px (4x cost)
-    detect_scale: float = 1.0  # search a copy scaled by this (e.g. 0.5 for a 4K camera with large faces)
+    detect_scale: float = 0.5  # search a copy scaled by this (e.g. 0.5 for a 4K camera with large faces)
     min_face_px: int = 40  # shorter faces are ignored (a camera's own min_face_px overrides it)
     window_margin: float = 0.5  # track-local search window: the predicted box grown by this on every side
     window_face_px: int = 80  # the window is scaled so the face is about this tall (HOG finds 80 px faces best)
@@ -62,8 +62,11 @@ class Settings(BaseSettings):
     test_data: Path = Path("../shared/data")
 
     # Face engine
-    detector: str = "hog"  # "hog" or "mmod"
-    upsample: int = 1
+    # "retinaface" (MobileNet-0.25: boxes, scores and five landmarks), "hog" or "mmod" (dlib's HOG and MMOD CNN)
+    detector: str = "retinaface"
+    detector_scale: float = Field(default=1.0, ge=0.05, le=4.0)  # RetinaFace: resize by this before the network
+    detector_min_score: float = Field(default=0.5, gt=0.0, lt=1.0)  # RetinaFace: confidence a detection needs
+    upsample: int = 1  # dlib detectors: times the image is doubled before the search
     onnx_threads: int = 0  # 0 lets ONNX Runtime choose
     embedder: str = "mobilefacenet"  # "mobilefacenet" (192-D, ArcFace-aligned chips) or "dlib" (dlib's 128-D ResNet)
     embedder_model: Path | None = None  # a user-supplied ArcFace-style ONNX file; overrides `embedder` when set
@@ -84,13 +87,15 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
 
-    # Watchlist enrolment: the quality gate a reference photo must pass (measured on LFW and the shared stills:
-    # 1% of LFW faces fall below 32 px between the eyes and sharpness 10; a face blurred by a Gaussian of an
-    # eye distance / 12 scores under 3). Yaw and pitch are the coarse landmark estimates in degrees.
-    enrol_min_inter_eye_px: float = 30.0
-    enrol_min_sharpness: float = 8.0
-    enrol_max_yaw_deg: float = 35.0
-    enrol_max_pitch_deg: float = 25.0
+    # Watchlist enrolment: the quality gate a reference photo must pass, each limit where 1% of LFW's 13,233 faces
+    # would fail it (RetinaFace's landmarks, openlfr/vision/quality.py; derivation in the README's face engine
+    # section): 1% fall below 31.2 px between the eye centres and sharpness 31 (measured on the canonical 112x112
+    # chip; a face blurred by a Gaussian of an eye distance / 12 scores 3 on median, at most 8); 1% turn more
+    # than 49.6 deg or tip more than 34.2 deg. Yaw and pitch are coarse landmark estimates in degrees.
+    enrol_min_inter_eye_px: float = 31.0
+    enrol_min_sharpness: float = 31.0
+    enrol_max_yaw_deg: float = 50.0
+    enrol_max_pitch_deg: float = 34.0
     # A new photo whose match score (openlfr.watchlist.score) against an active listed person under another id
     # reaches this is refused as a duplicate. 0.8 is a cosine of 0.95 for dlib's model; on LFW that is 3e-5 of
     # different-person pairs, 2/3 of same-person pairs of different photos, and every re-use of a photo.

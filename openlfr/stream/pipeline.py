@@ -30,12 +30,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import numpy as np
-from PIL import Image
 
 from openlfr.alerts.record import AlertFound
 from openlfr.settings import StreamSettings
+from openlfr.stream.detector import detect_in_area
 from openlfr.stream.evidence import Candidate, EvidenceRule, decide
-from openlfr.stream.frames import YuvFrame, clip_box, expand_box, scale_box, shift_box
+from openlfr.stream.frames import YuvFrame, clip_box, expand_box, shift_box
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters, LatencyHistogram
 from openlfr.stream.tracker import Observation, Sample, Track, Tracker, affinity
@@ -49,7 +49,7 @@ class AsyncDetector(Protocol):
     """Whole-picture detection running beside the analysis (``openlfr.stream.detector.RemoteDetector``)."""
 
     def busy(self) -> bool: ...
-    def submit(self, gray: np.ndarray, clock: float, left: int, top: int, factor: float) -> None: ...
+    def submit(self, frame: YuvFrame, area: Box, clock: float, factor: float) -> None: ...
     def poll(self) -> tuple[float, list[Detection]] | None: ...
 
 
@@ -80,14 +80,6 @@ class FrameResult:
     alerts: list[AlertFound] = field(default_factory=list)
     boxes: list[TrackBox] = field(default_factory=list)
     full_detection: bool = False
-
-
-def resize_gray(image: np.ndarray, factor: float) -> np.ndarray:
-    if abs(factor - 1.0) < 1e-3:
-        return image
-    rows, cols = image.shape[:2]
-    size = (max(1, round(cols * factor)), max(1, round(rows * factor)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 class CameraPipeline:
@@ -137,7 +129,7 @@ class CameraPipeline:
                 seen += self._adopt(frame, clock, arrived[0], arrived[1], {t.id for t, _ in seen})
             if clock - self._last_detect >= self.config.detect_interval_s and not self.remote.busy():
                 area = self._search_area(frame)
-                self.remote.submit(frame.gray(area), clock, area.left, area.top, self.config.detect_scale)
+                self.remote.submit(frame, area, clock, self.config.detect_scale)
                 result.full_detection = True
                 self._last_detect = clock
                 self.counters.detect_frames += 1
@@ -183,20 +175,12 @@ class CameraPipeline:
         return clip_box(self.camera.roi, frame.width, frame.height) if self.camera.roi else frame.bounds()
 
     def _detect_in(self, frame: YuvFrame, area: Box, factor: float) -> list[Detection]:
-        if area.width < 16 or area.height < 16:
-            return []
-        gray = resize_gray(frame.gray(area), factor)
-        found = []
-        for detection in self.detector.detect(gray):
-            box = shift_box(scale_box(detection.box, 1.0 / factor), area.left, area.top)
-            box = clip_box(box, frame.width, frame.height)
-            if box.height >= self.min_face_px and box.width > 0:
-                found.append(Detection(box, detection.score, detection.detector))
-        return found
+        found = detect_in_area(self.detector, frame, area, factor)
+        return [d for d in found if d.box.height >= self.min_face_px]
 
     def _detect_and_associate(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
         detections = self._detect_in(frame, self._search_area(frame), self.config.detect_scale)
-        observations = [Observation(d.box, d.score, clock) for d in detections]
+        observations = [Observation(d.box, d.score, clock, landmarks=d.landmarks) for d in detections]
         embed = (lambda o: self._embed_one(frame, o)) if self._matching_now else None
         association = self.tracker.associate(observations, clock, embed, self._similarity)
         seen = []
@@ -277,7 +261,7 @@ class CameraPipeline:
             value = max(affinity(where, found.box), 0.01)
             if value > best_value and not any(box.iou(found.box) > 0.5 for box in taken):
                 best, best_value = found, value
-        return None if best is None else Observation(best.box, best.score, clock)
+        return None if best is None else Observation(best.box, best.score, clock, landmarks=best.landmarks)
 
     def _follow(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
         """Track-local detection around each track's predicted box; the better claim wins a shared face."""
@@ -296,7 +280,7 @@ class CameraPipeline:
                 if value >= best_value:
                     best, best_value = detection, value
             if best is not None:
-                claims.append((best_value, track, Observation(best.box, best.score, clock)))
+                claims.append((best_value, track, Observation(best.box, best.score, clock, landmarks=best.landmarks)))
         seen: list[tuple[Track, Observation]] = []
         for _, track, observation in sorted(claims, key=lambda c: -c[0]):
             if any(observation.box.iou(other.box) > 0.5 for _, other in seen):
@@ -316,7 +300,10 @@ class CameraPipeline:
         rgb, region = frame.rgb(region)
         local = shift_box(observation.box, -region.left, -region.top)
         try:
-            (face,) = self.engine.analyse(rgb, [Detection(local, observation.score, "hog")])
+            points = observation.landmarks
+            if points is not None:
+                points = points - np.array([region.left, region.top], dtype=np.float64)
+            (face,) = self.engine.analyse(rgb, [Detection(local, observation.score, self.detector.name, points)])
         except (ValueError, RuntimeError):
             return None
         observation.face = face

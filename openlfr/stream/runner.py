@@ -134,12 +134,12 @@ class _CameraRun:
         self.detector: Any = None
         self.detector_queues: tuple[Any, Any] | None = None
         if remote_detection:
-            from openlfr.stream.detector import detector_main
+            from openlfr.stream.detector import DetectorSpec, detector_main
 
             self.detector_queues = (ctx.Queue(), ctx.Queue())
             self.detector = ctx.Process(
                 target=detector_main,
-                args=(spec.config.detect_upsample, *self.detector_queues),
+                args=(DetectorSpec(spec.settings, spec.config.detect_upsample), *self.detector_queues),
                 name=f"openlfr-detector-{state.camera.name}",
                 daemon=True,
             )
