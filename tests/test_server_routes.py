@@ -3,6 +3,7 @@ answers keep the keys clients rely on. The keys below are written out by hand, i
 
 from __future__ import annotations
 
+from dataclasses import is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import get_args, get_origin
 
@@ -63,11 +64,11 @@ def test_every_endpoint_declares_what_it_answers(app) -> None:  # type: ignore[n
         return issubclass(answer_class, JSONResponse)
 
     def modelled(route: APIRoute) -> bool:
-        """A pydantic model, or a list of one: not a bare dict or Any."""
+        """A pydantic model or a dataclass, or a list of one: not a bare dict or Any."""
         model = route.response_model
         if get_origin(model) is list:
             (model,) = get_args(model)
-        return isinstance(model, type) and issubclass(model, BaseModel)
+        return isinstance(model, type) and (issubclass(model, BaseModel) or is_dataclass(model))
 
     untyped = [f"{sorted(r.methods)} {r.path}" for r in routes if answers_json(r) and not modelled(r)]
     assert not untyped, f"JSON endpoints without a response model: {untyped}"

@@ -1,6 +1,7 @@
 """Request and response bodies of the JSON API. Inputs are strict: unknown fields, wrong types, naive times and
 over-long strings are refused with 422 before any handler runs. Every answer has a model here, read off the
-application's objects by attribute (``from_attributes``), never copied field by field."""
+application's objects by attribute (``from_attributes``), never copied field by field; where the application's
+own dataclass is the answer (a deployment's record, a retention report) the route answers with it directly."""
 
 from __future__ import annotations
 
@@ -268,31 +269,6 @@ class DeploymentOut(Out):
         return deployments.may_match(self, self.as_of).reason
 
 
-class DeploymentRecordOut(Out):
-    deployment_id: int
-    name: str
-    date: str
-    place: str
-    purpose: str
-    status: str
-    starts_at: str
-    ends_at: str
-    duration_minutes: int
-    watchlist_size: int
-    faces_seen: int
-    alerts: int
-    confirmed: int
-    false_alerts: int
-    cannot_tell: int
-    undecided: int
-    verified: int
-    arrested: int
-    engaged_no_further_action: int
-    not_located: int
-    false_alert_rate: float
-    false_alert_one_in: str
-
-
 class ReviewOut(Out):
     """An alert's human side; ``stage`` also depends on the console's second-verifier rule (the caller joins it)."""
 
@@ -339,9 +315,3 @@ class VerdictOut(Out):
     first_bad_seq: int | None
     problem: str | None
     message: str
-
-
-class PurgeReportOut(Out):
-    snapshots_destroyed: list[int]
-    probes_purged: list[int]
-    expired_entries_removed: list[str]

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Response
 
 from openlfr.api import answers
 from openlfr.api.deps import DB, AnyoneWrite, AnyPrincipal
-from openlfr.api.schemas import DeploymentRecordOut
-from openlfr.governance.records import records_csv
+from openlfr.governance.records import DeploymentRecord, records_csv
 from openlfr.services import records
 from openlfr.services.deployments import get_deployment
 
@@ -18,8 +17,8 @@ router = APIRouter(prefix="/api", tags=["records"])
 
 
 @router.get("/deployments/{deployment_id}/record")
-def deployment_record(deployment_id: int, _: AnyPrincipal, db: DB) -> DeploymentRecordOut:
-    return DeploymentRecordOut.model_validate(records.record_of(db, get_deployment(db, deployment_id)))
+def deployment_record(deployment_id: int, _: AnyPrincipal, db: DB) -> DeploymentRecord:
+    return records.record_of(db, get_deployment(db, deployment_id))
 
 
 @router.get("/deployments/{deployment_id}/record.csv", response_class=Response, responses=answers.CSV)
@@ -32,9 +31,9 @@ def deployment_record_csv(deployment_id: int, write: AnyoneWrite) -> Response:
 @router.get("/records")
 def period_records(
     _: AnyPrincipal, db: DB, since: date | None = None, until: date | None = None
-) -> list[DeploymentRecordOut]:
+) -> list[DeploymentRecord]:
     start, stop = records.period(since, until)
-    return [DeploymentRecordOut.model_validate(r) for r in records.records_between(db, start, stop)]
+    return records.records_between(db, start, stop)
 
 
 @router.get("/records.csv", response_class=Response, responses=answers.CSV)

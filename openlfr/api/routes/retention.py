@@ -5,13 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from openlfr.api.deps import AdminWrite
-from openlfr.api.schemas import PurgeReportOut
-from openlfr.services.retention import enforce_retention, policy_of
+from openlfr.services.retention import PurgeReport, enforce_retention, policy_of
 
 router = APIRouter(prefix="/api", tags=["retention"])
 
 
 @router.post("/retention/run")
-def retention_run(write: AdminWrite) -> PurgeReportOut:
+def retention_run(write: AdminWrite) -> PurgeReport:
     write.ctx.audit(write.db, "retention.run", "retention", {})
-    return PurgeReportOut.model_validate(enforce_retention(write.db, write.ctx, policy_of(write.ctx.settings)))
+    return enforce_retention(write.db, write.ctx, policy_of(write.ctx.settings))
