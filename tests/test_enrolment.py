@@ -104,7 +104,7 @@ def row_counts(store: Store) -> tuple[int, int, int]:
     [
         ("no_face", "no face found"),
         ("two_faces", "2 faces found"),
-        ("small", "face too small: 22 px between the eyes (minimum 30)"),
+        ("small", "face too small: 22 px between the eyes (minimum 31)"),
         ("blurred", "face too blurred: sharpness"),
         ("truncated", "damaged or truncated"),
         ("not_an_image", "not an image file"),
