@@ -203,34 +203,80 @@ def test_a_purged_probe_image_leaves_no_chunk_in_the_database_files(
         store.close()
 
 
-def test_a_removed_person_leaves_no_chunk_of_their_photo(store_url: str, request: pytest.FixtureRequest) -> None:
+def listed_with_photo(store: Store, photo: bytes, now: datetime) -> None:
+    """Watchlist "wanted" with one person, P1, whose one reference photo is ``photo``."""
+    with store.session() as db:
+        watchlist = Watchlist(name="wanted", purpose="test", created_by="admin", created_at=now)
+        person = Person(
+            watchlist=watchlist,
+            reference_id="P1",
+            display_name="Person One",
+            category="wanted_offence",
+            reason="",
+            legal_basis="",
+            added_by="admin",
+            added_at=now,
+            expires_at=now + timedelta(days=1),
+        )
+        person.images.append(reference_image_row(np.ones(128, np.float32), "m", "a" * 64, face_jpeg=photo))
+        db.add(watchlist)
+
+
+def remove_p1(store: Store) -> None:
     from openlfr.enrolment.service import remove_person
 
+    with store.session() as db:
+        assert remove_person(db, db.scalars(sa.select(Watchlist)).one(), "P1") == 1
+    with store.session() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(ReferenceImage)) == 0
+
+
+def test_a_removed_person_leaves_no_chunk_of_their_photo(store_url: str, request: pytest.FixtureRequest) -> None:
     photo = recognisable_jpeg(2)
     store = open_store(get_settings())
     try:
-        now = datetime.now(UTC)
-        with store.session() as db:
-            watchlist = Watchlist(name="wanted", purpose="test", created_by="admin", created_at=now)
-            person = Person(
-                watchlist=watchlist,
-                reference_id="P1",
-                display_name="Person One",
-                category="wanted_offence",
-                reason="",
-                legal_basis="",
-                added_by="admin",
-                added_at=now,
-                expires_at=now + timedelta(days=1),
-            )
-            person.images.append(reference_image_row(np.ones(128, np.float32), "m", "a" * 64, face_jpeg=photo))
-            db.add(watchlist)
+        listed_with_photo(store, photo, datetime.now(UTC))
         tables = ["reference_images", "watchlist_people"]
         assert surviving_chunks(photo, database_files(store, request, tables))
-        with store.session() as db:
-            assert remove_person(db, db.scalars(sa.select(Watchlist)).one(), "P1") == 1
-        with store.session() as db:
-            assert db.scalar(sa.select(sa.func.count()).select_from(ReferenceImage)) == 0
+        remove_p1(store)
+        assert surviving_chunks(photo, database_files(store, request, tables)) == {}
+    finally:
+        store.close()
+
+
+def test_a_destroyed_snapshot_leaves_no_chunk_of_its_photos(
+    store_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openlfr.services import deployments
+    from openlfr.services.context import Context
+    from openlfr.services.retention import enforce_once
+
+    monkeypatch.setenv("OPENLFR_SNAPSHOT_RETENTION_SECONDS", "0")
+    get_settings.cache_clear()
+    settings, photo, now = get_settings(), recognisable_jpeg(4), datetime.now(UTC)
+    store = open_store(settings)
+    try:
+        listed_with_photo(store, photo, now - timedelta(hours=3))
+        with store.session() as db:  # a two-hour deployment that ended an hour ago; its snapshot copied the photo
+            row = deployments.create_draft(
+                db,
+                Context(settings, b"k" * 32, "olly", "admin"),
+                name="High street",
+                place="Outside the station",
+                purpose="test",
+                starts_at=now - timedelta(hours=3),
+                ends_at=now - timedelta(hours=1),
+                cameras=[{"name": "entrance", "source": "rtsp://127.0.0.1:8554/cam"}],
+                watchlist="wanted",
+                threshold=0.6,
+                target_fpir=None,
+            )
+            ava = Context(settings, b"k" * 32, "ava", "authoriser")
+            deployments.authorise(db, ava, row.id, "Wanted offenders use this station daily.", now - timedelta(hours=2))
+        remove_p1(store)  # the watchlist's own copy is gone: only the snapshot's is left
+        tables = ["snapshot_images", "snapshot_people"]
+        assert surviving_chunks(photo, database_files(store, request, tables))
+        assert enforce_once(store, settings).snapshots_destroyed == [row.id]
         assert surviving_chunks(photo, database_files(store, request, tables)) == {}
     finally:
         store.close()
