@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from openlfr.settings import Settings
 from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.pipeline import AlertFound, CameraPipeline, PipelineConfig
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.stream.tracker import Track
-from openlfr.vision.dlib_backend import HogDetector
+from openlfr.vision.engine import build_detector
 from openlfr.watchlist.search import Gallery
 from tests.streamkit import portrait, write_face_clip, yuv_frames
 
@@ -31,21 +32,31 @@ def clips(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> di
     }
 
 
-def filler_vectors(count: int, seed: int = 0) -> np.ndarray:
-    vectors = np.random.default_rng(seed).normal(size=(count, 128)).astype(np.float32)
+def live_detector():  # type: ignore[no-untyped-def]
+    """The configured detector as a camera's analysis builds it (the pipeline scales each search itself)."""
+    return build_detector(Settings(), upsample=0, scale=1.0)
+
+
+def filler_vectors(count: int, dimension: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, dimension)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="module")
 def listed(engine, astronaut: np.ndarray) -> Gallery:  # type: ignore[no-untyped-def]
     (face,) = [f for f in engine.faces(astronaut) if f.box.top < 200]  # her face, not the patch on her suit
-    vectors = np.vstack([face.embedding[None, :], filler_vectors(20)])
+    vectors = np.vstack([face.embedding[None, :], filler_vectors(20, engine.embedder.dimension)])
     return Gallery(vectors, ["eileen", *[f"filler-{i}" for i in range(20)]], list(range(21)), engine.model_id)
 
 
 @pytest.fixture(scope="module")
 def unlisted(engine) -> Gallery:  # type: ignore[no-untyped-def]
-    return Gallery(filler_vectors(21, seed=1), [f"filler-{i}" for i in range(21)], list(range(21)), engine.model_id)
+    return Gallery(
+        filler_vectors(21, engine.embedder.dimension, seed=1),
+        [f"filler-{i}" for i in range(21)],
+        list(range(21)),
+        engine.model_id,
+    )
 
 
 def run_clip(
@@ -57,7 +68,7 @@ def run_clip(
 ) -> tuple[CameraPipeline, list[AlertFound], list[Track]]:
     camera = CameraConfig("door", str(clip))
     pipeline = CameraPipeline(
-        camera, config or PipelineConfig(), engine, HogDetector(0), gallery, EvidenceRule(0.8), may_match
+        camera, config or PipelineConfig(), engine, live_detector(), gallery, EvidenceRule(0.8), may_match
     )
     started: list[Track] = []
     original_start = pipeline.tracker.start
@@ -145,7 +156,7 @@ def test_a_region_of_interest_and_a_minimum_face_size(engine, clips, listed) -> 
     }
     seen = {}
     for case, camera in camera_cases.items():
-        pipeline = CameraPipeline(camera, PipelineConfig(), engine, HogDetector(0), listed, EvidenceRule(0.8))
+        pipeline = CameraPipeline(camera, PipelineConfig(), engine, live_detector(), listed, EvidenceRule(0.8))
         for yuv, frame in yuv_frames(Capture(camera).frames()):
             pipeline.process(yuv, frame.clock, frame.arrival)
         pipeline.finish()
@@ -155,10 +166,11 @@ def test_a_region_of_interest_and_a_minimum_face_size(engine, clips, listed) -> 
 
 
 class LateDetector:
-    """Whole-picture detection answered ``lag`` frames later, as the detector process does (real HOG, in here)."""
+    """Whole-picture detection answered ``lag`` frames later, as the detector process does (the real detector,
+    in here)."""
 
     def __init__(self, lag: int = 3) -> None:
-        self.hog = HogDetector(0)
+        self.detector = live_detector()
         self.lag = lag
         self.pending: list[tuple[int, float, list]] = []  # type: ignore[type-arg]
         self.submitted = 0
@@ -169,7 +181,7 @@ class LateDetector:
     def submit(self, frame, area, clock: float, factor: float) -> None:  # type: ignore[no-untyped-def]
         from openlfr.stream.detector import detect_in_area
 
-        found = detect_in_area(self.hog, frame, area, factor)
+        found = detect_in_area(self.detector, frame, area, factor)
         self.pending.append((self.lag, clock, found))
         self.submitted += 1
 
@@ -188,7 +200,9 @@ def test_detections_arriving_late_from_another_process_are_taken_in(engine, clip
     """The track starts from a detection made frames ago, found again where the face is now; faces already
     followed are not started twice; the face leaving and coming back makes a second track."""
     camera = CameraConfig("door", str(clips["twice"]))
-    pipeline = CameraPipeline(camera, PipelineConfig(cooldown_s=0.0), engine, HogDetector(0), listed, EvidenceRule(0.8))
+    pipeline = CameraPipeline(
+        camera, PipelineConfig(cooldown_s=0.0), engine, live_detector(), listed, EvidenceRule(0.8)
+    )
     late = LateDetector()
     pipeline.remote = late
     alerts = []
@@ -203,7 +217,7 @@ def test_detections_arriving_late_from_another_process_are_taken_in(engine, clip
 def test_a_late_detection_gives_a_track_back_the_face_it_lost(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
     """Local detection misses the face for a while; the next whole-picture detection finds it for the same track."""
     camera = CameraConfig("door", str(clips["long"]))
-    pipeline = CameraPipeline(camera, PipelineConfig(), engine, HogDetector(0), listed, EvidenceRule(0.8))
+    pipeline = CameraPipeline(camera, PipelineConfig(), engine, live_detector(), listed, EvidenceRule(0.8))
     pipeline.remote = LateDetector(lag=2)
     follow = pipeline._follow
     blind = (1.0, 1.8)  # seconds during which local detection finds nothing
