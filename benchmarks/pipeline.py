@@ -40,8 +40,7 @@ from openlfr.stream.pipeline import AlertFound, CameraPipeline
 from openlfr.stream.runner import PipelineRunner, RunnerOptions
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.stream.watchlists import ScanWatchlist, gallery_from_images, people_in_folder
-from openlfr.vision.dlib_backend import HogDetector
-from openlfr.vision.engine import FaceEngine, build_engine
+from openlfr.vision.engine import FaceEngine, build_detector, build_engine
 from openlfr.watchlist.calibration import choose_threshold, load_calibration
 
 DATA = Path(os.environ.get("OPENLFR_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -108,7 +107,7 @@ def our_pass(path: Path, engine: FaceEngine, watchlist: ScanWatchlist, threshold
         camera,
         settings.stream,
         engine,
-        HogDetector(upsample=settings.stream.detect_upsample),
+        build_detector(settings, upsample=settings.stream.detect_upsample, scale=1.0, threads=1),
         watchlist.gallery,
         EvidenceRule(threshold, settings.stream.evidence_k, settings.stream.evidence_n),
     )
@@ -193,9 +192,14 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     stills_engine = build_engine(settings, stills=True)
-    # The naive pipeline gets the same detector as ours (HOG, no upsampling) so the ratio measures the design.
-    # Both on one ONNX thread, as a camera's analysis process runs (the figures are per core).
-    video_engine = build_engine(Settings(upsample=settings.stream.detect_upsample, onnx_threads=1))
+    # The naive pipeline gets the same detector as ours (the configured one, at the live pipeline's scale or
+    # upsampling) so the ratio measures the design. Both on one ONNX thread, as a camera's analysis process runs
+    # (the figures are per core).
+    video_engine = build_engine(
+        Settings(
+            upsample=settings.stream.detect_upsample, detector_scale=settings.stream.detect_scale, onnx_threads=1
+        )
+    )
     table = load_calibration(video_engine.model_id)
     report: dict[str, Any] = {"load_average": os.getloadavg()[0], "clips": {}}
     for clip in args.clips:
