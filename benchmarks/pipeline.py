@@ -196,9 +196,7 @@ def main() -> None:
     # upsampling) so the ratio measures the design. Both on one ONNX thread, as a camera's analysis process runs
     # (the figures are per core).
     video_engine = build_engine(
-        Settings(
-            upsample=settings.stream.detect_upsample, detector_scale=settings.stream.detect_scale, onnx_threads=1
-        )
+        Settings(upsample=settings.stream.detect_upsample, detector_scale=settings.stream.detect_scale, onnx_threads=1)
     )
     table = load_calibration(video_engine.model_id)
     report: dict[str, Any] = {"load_average": os.getloadavg()[0], "clips": {}}
