@@ -223,10 +223,12 @@ def listed_with_photo(store: Store, photo: bytes, now: datetime) -> None:
 
 
 def remove_p1(store: Store) -> None:
+    """As the server does: in a session of its own factory (not ``Store.session``), committed by hand."""
     from openlfr.enrolment.service import remove_person
 
-    with store.session() as db:
+    with sa.orm.sessionmaker(store.engine)() as db:
         assert remove_person(db, db.scalars(sa.select(Watchlist)).one(), "P1") == 1
+        db.commit()
     with store.session() as db:
         assert db.scalar(sa.select(sa.func.count()).select_from(ReferenceImage)) == 0
 

@@ -7,17 +7,18 @@ nothing written) when it raises.
 
 Deleted faces are gone from the files, not only from the tables: a SQLite database is created readable by its
 owner only, every connection runs with ``secure_delete`` (freed space is zeroed), and a transaction that
-deleted or cleared face images or embeddings (``ERASED_FACE_TABLES``) is followed, once committed, by
-``Store.scrub``: a WAL checkpoint that writes the zeroed pages into the database file and truncates the WAL,
-where the old pages would otherwise stay readable. On PostgreSQL ``scrub`` vacuums the tables concerned.
+deleted or cleared face images or embeddings (``ERASED_FACE_TABLES``) is followed, once committed and whichever
+session or connection ran it, by a scrub (``_scrub``): a WAL checkpoint that writes the zeroed pages into the
+database file and truncates the WAL, where the old pages would otherwise stay readable. On PostgreSQL the scrub
+vacuums the face tables.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -174,7 +175,64 @@ def make_engine(url: URL) -> Engine:
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
     event.listen(engine, "before_cursor_execute", _refuse_nul_text)
+    # Faces erased in a transaction are scrubbed from the files once it has committed, whichever session or
+    # connection did it: marked per statement, made due at commit, done when the connection goes back to the pool.
+    event.listen(engine, "before_cursor_execute", _note_erasure)
+    event.listen(engine, "commit", _erasure_committed)
+    event.listen(engine, "rollback", _erasure_undone)
+    event.listen(engine, "checkin", functools.partial(_scrub_if_due, url.get_backend_name()))
     return engine
+
+
+_ERASING, _SCRUB_DUE = "openlfr_erasing_faces", "openlfr_scrub_due"
+
+
+def _note_erasure(
+    connection: sa.Connection, _cursor: Any, statement: str, _parameters: Any, _context: Any, _many: bool
+) -> None:
+    if _ERASES_FACES.match(statement):
+        connection.info[_ERASING] = True
+
+
+def _erasure_committed(connection: sa.Connection) -> None:
+    if connection.info.pop(_ERASING, False):
+        connection.info[_SCRUB_DUE] = True
+
+
+def _erasure_undone(connection: sa.Connection) -> None:
+    connection.info.pop(_ERASING, None)
+
+
+def _scrub_if_due(dialect: str, dbapi_connection: Any, record: Any) -> None:
+    if record is not None and record.info.pop(_SCRUB_DUE, False):
+        _scrub(dialect, dbapi_connection)
+
+
+def _scrub(dialect: str, dbapi_connection: Any) -> None:
+    """Make what was deleted unreadable in the database's files, not only in its tables (on a connection that
+    holds no open work: a pooled one being checked in, or a fresh one).
+
+    SQLite: checkpoint the WAL into the database file (whose freed pages ``secure_delete`` zeroed) and
+    truncate it. PostgreSQL: ``VACUUM`` the tables that hold faces (deletes cascade between them), which prunes
+    the dead row versions from the table files; README ("Watchlists and the store") says what PostgreSQL's WAL
+    still holds. A failure is logged, not raised: the rows are deleted either way and the next purge scrubs again.
+    """
+    try:
+        dbapi_connection.rollback()  # out of any transaction (there is nothing in it): VACUUM and TRUNCATE need that
+        if dialect == "sqlite":
+            cursor = dbapi_connection.cursor()
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.close()
+            if busy:
+                log.warning("the database was busy: its WAL is truncated after the next purge")
+            return
+        dbapi_connection.autocommit = True
+        try:
+            dbapi_connection.execute("VACUUM " + ", ".join(ERASED_FACE_TABLES))
+        finally:
+            dbapi_connection.autocommit = False
+    except Exception as exc:  # any driver's error: the connection pool must not fail a check-in over it
+        log.warning("could not scrub the database files after a purge: %s", _first_line(exc))
 
 
 def _refuse_nul_text(
@@ -260,39 +318,12 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        # Whether a transaction this thread committed erased faces that are not scrubbed yet.
-        self._erased = threading.local()
-        event.listen(engine, "before_cursor_execute", _note_erasure)
-        event.listen(engine, "commit", self._on_commit)
-        event.listen(engine, "rollback", _forget_erasure)
-
-    def _on_commit(self, connection: sa.Connection) -> None:
-        if connection.info.pop(_ERASURE_KEY, False):
-            self._erased.due = True
-
-    def _scrub_if_erased(self) -> None:
-        if getattr(self._erased, "due", False):
-            self._erased.due = False
-            self.scrub()
 
     def scrub(self) -> None:
-        """Make what was deleted unreadable in the database's files, not only in its tables.
-
-        SQLite: checkpoint the WAL into the database file (whose freed pages ``secure_delete`` zeroed) and
-        truncate it. PostgreSQL: ``VACUUM`` the tables that hold faces (deletes cascade between them), so dead row
-        versions are pruned and their space reused; README ("Storage") says what remains PostgreSQL's to do.
-        """
-        try:
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                if connection.dialect.name == "sqlite":
-                    busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-                    if busy:
-                        log.warning("the database was busy: its WAL is truncated at the next purge")
-                else:
-                    connection.exec_driver_sql("VACUUM " + ", ".join(ERASED_FACE_TABLES))
-        except SQLAlchemyError as exc:
-            # The rows are deleted either way; the next purge scrubs again.
-            log.warning("could not scrub the database files after a purge: %s", _first_line(exc))
+        """Make what was deleted unreadable in the database's files now (``make_engine`` does this by itself
+        after every transaction that erased faces; see ``_scrub``)."""
+        with self.engine.connect() as connection:
+            _scrub(self.engine.dialect.name, connection.connection.dbapi_connection)
 
     @property
     def url(self) -> str:
@@ -313,25 +344,9 @@ class Store:
             raise
         finally:
             session.close()
-        self._scrub_if_erased()
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-_ERASURE_KEY = "openlfr_erased_face_tables"
-
-
-def _note_erasure(
-    connection: sa.Connection, _cursor: Any, statement: str, _parameters: Any, _context: Any, _many: bool
-) -> None:
-    """Remember, on the connection until its transaction ends, that a statement erased faces."""
-    if _ERASES_FACES.match(statement):
-        connection.info[_ERASURE_KEY] = True
-
-
-def _forget_erasure(connection: sa.Connection) -> None:
-    connection.info.pop(_ERASURE_KEY, None)
 
 
 def _first_line(error: object) -> str:
