@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := postgresql mosquitto chromium gstreamer1.0-rtsp gir1.2-gst-rt
 OPENLFR_TEST_DATA ?= $(abspath ../shared/data)
 export OPENLFR_TEST_DATA
 
-.PHONY: install demo test lint typecheck system-deps bench clean
+.PHONY: install demo test lint typecheck layers system-deps bench clean
 
 install: $(STAMP) $(DEMO_PHOTOS)
 
@@ -50,7 +50,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install system-deps lint typecheck
+# The layer rule (pyproject.toml [tool.importlinter]): nothing imports upwards.
+layers: install
+	$(BIN)/lint-imports
+
+test: install system-deps lint typecheck layers
 	$(BIN)/pytest -q
 
 bench: install

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openlfr.cli.scan import cameras_from, parse_roi
 from openlfr.services.context import Context
 from openlfr.services.deployment_runs import DeploymentRun
 from openlfr.services.deployments import authorise, create_draft
@@ -26,7 +27,6 @@ from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings, get_settings
 from openlfr.store import Store, open_store
 from openlfr.store.models import Person, Watchlist
-from openlfr.stream.cli import cameras_from, parse_roi
 from openlfr.vision.engine import model_id_for
 from openlfr.vision.types import Box
 from openlfr.watchlist.calibration import CalibrationTable, choose_threshold

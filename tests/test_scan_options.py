@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from openlfr.cli.scan import cameras_from, parse_evidence, parse_roi
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
-from openlfr.stream.cli import cameras_from, parse_evidence, parse_roi
 from openlfr.vision.types import Box
 from tests.streamkit import openlfr_env, run_openlfr
 

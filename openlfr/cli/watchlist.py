@@ -12,18 +12,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from openlfr.clock import utc_now
 from openlfr.enrolment.gate import FaceChoice, QualityGate, parse_face_choice
-from openlfr.enrolment.importer import ImportRow
 from openlfr.enrolment.photos import analyse_photo
 from openlfr.enrolment.service import PersonDetails
 from openlfr.errors import OpenLFRError
 from openlfr.services import watchlists
 from openlfr.services.context import Context
-from openlfr.services.enrolment import enrol_person, import_folder
+from openlfr.services.enrolment import enrol_person
 from openlfr.settings import get_settings
 from openlfr.store.categories import CATEGORY_VALUES
 from openlfr.store.db import Store, open_store
@@ -35,7 +33,7 @@ watchlist_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_err = Console(stderr=True, soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
@@ -63,11 +61,11 @@ def parse_when(text: str, now: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _store() -> Store:
+def configured_store() -> Store:
     return open_store(get_settings())
 
 
-def _ctx(by: str | None) -> Context:
+def acting(by: str | None) -> Context:
     """The person at the keyboard (``--by NAME``, else ``cli:<login>``), for the audit log."""
     return Context.local(get_settings(), by)
 
@@ -76,18 +74,18 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _shown(moment: datetime) -> str:
+def shown(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
-def _face_choice(text: str | None) -> FaceChoice:
+def face_choice(text: str | None) -> FaceChoice:
     try:
         return parse_face_choice(text)
     except ValueError as exc:
         raise OpenLFRError(str(exc)) from None
 
 
-def _check_category(category: str | None) -> None:
+def check_category(category: str | None) -> None:
     if category is not None and category not in CATEGORY_VALUES:
         raise OpenLFRError(f"unknown category {category!r}: one of {', '.join(CATEGORY_VALUES)}")
 
@@ -101,8 +99,8 @@ def create(
 ) -> None:
     """Create an empty watchlist."""
     now = utc_now()
-    ctx = _ctx(by)
-    with _store().session() as session:
+    ctx = acting(by)
+    with configured_store().session() as session:
         watchlist = watchlists.create_watchlist(session, ctx, name, purpose, now)
         result = {"name": watchlist.name, "purpose": watchlist.purpose, "created_by": watchlist.created_by}
     if as_json:
@@ -145,12 +143,12 @@ def add(
         raise OpenLFRError("say who this is: --person ID")
     if not photos:
         raise OpenLFRError("give at least one photo: --image PATH")
-    _check_category(category)
-    choice = _face_choice(face)
+    check_category(category)
+    choice = face_choice(face)
     settings = get_settings()
     now = utc_now()
     expires_at = parse_when(expires, now) if expires else None
-    store = _store()
+    store = configured_store()
     with store.session() as session:
         get_watchlist(session, name)  # fail fast, before loading the face models
 
@@ -175,7 +173,7 @@ def add(
         legal_basis=legal_basis,
         expires_at=expires_at,
     )
-    ctx = _ctx(by)
+    ctx = acting(by)
     with store.session() as session:
         enrolled = enrol_person(session, ctx, name, details, results, allow_duplicate=allow_duplicate, now=now)
         summary = _person_json(enrolled, now)
@@ -185,134 +183,19 @@ def add(
         added = len(results)
         typer.echo(
             f"enrolled {summary['id']} ({summary['name']}) on {name!r}: {added} photo(s) added, "
-            f"{len(summary['images'])} in all; searched until {_shown(enrolled.expires_at)}"
+            f"{len(summary['images'])} in all; searched until {shown(enrolled.expires_at)}"
         )
 
 
-@watchlist_app.command("import")
-def import_(
-    name: Annotated[str, typer.Argument(help="The watchlist.")],
-    folder: Annotated[Path, typer.Argument(help="One sub-folder per person; the folder name is id and name.")],
-    category: Annotated[
-        str, typer.Option(help=f"Category for everyone imported: {', '.join(CATEGORY_VALUES)}.")
-    ] = "other",
-    reason: Annotated[str, typer.Option(help="Why they are listed.")] = "",
-    legal_basis: Annotated[str, typer.Option(help="The power relied on, and where the photos come from.")] = "",
-    expires: Annotated[
-        str | None, typer.Option(help="When they stop being searched: 30d, 2w, a date or a date-time.")
-    ] = None,
-    face: Annotated[
-        str | None, typer.Option(help="'largest' to take the biggest face of a photo with several.")
-    ] = None,
-    allow_duplicate: Annotated[
-        bool, typer.Option("--allow-duplicate", help="Enrol even if someone looks like a listed person.")
-    ] = False,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes analysing photos.")] = 2,
-    by: ByOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Enrol a folder of people; each person is enrolled whole or not at all. Exit 1 if any was refused."""
-    _check_category(category)
-    choice = _face_choice(face)
-    now = utc_now()
-    expires_at = parse_when(expires, now) if expires else None
-    if expires_at is not None and expires_at <= now:
-        raise OpenLFRError(f"the expiry {_shown(expires_at)} has already passed")
-    ctx = _ctx(by)
-    store = _store()
-    with store.session() as session:
-        get_watchlist(session, name)
-
-    progress = Progress(
-        TextColumn("enrolling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-        TimeRemainingColumn(),
-        console=_err,
-        disable=as_json,
-        transient=True,
-    )
-    task = progress.add_task("people", total=None, last="")
-
-    def started(count: int) -> None:
-        progress.update(task, total=count)
-
-    def done(row: ImportRow) -> None:
-        if row.status != "skipped" and row.reasons != ["no image files in the folder"]:
-            progress.update(task, advance=1, last=f"{row.reference_id}: {row.status}")
-
-    with progress:
-        rows, ignored = import_folder(
-            store,
-            ctx,
-            name,
-            folder,
-            template=PersonDetails(
-                reference_id="", category=category, reason=reason, legal_basis=legal_basis, expires_at=expires_at
-            ),
-            choice=choice,
-            allow_duplicate=allow_duplicate,
-            workers=workers,
-            now=now,
-            on_person=done,
-            on_start=started,
-        )
-    counts = {status: sum(1 for r in rows if r.status == status) for status in ("enrolled", "refused", "skipped")}
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "watchlist": name,
-                    **counts,
-                    "people": [
-                        {"id": r.reference_id, "status": r.status, "photos": r.photos, "reasons": r.reasons}
-                        for r in rows
-                    ],
-                    "ignored": ignored,
-                }
-            )
-        )
-    else:
-        _print_import_table(name, rows, counts, ignored)
-    if counts["refused"]:
-        raise typer.Exit(1)
-
-
-def _wide_console() -> Console:
+def wide_console() -> Console:
     """Tables keep their shape when the output is piped (rich assumes 80 columns there)."""
     return Console(width=max(Console().width, 120))
-
-
-def _print_import_table(name: str, rows: list[ImportRow], counts: dict[str, int], ignored: list[str]) -> None:
-    every_row = len(rows) <= 100
-    table = Table(
-        title=f"import into {name!r}",
-        caption=(
-            f"{counts['enrolled']} enrolled, {counts['refused']} refused, {counts['skipped']} skipped"
-            + ("" if every_row else " (enrolled people not listed one by one)")
-        ),
-    )
-    for column in ("person", "result", "photos", "reasons"):
-        table.add_column(column, overflow="fold")
-    style = {"enrolled": "green", "refused": "red", "skipped": "yellow"}
-    for row in rows:
-        if every_row or row.status != "enrolled":
-            table.add_row(
-                row.reference_id,
-                f"[{style[row.status]}]{row.status}[/]",
-                str(row.photos),
-                "\n".join(row.reasons),
-            )
-    _wide_console().print(table)
-    if ignored:
-        typer.echo(f"ignored (not person folders): {', '.join(ignored)}")
 
 
 @watchlist_app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """All watchlists, with how many people are searchable now and how many have expired."""
-    with _store().session() as session:
+    with configured_store().session() as session:
         summaries = watchlists.list_watchlists(session)
     if as_json:
         typer.echo(
@@ -348,7 +231,7 @@ def list_(as_json: JsonOption = False) -> None:
             str(s.expired_people),
             str(s.images),
             s.created_by,
-            _shown(s.created_at),
+            shown(s.created_at),
         )
     Console().print(table)
 
@@ -388,7 +271,7 @@ def show(
 ) -> None:
     """The people on a watchlist: category, photos, expiry, and whether they are searched now."""
     now = utc_now()
-    with _store().session() as session:
+    with configured_store().session() as session:
         watchlist: Watchlist = get_watchlist(session, name)
         people = [get_person(session, watchlist, person)] if person is not None else list(watchlist.people)
         listed = [_person_json(p, now) for p in people]
@@ -416,7 +299,7 @@ def show(
             "[green]active[/]" if p["active"] else "[yellow]expired[/]",
             p["reason"],
         )
-    console = _wide_console()
+    console = wide_console()
     console.print(table)
     if person is not None:
         photos = Table(title=f"photos of {person}")
@@ -444,8 +327,8 @@ def remove(
     by: ByOption = None,
 ) -> None:
     """Delete a person (or, with --yes, the whole watchlist) with their photos and embeddings."""
-    ctx = _ctx(by)
-    with _store().session() as session:
+    ctx = acting(by)
+    with configured_store().session() as session:
         if person is not None:
             photos = watchlists.remove_person(session, ctx, name, person)
             message = f"removed {person} and {photos} photo(s) from {name!r}"
@@ -468,16 +351,21 @@ def expire_(
     by: ByOption = None,
 ) -> None:
     """Stop searching for a person, or everyone on a watchlist, now (or at --at). Never extends an expiry."""
-    ctx = _ctx(by)
+    ctx = acting(by)
     now = utc_now()
     when = parse_when(at, now) if at else now
-    with _store().session() as session:
+    with configured_store().session() as session:
         get_watchlist(session, name)
         changed = watchlists.expire(session, ctx, name, person, when)
     who = person if person is not None else f"{changed} people on {name!r}"
     if changed == 0:
-        typer.echo(f"nothing to change: {person or 'everyone on ' + repr(name)} already expires by {_shown(when)}")
+        typer.echo(f"nothing to change: {person or 'everyone on ' + repr(name)} already expires by {shown(when)}")
     elif when <= now:
         typer.echo(f"expired {who}: no longer searched")
     else:
-        typer.echo(f"{who} will stop being searched at {_shown(when)}")
+        typer.echo(f"{who} will stop being searched at {shown(when)}")
+
+
+from openlfr.cli import watchlist_import  # noqa: E402  (registers `watchlist import` on watchlist_app)
+
+__all__ = ["watchlist_app", "watchlist_import"]

@@ -85,15 +85,3 @@ def _quantiles(table: CalibrationTable) -> dict[str, float]:
         index = int(np.flatnonzero(table.fmr >= share)[-1]) if (table.fmr >= share).any() else 0
         out[f"{share:g}"] = float(table.thresholds[index])
     return out
-
-
-def print_calibrate(summary: dict[str, object], as_json: bool) -> None:
-    import json
-
-    import typer
-
-    if as_json:
-        typer.echo(json.dumps(summary))
-        return
-    for key, value in summary.items():
-        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")

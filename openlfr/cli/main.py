@@ -1,0 +1,123 @@
+"""The ``openlfr`` command: the top-level app, ``faces`` and ``demo``, and the command groups of the other modules
+of this package (one module per group), registered in the order ``openlfr --help`` lists them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from openlfr.errors import OpenLFRError
+from openlfr.settings import get_settings
+
+app = typer.Typer(
+    help="OpenLFR: live facial recognition for watchlist deployments, with the safeguards built in.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+@app.command("faces")
+def faces(
+    image: Annotated[Path, typer.Argument(help="An image file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, embeddings included.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the image with boxes drawn (PNG).")] = None,
+    detector: Annotated[str | None, typer.Option(help="retinaface, hog or mmod (default from settings).")] = None,
+) -> None:
+    """Find the faces in an image: box, detector score and quality."""
+    from openlfr.vision.draw import draw_faces
+    from openlfr.vision.engine import build_engine
+    from openlfr.vision.image_io import load_rgb, save_rgb
+
+    settings = get_settings()
+    pixels = load_rgb(image, settings.max_image_pixels)
+    engine = build_engine(settings, detector=detector)
+    found = engine.faces(pixels, embed=as_json)
+    if out is not None:
+        save_rgb(draw_faces(pixels, [(f.box, f"{f.score:.2f}") for f in found]), out)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "image": str(image),
+                    "model_id": engine.model_id,
+                    "faces": [
+                        {
+                            "box": f.box.as_list(),
+                            "score": round(f.score, 4),
+                            "detector": f.detector,
+                            "landmarks": f.landmarks.astype(int).tolist(),
+                            "quality": f.quality.as_dict(),
+                            "embedding": [round(float(v), 6) for v in (f.embedding if f.embedding is not None else [])],
+                        }
+                        for f in found
+                    ],
+                }
+            )
+        )
+        return
+    if not found:
+        typer.echo(f"{image}: no faces")
+        return
+    table = Table(title=f"{len(found)} face(s) in {image}")
+    for column in ("#", "box (l,t,r,b)", "score", "height px", "eye dist px", "sharpness", "yaw", "pitch"):
+        table.add_column(column)
+    for index, f in enumerate(found, 1):
+        q = f.quality
+        table.add_row(
+            str(index),
+            ",".join(map(str, f.box.as_list())),
+            f"{f.score:.2f}",
+            str(q.face_height_px),
+            f"{q.inter_eye_px:.0f}",
+            f"{q.sharpness:.0f}",
+            f"{q.yaw_deg:+.0f}",
+            f"{q.pitch_deg:+.0f}",
+        )
+    Console().print(table)
+    if out is not None:
+        typer.echo(f"saved {out}")
+
+
+def demo(
+    data: Annotated[Path | None, typer.Option(help="Shared test data folder.")] = None,
+    out: Annotated[Path, typer.Option(help="Where to save the annotated picture.")] = Path("demo-faces.png"),
+) -> None:
+    """A first look: find the faces in a group photo and save a picture with boxes."""
+    from openlfr.demo import run_demo
+
+    run_demo(get_settings(), data, out)
+
+
+from openlfr.cli import audit, bench, models, scan, server, users, watchlist  # noqa: E402
+
+bench.register(app)
+app.command("demo")(demo)
+server.register(app)
+scan.register(app)
+models.register(app)
+app.add_typer(bench.bench_app, name="bench")
+app.add_typer(watchlist.watchlist_app, name="watchlist")
+users.register(app)
+audit.register(app)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except OpenLFRError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

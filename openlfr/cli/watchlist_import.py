@@ -1,0 +1,148 @@
+"""``openlfr watchlist import``: a folder of people, one sub-folder each, enrolled person by person with a progress
+bar, then a table of who was enrolled, refused (with the reasons) or skipped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from openlfr.cli.watchlist import (
+    ByOption,
+    JsonOption,
+    acting,
+    check_category,
+    configured_store,
+    err_console,
+    face_choice,
+    parse_when,
+    shown,
+    watchlist_app,
+    wide_console,
+)
+from openlfr.clock import utc_now
+from openlfr.enrolment.importer import ImportRow
+from openlfr.enrolment.service import PersonDetails
+from openlfr.errors import OpenLFRError
+from openlfr.services.enrolment import import_folder
+from openlfr.store.categories import CATEGORY_VALUES
+from openlfr.store.watchlists import get_watchlist
+
+
+@watchlist_app.command("import")
+def import_(
+    name: Annotated[str, typer.Argument(help="The watchlist.")],
+    folder: Annotated[Path, typer.Argument(help="One sub-folder per person; the folder name is id and name.")],
+    category: Annotated[
+        str, typer.Option(help=f"Category for everyone imported: {', '.join(CATEGORY_VALUES)}.")
+    ] = "other",
+    reason: Annotated[str, typer.Option(help="Why they are listed.")] = "",
+    legal_basis: Annotated[str, typer.Option(help="The power relied on, and where the photos come from.")] = "",
+    expires: Annotated[
+        str | None, typer.Option(help="When they stop being searched: 30d, 2w, a date or a date-time.")
+    ] = None,
+    face: Annotated[
+        str | None, typer.Option(help="'largest' to take the biggest face of a photo with several.")
+    ] = None,
+    allow_duplicate: Annotated[
+        bool, typer.Option("--allow-duplicate", help="Enrol even if someone looks like a listed person.")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes analysing photos.")] = 2,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enrol a folder of people; each person is enrolled whole or not at all. Exit 1 if any was refused."""
+    check_category(category)
+    choice = face_choice(face)
+    now = utc_now()
+    expires_at = parse_when(expires, now) if expires else None
+    if expires_at is not None and expires_at <= now:
+        raise OpenLFRError(f"the expiry {shown(expires_at)} has already passed")
+    ctx = acting(by)
+    store = configured_store()
+    with store.session() as session:
+        get_watchlist(session, name)
+
+    progress = Progress(
+        TextColumn("enrolling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=as_json,
+        transient=True,
+    )
+    task = progress.add_task("people", total=None, last="")
+
+    def started(count: int) -> None:
+        progress.update(task, total=count)
+
+    def done(row: ImportRow) -> None:
+        if row.status != "skipped" and row.reasons != ["no image files in the folder"]:
+            progress.update(task, advance=1, last=f"{row.reference_id}: {row.status}")
+
+    with progress:
+        rows, ignored = import_folder(
+            store,
+            ctx,
+            name,
+            folder,
+            template=PersonDetails(
+                reference_id="", category=category, reason=reason, legal_basis=legal_basis, expires_at=expires_at
+            ),
+            choice=choice,
+            allow_duplicate=allow_duplicate,
+            workers=workers,
+            now=now,
+            on_person=done,
+            on_start=started,
+        )
+    counts = {status: sum(1 for r in rows if r.status == status) for status in ("enrolled", "refused", "skipped")}
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "watchlist": name,
+                    **counts,
+                    "people": [
+                        {"id": r.reference_id, "status": r.status, "photos": r.photos, "reasons": r.reasons}
+                        for r in rows
+                    ],
+                    "ignored": ignored,
+                }
+            )
+        )
+    else:
+        _print_import_table(name, rows, counts, ignored)
+    if counts["refused"]:
+        raise typer.Exit(1)
+
+
+def _print_import_table(name: str, rows: list[ImportRow], counts: dict[str, int], ignored: list[str]) -> None:
+    every_row = len(rows) <= 100
+    table = Table(
+        title=f"import into {name!r}",
+        caption=(
+            f"{counts['enrolled']} enrolled, {counts['refused']} refused, {counts['skipped']} skipped"
+            + ("" if every_row else " (enrolled people not listed one by one)")
+        ),
+    )
+    for column in ("person", "result", "photos", "reasons"):
+        table.add_column(column, overflow="fold")
+    style = {"enrolled": "green", "refused": "red", "skipped": "yellow"}
+    for row in rows:
+        if every_row or row.status != "enrolled":
+            table.add_row(
+                row.reference_id,
+                f"[{style[row.status]}]{row.status}[/]",
+                str(row.photos),
+                "\n".join(row.reasons),
+            )
+    wide_console().print(table)
+    if ignored:
+        typer.echo(f"ignored (not person folders): {', '.join(ignored)}")
