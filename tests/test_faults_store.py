@@ -52,11 +52,15 @@ def surviving_chunks(image: bytes, files: list[Path]) -> dict[str, int]:
     return found
 
 
+def sqlite_files(store: Store) -> list[Path]:
+    main = Path(str(store.engine.url.database))
+    return [main, main.with_name(main.name + "-wal"), main.with_name(main.name + "-shm")]
+
+
 def database_files(store: Store, request: pytest.FixtureRequest, tables: list[str]) -> list[Path]:
     """The files the database keeps these tables in: SQLite's three; PostgreSQL's table and TOAST files."""
     if store.engine.dialect.name == "sqlite":
-        main = Path(str(store.engine.url.database))
-        return [main, main.with_name(main.name + "-wal"), main.with_name(main.name + "-shm")]
+        return sqlite_files(store)
     server: PostgresServer = request.getfixturevalue("postgres_server")
     files = []
     with store.engine.connect() as connection:
@@ -199,6 +203,37 @@ def test_a_purged_probe_image_leaves_no_chunk_in_the_database_files(
         assert surviving_chunks(probe, files) == {}
         with store.session() as db:
             assert db.scalar(sa.select(Alert.probe_jpeg).where(Alert.id == record.id)) is None
+    finally:
+        store.close()
+
+
+def test_a_reader_on_an_old_snapshot_delays_the_scrub_until_it_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: a transaction still reading the old rows keeps the WAL from being truncated; the next use of the
+    store after it ends finishes the scrub, without another purge."""
+    import sqlite3
+
+    from openlfr.services.retention import enforce_once
+
+    monkeypatch.setenv("OPENLFR_PROBE_RETENTION_SECONDS", "0")
+    get_settings.cache_clear()
+    probe = recognisable_jpeg(5)
+    store = open_store(get_settings())
+    try:
+        deployment_id = deployment_row(store)
+        AlertDatabase(store).commit(sighting(probe), watchlist_name="wanted", names={}, deployment_id=deployment_id)
+        files = sqlite_files(store)
+        reader = sqlite3.connect(files[0])
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM alerts").fetchone() == (1,)
+        started = time.monotonic()
+        assert enforce_once(store, get_settings()).probes_purged
+        assert time.monotonic() - started < 8  # waited at most SCRUB_WAIT_MS, not the 10 s busy timeout
+        assert surviving_chunks(probe, files)  # still in the WAL: the reader may need those pages
+        reader.rollback()
+        reader.close()
+        with store.session() as db:
+            db.execute(sa.select(Alert.id)).all()
+        assert surviving_chunks(probe, files) == {}
     finally:
         store.close()
 

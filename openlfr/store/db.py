@@ -15,7 +15,6 @@ vacuums the face tables.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -38,6 +37,8 @@ from openlfr.settings import Settings
 from openlfr.text import holds_nul
 
 log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000  # a writer waits this long for another to finish
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Tables whose rows hold faces (images, embeddings) or the rows they hang from.
@@ -144,7 +145,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets a reader (a live scan) and a writer (an enrolment) work at once; the timeout waits out a writer.
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     # Deleted rows and freed pages are overwritten with zeros, not just marked free (see the module docstring).
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
@@ -180,7 +181,7 @@ def make_engine(url: URL) -> Engine:
     event.listen(engine, "before_cursor_execute", _note_erasure)
     event.listen(engine, "commit", _erasure_committed)
     event.listen(engine, "rollback", _erasure_undone)
-    event.listen(engine, "checkin", functools.partial(_scrub_if_due, url.get_backend_name()))
+    event.listen(engine, "checkin", _Scrubber(url.get_backend_name()).on_checkin)
     return engine
 
 
@@ -203,36 +204,58 @@ def _erasure_undone(connection: sa.Connection) -> None:
     connection.info.pop(_ERASING, None)
 
 
-def _scrub_if_due(dialect: str, dbapi_connection: Any, record: Any) -> None:
-    if record is not None and record.info.pop(_SCRUB_DUE, False):
-        _scrub(dialect, dbapi_connection)
+# SQLite: how long a scrub waits for readers to move on before it leaves the WAL to a later check-in.
+SCRUB_WAIT_MS = 2000
 
 
-def _scrub(dialect: str, dbapi_connection: Any) -> None:
+class _Scrubber:
+    """Scrubs at the check-in of a connection whose committed transaction erased faces. On SQLite a reader still
+    on an older snapshot keeps the WAL from being truncated; then every later check-in on the engine tries
+    again, without waiting, until the WAL is truncated."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.pending = False
+
+    def on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        due = record is not None and record.info.pop(_SCRUB_DUE, False)
+        if due or self.pending:
+            done = _scrub(self.dialect, dbapi_connection, wait_ms=SCRUB_WAIT_MS if due else 0)
+            if not done and not self.pending:
+                log.warning("a reader kept the database's WAL from being truncated; retried at each use until it is")
+            self.pending = not done
+
+
+def _scrub(dialect: str, dbapi_connection: Any, wait_ms: int = SCRUB_WAIT_MS) -> bool:
     """Make what was deleted unreadable in the database's files, not only in its tables (on a connection that
-    holds no open work: a pooled one being checked in, or a fresh one).
+    holds no open work: a pooled one being checked in, or a fresh one). Whether it was done.
 
     SQLite: checkpoint the WAL into the database file (whose freed pages ``secure_delete`` zeroed) and
-    truncate it. PostgreSQL: ``VACUUM`` the tables that hold faces (deletes cascade between them), which prunes
-    the dead row versions from the table files; README ("Watchlists and the store") says what PostgreSQL's WAL
-    still holds. A failure is logged, not raised: the rows are deleted either way and the next purge scrubs again.
+    truncate it, waiting up to ``wait_ms`` for readers of older snapshots. PostgreSQL: ``VACUUM`` the tables
+    that hold faces (deletes cascade between them), which prunes the dead row versions from the table files;
+    README ("Watchlists and the store") says what PostgreSQL's WAL still holds. A failure is logged, not raised:
+    the rows are deleted either way.
     """
     try:
         dbapi_connection.rollback()  # out of any transaction (there is nothing in it): VACUUM and TRUNCATE need that
         if dialect == "sqlite":
             cursor = dbapi_connection.cursor()
-            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            cursor.close()
-            if busy:
-                log.warning("the database was busy: its WAL is truncated after the next purge")
-            return
+            try:
+                cursor.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                cursor.close()
+            return not busy
         dbapi_connection.autocommit = True
         try:
             dbapi_connection.execute("VACUUM " + ", ".join(ERASED_FACE_TABLES))
         finally:
             dbapi_connection.autocommit = False
+        return True
     except Exception as exc:  # any driver's error: the connection pool must not fail a check-in over it
         log.warning("could not scrub the database files after a purge: %s", _first_line(exc))
+        return True  # not retried at every check-in: the next purge tries again
 
 
 def _refuse_nul_text(
@@ -323,7 +346,8 @@ class Store:
         """Make what was deleted unreadable in the database's files now (``make_engine`` does this by itself
         after every transaction that erased faces; see ``_scrub``)."""
         with self.engine.connect() as connection:
-            _scrub(self.engine.dialect.name, connection.connection.dbapi_connection)
+            if not _scrub(self.engine.dialect.name, connection.connection.dbapi_connection):
+                log.warning("a reader kept the database's WAL from being truncated")
 
     @property
     def url(self) -> str:
