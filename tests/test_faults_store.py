@@ -395,6 +395,11 @@ def test_migration_0004_upgrades_doubled_alerts_and_old_snapshots(store_url: str
         assert expiry == {"P1": listed.replace(tzinfo=UTC), "P-gone": now.replace(tzinfo=UTC)}
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as c:
             c.execute(sa.text("UPDATE alerts SET track_id = 4 WHERE id = 2"))
+        with engine.connect() as connection:  # and back: 0004 can be undone, and done again
+            command.downgrade(_alembic_config(connection), "0003_alerts")
+            connection.commit()
+            assert "expires_at" not in {c["name"] for c in sa.inspect(connection).get_columns("snapshot_people")}
+        migrate(engine)
     finally:
         engine.dispose()
 
