@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from openlfr.governance.deployments import now_utc
+from openlfr.clock import utc_now
 from openlfr.services import deployments
 from openlfr.services.audit_log import audit_key
 from openlfr.services.context import Context
@@ -40,8 +40,8 @@ def authorised_deployment(data_dir: Path, clip: Path, *, cancel: bool = False) -
                 name="entrance",
                 place="test station",
                 purpose="find the listed astronaut",
-                starts_at=now_utc() - timedelta(minutes=1),
-                ends_at=now_utc() + timedelta(hours=1),
+                starts_at=utc_now() - timedelta(minutes=1),
+                ends_at=utc_now() + timedelta(hours=1),
                 cameras=[{"name": "entrance", "source": str(clip)}],
                 watchlist="space",
                 threshold=0.8,

@@ -1,2 +1,2 @@
-"""Enrolment: putting people on a watchlist from reference photos, behind a quality gate, and the
-``openlfr watchlist ...`` commands that manage watchlists."""
+"""Enrolment: putting people on a watchlist from reference photos, behind a quality gate (the photos' analysis and
+the all-or-nothing write; the audited use case is ``openlfr.services.enrolment``)."""

@@ -13,7 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from openlfr.governance.deployments import TransitionRefused, utc
+from openlfr.clock import utc
+from openlfr.governance.deployments import TransitionRefused
 from openlfr.governance.roles import Role
 
 

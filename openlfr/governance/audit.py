@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from openlfr.governance.deployments import utc
+from openlfr.clock import utc
 
 GENESIS = "0" * 64
 

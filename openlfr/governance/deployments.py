@@ -10,10 +10,11 @@ change or raise ``TransitionRefused`` with a sentence a person can act on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from openlfr.clock import utc
 from openlfr.errors import OpenLFRError
 from openlfr.governance.roles import Role
 
@@ -68,15 +69,6 @@ class DeploymentFacts(Protocol):
     def cancelled_at(self) -> datetime | None: ...
     @property
     def snapshot_destroyed_at(self) -> datetime | None: ...
-
-
-def utc(moment: datetime) -> datetime:
-    """Aware UTC. Naive datetimes are taken to be UTC already (that is how the store keeps them)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def phase(deployment: DeploymentFacts, now: datetime) -> Phase:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from openlfr.governance.deployments import DeploymentFacts, MatchPermission, may_match, now_utc
+from openlfr.clock import utc_now
+from openlfr.governance.deployments import DeploymentFacts, MatchPermission, may_match
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class MatchGuard:
         self,
         load: Callable[[], DeploymentFacts | None],
         refresh_s: float = 1.0,
-        clock: Callable[[], datetime] = now_utc,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._load, self._refresh_s, self._clock = load, refresh_s, clock
         self._lock = threading.Lock()

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
+from openlfr.clock import utc
 from openlfr.governance.adjudication import Decision, Outcome
-from openlfr.governance.deployments import utc
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Retention: what must be destroyed, and when. Pure decisions; ``openlfr.api.retention`` carries them out.
+"""Retention: what must be destroyed, and when. Pure decisions; ``openlfr.services.retention`` carries them out.
 
 - A deployment's watchlist snapshot (images and embeddings) is destroyed ``snapshot_ttl`` after the
   deployment stopped being able to match (ended, cancelled or its window closed); default 24 hours.
@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from openlfr.governance.deployments import DeploymentFacts, effective_end, utc
+from openlfr.clock import utc
+from openlfr.governance.deployments import DeploymentFacts, effective_end
 
 DEFAULT_SNAPSHOT_TTL = timedelta(hours=24)
 DEFAULT_PROBE_TTL = timedelta(days=31)

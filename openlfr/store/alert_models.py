@@ -2,23 +2,20 @@
 
 An alert row is written (and committed) before anyone is told about it, so an announced alert always exists.
 It is the only place the pipeline writes anything about a face, and only for a face that matched: the probe
-crop (purged by retention, see ``openlfr.api.retention``), the score, the matched person and the top
+crop (purged by retention, see ``openlfr.services.retention``), the score, the matched person and the top
 candidates. People who raised no alert leave nothing here, not even a row.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from openlfr.clock import utc_now
 from openlfr.store.db import Base, UTCDateTime
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Alert(Base):
@@ -34,7 +31,7 @@ class Alert(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     # A random id for the world outside the database (webhook idempotency keys, MQTT messages).
     uid: Mapped[str] = mapped_column(sa.String(36))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, index=True)  # committed at
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, index=True)  # committed at
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the deciding frame arrived
     deployment_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("deployments.id", ondelete="SET NULL", name="fk_alerts_deployment"), nullable=True, index=True

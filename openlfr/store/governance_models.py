@@ -8,18 +8,15 @@ probe image (purged after the retention period).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import JSON, Boolean, Double, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from openlfr.clock import utc_now
 from openlfr.store.db import Base, Float32Vector, UTCDateTime
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class User(Base):
@@ -32,7 +29,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     created_by: Mapped[str] = mapped_column(String(64), default="")
 
 
@@ -47,7 +44,7 @@ class UserSession(Base):
     )
     kind: Mapped[str] = mapped_column(String(8), default="cookie")  # "cookie" | "token"
     csrf_token: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(lazy="joined")
@@ -65,7 +62,7 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
     ip: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
 
 
 class Deployment(Base):
@@ -85,7 +82,7 @@ class Deployment(Base):
 
     status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
     created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     authorised_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     authorised_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     justification: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -207,4 +204,4 @@ class ConsoleSetting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     changed_by: Mapped[str] = mapped_column(String(64))
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
