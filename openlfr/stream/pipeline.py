@@ -24,18 +24,17 @@ its score could make it an alert's probe; all of a track's biometric state is dr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 import numpy as np
 
 from openlfr.alerts.record import AlertFound
 from openlfr.settings import StreamSettings
 from openlfr.stream.detector import detect_in_area
-from openlfr.stream.evidence import Candidate, EvidenceRule, decide
+from openlfr.stream.evidence import EvidenceRule, decide
 from openlfr.stream.frames import YuvFrame, clip_box, expand_box, shift_box
+from openlfr.stream.interfaces import AsyncDetector, FrameResult, Matcher, TrackBox
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters, LatencyHistogram
 from openlfr.stream.tracker import Observation, Sample, Track, Tracker, affinity
@@ -44,42 +43,8 @@ from openlfr.vision.image_io import encode_jpeg
 from openlfr.vision.types import Box, Detection, Face, FaceDetector
 from openlfr.watchlist.score import match_score
 
-
-class AsyncDetector(Protocol):
-    """Whole-picture detection running beside the analysis (``openlfr.stream.detector.RemoteDetector``)."""
-
-    def busy(self) -> bool: ...
-    def submit(self, frame: YuvFrame, area: Box, clock: float, factor: float) -> None: ...
-    def poll(self) -> tuple[float, list[Detection]] | None: ...
-
-
-class Matcher(Protocol):
-    """A watchlist to search (``openlfr.watchlist.search.Gallery`` fits): top-k people per probe, best first."""
-
-    model_id: str
-
-    def search(self, probes: np.ndarray, k: int = 5) -> Sequence[Sequence[Candidate]]: ...
-
-
 # The pipeline's configuration is the stream section of the settings (``OPENLFR_STREAM_*``): one set of defaults.
 PipelineConfig = StreamSettings
-
-
-@dataclass(frozen=True)
-class TrackBox:
-    """A face on the current frame, for a live view: where, which track, and whether it raised an alert."""
-
-    box: Box
-    track_id: int
-    alerted: bool
-    label: str = ""
-
-
-@dataclass
-class FrameResult:
-    alerts: list[AlertFound] = field(default_factory=list)
-    boxes: list[TrackBox] = field(default_factory=list)
-    full_detection: bool = False
 
 
 class CameraPipeline:
@@ -108,6 +73,7 @@ class CameraPipeline:
         self.counters = CameraCounters()
         self.latency = LatencyHistogram()
         self.min_face_px = max(camera.min_face_px, 0) or config.min_face_px
+        self._window_face_px = config.window_face_px or detector.search_face_px
         self._last_detect = float("-inf")
         self._detect_cost_s = 0.0  # wall time the last whole-picture detection took
         self.live = False  # set for live and paced sources: see PipelineConfig.detect_share
@@ -255,7 +221,7 @@ class CameraPipeline:
             min(window.right, area.right),
             min(window.bottom, area.bottom),
         )
-        factor = min(2.0, max(0.25, self.config.window_face_px / max(where.height, 1)))
+        factor = min(2.0, max(0.25, self._window_face_px / max(where.height, 1)))
         best, best_value = None, 0.0
         for found in self._detect_in(frame, window, factor):
             value = max(affinity(where, found.box), 0.01)
@@ -273,7 +239,7 @@ class CameraPipeline:
                 expand_box(predicted, self.config.window_margin, frame.width, frame.height), area.right, area.bottom
             )
             window = Box(max(window.left, area.left), max(window.top, area.top), window.right, window.bottom)
-            factor = min(2.0, max(0.25, self.config.window_face_px / max(predicted.height, 1)))
+            factor = min(2.0, max(0.25, self._window_face_px / max(predicted.height, 1)))
             best, best_value = None, self.tracker.min_affinity
             for detection in self._detect_in(frame, window, factor):
                 value = affinity(predicted, detection.box)

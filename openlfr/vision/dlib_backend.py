@@ -29,6 +29,7 @@ class HogDetector:
 
     name = "hog"
     colour = False
+    search_face_px = 80  # HOG's window is 80 px: smaller faces are missed
 
     def __init__(self, upsample: int = 1, threshold: float = 0.0) -> None:
         self.upsample = upsample
@@ -49,6 +50,7 @@ class MmodDetector:
 
     name = "mmod"
     colour = True
+    search_face_px = 80
 
     def __init__(self, upsample: int = 1) -> None:
         self.upsample = upsample

@@ -140,6 +140,9 @@ class RetinaFaceDetector:
 
     name = "retinaface"
     colour = True  # in grey it finds half as many small faces (WIDER, faces under 40 px: 33% against 64%)
+    # Searches around a tracked face: at 56 px nearly as many faces are followed on the 1080p clip as at 80 (564
+    # and 572 observations against 588) for 0.6x the pixels and ~20% less analysis time.
+    search_face_px = 56
 
     def __init__(self, model_path: Path, *, threads: int = 0, scale: float = 1.0, min_score: float = 0.5) -> None:
         if not 0.05 <= scale <= 4.0:

@@ -135,6 +135,7 @@ class Face:
 class FaceDetector(Protocol):
     name: str
     colour: bool  # reads colour (give it RGB); False: grey levels are all it uses (give it the luma plane)
+    search_face_px: int  # small searches around a known face scale it to about this height (its cheapest reliable)
 
     def detect(self, image: np.ndarray) -> list[Detection]: ...
 
