@@ -39,7 +39,7 @@ from openlfr.stream.frames import YuvFrame
 from openlfr.stream.pipeline import AlertFound, CameraPipeline
 from openlfr.stream.runner import PipelineRunner, RunnerOptions
 from openlfr.stream.source import CameraConfig, Capture
-from openlfr.stream.watchlists import ScanWatchlist, gallery_from_images, people_in_folder
+from openlfr.stream.watchlists import LiveWatchlist, gallery_from_images, people_in_folder
 from openlfr.vision.engine import FaceEngine, build_detector, build_engine
 from openlfr.watchlist.calibration import choose_threshold, load_calibration
 
@@ -72,7 +72,7 @@ class Pass:
         }
 
 
-def watchlist_for(clip: str, engine: FaceEngine) -> ScanWatchlist:
+def watchlist_for(clip: str, engine: FaceEngine) -> LiveWatchlist:
     people = people_in_folder(DATA / "stills" / "gallery")
     if clip.startswith("short_hamilton"):
         people["alex_lacamoire"] = [DATA / "stills" / "alex-lacamoire.png", *people["alex_lacamoire"]]
@@ -80,7 +80,7 @@ def watchlist_for(clip: str, engine: FaceEngine) -> ScanWatchlist:
     return gallery_from_images(engine, people, name=clip)
 
 
-def naive_pass(path: Path, engine: FaceEngine, watchlist: ScanWatchlist, threshold: float) -> Pass:
+def naive_pass(path: Path, engine: FaceEngine, watchlist: LiveWatchlist, threshold: float) -> Pass:
     """Every face of every frame: RGB conversion, detection, landmarks, chip, embedding, search."""
     result = Pass()
     started, cpu = time.perf_counter(), time.process_time()
@@ -101,7 +101,7 @@ def naive_pass(path: Path, engine: FaceEngine, watchlist: ScanWatchlist, thresho
     return result
 
 
-def our_pass(path: Path, engine: FaceEngine, watchlist: ScanWatchlist, threshold: float, settings: Settings) -> Pass:
+def our_pass(path: Path, engine: FaceEngine, watchlist: LiveWatchlist, threshold: float, settings: Settings) -> Pass:
     camera = CameraConfig("bench", str(path))
     pipeline = CameraPipeline(
         camera,
@@ -133,7 +133,7 @@ def our_pass(path: Path, engine: FaceEngine, watchlist: ScanWatchlist, threshold
 
 
 def realtime_pass(
-    path: Path, watchlist: ScanWatchlist, threshold: float, settings: Settings, workdir: Path
+    path: Path, watchlist: LiveWatchlist, threshold: float, settings: Settings, workdir: Path
 ) -> dict[str, Any]:
     """The scan's machinery in real time; alerts committed to a SQLite database before they count."""
     store = open_store(Settings(data_dir=workdir))

@@ -1,6 +1,6 @@
 """Errors a user can act on, matched by type. The CLI prints them as one line (never a traceback); the API
-answers each type with its own HTTP status (``openlfr.api.app.install_error_answers``; the ``status`` of a
-type below is that answer, a fact of the type, never read off an instance to tell errors apart).
+answers each type with its own HTTP status (``openlfr.api.app.install_error_answers``), found by type, never by
+an attribute of the instance (a login refusal's ``status`` is a constant of its type).
 
 Stage-specific refusals keep their home in their stage and subclass these (``StoreError``, ``SourceError``,
 ``CalibrationError``, ``GovernanceError``...); the types a front door answers differently live here.
@@ -44,15 +44,11 @@ class InvalidText(OpenLFRError):
 
 
 class UploadRefused(OpenLFRError):
-    """An uploaded file was refused before anything was decoded."""
-
-    status = 400
+    """An uploaded file was refused before anything was decoded (400)."""
 
 
 class UploadTooLarge(UploadRefused):
-    """An uploaded file is over the size limit."""
-
-    status = 413
+    """An uploaded file is over the size limit (413)."""
 
 
 class AccountError(OpenLFRError):

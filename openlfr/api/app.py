@@ -153,6 +153,11 @@ def _audit_refusal(request: Request, message: str) -> None:
 
 HtmlErrorPage = Callable[[Request, int, str], Response]
 
+# The status of each error a person can act on, answered with its sentence. Handlers are found along the
+# exception's class hierarchy, so the most specific type wins: any other OpenLFRError (a rule, a bad name, a
+# missing watchlist...) is a 400.
+PLAIN_ANSWERS: dict[type[Exception], int] = {NotFound: 404, UploadTooLarge: 413, UploadRefused: 400, OpenLFRError: 400}
+
 
 def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
     """JSON answers for the API, ``render_error`` pages for the console; each error type has its status."""
@@ -179,18 +184,6 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
         await run_in_threadpool(_audit_refusal, request, str(exc))
         return answer(request, 409, str(exc))
 
-    @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound) -> Response:
-        return answer(request, 404, str(exc))
-
-    @app.exception_handler(UploadRefused)
-    async def _upload(request: Request, exc: UploadRefused) -> Response:
-        return answer(request, 400, str(exc))
-
-    @app.exception_handler(UploadTooLarge)
-    async def _upload_too_large(request: Request, exc: UploadTooLarge) -> Response:
-        return answer(request, 413, str(exc))
-
     @app.exception_handler(EnrolmentRefused)
     async def _enrolment(request: Request, exc: EnrolmentRefused) -> Response:
         problems = [{"photo": source, "problem": reason} for source, reason in exc.problems]
@@ -209,12 +202,14 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return answer(request, exc.status_code, str(exc.detail))
 
-    async def _openlfr(request: Request, exc: Exception) -> Response:
-        return answer(request, 400, str(exc))
+    def plain(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def handler(request: Request, exc: Exception) -> Response:
+            return answer(request, status, str(exc))
 
-    # Every other error a person can act on (a rule, a bad name, a missing watchlist...): 400 with its sentence.
-    # Handlers are found along the exception's class hierarchy, so the specific ones above take precedence.
-    app.add_exception_handler(OpenLFRError, _openlfr)
+        return handler
+
+    for error_type, status in PLAIN_ANSWERS.items():
+        app.add_exception_handler(error_type, plain(status))
 
 
 def _swagger_ui_files() -> str:

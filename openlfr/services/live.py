@@ -14,7 +14,7 @@ whose person ids are the people's reference ids, with their display names and th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,32 +34,12 @@ from openlfr.store.watchlists import active_references, get_watchlist
 from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.runner import CameraState, PipelineRunner, RunnerOptions
 from openlfr.stream.source import CameraConfig, CaptureOptions
+from openlfr.stream.watchlists import LiveWatchlist
 from openlfr.stream.worker import FrameView
 from openlfr.vision.engine import model_id_for
 from openlfr.vision.types import Box
 from openlfr.watchlist.calibration import CalibrationError, choose_threshold, load_calibration
 from openlfr.watchlist.search import Gallery, gallery_options
-
-
-@dataclass(frozen=True)
-class LiveWatchlist:
-    """What a live pipeline searches, and at which threshold (``note`` says how it was chosen)."""
-
-    name: str
-    gallery: Gallery
-    names: dict[str, str]  # person ref -> display name
-    threshold: float
-    note: str
-    cameras: list[dict[str, Any]] = field(default_factory=list)  # a deployment's camera records
-
-    @property
-    def model_id(self) -> str:
-        return self.gallery.model_id
-
-    @property
-    def size(self) -> int:
-        """References searched: the N of the false-alert arithmetic."""
-        return self.gallery.size
 
 
 def build_gallery(

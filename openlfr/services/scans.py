@@ -29,7 +29,6 @@ from openlfr.services.context import Context
 from openlfr.services.live import (
     CameraDefaults,
     LivePipeline,
-    LiveWatchlist,
     build_pipeline,
     camera_of,
     listed_watchlist,
@@ -40,6 +39,7 @@ from openlfr.store.governance_models import Deployment
 from openlfr.stream.runner import RunSummary
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters
+from openlfr.stream.watchlists import LiveWatchlist
 from openlfr.vision.engine import model_id_for
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,11 +18,21 @@ from openlfr.vision.image_io import load_rgb
 from openlfr.watchlist.search import Gallery
 
 
-@dataclass
-class ScanWatchlist:
+@dataclass(frozen=True)
+class LiveWatchlist:
+    """What a live pipeline searches, and at which threshold (``note`` says how it was chosen): a deployment's
+    snapshot or a stored watchlist (``openlfr.services.live``), or photos in memory (``gallery_from_images``)."""
+
     name: str
     gallery: Gallery
     names: dict[str, str] = field(default_factory=dict)  # person ref -> display name
+    threshold: float = 1.0  # a match score no probe reaches: nobody alerts until a threshold is chosen
+    note: str = ""
+    cameras: list[dict[str, Any]] = field(default_factory=list)  # a deployment's camera records
+
+    @property
+    def model_id(self) -> str:
+        return self.gallery.model_id
 
     @property
     def size(self) -> int:
@@ -35,7 +46,7 @@ class ScanWatchlist:
 
 def gallery_from_images(
     engine: FaceEngine, people: Mapping[str, Sequence[Path]], name: str = "in-memory", max_pixels: int = 60_000_000
-) -> ScanWatchlist:
+) -> LiveWatchlist:
     """A watchlist built in memory from photos, one face each (the largest): for benchmarks and tests."""
     vectors, person_ids, reference_ids = [], [], []
     for person, paths in people.items():
@@ -49,7 +60,7 @@ def gallery_from_images(
             person_ids.append(person)
             reference_ids.append(f"{person}/{Path(path).name}")
     gallery = Gallery(np.stack(vectors), person_ids, reference_ids, engine.model_id)
-    return ScanWatchlist(name, gallery, {p: p.replace("_", " ").replace("-", " ").title() for p in people})
+    return LiveWatchlist(name, gallery, {p: p.replace("_", " ").replace("-", " ").title() for p in people})
 
 
 def people_in_folder(folder: Path) -> dict[str, list[Path]]:
