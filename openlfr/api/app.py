@@ -4,6 +4,8 @@ error type) and the API's own documentation pages. The application itself is put
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -92,8 +94,6 @@ class BodyLimit:
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    import json
-
     payload = json.dumps(body).encode()
     await send(
         {
@@ -214,8 +214,6 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
 
 def _swagger_ui_files() -> str:
     """The folder of Swagger UI's files inside the installed ``fastapi-offline`` package (only its files are used)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("fastapi_offline")
     if spec is None or not spec.submodule_search_locations:
         raise OpenLFRError("the fastapi-offline package (Swagger UI for /docs) is not installed: run `make install`")

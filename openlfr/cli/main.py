@@ -15,6 +15,9 @@ from rich.table import Table
 
 from openlfr.errors import OpenLFRError
 from openlfr.settings import get_settings
+from openlfr.vision.draw import draw_faces
+from openlfr.vision.engine import build_engine
+from openlfr.vision.image_io import load_rgb, save_rgb
 
 app = typer.Typer(
     help="OpenLFR: live facial recognition for watchlist deployments, with the safeguards built in.",
@@ -34,10 +37,6 @@ def faces(
     detector: Annotated[str | None, typer.Option(help="retinaface, hog or mmod (default from settings).")] = None,
 ) -> None:
     """Find the faces in an image: box, detector score and quality."""
-    from openlfr.vision.draw import draw_faces
-    from openlfr.vision.engine import build_engine
-    from openlfr.vision.image_io import load_rgb, save_rgb
-
     settings = get_settings()
     pixels = load_rgb(image, settings.max_image_pixels)
     engine = build_engine(settings, detector=detector)

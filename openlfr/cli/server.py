@@ -5,6 +5,8 @@ and the face models are slow to load)."""
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from typing import Annotated
 
 import typer
@@ -38,9 +40,6 @@ def serve(
 
 def worker() -> None:
     """Run the live pipelines of live deployments without the web server (alerts meet the server in the database)."""
-    import signal
-    import threading
-
     from openlfr.server import run_worker
 
     stop = threading.Event()

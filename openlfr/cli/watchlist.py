@@ -27,6 +27,7 @@ from openlfr.store.categories import CATEGORY_VALUES
 from openlfr.store.db import Store, open_store
 from openlfr.store.models import Person, Watchlist
 from openlfr.store.watchlists import get_person, get_watchlist
+from openlfr.vision.engine import build_engine
 
 watchlist_app = typer.Typer(
     help="Watchlists: create them, enrol people from reference photos (quality-gated), list, show, remove, expire.",
@@ -136,8 +137,6 @@ def add(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol a person from one or more photos, or add photos to someone already listed. All or nothing."""
-    from openlfr.vision.engine import build_engine  # the face models load only when a photo is to be analysed
-
     photos = [*(image or []), *(more_images or [])]
     if not person.strip():
         raise OpenLFRError("say who this is: --person ID")

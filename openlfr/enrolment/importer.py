@@ -15,7 +15,7 @@ from openlfr.enrolment.gate import FaceChoice, QualityGate
 from openlfr.enrolment.photos import IMAGE_SUFFIXES, PhotoResult, analyse_photo
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
-from openlfr.vision.engine import FaceEngine
+from openlfr.vision.engine import FaceEngine, build_engine
 
 
 @dataclass
@@ -65,8 +65,6 @@ _worker: tuple[FaceEngine, QualityGate, Settings] | None = None
 
 def _init_worker(settings_json: str) -> None:
     global _worker
-    from openlfr.vision.engine import build_engine
-
     settings = Settings.model_validate_json(settings_json)
     _worker = (build_engine(settings, stills=True), QualityGate.from_settings(settings), settings)
 

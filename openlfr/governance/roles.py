@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from openlfr.errors import OpenLFRError
+
 
 class Role(StrEnum):
     ADMIN = "admin"  # accounts, settings, watchlists, drafting deployments
@@ -16,8 +18,6 @@ ALL_ROLES: tuple[Role, ...] = tuple(Role)
 
 
 def parse_role(text: str) -> Role:
-    from openlfr.errors import OpenLFRError
-
     try:
         return Role(text.strip().lower())
     except ValueError:
