@@ -147,3 +147,27 @@ def test_region_of_interest_views_are_accepted(engine, astronaut):
     assert not crop.flags["C_CONTIGUOUS"]
     faces = engine.faces(crop)
     assert any(f.score > 0.8 for f in faces)
+
+
+def test_dlib_landmarks_from_a_mapped_retinaface_box_agree_with_those_from_dlibs_own_box(dlib_engine):
+    from openlfr.bench.lfw import central_face
+    from openlfr.vision.engine import dlib_style_box
+    from openlfr.vision.image_io import load_rgb
+    from tests.conftest import require_data
+
+    paths = sorted(require_data("lfw", "images").glob("B*/*_0001.jpg"))[:40]
+    hog = build_detector(Settings(), "hog")
+    raw, mapped = [], []
+    for path in paths:
+        pixels = load_rgb(path, 10_000_000)
+        retina = central_face(dlib_engine.detect(pixels), *pixels.shape[:2])
+        own_box = central_face(hog.detect(pixels), *pixels.shape[:2])
+        if retina is None or own_box is None:
+            continue
+        assert dlib_style_box(own_box) == own_box.box  # dlib's own boxes go through as they are
+        own = dlib_engine.aligner.landmarks(pixels, own_box.box)
+        eye_distance = float(np.linalg.norm(own[0:2].mean(axis=0) - own[2:4].mean(axis=0)))
+        raw.append(np.abs(dlib_engine.aligner.landmarks(pixels, retina.box) - own).max() / eye_distance)
+        mapped.append(np.abs(dlib_engine.aligner.landmarks(pixels, dlib_style_box(retina)) - own).max() / eye_distance)
+    assert len(mapped) >= 30
+    assert np.median(mapped) < 0.75 * np.median(raw) and np.median(mapped) < 0.04

@@ -48,8 +48,8 @@ def detection_picture(frame: YuvFrame, area: Box, factor: float, colour: bool) -
         total = y[0::2, 0::2].astype(np.uint16) + y[1::2, 0::2] + y[0::2, 1::2] + y[1::2, 1::2]
         y = ((total + 2) >> 2).astype(np.uint8)
     planes = [y, frame.u[top:bottom, left:right], frame.v[top:bottom, left:right]]
-    small = [p if (p.shape[1], p.shape[0]) == size else _resize(np.ascontiguousarray(p), size) for p in planes]
-    return yuv_to_rgb(*small, frame.format)
+    y, u, v = (p if (p.shape[1], p.shape[0]) == size else _resize(np.ascontiguousarray(p), size) for p in planes)
+    return yuv_to_rgb(y, u, v, frame.format)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

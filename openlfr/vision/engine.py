@@ -24,6 +24,21 @@ from openlfr.vision.types import (
 )
 
 DETECTORS = ("retinaface", "hog", "mmod")
+# dlib's shape predictors were trained on boxes like its own detectors', squarer and lower than RetinaFace's: a
+# RetinaFace box (left, top, width, height) becomes (left - 0.091 w, top + 0.14 h, 1.124 w, 0.824 h) for them,
+# the median relation to HOG's box on 400 LFW faces. dlib's 5 points then differ from those found in HOG's box
+# by 2.4% of the eye distance on median (p99 12%) instead of 4.5% (p99 40%).
+RETINAFACE_TO_DLIB_BOX = (-0.091, 0.14, 1.124, 0.824)
+
+
+def dlib_style_box(detection: Detection) -> Box:
+    """The box to give dlib's landmark predictors for this detection (RetinaFace's mapped; others' as they are)."""
+    if detection.detector != "retinaface":
+        return detection.box
+    dx, dy, sw, sh = RETINAFACE_TO_DLIB_BOX
+    box = detection.box
+    left, top = box.left + dx * box.width, box.top + dy * box.height
+    return Box(round(left), round(top), round(left + sw * box.width), round(top + sh * box.height))
 
 
 @dataclass(frozen=True)
@@ -95,8 +110,10 @@ class FaceEngine:
             given = detection.landmarks
             if given is not None and self.aligner.landmark_order == EYES_NOSE_MOUTH:
                 chip_points = given
-            else:
+            elif self.aligner.landmark_order == EYES_NOSE_MOUTH:
                 chip_points = self.aligner.landmarks(image, detection.box)
+            else:
+                chip_points = self.aligner.landmarks(image, dlib_style_box(detection))
             chip = self.aligner.chip(image, chip_points)
             if given is not None:
                 points, order = given, EYES_NOSE_MOUTH
@@ -104,7 +121,8 @@ class FaceEngine:
                 points, order = chip_points, self.aligner.landmark_order
             other_chips = []
             if self.second_aligner is not None:
-                other_chips.append(self.second_aligner.chip(image, self.second_aligner.landmarks(image, detection.box)))
+                second_points = self.second_aligner.landmarks(image, dlib_style_box(detection))
+                other_chips.append(self.second_aligner.chip(image, second_points))
             faces.append(
                 Face(
                     box=detection.box,
