@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip 'setuptools<81' wheel
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["openlfr"]["no-deps"])' \
+		| xargs $(BIN)/pip install --quiet --no-deps
 	@$(MAKE) --no-print-directory system-deps DEBIAN_PACKAGES='$(MODEL_TOOLS)'
 	$(BIN)/openlfr models build >/dev/null
 	touch $(STAMP)
