@@ -34,6 +34,15 @@ def review_for(db: Session, alert_id: int) -> AlertReview:
     return waiting_review(alert)
 
 
+def alert_and_review(db: Session, alert_id: int) -> tuple[Alert, AlertReview]:
+    """A deployment's alert with its review (see ``review_for``), or NotFound."""
+    review = review_for(db, alert_id)
+    alert = db.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}")
+    return alert, review
+
+
 def waiting_review(alert: Alert) -> AlertReview:
     """The (unsaved) review of an alert nobody has acted on yet."""
     return AlertReview(

@@ -9,7 +9,6 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from openlfr.api.deps import DB, AlertViewerPrincipal, server
-from openlfr.errors import NotFound
 from openlfr.governance import adjudication
 from openlfr.services import alert_source, reviews
 from openlfr.services.console import require_second_verifier
@@ -53,10 +52,7 @@ def queue_cameras(request: Request, principal: AlertViewerPrincipal, db: DB) -> 
 
 @router.get("/alerts/{alert_id}")
 def alert_page(alert_id: int, request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
-    review = reviews.review_for(db, alert_id)
-    alert = alert_source.alert_row(db, alert_id)
-    if alert is None:
-        raise NotFound(f"no alert {alert_id}")
+    alert, review = reviews.alert_and_review(db, alert_id)
     second = require_second_verifier(db, server(request).settings)
     return render(
         request,

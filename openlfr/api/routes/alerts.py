@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from openlfr.api import answers
 from openlfr.api.deps import DB, AlertViewerPrincipal, AuthoriserWrite, OperatorWrite, Write, server
 from openlfr.api.schemas import AlertOut, DecisionIn, Joined, OutcomeIn, ReasonIn, ReviewOut
-from openlfr.errors import NotFound
 from openlfr.governance import adjudication
 from openlfr.services import alert_source, reviews
 from openlfr.services.console import require_second_verifier
@@ -49,10 +48,7 @@ def list_alerts(
 
 @router.get("/alerts/{alert_id}")
 def get_alert(alert_id: int, request: Request, _: AlertViewerPrincipal, db: DB) -> AlertOut:
-    review = reviews.review_for(db, alert_id)
-    alert = alert_source.alert_row(db, alert_id)
-    if alert is None:
-        raise NotFound(f"no alert {alert_id}")
+    alert, review = reviews.alert_and_review(db, alert_id)
     return alert_out(db, alert, review, require_second_verifier(db, server(request).settings))
 
 
