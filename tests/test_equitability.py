@@ -285,12 +285,42 @@ def test_bench_equitability_finds_a_planted_difference_on_lfw(tmp_path: Path):
 def test_bench_equitability_reports_no_difference_where_there_is_none(tmp_path: Path):
     lfw_images = require_data("lfw", "images")
     labels = labelled_lfw(lfw_images, tmp_path / "null", plant=False, seed=5)
-    result = run_report(labels.parent, labels, "--threshold", "0.7", "--threshold", "0.8")
+    # four families (2 columns x FNIR, FPIR) at 1% each: a correct test fails this with probability under 4%
+    result = run_report(labels.parent, labels, "--threshold", "0.7", "--threshold", "0.8", "--alpha", "0.01")
     assert result.returncode == 0, result.stderr
     text = result.stdout
     # the printed report: per group, both thresholds, FNIR and FPIR with their intervals, and the verdicts
-    for needle in ("group", "0.7000", "0.8000", "FNIR [95% CI]", "FPIR [95% CI]"):
+    for needle in ("group", "band", "0.7000", "0.8000", "FNIR [95% CI]", "FPIR [95% CI]"):
         assert needle in text
     assert text.count("FNIR: no significant difference") == 2  # both columns
     assert text.count("FPIR: no significant difference") == 2
     assert "differ significantly" not in text
+
+
+def test_random_relabellings_of_lfw_people_rarely_differ(tmp_path: Path):
+    """On real scores (the default engine's), groups drawn at random: significant at 5% in about 5% of families."""
+    from openlfr.bench.equitability import run_equitability
+    from openlfr.settings import get_settings
+
+    lfw_images = require_data("lfw", "images")
+    labels = labelled_lfw(lfw_images, tmp_path / "relabelled", plant=False, seed=0)
+    with labels.open() as source:
+        rows = list(csv.reader(source))
+    flagged = families = 0
+    for seed in range(20):
+        rng = np.random.default_rng(1000 + seed)
+        people = sorted({row[1] for row in rows[1:]})
+        group = dict(zip(people, rng.choice(["A", "B"], len(people)), strict=True))
+        relabelled = write_csv(
+            tmp_path / f"labels-{seed}.csv",
+            [["image", "identity", "group"]] + [[r[0], r[1], group[r[1]]] for r in rows[1:]],
+        )
+        report = run_equitability(
+            get_settings(), labels.parent, relabelled, thresholds=[0.7], permutations=199, seed=seed, quiet=True
+        )
+        column = report["columns"]["group"]  # type: ignore[index]
+        for rate in ("fnir_difference", "fpir_difference"):
+            families += 1
+            flagged += bool(column[rate]["significant"])
+    # 40 families (FNIR on the enrolled people, FPIR on the others): 2 expected; 7 or more has probability 0.003
+    assert families == 40 and flagged <= 6
