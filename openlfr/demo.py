@@ -134,12 +134,21 @@ def watch_hamilton_clip(env: dict[str, str], folder: Path) -> None:
     _scan(env, clip, "hamilton")
 
 
-def _print_console_commands(folder: Path) -> None:
-    env = _env_prefix(folder)
+def _openlfr_command() -> str:
+    """How to call this installation's CLI from here (``.venv/bin/openlfr`` from the repository)."""
+    script = Path(sys.executable).parent / "openlfr"
+    if not script.is_file():
+        return "openlfr"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)
+
+
+def _print_console_commands(settings: Settings, folder: Path) -> None:
+    openlfr = f"{_env_prefix(folder)} {shlex.quote(_openlfr_command())}"
     typer.echo("To decide on the alerts in the console (an operator's job), on this demo database:")
-    typer.echo(f"  {env} openlfr users create officer --role operator   # asks for a password")
-    typer.echo(f"  {env} openlfr serve")
-    typer.echo("  then open http://127.0.0.1:8400/ and log in as officer")
+    typer.echo(f"  {openlfr} users create officer --role operator   # asks for a password")
+    typer.echo(f"  {openlfr} serve")
+    typer.echo(f"  then open http://{settings.server_host}:{settings.server_port}/ and log in as officer")
 
 
 def run_demo(settings: Settings, data: Path | None, out: Path) -> None:
@@ -170,4 +179,4 @@ def run_demo(settings: Settings, data: Path | None, out: Path) -> None:
     hamilton = shared / "video" / "short_hamilton_clip.mp4"
     if (shared / "stills" / "gallery").is_dir() and hamilton.is_file():
         watch_hamilton_clip(env, shared)
-    _print_console_commands(folder)
+    _print_console_commands(settings, folder)
