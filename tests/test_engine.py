@@ -171,3 +171,12 @@ def test_dlib_landmarks_from_a_mapped_retinaface_box_agree_with_those_from_dlibs
         mapped.append(np.abs(dlib_engine.aligner.landmarks(pixels, dlib_style_box(retina)) - own).max() / eye_distance)
     assert len(mapped) >= 30
     assert np.median(mapped) < 0.75 * np.median(raw) and np.median(mapped) < 0.04
+
+
+def test_coinciding_landmarks_give_a_quality_every_gate_refuses_not_a_crash(engine, astronaut):
+    from openlfr.vision.types import Box, Detection
+
+    degenerate = Detection(Box(200, 80, 260, 150), 0.6, "retinaface", np.full((5, 2), 230.0))
+    (face,) = engine.analyse(astronaut, [degenerate])
+    assert face.quality.inter_eye_px == 0.0 and face.quality.sharpness == 0.0
+    assert face.chip.shape == (engine.embedder.chip_size, engine.embedder.chip_size, 3)

@@ -29,7 +29,13 @@ class LandmarkSource(Protocol):
 
 
 def warp_to_template(image: np.ndarray, points: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
-    """The ``size`` x ``size`` chip in which ``points`` land (least squares, similarity) on ``template``."""
+    """The ``size`` x ``size`` chip in which ``points`` land (least squares, similarity) on ``template``.
+
+    Points that coincide (a degenerate detection) define no transform: the chip is then black, which every
+    quality gate refuses.
+    """
+    if float(np.var(points, axis=0).sum()) < 1e-6:
+        return np.zeros((size, size, 3), dtype=np.uint8)
     forward = np.vstack([similarity_transform(points, template), [0.0, 0.0, 1.0]])
     inverse = np.linalg.inv(forward)[:2].reshape(-1)  # PIL maps output pixels back to input pixels
     source = Image.fromarray(np.ascontiguousarray(image))
