@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from platformdirs import user_cache_dir, user_data_dir
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from openlfr.errors import OpenLFRError
 
 
 class StreamSettings(BaseSettings):
@@ -143,6 +145,16 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'openlfr.db'}"
 
 
+class SettingsError(OpenLFRError):
+    """An ``OPENLFR_*`` variable holds a value the settings refuse."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:  # one line naming the variable, never pydantic's report
+        first = exc.errors()[0]
+        prefix = "OPENLFR_STREAM_" if exc.title == StreamSettings.__name__ else "OPENLFR_"
+        name = prefix + "_".join(str(part) for part in first["loc"]).upper()
+        raise SettingsError(f"{name}={first.get('input')!s}: {first['msg']}") from exc
