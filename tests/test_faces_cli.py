@@ -105,3 +105,13 @@ def test_bench_rejects_bad_folds(bad, tmp_path):
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
+
+
+def test_a_refused_setting_or_unknown_detector_is_one_line(tmp_path, astronaut, monkeypatch):
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut).save(path)
+    monkeypatch.setenv("OPENLFR_DETECTOR_SCALE", "9")
+    assert_one_line_error(run_faces(path), "OPENLFR_DETECTOR_SCALE=9")
+    monkeypatch.delenv("OPENLFR_DETECTOR_SCALE")
+    monkeypatch.setenv("OPENLFR_DETECTOR", "haar")
+    assert_one_line_error(run_faces(path), "unknown detector 'haar'")
