@@ -64,6 +64,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/api/alerts/{alert_id}/hold"): frozenset({AU}),
     ("GET", "/api/events"): frozenset({OP, AU}),
     ("GET", "/api/deployments/{deployment_id}/cameras/{camera}/frame.jpg"): frozenset({OP, AU}),
+    ("POST", "/api/search"): frozenset({OP, AU}),
+    ("GET", "/api/search/references/{image_id}.jpg"): frozenset({OP, AU}),
     ("GET", "/api/audit"): frozenset({AD, A}),
     ("GET", "/api/audit/verify"): frozenset({AD, A}),
     ("POST", "/api/retention/run"): frozenset({A}),
@@ -71,6 +73,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/queue/items"): frozenset({OP, AU}),
     ("GET", "/queue/cameras"): frozenset({OP, AU}),
     ("GET", "/alerts/{alert_id}"): frozenset({OP, AU}),
+    ("GET", "/search"): frozenset({OP, AU}),
     ("GET", "/deployments"): EVERYONE,
     ("GET", "/deployments/{deployment_id}"): EVERYONE,
     ("GET", "/records"): EVERYONE,
@@ -83,6 +86,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
 # Path parameters that name nothing: an admitted request ends in 404/422, never in a change.
 FILL = {"user_id": "999999", "deployment_id": "999999", "alert_id": "999999", "name": "nowhere", "person": "nobody"}
 FILL["camera"] = "entrance"
+FILL["image_id"] = "999999"
 
 
 def concrete(path: str) -> str:

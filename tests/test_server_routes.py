@@ -109,4 +109,9 @@ def test_answers_keep_their_keys(app) -> None:  # type: ignore[no-untyped-def]
     ]
     assert ann.get("/api/settings").json() == {"require_second_verifier": True}
     retention = ann.post("/api/retention/run").json()
-    assert retention.keys() == {"snapshots_destroyed", "probes_purged", "expired_entries_removed"}
+    assert retention.keys() == {
+        "snapshots_destroyed",
+        "probes_purged",
+        "expired_entries_removed",
+        "search_probes_purged",
+    }

@@ -131,6 +131,9 @@ A, AU, OP, AD = Role.ADMIN, Role.AUTHORISER, Role.OPERATOR, Role.AUDITOR
 ANY_ROLE = tuple(Role)
 DRAFTS = (A, AU, OP)  # who drafts deployments, and so sees the watchlists a draft can name
 SEES_ALERTS = (OP, AU)  # biometric images: the people who adjudicate and the authoriser who may hold them
+# A photo search is an identification, as adjudicating an alert is: the same people; never the auditor (no
+# biometric images) nor the admin (who manages watchlists and accounts, and so does not also search them).
+SEARCHES_PHOTOS = SEES_ALERTS
 READS_AUDIT = (AD, A)
 CANCELS = (AU, A)
 ENDS = (OP, AU, A)
@@ -140,6 +143,7 @@ AnyPrincipal = Annotated[Principal, Depends(allow(*ANY_ROLE))]
 AdminPrincipal = Annotated[Principal, Depends(allow(A))]
 DrafterPrincipal = Annotated[Principal, Depends(allow(*DRAFTS))]
 AlertViewerPrincipal = Annotated[Principal, Depends(allow(*SEES_ALERTS))]
+PhotoSearcherPrincipal = Annotated[Principal, Depends(allow(*SEARCHES_PHOTOS))]
 AuditReaderPrincipal = Annotated[Principal, Depends(allow(*READS_AUDIT))]
 
 # Who changes something. ``scope="function"``: the commit runs before the answer is sent, so no client is told of

@@ -97,12 +97,13 @@ def demo(
     run_demo(get_settings(), data, out)
 
 
-from openlfr.cli import audit, bench, models, scan, server, users, watchlist  # noqa: E402
+from openlfr.cli import audit, bench, models, scan, search, server, users, watchlist  # noqa: E402
 
 bench.register(app)
 app.command("demo")(demo)
 server.register(app)
 scan.register(app)
+search.register(app)
 models.register(app)
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(watchlist.watchlist_app, name="watchlist")

@@ -6,7 +6,7 @@ watchlist entries) and audited, while every count, decision and outcome stays. `
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, not_, select, update
@@ -16,7 +16,7 @@ from openlfr.clock import utc_now
 from openlfr.errors import NotFound
 from openlfr.governance import retention
 from openlfr.governance.retention import RetentionPolicy
-from openlfr.services import deployments
+from openlfr.services import deployments, photo_search
 from openlfr.services.audit_log import audit_key
 from openlfr.services.background import Periodic
 from openlfr.services.context import Context
@@ -50,16 +50,20 @@ class PurgeReport:
     snapshots_destroyed: list[int]
     probes_purged: list[int]
     expired_entries_removed: list[str]  # "watchlist/reference id" of each person removed
+    search_probes_purged: list[int] = field(default_factory=list)  # photo searches recorded for an investigation
 
     @property
     def anything(self) -> bool:
-        return bool(self.snapshots_destroyed or self.probes_purged or self.expired_entries_removed)
+        return bool(
+            self.snapshots_destroyed or self.probes_purged or self.expired_entries_removed or self.search_probes_purged
+        )
 
     def summary(self) -> str:
         return (
             f"destroyed {len(self.snapshots_destroyed)} watchlist snapshot(s), "
             f"purged {len(self.probes_purged)} probe image(s), "
-            f"removed {len(self.expired_entries_removed)} expired watchlist entr(ies)"
+            f"removed {len(self.expired_entries_removed)} expired watchlist entr(ies), "
+            f"purged {len(self.search_probes_purged)} photo-search probe image(s)"
         )
 
     def as_dict(self) -> dict[str, list[int] | list[str]]:
@@ -67,6 +71,7 @@ class PurgeReport:
             "snapshots_destroyed": self.snapshots_destroyed,
             "probes_purged": self.probes_purged,
             "expired_entries_removed": self.expired_entries_removed,
+            "search_probes_purged": self.search_probes_purged,
         }
 
 
@@ -106,7 +111,8 @@ def enforce_retention(db: Session, ctx: Context, policy: RetentionPolicy, now: d
         saved(db, review).probe_purged_at = moment
     if purged:
         ctx.audit(db, "retention.probes_purged", "alerts", {"alerts": purged})
-    return PurgeReport(destroyed, purged, remove_expired_entries(db, ctx, policy, moment))
+    removed = remove_expired_entries(db, ctx, policy, moment)
+    return PurgeReport(destroyed, purged, removed, photo_search.purge_search_probes(db, ctx, policy, moment))
 
 
 def remove_expired_entries(db: Session, ctx: Context, policy: RetentionPolicy, now: datetime) -> list[str]:

@@ -49,6 +49,7 @@ ERASED_FACE_TABLES = (
     "reference_images",
     "watchlist_people",
     "watchlists",
+    "photo_searches",
 )
 _FACE_COLUMNS = ("probe_jpeg", "image_jpeg", "face_jpeg", "embedding")
 _ERASES_FACES = re.compile(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -22,14 +23,26 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
         raise ImageError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty")
+    return _decode(path, str(path), max_pixels)
+
+
+def decode_rgb(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """An image held in memory (an upload that must never touch the disk) as RGB uint8, checked as ``load_rgb``
+    checks a file; ``name`` is what error messages call it."""
+    if not data:
+        raise ImageError(f"{name}: the file is empty")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageError(
-                        f"{path}: {width}x{height} is too large ({width * height:,} pixels, "
+                        f"{name}: {width}x{height} is too large ({width * height:,} pixels, "
                         f"limit {max_pixels:,}); refusing a possible decompression bomb"
                     )
                 img.load()
@@ -37,11 +50,11 @@ def load_rgb(path: Path, max_pixels: int) -> np.ndarray:
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{path}: not an image file (or a format this system cannot read)") from exc
+        raise ImageError(f"{name}: not an image file (or a format this system cannot read)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: image is too large; refusing a possible decompression bomb") from exc
+        raise ImageError(f"{name}: image is too large; refusing a possible decompression bomb") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: the image is damaged or truncated ({exc})") from exc
+        raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from exc
 
 
 def save_rgb(image: np.ndarray, path: Path) -> None:
@@ -52,8 +65,6 @@ def save_rgb(image: np.ndarray, path: Path) -> None:
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()

@@ -19,10 +19,23 @@ from openlfr.api.routes import (
     events,
     records,
     retention,
+    search,
     watchlists,
 )
 
-RESOURCES = (accounts, console_settings, watchlists, deployments, records, alerts, events, cameras, audit, retention)
+RESOURCES = (
+    accounts,
+    console_settings,
+    watchlists,
+    search,
+    deployments,
+    records,
+    alerts,
+    events,
+    cameras,
+    audit,
+    retention,
+)
 
 router = APIRouter()
 for _resource in RESOURCES:

@@ -1,0 +1,379 @@
+"""Operator-initiated photo search (OIFR): one face of a photo against the active entries of a watchlist.
+
+``openlfr search``, ``POST /api/search`` and the console's search page all call :func:`search_photo`, in the
+caller's transaction. The safeguards, in the order they are checked:
+
+- a stated reason (at least ``MIN_REASON_CHARS`` characters) before anything is decoded or searched; a refused
+  request searches nothing and writes nothing;
+- only people still listed, and only references of the embedding model the engine makes
+  (``store.watchlists.active_references``), searched by the same gallery code deployments use
+  (``services.live.build_gallery``, which also drops a listing at the instant it ends);
+- every search is audited (``search.photo``) with its reason, by whoever acts (``services.context``);
+- the probe is kept nowhere: it is decoded in memory (``vision.image_io.decode_rgb``; uploads never touch the
+  disk), its embedding lives only in this call, and nothing of it goes to the audit log, the logs or the
+  database, unless the operator records the search for an investigation (``investigation``): then a
+  ``PhotoSearch`` row keeps a JPEG of the searched face region only (never the rest of the photo, nor the
+  embedding), cleared by retention ``OPENLFR_PROBE_RETENTION_SECONDS`` after the search, as an alert's probe is
+  (:func:`purge_search_probes`, run by ``services.retention``).
+
+The probe is embedded with the live profile (``build_engine(settings)``), as a camera's probe is: the
+calibration table measures stills-enrolled references against live-profile probes, so the false-match rate
+given for each candidate's score (``fmr``) is the table's own figure, not one for a different comparison.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from openlfr.clock import utc_now
+from openlfr.enrolment.gate import FaceChoice, left_to_right
+from openlfr.enrolment.photos import face_picture
+from openlfr.errors import OpenLFRError
+from openlfr.governance import retention
+from openlfr.governance.retention import RetentionPolicy
+from openlfr.services import audit_log
+from openlfr.services.context import Context
+from openlfr.services.live import build_gallery
+from openlfr.settings import Settings
+from openlfr.store.models import Person, ReferenceImage
+from openlfr.store.search_models import PhotoSearch
+from openlfr.store.watchlists import active_references, get_watchlist
+from openlfr.text import plain_text
+from openlfr.vision.engine import FaceEngine, build_engine
+from openlfr.vision.types import Detection, Face, Quality
+from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, fpir, load_calibration
+
+MIN_REASON_CHARS = 20
+MAX_REASON_CHARS = 5000
+MAX_TOP = 50
+MAX_INVESTIGATION_CHARS = 100
+AUDIT_ACTION = "search.photo"
+# One photo at a time through a shared engine (the server's worker threads share it).
+_ENGINE_LOCK = threading.Lock()
+
+
+class SearchRefused(OpenLFRError):
+    """A photo search was not run as asked (no reason, no face, several faces and none chosen...); nothing was
+    searched or written."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    watchlist: str
+    reason: str
+    top: int = 5
+    face: FaceChoice = None  # which face when the photo shows several: N from the left, or "largest"
+    investigation: str | None = None  # record the search (and keep the probe's face) for this investigation
+
+    def checked(self) -> SearchRequest:
+        """The request with its text trimmed, or ``SearchRefused`` saying what is missing."""
+        reason = plain_text(self.reason or "", "the reason").strip()
+        if len(reason) < MIN_REASON_CHARS:
+            raise SearchRefused(
+                f"say why you are searching (at least {MIN_REASON_CHARS} characters; {len(reason)} given): "
+                "the reason is kept in the audit log with the search"
+            )
+        if len(reason) > MAX_REASON_CHARS:
+            raise SearchRefused(f"the reason is longer than {MAX_REASON_CHARS} characters")
+        if not 1 <= self.top <= MAX_TOP:
+            raise SearchRefused(f"top must lie between 1 and {MAX_TOP}, got {self.top}")
+        investigation = None
+        if self.investigation is not None:
+            investigation = plain_text(self.investigation, "the investigation reference").strip()
+            if not investigation:
+                raise SearchRefused("the investigation reference is empty")
+            if len(investigation) > MAX_INVESTIGATION_CHARS:
+                raise SearchRefused(f"the investigation reference is longer than {MAX_INVESTIGATION_CHARS} characters")
+        if not self.watchlist.strip():
+            raise SearchRefused("say which watchlist to search")
+        return SearchRequest(self.watchlist.strip(), reason, self.top, self.face, investigation)
+
+
+@dataclass(frozen=True)
+class ProbeFace:
+    """The face searched with: which of the photo's faces (numbered from the left), where, and how good."""
+
+    number: int
+    faces_found: int
+    box: list[int]
+    detector_score: float
+    quality: Quality
+
+
+@dataclass(frozen=True)
+class SearchCandidate:
+    rank: int
+    person: str  # the listed person's reference id
+    name: str
+    category: str
+    score: float  # the match score (openlfr.watchlist.score), in [0, 1]
+    fmr: float | None  # the calibrated false-match rate of this score; None without a calibration table
+    fmr_extrapolated: bool  # the FMR comes from the fitted tail beyond what the calibration measured
+    fpir: float | None  # the chance a stranger scores this high against someone on the watchlist (N references)
+    reference_image_id: int  # the reference photo that matched best
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "person": self.person,
+            "name": self.name,
+            "category": self.category,
+            "score": round(self.score, 4),
+            "fmr": None if self.fmr is None else float(f"{self.fmr:.3g}"),
+            "fmr_extrapolated": self.fmr_extrapolated,
+            "fpir": None if self.fpir is None else float(f"{self.fpir:.3g}"),
+            "reference_image_id": self.reference_image_id,
+        }
+
+
+@dataclass(frozen=True)
+class PhotoSearchResult:
+    watchlist: str
+    model_id: str
+    searched_at: datetime
+    searched_by: str
+    references: int  # reference embeddings searched: the N of the false-alert arithmetic
+    people: int
+    probe: ProbeFace
+    candidates: list[SearchCandidate]
+    calibration: str  # where each fmr comes from, or why there is none
+    investigation: str | None = None
+    record_id: int | None = None  # the PhotoSearch row, when recorded for an investigation
+    audit_seq: int | None = None  # the audit log entry of this search
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "watchlist": self.watchlist,
+            "model_id": self.model_id,
+            "searched_at": self.searched_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "searched_by": self.searched_by,
+            "references_searched": self.references,
+            "people_searched": self.people,
+            "probe": {
+                "face": self.probe.number,
+                "faces_found": self.probe.faces_found,
+                "box": self.probe.box,
+                "detector_score": round(self.probe.detector_score, 4),
+                "quality": self.probe.quality.as_dict(),
+            },
+            "candidates": [c.as_dict() for c in self.candidates],
+            "calibration": self.calibration,
+            "investigation": self.investigation,
+            "record_id": self.record_id,
+            "audit_seq": self.audit_seq,
+        }
+
+
+# ----- the probe face -----
+
+
+def _face_list(detections: Sequence[Detection], order: Sequence[int]) -> str:
+    return "; ".join(
+        f"{number}: {detections[i].box.height} px tall at x {detections[i].box.left}, y {detections[i].box.top}"
+        for number, i in enumerate(order, 1)
+    )
+
+
+def choose_probe(detections: Sequence[Detection], choice: FaceChoice) -> tuple[int, int]:
+    """(index into ``detections``, its number from the left) of the face to search with, or ``SearchRefused``
+    listing the faces when the photo shows several and none was chosen."""
+    if not detections:
+        raise SearchRefused("no face found in the photo")
+    order = left_to_right([d.box for d in detections])
+    if choice is None:
+        if len(detections) == 1:
+            return 0, 1
+        raise SearchRefused(
+            f"{len(detections)} faces in the photo; choose one with --face N (numbered from the left; the API's "
+            f"field face) or --face largest: {_face_list(detections, order)}"
+        )
+    if choice == "largest":
+        index = max(range(len(detections)), key=lambda i: detections[i].box.area)
+        return index, order.index(index) + 1
+    if not 1 <= choice <= len(detections):
+        raise SearchRefused(
+            f"face {choice} asked for, but the photo shows {len(detections)}: {_face_list(detections, order)}"
+        )
+    return order[choice - 1], choice
+
+
+def embed_probe(
+    engine: FaceEngine, pixels: np.ndarray, choice: FaceChoice, settings: Settings
+) -> tuple[Face, ProbeFace]:
+    """The chosen face of the photo, embedded (in memory only), and what the answer says about it."""
+    with _ENGINE_LOCK:
+        detections = engine.detect(pixels, max_side=settings.enrol_detect_max_side)
+        index, number = choose_probe(detections, choice)
+        (face,) = engine.analyse(pixels, [detections[index]])
+        engine.embed([face])
+    probe = ProbeFace(
+        number=number,
+        faces_found=len(detections),
+        box=face.box.as_list(),
+        detector_score=float(face.score),
+        quality=face.quality,
+    )
+    return face, probe
+
+
+# ----- calibration -----
+
+
+def _calibration(settings: Settings, model_id: str) -> tuple[CalibrationTable | None, str]:
+    try:
+        table = load_calibration(model_id, explicit=settings.calibration_file, data_dir=settings.data_dir)
+    except CalibrationError as exc:
+        return None, f"fmr null (no false-match rates): {exc}"
+    source = table.source or {}
+    measured = (
+        f" on {source['dataset']}, {source['identity_pairs']:,} pairs of people" if "identity_pairs" in source else ""
+    )
+    return table, f"false-match rates (fmr) from the calibration table of {model_id}{measured}"
+
+
+# ----- the search -----
+
+
+@lru_cache(maxsize=1)
+def _cached_engine(settings_key: str) -> FaceEngine:
+    return build_engine(Settings.model_validate_json(settings_key))
+
+
+def probe_engine(settings: Settings) -> FaceEngine:
+    """The live-profile engine for these settings, built once per process (the server searches many photos)."""
+    with _ENGINE_LOCK:
+        return _cached_engine(settings.model_dump_json())
+
+
+def search_photo(
+    db: Session,
+    ctx: Context,
+    engine: FaceEngine,
+    pixels: np.ndarray,
+    request: SearchRequest,
+    *,
+    now: datetime | None = None,
+) -> PhotoSearchResult:
+    """Search the watchlist for the chosen face of ``pixels`` (RGB), audit it, and record it if asked.
+
+    ``request`` is checked first: a refused request has searched nothing and written nothing."""
+    asked = request.checked()
+    moment = now or utc_now()
+    settings = ctx.settings
+    watchlist = get_watchlist(db, asked.watchlist)
+    model_id = engine.model_id
+    refs = active_references(db, watchlist.id, model_id, moment)
+    if refs.size == 0:
+        raise SearchRefused(
+            f"watchlist {asked.watchlist!r} has nobody to search for with the {model_id} model "
+            "(empty, every entry expired, or enrolled with another model)"
+        )
+
+    face, probe = embed_probe(engine, pixels, asked.face, settings)
+    assert face.embedding is not None
+
+    person_refs = [refs.people[p].reference_id for p in refs.person_ids]
+    expiry = [refs.people[p].expires_at for p in refs.person_ids]
+    gallery = build_gallery(settings, refs.embeddings, person_refs, list(refs.image_ids), model_id, expiry)
+    (found,) = gallery.search(face.embedding, asked.top, model_id=model_id)
+    by_ref = {p.reference_id: p for p in refs.people.values()}
+    table, note = _calibration(settings, model_id)
+    candidates = []
+    for rank, candidate in enumerate(found, 1):
+        person = by_ref[str(candidate.person_id)]
+        rate, beyond = table.fmr_at(candidate.score) if table is not None else (None, False)
+        candidates.append(
+            SearchCandidate(
+                rank=rank,
+                person=person.reference_id,
+                name=person.display_name,
+                category=person.category,
+                score=candidate.score,
+                fmr=rate,
+                fmr_extrapolated=beyond,
+                fpir=None if rate is None else fpir(rate, gallery.size),
+                reference_image_id=cast(int, candidate.reference_id),
+            )
+        )
+    record_id = None
+    if asked.investigation is not None:
+        record = PhotoSearch(
+            searched_at=moment,
+            searched_by=ctx.actor,
+            investigation=asked.investigation,
+            reason=asked.reason,
+            watchlist_name=asked.watchlist,
+            model_id=model_id,
+            candidates=[c.as_dict() for c in candidates],
+            probe_jpeg=face_picture(pixels, face.box),
+        )
+        db.add(record)
+        db.flush()
+        record_id = record.id
+    entry = audit_log.record(
+        db,
+        ctx.key,
+        ctx.actor,
+        ctx.role,
+        AUDIT_ACTION,
+        f"watchlist:{asked.watchlist}",
+        {
+            "reason": asked.reason,
+            "top": asked.top,
+            "references": gallery.size,
+            "candidates": [{"person": c.person, "score": round(c.score, 4)} for c in candidates],
+            "investigation": asked.investigation,
+            "record": record_id,
+        },
+    )
+    return PhotoSearchResult(
+        watchlist=asked.watchlist,
+        model_id=model_id,
+        searched_at=moment,
+        searched_by=ctx.actor,
+        references=gallery.size,
+        people=gallery.person_count,
+        probe=probe,
+        candidates=candidates,
+        calibration=note,
+        investigation=asked.investigation,
+        record_id=record_id,
+        audit_seq=entry.seq,
+    )
+
+
+def reference_jpeg(db: Session, image_id: int, now: datetime | None = None) -> bytes | None:
+    """The face picture of a reference photo a search can show: only while its person is still listed."""
+    data: bytes | None = db.scalar(
+        select(ReferenceImage.face_jpeg)
+        .join(Person, Person.id == ReferenceImage.person_id)
+        .where(ReferenceImage.id == image_id, Person.listed_at(now or utc_now()))
+    )
+    return data
+
+
+# ----- retention -----
+
+
+def purge_search_probes(db: Session, ctx: Context, policy: RetentionPolicy, now: datetime) -> list[int]:
+    """Clear the face JPEG of recorded searches older than the probe retention period; the record stays."""
+    cutoff = now - policy.probe_ttl
+    due = db.execute(
+        select(PhotoSearch.id, PhotoSearch.searched_at).where(
+            PhotoSearch.probe_jpeg.is_not(None), PhotoSearch.searched_at <= cutoff
+        )
+    ).all()
+    purged = [row_id for row_id, at in due if retention.probe_due(at, False, policy, now)]
+    if purged:
+        db.execute(update(PhotoSearch).where(PhotoSearch.id.in_(purged)).values(probe_jpeg=None, probe_purged_at=now))
+        ctx.audit(db, "retention.search_probes_purged", "photo_searches", {"searches": purged})
+    return purged
