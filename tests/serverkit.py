@@ -19,9 +19,16 @@ from fastapi.testclient import TestClient
 
 from openlfr.governance.roles import Role
 from openlfr.services import accounts
+from openlfr.settings import Settings
+from openlfr.vision.engine import model_id_for
+from openlfr.vision.mobilefacenet import DIMENSION as MOBILEFACENET_DIMENSION
+from openlfr.vision.mobilefacenet import MOBILEFACENET_ID
 
 PASSWORD = "correct-horse-battery-staple"
-MODEL_ID = "dlib_resnet_v1+flip"
+# Filler references are random vectors of the default embedding model, so deployments built on them use the model
+# a real enrolment would.
+MODEL_ID = model_id_for(Settings())
+MODEL_DIMENSION = MOBILEFACENET_DIMENSION if MODEL_ID.startswith(MOBILEFACENET_ID) else 128
 # argon2id at a low cost: the same code path, a test suite that does not spend seconds per login.
 FAST_HASHING = {"OPENLFR_ARGON2_MEMORY_KIB": "1024", "OPENLFR_ARGON2_TIME_COST": "1", "OPENLFR_ARGON2_PARALLELISM": "1"}
 
@@ -105,7 +112,7 @@ def add_watchlist(app: FastAPI, name: str = "wanted", people: int = 3, images_ea
             )
             db.add(person)
             for i in range(images_each):
-                vector = rng.normal(size=128).astype(np.float32)
+                vector = rng.normal(size=MODEL_DIMENSION).astype(np.float32)
                 person.images.append(
                     reference_image_row(
                         vector / np.linalg.norm(vector), MODEL_ID, f"{p:04d}{i:060d}", source=f"p{p}_{i}.jpg"
