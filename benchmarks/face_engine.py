@@ -33,6 +33,7 @@ from openlfr.stream.detector import detection_picture
 from openlfr.stream.frames import YuvFrame
 from openlfr.stream.source import frame_format, to_i420_frame, write_i420
 from openlfr.vision.engine import build_detector
+from openlfr.vision.retinaface import RetinaFaceDetector
 from openlfr.vision.types import FaceDetector
 
 CLIP = Path("video") / "pedestrians_1080p.mp4"
@@ -77,7 +78,7 @@ def detection_figures(settings: Settings, data: Path) -> dict[str, Any]:
     frames = clip_frames(data / CLIP)
     old = detect_on_clip(frames, build_detector(one_thread, "hog", upsample=0), 1.0, "hog up0 (luma)")
     new = detect_on_clip(frames, build_detector(one_thread, "retinaface", scale=1.0), 1.0, "retinaface x1.0 (RGB)")
-    live_scale = settings.stream.detect_scale
+    live_scale = settings.stream.detect_scale or RetinaFaceDetector.live_scale
     live = detect_on_clip(
         frames, build_detector(one_thread, "retinaface", scale=1.0), live_scale, f"retinaface x{live_scale} (live)"
     )

@@ -195,8 +195,9 @@ def main() -> None:
     # The naive pipeline gets the same detector as ours (the configured one, at the live pipeline's scale or
     # upsampling) so the ratio measures the design. Both on one ONNX thread, as a camera's analysis process runs
     # (the figures are per core).
+    live_scale = settings.stream.detect_scale or build_detector(settings).live_scale
     video_engine = build_engine(
-        Settings(upsample=settings.stream.detect_upsample, detector_scale=settings.stream.detect_scale, onnx_threads=1)
+        Settings(upsample=settings.stream.detect_upsample, detector_scale=live_scale, onnx_threads=1)
     )
     table = load_calibration(video_engine.model_id)
     report: dict[str, Any] = {"load_average": os.getloadavg()[0], "clips": {}}

@@ -25,7 +25,9 @@ class StreamSettings(BaseSettings):
     detect_share: float = 0.5
     track_between: bool = True  # follow known faces on the frames in between
     detect_upsample: int = 0  # HOG upsampling on video: 0 finds faces from ~70 px, 1 from ~40 px (4x cost)
-    detect_scale: float = 0.5  # search a copy scaled by this (e.g. 0.5 for a 4K camera with large faces)
+    # Whole-picture detection searches a copy scaled by this; None: the detector's own (``live_scale``: RetinaFace
+    # 0.5, the scale that keeps 1080p at 25 fps on two cores, README "Detection, landmarks and quality"; HOG 1).
+    detect_scale: float | None = Field(default=None, gt=0.0, le=4.0)
     min_face_px: int = 40  # shorter faces are ignored (a camera's own min_face_px overrides it)
     window_margin: float = 0.5  # track-local search window: the predicted box grown by this on every side
     # The window is scaled so the face is about this tall; None: the detector's own (``search_face_px``: HOG 80 px,

@@ -74,6 +74,7 @@ class CameraPipeline:
         self.latency = LatencyHistogram()
         self.min_face_px = max(camera.min_face_px, 0) or config.min_face_px
         self._window_face_px = config.window_face_px or detector.search_face_px
+        self._detect_scale = config.detect_scale or detector.live_scale
         self._last_detect = float("-inf")
         self._detect_cost_s = 0.0  # wall time the last whole-picture detection took
         self.live = False  # set for live and paced sources: see PipelineConfig.detect_share
@@ -95,7 +96,7 @@ class CameraPipeline:
                 seen += self._adopt(frame, clock, arrived[0], arrived[1], {t.id for t, _ in seen})
             if clock - self._last_detect >= self.config.detect_interval_s and not self.remote.busy():
                 area = self._search_area(frame)
-                self.remote.submit(frame, area, clock, self.config.detect_scale)
+                self.remote.submit(frame, area, clock, self._detect_scale)
                 result.full_detection = True
                 self._last_detect = clock
                 self.counters.detect_frames += 1
@@ -145,7 +146,7 @@ class CameraPipeline:
         return [d for d in found if d.box.height >= self.min_face_px]
 
     def _detect_and_associate(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
-        detections = self._detect_in(frame, self._search_area(frame), self.config.detect_scale)
+        detections = self._detect_in(frame, self._search_area(frame), self._detect_scale)
         observations = [Observation(d.box, d.score, clock, landmarks=d.landmarks) for d in detections]
         embed = (lambda o: self._embed_one(frame, o)) if self._matching_now else None
         association = self.tracker.associate(observations, clock, embed, self._similarity)
