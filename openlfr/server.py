@@ -21,6 +21,7 @@ from openlfr.api.deps import ServerState
 from openlfr.api.routes import router
 from openlfr.services.audit_log import audit_key
 from openlfr.services.deployment_runs import Scheduler
+from openlfr.services.live_events import EventBoard
 from openlfr.services.retention import RetentionLoop
 from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings, get_settings
@@ -34,10 +35,13 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     store = open_store(settings)
     state = ServerState(settings, store, sessionmaker(store.engine, expire_on_commit=False), audit_key(settings))
     tiles = TileBoard(blur_scene=settings.tile_blur_scene)
+    events = EventBoard(store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stoppers: list[Callable[[], None]] = []
+        events.start()
+        stoppers.append(events.stop)
         if background:
             loop = RetentionLoop(store, settings, settings.retention_interval_seconds)
             loop.start()
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     )
     app.state.server = state
     app.state.tiles = tiles  # camera pictures of the pipelines this process runs, for the console
+    app.state.events = events  # what the console's event streams show, followed once for all of them
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:

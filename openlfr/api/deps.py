@@ -95,6 +95,18 @@ def allow(*roles: Role) -> Callable[..., Principal]:
     return check
 
 
+def allow_briefly(*roles: Role) -> Callable[..., Principal]:
+    """As ``allow``, in a session of its own that is closed before the route runs: for a long answer (an event
+    stream) that must not keep a database connection while it lasts."""
+    check = allow(*roles)
+
+    def brief(request: Request) -> Principal:
+        with server(request).sessions() as db:
+            return check(request, db)
+
+    return brief
+
+
 def context(request: Request, principal: Principal) -> Context:
     state = server(request)
     return Context.of(state.settings, state.audit_key, principal)
@@ -145,6 +157,8 @@ DrafterPrincipal = Annotated[Principal, Depends(allow(*DRAFTS))]
 AlertViewerPrincipal = Annotated[Principal, Depends(allow(*SEES_ALERTS))]
 PhotoSearcherPrincipal = Annotated[Principal, Depends(allow(*SEARCHES_PHOTOS))]
 AuditReaderPrincipal = Annotated[Principal, Depends(allow(*READS_AUDIT))]
+# An event stream's viewer: checked, then no database connection held while the stream lasts.
+StreamViewerPrincipal = Annotated[Principal, Depends(allow_briefly(*SEES_ALERTS))]
 
 # Who changes something. ``scope="function"``: the commit runs before the answer is sent, so no client is told of
 # a change that was not kept.

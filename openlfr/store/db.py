@@ -34,6 +34,7 @@ from sqlalchemy.types import LargeBinary, TypeDecorator
 
 from openlfr.errors import InvalidText, OpenLFRError
 from openlfr.settings import Settings
+from openlfr.store import changes
 from openlfr.text import holds_nul
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ def make_engine(url: URL) -> Engine:
     event.listen(engine, "commit", _erasure_committed)
     event.listen(engine, "rollback", _erasure_undone)
     event.listen(engine, "checkin", _Scrubber(url.get_backend_name()).on_checkin)
+    changes.watch(engine)  # committed changes the console follows are announced (NOTIFY, in-process)
     return engine
 
 

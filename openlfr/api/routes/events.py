@@ -1,81 +1,68 @@
 """Server-sent events for the console: ``queue`` whenever the alert queue changes, ``cameras`` when a deployment
-goes live or stops. The database is the source, so alerts raised by a separate worker are announced too."""
+goes live or stops, ``logout`` when the login ends. A stream holds no database connection while it waits: the
+server's one :class:`~openlfr.services.live_events.EventBoard` follows the database (alerts raised by a separate
+worker or another replica too) and every open stream waits on it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from openlfr.api.deps import SESSION_COOKIE, AlertViewerPrincipal, server
+from openlfr.api.deps import SESSION_COOKIE, StreamViewerPrincipal, server
 from openlfr.services import accounts
-from openlfr.services.deployments import live_deployments
-from openlfr.store.alert_models import Alert
-from openlfr.store.governance_models import AlertReview
+from openlfr.services.live_events import EventBoard
 
 router = APIRouter(prefix="/api", tags=["live"])
 
-POLL_S = 0.5
-KEEP_ALIVE_S = 15.0
+KEEP_ALIVE_S = 15.0  # also how often a stream re-checks that its login still holds (expiry)
 
 
-def queue_signature(db: Session) -> dict[str, Any]:
-    """What changes when the queue changes: a new alert, or a decision, check or outcome on one."""
-    alerts = db.execute(
-        select(func.count(), func.max(Alert.id)).select_from(Alert).where(Alert.deployment_id.is_not(None))
-    ).one()
-    reviews = db.execute(
-        select(func.count(AlertReview.decision), func.count(AlertReview.verified_by), func.count(AlertReview.outcome))
-    ).one()
-    return {
-        "alerts": alerts[0],
-        "latest": alerts[1],
-        "decided": reviews[0],
-        "verified": reviews[1],
-        "outcomes": reviews[2],
-        "live": sorted(row.id for row in live_deployments(db)),
-    }
+def event_board(request: Request) -> EventBoard:
+    board: EventBoard = request.app.state.events
+    return board
 
 
 @router.get("/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
-async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse:
+async def events(request: Request, _: StreamViewerPrincipal) -> StreamingResponse:
     state = server(request)
-    cookie = request.cookies.get(SESSION_COOKIE)
-    token, kind = (cookie, "cookie") if cookie else (request.headers.get("authorization", "")[7:], "token")
+    board = event_board(request)
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        token, kind = header[7:].strip(), "token"
+    else:
+        token, kind = request.cookies.get(SESSION_COOKIE, ""), "cookie"
 
-    def poll() -> dict[str, Any] | None:
+    def still_logged_in() -> bool:
         with state.sessions() as db:
-            if accounts.resolve(db, token, kind) is None:
-                return None  # logged out or expired: stop streaming
-            return queue_signature(db)
+            return accounts.resolve(db, token, kind) is not None
 
     async def stream() -> AsyncIterator[str]:
-        last: dict[str, Any] | None = None
-        idle = 0.0
         yield "retry: 2000\n\n"
-        while not await request.is_disconnected():
-            current = await run_in_threadpool(poll)
-            if current is None:
-                yield "event: logout\ndata: {}\n\n"
-                return
-            if current != last:
-                if last is None or current["live"] != last["live"]:
-                    yield f"event: cameras\ndata: {json.dumps(current['live'])}\n\n"
-                if last is None or _queue_part(current) != _queue_part(last):
-                    yield f"event: queue\ndata: {json.dumps(current)}\n\n"
-                last, idle = current, 0.0
-            elif idle >= KEEP_ALIVE_S:
+        shown: dict[str, Any] | None = None
+        version, accounts_seen = -1, board.state.accounts
+        while True:
+            current = await board.next_state(version, KEEP_ALIVE_S)
+            if current.version == version or current.accounts != accounts_seen:
+                accounts_seen = current.accounts
+                if not await run_in_threadpool(still_logged_in):
+                    yield "event: logout\ndata: {}\n\n"
+                    return
+            if current.version == version:
                 yield ": keep-alive\n\n"
-                idle = 0.0
-            await asyncio.sleep(POLL_S)
-            idle += POLL_S
+                continue
+            version, signature = current.version, current.signature
+            if signature is None:
+                continue
+            if shown is None or signature["live"] != shown["live"]:
+                yield f"event: cameras\ndata: {json.dumps(signature['live'])}\n\n"
+            if shown is None or _queue_part(signature) != _queue_part(shown):
+                yield f"event: queue\ndata: {json.dumps(signature)}\n\n"
+            shown = signature
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

@@ -1,0 +1,188 @@
+"""What the console's event streams show, computed once per server process and fanned out to every open stream.
+
+An open stream holds no database connection: it waits on the :class:`EventBoard`, which recomputes the queue's
+signature in one short session whenever a change is announced (``openlfr.store.changes``: a ``NOTIFY`` from any
+process or server replica on PostgreSQL, a commit in this process on SQLite) and on a cheap poll besides (other
+processes writing to SQLite, a deployment window opening or closing with no write at all). One listening
+connection per process on PostgreSQL, none per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from openlfr.services.deployments import live_deployments
+from openlfr.store import Store, changes
+from openlfr.store.alert_models import Alert
+from openlfr.store.governance_models import AlertReview
+
+log = logging.getLogger(__name__)
+
+SQLITE_POLL_S = 0.5  # other processes' writes to SQLite are seen this late at most
+POSTGRES_POLL_S = 2.0  # NOTIFY announces writes; the poll catches deployment windows that open or close
+LISTEN_RETRY_S = 1.0  # a lost PostgreSQL listening connection is reopened this often
+ACCOUNT_TABLES = frozenset({"user_sessions", "users"})
+
+
+def queue_signature(db: Session) -> dict[str, Any]:
+    """What changes when the queue changes: a new alert, or a decision, check or outcome on one; and which
+    deployments are live."""
+    alerts = db.execute(
+        select(func.count(), func.max(Alert.id)).select_from(Alert).where(Alert.deployment_id.is_not(None))
+    ).one()
+    reviews = db.execute(
+        select(func.count(AlertReview.decision), func.count(AlertReview.verified_by), func.count(AlertReview.outcome))
+    ).one()
+    return {
+        "alerts": alerts[0],
+        "latest": alerts[1],
+        "decided": reviews[0],
+        "verified": reviews[1],
+        "outcomes": reviews[2],
+        "live": sorted(row.id for row in live_deployments(db)),
+    }
+
+
+@dataclass(frozen=True)
+class BoardState:
+    """One version of what the streams show. ``accounts`` counts announced changes to accounts and sessions:
+    a stream re-checks its login when it moves."""
+
+    version: int
+    signature: dict[str, Any] | None
+    accounts: int
+
+
+class EventBoard:
+    """The current signature and a version; streams await the next version. Start once the event loop runs."""
+
+    def __init__(self, store: Store, poll_s: float | None = None) -> None:
+        self.store = store
+        self.postgres = store.engine.dialect.name == "postgresql"
+        self.poll_s = poll_s if poll_s is not None else (POSTGRES_POLL_S if self.postgres else SQLITE_POLL_S)
+        self.state = BoardState(0, None, 0)  # what streams see; replaced on the event loop's thread
+        self._latest = self.state  # what the refresh thread last published
+        self.refreshes = 0  # how many times the signature was read from the database (a figure for benchmarks)
+        self._due = threading.Event()
+        self._accounts_due = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._moved: asyncio.Event | None = None
+        self._unsubscribe: Any = None
+
+    # ----- life -----
+
+    def start(self) -> None:
+        """Start following the database, on the running event loop (the server's lifespan, or the first stream
+        of an app run without one: the board then stops with that loop)."""
+        if self._loop is not None and not self._loop.is_closed() and not self._stop.is_set():
+            return
+        self._stop.clear()
+        self._loop = asyncio.get_running_loop()
+        self._moved = asyncio.Event()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._unsubscribe = changes.subscribe(self.store.engine, self._announced)
+        self._due.set()
+        self._threads = [threading.Thread(target=self._refresh_loop, name="openlfr-event-board", daemon=True)]
+        if self.postgres:
+            self._threads.append(threading.Thread(target=self._listen_loop, name="openlfr-listen", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._due.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # ----- what streams call -----
+
+    async def next_state(self, after: int, timeout: float) -> BoardState:
+        """The state once its version passes ``after``, or the current one after ``timeout`` seconds."""
+        self.start()
+        while self.state.version <= after and self._moved is not None:
+            moved = self._moved
+            try:
+                await asyncio.wait_for(moved.wait(), timeout)
+            except TimeoutError:
+                break
+        return self.state
+
+    def poke(self) -> None:
+        """Recompute now (a change this process knows of)."""
+        self._due.set()
+
+    # ----- inside -----
+
+    def _running(self) -> bool:
+        return not self._stop.is_set() and self._loop is not None and not self._loop.is_closed()
+
+    def _announced(self, tables: frozenset[str]) -> None:
+        if tables & ACCOUNT_TABLES:
+            self._accounts_due.set()
+        self._due.set()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.is_set():
+            self._due.wait(self.poll_s)
+            self._due.clear()
+            if not self._running():
+                return
+            accounts_moved = self._accounts_due.is_set()
+            self._accounts_due.clear()
+            try:
+                with Session(self.store.engine) as db:
+                    signature = queue_signature(db)
+                self.refreshes += 1
+            except Exception as exc:  # the database away: keep the last state, try again at the next poll
+                log.warning("the console's event board cannot read the database: %s", exc)
+                continue
+            old = self._latest
+            if signature != old.signature or accounts_moved:
+                self._latest = BoardState(old.version + 1, signature, old.accounts + int(accounts_moved))
+                self._publish(self._latest)
+
+    def _publish(self, state: BoardState) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def wake() -> None:
+            self.state = state
+            moved, self._moved = self._moved, asyncio.Event()
+            if moved is not None:
+                moved.set()
+
+        with contextlib.suppress(RuntimeError):  # the loop closed while the server stops
+            loop.call_soon_threadsafe(wake)
+
+    def _listen_loop(self) -> None:
+        """One PostgreSQL connection, outside the pool, that LISTENs; reopened when the database comes back."""
+        import psycopg
+
+        url = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while self._running():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
+                    connection.execute(f"LISTEN {changes.CHANNEL}")
+                    self._due.set()  # anything missed while not listening
+                    while self._running():
+                        for notice in connection.notifies(timeout=1.0):
+                            self._announced(changes.changed_tables(notice.payload))
+            except Exception as exc:
+                if not self._running():
+                    return
+                log.warning("listening for PostgreSQL notifications failed (%s); retrying", exc)
+                self._stop.wait(LISTEN_RETRY_S)
