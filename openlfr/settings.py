@@ -26,7 +26,8 @@ class StreamSettings(BaseSettings):
     track_between: bool = True  # follow known faces on the frames in between
     detect_upsample: int = 0  # HOG upsampling on video: 0 finds faces from ~70 px, 1 from ~40 px (4x cost)
     # Whole-picture detection searches a copy scaled by this; None: the detector's own (``live_scale``: RetinaFace
-    # 0.5, the scale that keeps 1080p at 25 fps on two cores, README "Detection, landmarks and quality"; HOG 1).
+    # 0.5, the one whose CPU budget for 1080p at 25 fps fits two cores: README "Detection, landmarks and quality";
+    # HOG 1).
     detect_scale: float | None = Field(default=None, gt=0.0, le=4.0)
     min_face_px: int = 40  # shorter faces are ignored (a camera's own min_face_px overrides it)
     window_margin: float = 0.5  # track-local search window: the predicted box grown by this on every side
@@ -122,6 +123,8 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 2
+    # Password checks running at once in one server process (each takes argon2_memory_kib); more logins wait.
+    login_concurrent_checks: int = Field(default=2, ge=1)
     max_upload_bytes: int = 10_000_000
     max_json_bytes: int = 1_000_000
     audit_key: str | None = None  # HMAC key of the audit chain; default: a key file made once in data_dir

@@ -144,7 +144,8 @@ class RetinaFaceDetector:
     # and 572 observations against 588) for 0.6x the pixels and ~20% less analysis time.
     search_face_px = 56
     # Whole 1080p pictures at half size: 64 ms (conversion from YUV included) against 325 ms at full size, the
-    # faces of 40 px and up all still found (6.28 per frame against 6.29): the scale that keeps 25 fps on 2 cores.
+    # faces of 40 px and up all still found (6.28 per frame against 6.29): the scale whose live CPU budget fits
+    # two cores (README, "Detection, landmarks and quality").
     live_scale = 0.5
 
     def __init__(self, model_path: Path, *, threads: int = 0, scale: float = 1.0, min_score: float = 0.5) -> None:
