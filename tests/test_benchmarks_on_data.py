@@ -67,5 +67,6 @@ def test_detection_recall_by_height():
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["faces_gt80"] + figures["faces_40to80"] + figures["faces_lt40"] > 100
-    # HOG with one upsample finds most large faces and few tiny ones: the split must show it
-    assert figures["recall_gt80"] > figures["recall_lt40"]
+    # the default detector (RetinaFace) against issue 9's bar; HOG found 0.7%, 7.7% and 20% of these
+    assert figures["detector"] == "retinaface"
+    assert figures["recall_lt40"] >= 0.60 and figures["recall_40to80"] >= 0.60 and figures["recall_gt80"] >= 0.95
