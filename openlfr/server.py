@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import sessionmaker
 
 from openlfr import __version__ as version
@@ -21,6 +22,7 @@ from openlfr.api.deps import ServerState
 from openlfr.api.routes import router
 from openlfr.services.audit_log import audit_key
 from openlfr.services.deployment_runs import Scheduler
+from openlfr.services.health import DatabaseProbe
 from openlfr.services.live_events import EventBoard
 from openlfr.services.retention import RetentionLoop
 from openlfr.services.tiles import TileBoard
@@ -35,6 +37,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     store = open_store(settings)
     state = ServerState(settings, store, sessionmaker(store.engine, expire_on_commit=False), audit_key(settings))
     tiles = TileBoard(blur_scene=settings.tile_blur_scene)
+    scheduler = Scheduler(store, settings, tiles) if pipelines else None
+    probe = DatabaseProbe(store)
     events = EventBoard(store)
 
     @asynccontextmanager
@@ -46,8 +50,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
             loop = RetentionLoop(store, settings, settings.retention_interval_seconds)
             loop.start()
             stoppers.append(loop.stop)
-        if pipelines:
-            scheduler = Scheduler(store, settings, tiles)
+        if scheduler is not None:
             scheduler.start()
             stoppers.append(scheduler.stop)
         try:
@@ -74,9 +77,16 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     app.state.tiles = tiles  # camera pictures of the pipelines this process runs, for the console
     app.state.events = events  # what the console's event streams show, followed once for all of them
 
+    app.state.scheduler = scheduler
+
     @app.get("/health", include_in_schema=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> JSONResponse:
+        """503 unless the database reads and writes and every pipeline of this process runs without trouble."""
+        database = probe()
+        runs = scheduler.status() if scheduler is not None else []
+        healthy = database["ok"] and (scheduler is None or scheduler.healthy)
+        body = {"status": "ok" if healthy else "degraded", "database": database, "pipelines": runs}
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     mount_docs(app)
     app.include_router(router)

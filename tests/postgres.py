@@ -54,6 +54,20 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        started = self.run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        if started.returncode != 0:
+            log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {started.stderr.strip()} {log[-2000:]}")
+
+    def stop(self) -> None:
+        """Stop the server (fault tests start it again with ``start``): connections are cut at once."""
+        self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
     def admin(self, sql: str) -> None:
         import psycopg
 
@@ -74,14 +88,7 @@ def start_postgres() -> PostgresServer:
     init = server.run("initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
     if init.returncode != 0:
         raise RuntimeError(f"initdb failed: {init.stderr.strip()}")
-    options = (
-        f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    )
-    started = server.run("pg_ctl", "-D", str(server.data), "-o", options, "-l", str(root / "log"), "-w", "start")
-    if started.returncode != 0:
-        log = (root / "log").read_text() if (root / "log").exists() else ""
-        raise RuntimeError(f"PostgreSQL did not start: {started.stderr.strip()} {log[-2000:]}")
+    server.start()
     return server
 
 

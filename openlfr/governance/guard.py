@@ -52,7 +52,9 @@ class MatchGuard:
     """Answers ``may_match`` for one deployment, re-reading it at most every ``refresh_s`` seconds.
 
     The window is checked against the clock on every call; a change of state (cancelled, ended) is seen within
-    ``refresh_s``. If the deployment cannot be read, the guard refuses.
+    ``refresh_s``. If the deployment cannot be read, the guard goes on with the facts it read last for at most
+    ``stale_s`` seconds (a database restart or a locked file must not blind a deployment; nobody can cancel
+    through a database that does not answer either), then refuses until it reads them again.
     """
 
     def __init__(
@@ -60,11 +62,13 @@ class MatchGuard:
         load: Callable[[], DeploymentFacts | None],
         refresh_s: float = 1.0,
         clock: Callable[[], datetime] = utc_now,
+        stale_s: float = 15.0,
     ) -> None:
-        self._load, self._refresh_s, self._clock = load, refresh_s, clock
+        self._load, self._refresh_s, self._clock, self._stale_s = load, refresh_s, clock, stale_s
         self._lock = threading.Lock()
         self._facts: FrozenFacts | None = None
         self._read_at = -1e9
+        self._good_at = -1e9  # when the facts were last read
         self.refusals = 0
 
     def _current(self) -> FrozenFacts | None:
@@ -73,8 +77,10 @@ class MatchGuard:
                 try:
                     row = self._load()
                     self._facts = None if row is None else FrozenFacts.of(row)
-                except Exception:  # unreadable: refuse rather than match on stale facts
-                    self._facts = None
+                    self._good_at = time.monotonic()
+                except Exception:  # unreadable: stale facts for a short while, then refuse
+                    if time.monotonic() - self._good_at > self._stale_s:
+                        self._facts = None
                 self._read_at = time.monotonic()
             return self._facts
 

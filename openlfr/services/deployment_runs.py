@@ -11,6 +11,14 @@ never from the live watchlist.
 Alerts are committed to the database with their deployment (the pipeline's dispatcher) before anything else
 sees them; the console's event stream finds them there. Counts (frames, faces seen, tracks, alerts) are added
 to the deployment's record every few seconds. Camera tiles are rendered in memory for the console.
+
+Supervision: a run whose pipeline fails (it cannot start, a camera's analysis process dies, a bug) is restarted
+with backoff (2 s, doubling, at most 60 s) for as long as its window is open; each failure and restart is in the
+log, in the deployment's pipeline note and in the audit log (actor ``system``). The database may stop answering
+without the pipeline noticing: alerts are held in memory by the run's dispatcher (at most ``HELD_ALERTS_MAX``)
+and written when it answers again; notes, counts and audit entries wait in memory likewise (one bookkeeping
+thread per run writes them, so a locked database never stalls the pipeline). ``status()`` says all of it, for
+``/health``.
 """
 
 from __future__ import annotations
@@ -19,18 +27,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import update
 
-from openlfr.governance.deployments import GovernanceError
+from openlfr.alerts.database import AlertDatabase
+from openlfr.alerts.dispatch import AlertDispatcher
+from openlfr.clock import utc_now
+from openlfr.governance.deployments import GovernanceError, may_match
 from openlfr.governance.guard import MatchGuard
 from openlfr.services import deployments
+from openlfr.services.audit_log import audit_key
 from openlfr.services.background import Periodic
+from openlfr.services.context import Context
 from openlfr.services.live import CameraDefaults, LivePipeline, build_pipeline, camera_of, snapshot_watchlist
 from openlfr.services.tiles import TileBoard, TileFace
 from openlfr.settings import Settings
 from openlfr.store import Store
+from openlfr.store.db import StoreError
 from openlfr.store.governance_models import Deployment
 from openlfr.stream.runner import CameraState
 from openlfr.stream.worker import FrameView
@@ -41,6 +56,11 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0  # how often the scheduler looks at the deployments
 FLUSH_S = 2.0  # how often a camera adds its counts to the deployment's record
 TILE_INTERVAL_S = 0.5  # a camera picture for the console this often
+HELD_ALERTS_MAX = 500  # alerts kept in memory while the database does not answer (each with its probe JPEG)
+RESTART_FIRST_S = 2.0  # the first restart of a failed pipeline waits this long; doubled up to RESTART_MAX_S
+RESTART_MAX_S = 60.0
+BOOKS_S = 0.5  # how often the bookkeeping thread looks for notes, counts and audit entries to write
+COUNT_KEYS = ("decoded", "faces_seen", "tracks", "alerts")
 
 
 def _load_facts(store: Store, deployment_id: int) -> Callable[[], Deployment | None]:
@@ -51,32 +71,55 @@ def _load_facts(store: Store, deployment_id: int) -> Callable[[], Deployment | N
     return load
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
 class DeploymentRun:
-    """One deployment's cameras, analysed by the live pipeline's runner (one process per camera), until stopped
-    or every camera has finished. Alerts are committed with their deployment by the pipeline's dispatcher."""
+    """One deployment's cameras, analysed by the live pipeline's runner (one process per camera), restarted with
+    backoff when it fails, until stopped, the window closes or every camera's source has ended."""
 
     def __init__(self, store: Store, settings: Settings, deployment_id: int, tiles: TileBoard) -> None:
         self.store, self.settings, self.deployment_id, self.tiles = store, settings, deployment_id, tiles
         self.guard = MatchGuard(_load_facts(store, deployment_id))
+        self.ctx = Context.system(settings, audit_key(settings))
         self.thread: threading.Thread | None = None
+        self.books: threading.Thread | None = None
         self.pipeline: LivePipeline | None = None
         self.runner: Any = None
+        self.dispatcher: AlertDispatcher | None = None
+        self.ends_at: datetime | None = None
+        self.state = "starting"  # starting | running | restarting | finished | stopped
+        self.restarts = 0
+        self.last_failure: str | None = None
+        self.database_error: str | None = None  # the last bookkeeping write the database refused, until one works
         self.notes: dict[str, str] = {}
+        self._note_dirty = False
+        self._audits: list[tuple[str, dict[str, Any]]] = []
+        self._done_counts: dict[str, dict[str, int]] = {}  # of the pipelines that ran before (restarts)
+        self._live_counts: dict[str, dict[str, int]] = {}  # of the pipeline running now
         self._flushed: dict[str, dict[str, int]] = {}
         self._last_flush = 0.0
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # the pipeline is to stop (no restart)
+        self._abandon = threading.Event()  # give up on what still waits for the database
+        self._pipeline_done = threading.Event()
+        self._down_since: float | None = None  # epoch seconds: the database has not answered since
 
     @property
     def alive(self) -> bool:
+        """Running, or still writing what it holds."""
         return self.thread is not None and self.thread.is_alive()
 
     def start(self) -> None:
-        self.prepare()
-        assert self.pipeline is not None
-        for camera in self.pipeline.runner.cameras:
-            self.note(camera.name, "starting")
-        self.thread = threading.Thread(target=self._run, name=f"openlfr-deployment-{self.deployment_id}", daemon=True)
+        """Start the run's threads; the pipeline itself is built (and rebuilt after a failure) by the run."""
+        self.thread = threading.Thread(
+            target=self._supervise, name=f"openlfr-deployment-{self.deployment_id}", daemon=True
+        )
+        self.books = threading.Thread(target=self._keep_books, name=f"openlfr-books-{self.deployment_id}", daemon=True)
         self.thread.start()
+        self.books.start()
 
     def prepare(self) -> LivePipeline:
         """Build the deployment's pipeline (nothing runs yet): its snapshot, its cameras, the stream settings."""
@@ -87,8 +130,20 @@ class DeploymentRun:
         with self.store.session() as db:
             row = db.get(Deployment, self.deployment_id)
             assert row is not None
-            ends_at = row.ends_at
+            self.ends_at = row.ends_at
+        if self.dispatcher is None:  # one for the whole run: what it holds survives a restart of the pipeline
+            self.dispatcher = AlertDispatcher(
+                AlertDatabase(self.store),
+                (),
+                watchlist_name=snapshot.name,
+                names=snapshot.names,
+                deployment_id=self.deployment_id,
+                held_max=HELD_ALERTS_MAX,
+                on_incident=self._database_trouble,
+            )
         cameras = [camera_of(record, CameraDefaults()) for record in snapshot.cameras]
+        for camera in cameras:
+            self.note(camera.name, "starting")
         # A file stands in for a camera (tests, demonstrations): play it at its own pace, as a camera would.
         self.pipeline = build_pipeline(
             self.store,
@@ -98,7 +153,7 @@ class DeploymentRun:
             deployment_id=self.deployment_id,
             # Asked every half second in this process; the workers also stop matching at the window's end.
             may_match=self.guard.__bool__,
-            match_until=ends_at,
+            match_until=self.ends_at,
             realtime=True,
             retry_for_window=True,
             on_error=self.note,
@@ -106,38 +161,250 @@ class DeploymentRun:
             on_stats=self._on_stats,
             on_view=self._on_view,
             view_interval_s=TILE_INTERVAL_S,
+            dispatcher=self.dispatcher,
         )
         self.runner = self.pipeline.runner
         return self.pipeline
 
-    def _run(self) -> None:
+    # ----- supervision -----
+
+    def _supervise(self) -> None:
+        delay = RESTART_FIRST_S
+        try:
+            while not self._stop.is_set():
+                failure = self._run_once()
+                if failure is None or self._stop.is_set() or not self._window_open():
+                    break
+                self.restarts += 1
+                self.state, self.last_failure = "restarting", failure
+                log.warning(
+                    "deployment %d: the pipeline failed (%s); restart %d in %.0f s",
+                    self.deployment_id,
+                    failure,
+                    self.restarts,
+                    delay,
+                )
+                self.note("", f"the pipeline failed ({failure}); restart {self.restarts} in {delay:.0f} s")
+                self._audit(
+                    "deployment.pipeline_restart", {"restart": self.restarts, "reason": failure, "after_s": delay}
+                )
+                if self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, RESTART_MAX_S)
+        finally:
+            self.state = "stopped" if self._stop.is_set() else "finished"
+            self._pipeline_done.set()
+            # What the pipeline raised is still written, whatever the window does meanwhile (it was raised inside it).
+            while self.dispatcher is not None and not self.dispatcher.drain(1.0) and not self._abandon.is_set():
+                pass
+
+    def _run_once(self) -> str | None:
+        """One pipeline from start to end: None when its sources ended or it was stopped, else why it failed."""
+        self.state = "starting"
+        try:
+            self.prepare()
+        except Exception as exc:
+            return f"cannot start: {_first_line(exc)}"
+        if self._stop.is_set():
+            return None
+        self.state = "running"
         try:
             summary = self.runner.run()
-            for name, state in summary.cameras.items():
-                self._flush(name, state.counters.as_dict(), force=True)
-                if state.error is None and not self.runner.stopped:
-                    self.note(name, "the source ended")
-        except Exception as exc:  # the operator sees why; the scheduler does not restart it blindly
-            log.warning("deployment %d pipeline failed: %s", self.deployment_id, exc)
-            self.note("", f"the pipeline failed: {exc}")
+        except Exception as exc:
+            log.exception("deployment %d: the pipeline failed", self.deployment_id)
+            self._end_counts({})
+            return _first_line(exc)
+        self._end_counts({name: state.counters.as_dict() for name, state in summary.cameras.items()})
+        if self.runner.stopped:
+            return None
+        errors = summary.errors
+        for name in summary.cameras:
+            if name not in errors:
+                self.note(name, "the source ended")
+        return "; ".join(errors.values()) if errors else None
 
-    def stop(self) -> None:
+    def _window_open(self) -> bool:
+        """Whether a restart may match: the deployment as read now, or, unreadable, the window's end known."""
+        try:
+            facts = _load_facts(self.store, self.deployment_id)()
+        except Exception:
+            return self.ends_at is not None and utc_now() < self.ends_at.replace(tzinfo=self.ends_at.tzinfo or UTC)
+        return may_match(facts, utc_now()).allowed
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the pipeline (no restart); held alerts go on being written (``close`` gives up on them)."""
+        self._stop.set()
         if self.runner is not None:
             self.runner.stop()
-        if self.thread is not None:
-            self.thread.join(timeout=30)
+        self._pipeline_done.wait(timeout)
         self.tiles.clear(self.deployment_id)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop, and write what waits for the database for at most ``timeout`` seconds; what remains is logged."""
+        self.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.close(timeout)
+        self._abandon.set()
+        for thread in (self.thread, self.books):
+            if thread is not None:
+                thread.join(timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        """For ``/health``: the run's state, its restarts, and what waits for the database."""
+        held = self.dispatcher.status() if self.dispatcher is not None else None
+        failing = held.failing_since if held is not None else None
+        with self._lock:
+            notes = dict(self.notes)
+        return {
+            "deployment": self.deployment_id,
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_failure": self.last_failure,
+            "alerts_held": held.held if held else 0,
+            "alerts_written": held.written if held else 0,
+            "alerts_lost": held.lost if held else 0,
+            "database_failing_since": None if failing is None else datetime.fromtimestamp(failing, UTC).isoformat(),
+            "database_error": (held.last_error if failing is not None and held else None) or self.database_error,
+            "notes": notes,
+        }
+
+    @property
+    def healthy(self) -> bool:
+        status = self.status()
+        return (
+            status["state"] in ("starting", "running", "finished", "stopped")
+            and not status["alerts_held"]
+            and not status["alerts_lost"]
+            and status["database_error"] is None
+        )
+
+    # ----- what the operator sees, written by the bookkeeping thread -----
 
     def note(self, camera: str, message: str) -> None:
         """What the operator should know about a camera, on the deployment's page."""
         text = message if message.startswith("camera") or not camera else f"camera {camera}: {message}"
         with self._lock:
             self.notes[camera] = text
-            joined = "; ".join(self.notes.values())
-        with self.store.session() as db:
-            db.execute(
-                update(Deployment).where(Deployment.id == self.deployment_id).values(pipeline_note=joined[:2000])
+            self._note_dirty = True
+
+    def incident(self, action: str, text: str) -> None:
+        self.note("", text)
+        self._audit(action, {"what": text})
+
+    def _database_trouble(self, error: str | None) -> None:
+        """The database stopped answering (``error``: what it said) or answers again (None): an incident each."""
+        now = time.time()
+        held = self.dispatcher.status() if self.dispatcher is not None else None
+        if error is None and (self.database_error is not None or (held is not None and held.failing_since)):
+            return  # one of the run's writers still gets no answer
+        with self._lock:
+            since = self._down_since
+            if (error is None) == (since is None):
+                return
+            self._down_since = now if error is not None else None
+        if error is not None:
+            self.incident(
+                "deployment.database_incident",
+                f"the database does not answer ({error}); alerts, counts and notes are held in memory",
             )
+            return
+        assert since is not None
+        lost = f"{held.lost} alerts lost" if held is not None and held.lost else "nothing held was lost"
+        began = datetime.fromtimestamp(since, UTC).strftime("%H:%M:%S")
+        self.incident(
+            "deployment.database_incident",
+            f"the database answers again after {now - since:.0f} s (no answer since {began} UTC); {lost}",
+        )
+
+    def _audit(self, action: str, details: dict[str, Any]) -> None:
+        with self._lock:
+            self._audits.append((action, {**details, "at": utc_now().isoformat()}))
+
+    def _keep_books(self) -> None:
+        while True:
+            finished = not (self.thread is not None and self.thread.is_alive())
+            clean = self._write_books(force=finished)
+            if (finished and clean) or self._abandon.is_set():
+                return
+            time.sleep(BOOKS_S)
+
+    def _write_books(self, force: bool = False) -> bool:
+        """Write the note, the counts and the audit entries that wait; True when nothing waits any more."""
+        try:
+            with self._lock:
+                joined, dirty = "; ".join(v for v in self.notes.values() if v), self._note_dirty
+                self._note_dirty = False
+            if dirty:
+                try:
+                    with self.store.session() as db:
+                        db.execute(
+                            update(Deployment)
+                            .where(Deployment.id == self.deployment_id)
+                            .values(pipeline_note=joined[:2000])
+                        )
+                except Exception:
+                    with self._lock:
+                        self._note_dirty = True
+                    raise
+            while self._audits:
+                action, details = self._audits[0]
+                with self.store.session() as db:
+                    self.ctx.audit(db, action, f"deployment:{self.deployment_id}", details)
+                with self._lock:
+                    self._audits.pop(0)
+            if force or time.monotonic() - self._last_flush >= FLUSH_S:
+                self._last_flush = time.monotonic()
+                self._flush()
+        except Exception as exc:
+            if self.database_error is None:
+                log.warning("deployment %d: the database does not take the run's record: %s", self.deployment_id, exc)
+            self.database_error = _first_line(exc)
+            self._database_trouble(self.database_error)
+            return False
+        if self.database_error is not None:
+            log.warning("deployment %d: the database takes the run's record again", self.deployment_id)
+            self.database_error = None
+            self._database_trouble(None)
+        with self._lock:
+            return not self._note_dirty and not self._audits and self._counts_flushed()
+
+    def _totals(self) -> dict[str, dict[str, int]]:
+        cameras = set(self._done_counts) | set(self._live_counts)
+        zero = dict.fromkeys(COUNT_KEYS, 0)
+        return {
+            name: {
+                key: self._done_counts.get(name, zero).get(key, 0) + self._live_counts.get(name, zero).get(key, 0)
+                for key in COUNT_KEYS
+            }
+            for name in cameras
+        }
+
+    def _counts_flushed(self) -> bool:
+        return all(self._flushed.get(name) == counts for name, counts in self._totals().items())
+
+    def _end_counts(self, final: dict[str, dict[str, int]]) -> None:
+        """A pipeline ended: its final counts (or the last reported, if it failed) join the run's."""
+        with self._lock:
+            ended = {**self._live_counts, **final}
+            for name, counts in ended.items():
+                done = self._done_counts.setdefault(name, dict.fromkeys(COUNT_KEYS, 0))
+                for key in COUNT_KEYS:
+                    done[key] += counts.get(key, 0)
+            self._live_counts = {}
+
+    def _flush(self) -> None:
+        """Add what each camera counted since the last flush to the deployment's record (the only trace of faces)."""
+        with self._lock:
+            totals = self._totals()
+        for camera, counts in totals.items():
+            before = self._flushed.get(camera, dict.fromkeys(COUNT_KEYS, 0))
+            delta = {key: counts[key] - before[key] for key in COUNT_KEYS}
+            if any(delta.values()):
+                with self.store.session() as db:
+                    deployments.add_counts(
+                        db, self.deployment_id, delta["decoded"], delta["faces_seen"], delta["tracks"], delta["alerts"]
+                    )
+            self._flushed[camera] = counts
 
     def _on_view(self, view: FrameView) -> None:
         if not self.tiles.wants(self.deployment_id, view.camera):
@@ -162,23 +429,8 @@ class DeploymentRun:
         for name, state in states.items():
             if state.ready and self.notes.get(name, "").endswith("starting"):
                 self.note(name, "running")
-        if time.monotonic() - self._last_flush < FLUSH_S:
-            return
-        self._last_flush = time.monotonic()
-        for name, state in states.items():
-            self._flush(name, state.counters.as_dict())
-
-    def _flush(self, camera: str, counters: dict[str, int], force: bool = False) -> None:
-        """Add what a camera counted since the last flush to the deployment's record (the only trace of faces)."""
-        keys = ("decoded", "faces_seen", "tracks", "alerts")
-        before = self._flushed.get(camera, dict.fromkeys(keys, 0))
-        delta = {key: counters.get(key, 0) - before[key] for key in keys}
-        if any(delta.values()) or force:
-            with self.store.session() as db:
-                deployments.add_counts(
-                    db, self.deployment_id, delta["decoded"], delta["faces_seen"], delta["tracks"], delta["alerts"]
-                )
-            self._flushed[camera] = {key: counters.get(key, 0) for key in keys}
+        with self._lock:
+            self._live_counts = {name: state.counters.as_dict() for name, state in states.items()}
 
 
 class Scheduler(Periodic):
@@ -188,39 +440,50 @@ class Scheduler(Periodic):
         super().__init__("openlfr-scheduler", poll_s)
         self.store, self.settings, self.tiles = store, settings, tiles
         self.runs: dict[int, DeploymentRun] = {}
+        self.ended: list[DeploymentRun] = []  # stopped or finished, perhaps still writing what they hold
         self.finished: set[int] = set()  # ran to the end of their sources: not restarted
 
     def stop(self) -> None:
         super().stop()
-        for run in list(self.runs.values()):
-            run.stop()
+        for run in [*self.runs.values(), *self.ended]:
+            run.close()
         self.runs.clear()
+        self.ended.clear()
 
     def live_deployments(self) -> set[int]:
         with self.store.session() as db:
             return {row.id for row in deployments.live_deployments(db)}
 
+    def status(self) -> list[dict[str, Any]]:
+        """Every run this process has, live or still writing: for ``/health``."""
+        return [run.status() for run in [*self.runs.values(), *self.ended]]
+
+    @property
+    def healthy(self) -> bool:
+        return all(run.healthy for run in [*self.runs.values(), *self.ended])
+
     def round(self) -> None:
         self.tick()
 
     def tick(self) -> None:
-        live = self.live_deployments()
+        self.ended = [run for run in self.ended if run.alive or (run.books is not None and run.books.is_alive())]
+        try:
+            live = self.live_deployments()
+        except StoreError as exc:  # the runs go on; they hold what they cannot write
+            log.warning("scheduler: cannot read the deployments: %s", exc)
+            return
         for deployment_id in list(self.runs):
             run = self.runs[deployment_id]
             if deployment_id not in live:
+                run.note("", "stopped: the deployment may no longer match")
                 run.stop()
                 del self.runs[deployment_id]
-                run.note("", "stopped: the deployment may no longer match")
+                self.ended.append(run)
             elif not run.alive:
                 del self.runs[deployment_id]
+                self.ended.append(run)
                 self.finished.add(deployment_id)
         for deployment_id in live - set(self.runs) - self.finished:
             run = DeploymentRun(self.store, self.settings, deployment_id, self.tiles)
-            try:
-                run.start()
-            except Exception as exc:
-                log.warning("deployment %d cannot start: %s", deployment_id, exc)
-                run.note("", f"cannot start: {exc}")
-                self.finished.add(deployment_id)
-                continue
+            run.start()
             self.runs[deployment_id] = run

@@ -197,16 +197,18 @@ def build_pipeline(
     on_stats: Callable[[dict[str, CameraState]], None] | None = None,
     on_view: Callable[[FrameView], None] | None = None,
     view_interval_s: float = 0.0,
+    dispatcher: AlertDispatcher | None = None,
 ) -> LivePipeline:
     """The live pipeline of ``cameras`` searching ``watchlist``: alerts committed with ``deployment_id`` before
     ``sinks`` hear of them; matching only while ``may_match()`` and before ``match_until``.
 
     ``realtime`` plays files at their own pace, as a camera would; ``retry_for_window`` retries a live camera
     for as long as the pipeline runs (a deployment's window) instead of giving up after
-    ``settings.stream.reconnect_attempts`` failed connections.
+    ``settings.stream.reconnect_attempts`` failed connections. A ``dispatcher`` given (one that holds alerts
+    while the database does not answer, kept across restarts of the pipeline) replaces the plain one.
     """
     stream = settings.stream
-    dispatcher = AlertDispatcher(
+    dispatcher = dispatcher or AlertDispatcher(
         AlertDatabase(store), sinks, watchlist_name=watchlist.name, names=watchlist.names, deployment_id=deployment_id
     )
     on_alert: Callable[[AlertFound], None] = dispatcher.on_alert

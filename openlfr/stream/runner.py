@@ -323,11 +323,11 @@ class PipelineRunner:
             run.start()
         try:
             self._loop(runs, events, started)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C or a failing callback: the camera processes still go, with their counts
             self._stop.set()
-            self._shutdown(runs, events)
             raise
-        self._shutdown(runs, events)
+        finally:
+            self._shutdown(runs, events)
         first = [s.first_frame_at for s in states.values() if s.first_frame_at is not None]
         last = [s.last_frame_at for s in states.values() if s.last_frame_at is not None]
         elapsed = (max(last) - min(first)) if first and last else time.monotonic() - started
