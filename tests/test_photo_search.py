@@ -38,7 +38,7 @@ from openlfr.store.search_models import PhotoSearch
 from openlfr.vision.engine import build_engine
 from openlfr.vision.image_io import load_rgb
 from tests.conftest import OPENLFR_BIN, TEST_DATA, require_data
-from tests.serverkit import add_user, build_app, configure, enrol_upload, login
+from tests.serverkit import PASSWORD, LiveServer, add_user, build_app, configure, enrol_upload, login
 
 WINDOW = 64
 REASON = "Identify the suspect in the CCTV still of crime report 2026/4471"
@@ -280,8 +280,8 @@ def test_a_search_recorded_for_an_investigation_keeps_the_face_until_probe_reten
     from openlfr.services.retention import enforce_once
 
     settings = use(astronaut_listed, isolated_data_dir)
-    probe = astronaut_photos["probe"]
-    result = search(settings, probe, "space", investigation="OP-KESTREL-17")
+    probe = astronaut_photos["two"]  # the face searched with, and another beside it
+    result = search(settings, probe, "space", face=1, investigation="OP-KESTREL-17")
     assert result.record_id is not None
     store = open_store(settings)
     try:
@@ -291,12 +291,12 @@ def test_a_search_recorded_for_an_investigation_keeps_the_face_until_probe_reten
             face_jpeg = row.probe_jpeg
             assert (row.investigation, row.reason, row.searched_by) == ("OP-KESTREL-17", REASON, "officer-h8")
             assert row.candidates[0]["person"] == "A-1"
-        # Only the face region, never the whole photo; never the embedding.
+        # Only the region of the face searched with, never the whole photo; never the embedding.
         (width, height), (probe_width, probe_height) = Image.open(io.BytesIO(face_jpeg)).size, Image.open(probe).size
         assert width * height < probe_width * probe_height / 2
         kept = picture_data(face_jpeg)
         assert sum(traces(kept, isolated_data_dir).values()) > len(kept) // WINDOW // 2  # the check sees it
-        assert traces(float32_bytes(probe_embedding(settings, probe)), isolated_data_dir) == {}
+        assert traces(float32_bytes(probe_embedding(settings, probe, 1)), isolated_data_dir) == {}
 
         assert enforce_once(store, settings).search_probes_purged == []  # 31 days by default
         monkeypatch.setenv("OPENLFR_PROBE_RETENTION_SECONDS", "0")
@@ -312,7 +312,7 @@ def test_a_search_recorded_for_an_investigation_keeps_the_face_until_probe_reten
     finally:
         store.close()
     assert traces(kept, isolated_data_dir) == {}
-    assert_nothing_left(isolated_data_dir, probe, probe_embedding(settings, probe))
+    assert_nothing_left(isolated_data_dir, probe, probe_embedding(settings, probe, 1))
 
 
 # ----- the API and the console -----
@@ -503,3 +503,47 @@ def test_lin_manuel_miranda_is_ranked_first_and_nothing_of_the_probe_is_kept(
     assert_nothing_left(isolated_data_dir, hamilton_frame, probe_embedding(settings, hamilton_frame))
     assert traces(picture_data(still), isolated_data_dir) == {}
     assert traces(float32_bytes(probe_embedding(settings, still)), isolated_data_dir) == {}
+
+
+@pytest.mark.slow
+def test_the_console_page_searches_and_shows_each_candidate_with_its_reference_picture(
+    served: object, astronaut_photos: dict[str, Path]
+) -> None:
+    from tests.test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no browser at {CHROMIUM} (Debian package chromium; `make system-deps` as root)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with LiveServer(served) as server, sync_api.sync_playwright() as playwright:  # type: ignore[arg-type]
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1300, "height": 900}).new_page()
+            page.goto(f"{server.url}/login")
+            page.fill("input[name=username]", "user-operator")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server.url}/queue")
+            page.click("nav a:has-text('Photo search')")
+            page.wait_for_url(f"{server.url}/search")
+            form = page.locator("form#photo-search")
+            form.locator("textarea[name=reason]").fill(REASON)
+            # The API's refusal is shown on the form: two faces and none chosen.
+            form.locator("input[type=file]").set_input_files(str(astronaut_photos["two"]))
+            form.locator("button[type=submit]").click()
+            page.wait_for_selector("form#photo-search [data-error]:has-text('2 faces in the photo')")
+            assert page.locator("#search-results").is_hidden()
+            form.locator("input[type=file]").set_input_files(str(astronaut_photos["probe"]))
+            page.wait_for_selector("form#photo-search button[type=submit]:enabled")
+            form.locator("button[type=submit]").click()
+            page.wait_for_selector("#search-candidates tr[data-person='A-1']")
+            row = page.locator("#search-candidates tr[data-person='A-1']")
+            assert "Eileen Collins" in row.inner_text()
+            page.wait_for_function("() => document.querySelector('#search-candidates img').naturalWidth > 0")
+            assert "The photo was not kept" in page.inner_text("[data-testid=search-summary]")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "photo-search.png"), full_page=True)
+        finally:
+            browser.close()
+    with served.state.server.sessions() as db:  # type: ignore[attr-defined]
+        audited = db.scalars(sa.select(AuditEntry).where(AuditEntry.action == "search.photo")).all()
+        assert [(e.actor, e.details["reason"]) for e in audited] == [("user-operator", REASON)]
