@@ -254,6 +254,24 @@ def test_a_reason_is_required_and_a_refused_search_leaves_nothing(
     )
 
 
+def test_only_people_still_listed_are_searched(
+    astronaut_listed: Listed, astronaut_photos: dict[str, Path], isolated_data_dir: Path
+) -> None:
+    from openlfr.clock import utc_now
+    from openlfr.services.watchlists import expire
+
+    settings = use(astronaut_listed, isolated_data_dir)
+    store = open_store(settings)
+    try:
+        with store.session() as db:
+            assert expire(db, Context.local(settings, "admin-h8"), "space", "A-1", utc_now()) == 1
+    finally:
+        store.close()
+    with pytest.raises(SearchRefused, match="'space' has nobody to search for"):
+        search(settings, astronaut_photos["probe"], "space")
+    assert searches_audited(settings) == []
+
+
 def test_several_faces_need_a_choice(
     astronaut_listed: Listed, astronaut_photos: dict[str, Path], isolated_data_dir: Path
 ) -> None:
