@@ -29,7 +29,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Pat
 @pytest.fixture(scope="module")
 def gallery(engine, astronaut: np.ndarray) -> Gallery:  # type: ignore[no-untyped-def]
     (face,) = [f for f in engine.faces(astronaut) if f.box.top < 200]
-    fillers = np.random.default_rng(0).normal(size=(9, 128)).astype(np.float32)
+    fillers = np.random.default_rng(0).normal(size=(9, engine.embedder.dimension)).astype(np.float32)
     vectors = np.vstack([face.embedding[None, :], fillers / np.linalg.norm(fillers, axis=1, keepdims=True)])
     return Gallery(vectors, ["eileen", *[f"filler-{i}" for i in range(9)]], list(range(10)), engine.model_id)
 
