@@ -64,7 +64,7 @@ def find_faces(settings: Settings, pixels: np.ndarray, what: str, out: Path) -> 
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    typer.echo(f"  $ openlfr {shlex.join(args)}")
+    typer.echo(f"  $ {shlex.quote(_openlfr_command())} {shlex.join(args)}")
     result = subprocess.run(
         [sys.executable, "-m", "openlfr", *args], env=env, capture_output=True, text=True, check=False
     )
