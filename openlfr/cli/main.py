@@ -88,10 +88,12 @@ def faces(
 
 
 def demo(
-    data: Annotated[Path | None, typer.Option(help="Shared test data folder.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Shared test data folder (adds the group photo and the Hamilton clip).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to save the annotated picture.")] = Path("demo-faces.png"),
 ) -> None:
-    """A first look: find the faces in a group photo and save a picture with boxes."""
+    """The main job end to end on registry photos: a watchlist, a clip, a scan with its alert (make demo)."""
     from openlfr.demo import run_demo
 
     run_demo(get_settings(), data, out)
