@@ -37,9 +37,19 @@ def warp_to_template(image: np.ndarray, points: np.ndarray, template: np.ndarray
     if float(np.var(points, axis=0).sum()) < 1e-6:
         return np.zeros((size, size, 3), dtype=np.uint8)
     forward = np.vstack([similarity_transform(points, template), [0.0, 0.0, 1.0]])
-    inverse = np.linalg.inv(forward)[:2].reshape(-1)  # PIL maps output pixels back to input pixels
-    source = Image.fromarray(np.ascontiguousarray(image))
-    warped = source.transform((size, size), Image.Transform.AFFINE, tuple(inverse), Image.Resampling.BILINEAR)
+    inverse = np.linalg.inv(forward)[:2]  # PIL maps output pixels back to input pixels
+    # Only the part of the image the chip can reach goes to PIL (not a whole photo per face): the chip's
+    # corners mapped back, plus a pixel for the bilinear neighbours.
+    corners = inverse @ np.array([[0, size, 0, size], [0, 0, size, size], [1, 1, 1, 1]], dtype=np.float64)
+    rows, cols = image.shape[:2]
+    left, top = max(0, int(np.floor(corners[0].min())) - 1), max(0, int(np.floor(corners[1].min())) - 1)
+    right, bottom = min(cols, int(np.ceil(corners[0].max())) + 2), min(rows, int(np.ceil(corners[1].max())) + 2)
+    if right <= left or bottom <= top:  # the chip lies wholly outside the image
+        return np.zeros((size, size, 3), dtype=np.uint8)
+    inverse[:, 2] -= (left, top)
+    source = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right]))
+    coefficients = tuple(float(c) for c in inverse.reshape(-1))
+    warped = source.transform((size, size), Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR)
     return np.asarray(warped, dtype=np.uint8)
 
 
