@@ -24,6 +24,7 @@ from openlfr.watchlist.score import match_score
 from tests.conftest import require_data
 
 DLIB = "dlib_resnet_v1+flip"
+MOBILEFACENET = "mobilefacenet_v1+flip"
 ARC = "onnx:arcface:0123456789ab"
 
 
@@ -173,6 +174,20 @@ def test_table_round_trips_and_is_found_for_its_model(tmp_path):
 
 
 def test_shipped_table_for_the_default_model():
+    table = load_calibration(MOBILEFACENET)
+    assert table.source["identities"] == 5749 and table.source["image_pairs"] > 80_000_000
+    assert table.source["compares"] == "reference x probe embeddings"
+    fmr = table.fmr
+    assert fmr[0] == 1.0 and np.all(np.diff(fmr) <= 0)
+    # the scores a deployment runs at lie well inside the scale, not squeezed against 1
+    low, high = table.threshold_for_fmr(1e-3)[0], table.threshold_for_fmr(1e-5)[0]
+    assert 0.3 < low < high < 0.8
+    met = choose_threshold(table, 16_000, target_fpir=parse_rate("1 in 33,000"))
+    assert met.expected_fpir <= 1 / 33_000
+    assert math.isclose(met.expected_fpir, 1 / 33_000, rel_tol=0.2)
+
+
+def test_shipped_table_for_dlibs_model():
     table = load_calibration(DLIB)
     assert table.source["identities"] == 5749 and table.source["image_pairs"] > 80_000_000
     # measured: FMR 1e-3 near score 0.72, 1e-5 near 0.82 (see openlfr.watchlist.score)

@@ -123,14 +123,14 @@ def test_calibrate_writes_a_table_the_system_then_uses(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     document = json.loads(out.read_text())
-    assert document["model_id"] == summary["model_id"] == "dlib_resnet_v1+flip"
+    assert document["model_id"] == summary["model_id"] == "mobilefacenet_v1+flip"
     assert document["source"]["identities"] == 300
     fmr = [row["fmr"] for row in document["table"]]
     assert fmr[0] == 1.0 and all(a >= b for a, b in itertools.pairwise(fmr))
 
     from openlfr.watchlist.calibration import load_calibration
 
-    assert load_calibration("dlib_resnet_v1+flip", explicit=Path(out)).source["identities"] == 300
+    assert load_calibration("mobilefacenet_v1+flip", explicit=Path(out)).source["identities"] == 300
 
 
 def test_lfw_embedding_cache_reuses_and_invalidates(tmp_path, monkeypatch, astronaut):
@@ -143,9 +143,12 @@ def test_lfw_embedding_cache_reuses_and_invalidates(tmp_path, monkeypatch, astro
         (images / name).mkdir(parents=True)
         (images / name / f"{name}_0001.jpg").write_bytes(encode_jpeg(astronaut[:300, 100:400]))
     settings = Settings(cache_dir=tmp_path / "cache")
+    # a cache of LFW embeddings of its own; the model files are the installed ones
+    settings.cache_dir.mkdir()
+    (settings.cache_dir / "models").symlink_to(Settings().cache_dir / "models", target_is_directory=True)
     keys = [k for v in lfw_identities(images).values() for k in v]
     first = cached_lfw_embeddings(settings, images, keys, workers=1, quiet=True)
-    assert first.newly_embedded == 2 and first.embeddings.shape == (2, 128)
+    assert first.newly_embedded == 2 and first.embeddings.shape == (2, 192)
     again = cached_lfw_embeddings(settings, images, keys, workers=1, quiet=True)
     assert again.newly_embedded == 0 and np.array_equal(again.embeddings, first.embeddings)
     # a changed image file is embedded again, the other one is reused
