@@ -16,7 +16,7 @@ from rich.table import Table
 
 from openlfr.clock import utc_now
 from openlfr.enrolment.gate import FaceChoice, QualityGate, parse_face_choice
-from openlfr.enrolment.photos import analyse_photo
+from openlfr.enrolment.photos import analyse_photos
 from openlfr.enrolment.service import PersonDetails
 from openlfr.errors import OpenLFRError
 from openlfr.services import watchlists
@@ -153,17 +153,7 @@ def add(
 
     engine = build_engine(settings, stills=True)
     gate = QualityGate.from_settings(settings)
-    results = [
-        analyse_photo(
-            engine,
-            path,
-            gate,
-            choice,
-            max_pixels=settings.max_image_pixels,
-            detect_max_side=settings.enrol_detect_max_side,
-        )
-        for path in photos
-    ]
+    results = analyse_photos(engine, photos, gate, choice, settings)
     details = PersonDetails(
         reference_id=person,
         display_name=display_name,

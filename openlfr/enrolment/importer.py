@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openlfr.enrolment.gate import FaceChoice, QualityGate
-from openlfr.enrolment.photos import IMAGE_SUFFIXES, PhotoResult, analyse_photo
+from openlfr.enrolment.photos import IMAGE_SUFFIXES, PhotoResult, analyse_photos
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
 from openlfr.vision.engine import FaceEngine, build_engine
@@ -73,17 +73,7 @@ def _analyse_in_worker(job: tuple[list[Path], FaceChoice]) -> list[PhotoResult]:
     assert _worker is not None
     engine, gate, settings = _worker
     paths, choice = job
-    return [
-        analyse_photo(
-            engine,
-            path,
-            gate,
-            choice,
-            max_pixels=settings.max_image_pixels,
-            detect_max_side=settings.enrol_detect_max_side,
-        )
-        for path in paths
-    ]
+    return analyse_photos(engine, paths, gate, choice, settings)
 
 
 def analyse_folders(

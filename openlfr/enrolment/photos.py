@@ -7,6 +7,7 @@ unreadable one come back the same way, as a reason, so a folder import can repor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from openlfr.enrolment.gate import FaceChoice, QualityGate, choose_face
 from openlfr.errors import ImageError
+from openlfr.settings import Settings
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.image_io import encode_jpeg, load_rgb
 from openlfr.vision.model_files import file_sha256
@@ -109,6 +111,23 @@ def analyse_photo(
         ),
         faces_found=len(detections),
     )
+
+
+def analyse_photos(
+    engine: FaceEngine, paths: Sequence[Path], gate: QualityGate, choice: FaceChoice, settings: Settings
+) -> list[PhotoResult]:
+    """Each photo through ``analyse_photo`` with the image limits of the settings."""
+    return [
+        analyse_photo(
+            engine,
+            path,
+            gate,
+            choice,
+            max_pixels=settings.max_image_pixels,
+            detect_max_side=settings.enrol_detect_max_side,
+        )
+        for path in paths
+    ]
 
 
 def _without_path(message: str, source: str) -> str:

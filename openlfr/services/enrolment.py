@@ -25,7 +25,7 @@ from openlfr.clock import utc_now
 from openlfr.enrolment import service
 from openlfr.enrolment.gate import FaceChoice, QualityGate
 from openlfr.enrolment.importer import ImportRow, analyse_folders, scan_folder
-from openlfr.enrolment.photos import PhotoResult, analyse_photo
+from openlfr.enrolment.photos import PhotoResult, analyse_photos
 from openlfr.enrolment.service import DuplicateIndex, PersonDetails
 from openlfr.errors import EnrolmentRefused
 from openlfr.services.context import Context
@@ -99,23 +99,14 @@ def analyse_uploads(settings: Settings, uploads: Sequence[Upload]) -> list[Photo
     """Each upload through the enrolment quality gate; reports name the client's files, never our paths."""
     gate = QualityGate.from_settings(settings)
     with tempfile.TemporaryDirectory(prefix="openlfr-upload-") as folder, _ENGINE_LOCK:
-        engine = _stills_engine(settings.model_dump_json())
-        results = []
-        for index, upload in enumerate(uploads):
-            path = Path(folder) / f"{index}{Path(upload.name).suffix.lower()}"
+        paths = [Path(folder) / f"{index}{Path(upload.name).suffix.lower()}" for index, upload in enumerate(uploads)]
+        for path, upload in zip(paths, uploads, strict=True):
             path.write_bytes(upload.data)
-            result = analyse_photo(
-                engine,
-                path,
-                gate,
-                None,
-                max_pixels=settings.max_image_pixels,
-                detect_max_side=settings.enrol_detect_max_side,
-            )
-            result.source = upload.name
-            if result.reason:
-                result.reason = result.reason.replace(str(path), upload.name)
-            results.append(result)
+        results = analyse_photos(_stills_engine(settings.model_dump_json()), paths, gate, None, settings)
+    for result, path, upload in zip(results, paths, uploads, strict=True):
+        result.source = upload.name
+        if result.reason:
+            result.reason = result.reason.replace(str(path), upload.name)
     return results
 
 
