@@ -242,3 +242,105 @@ def test_postgresql_stopped_8_s_loses_no_alert(
 ) -> None:
     monkeypatch.setenv("OPENLFR_DATABASE_URL", postgres_url)
     run_fault(monkeypatch, postgres_server.stop, postgres_server.start, least_s=8.0)
+
+
+# ----- no orphans; a dead camera process is restarted -----
+
+
+def process_tree(root: int) -> dict[int, str]:
+    """``{pid: comm}`` of every live (not zombie) process descending from ``root``, read from /proc."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if rest[0] != "Z":
+            parents[int(entry.name)], names[int(entry.name)] = int(rest[1]), comm
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = names[pid]
+                frontier.append(pid)
+    return found
+
+
+def still_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2] != "Z":
+            alive.append(pid)
+    return alive
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_sigkill_of_the_parent_leaves_no_camera_process(monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    clip = require_data("video", "short_hamilton_clip.mp4")
+    stills = require_data("stills")
+    configure(monkeypatch)
+    app = build_app()
+    deployment_id = prepare_deployment(app, clip, stills)
+    if command == "serve":
+        server = Serve(dict(os.environ))
+        server.start()
+        assert server.process is not None
+        parent = server.process
+    else:
+        parent = subprocess.Popen(
+            [str(OPENLFR_BIN), "worker"], env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )  # type: ignore[assignment]
+    try:
+        authorise(app, deployment_id)
+        wait_for("a camera process", lambda: "openlfr-camera" in process_tree(parent.pid).values(), 90, every=0.1)
+        children = process_tree(parent.pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        took = wait_for("the children to die", lambda: not still_alive(list(children)), 10, every=0.05)
+        print(f"{command}: {sorted(children.values())} gone {took:.2f} s after SIGKILL of the parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        app.state.server.store.close()
+
+
+def test_a_killed_camera_process_is_restarted_and_the_alert_lands_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = require_data("video", "short_hamilton_clip.mp4")
+    stills = require_data("stills")
+    configure(monkeypatch)
+    app = build_app()
+    deployment_id = prepare_deployment(app, clip, stills)
+    try:
+        with serving(dict(os.environ)) as server:
+            assert server.process is not None
+            root = server.process.pid
+            authorise(app, deployment_id)
+
+            def camera() -> list[int]:
+                return [pid for pid, name in process_tree(root).items() if name == "openlfr-camera"]
+
+            wait_for("a camera process", lambda: bool(camera()), 90, every=0.05)
+            first = camera()
+            os.kill(first[0], signal.SIGKILL)  # while it loads its models: before any alert
+            wait_for("a restart", lambda: server.pipeline(deployment_id).get("restarts", 0) >= 1, 30)
+            wait_for("a new camera process", lambda: bool(camera()) and camera() != first, 30, every=0.1)
+            wait_for("the alert", lambda: bool(sightings(app, deployment_id)), 90, every=0.5)
+            time.sleep(12)  # the rest of the clip
+            assert [s[0] for s in sightings(app, deployment_id)] == [PERSON]
+            note, audit = incident_record(app, deployment_id)
+            assert ("system", "deployment.pipeline_restart") in audit, audit
+            assert "the pipeline failed" in note or "running" in note, note
+            tree = process_tree(root)
+        # (multiprocessing's resource tracker ends once the server's pipe to it closes)
+        wait_for("the server's processes to end with it", lambda: not still_alive(list(tree)), 10, every=0.1)
+    finally:
+        app.state.server.store.close()

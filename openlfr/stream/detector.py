@@ -24,6 +24,7 @@ from PIL import Image
 
 from openlfr.settings import Settings
 from openlfr.stream.frames import FrameFormat, YuvFrame, clip_box, even_box, i420_size, yuv_to_rgb
+from openlfr.stream.lifeline import die_with_parent
 from openlfr.vision.types import Box, Detection, FaceDetector
 
 
@@ -101,6 +102,7 @@ class DetectResult:
 
 def detector_main(spec: DetectorSpec, requests: Any, results: Any) -> None:
     """The detector process: answer requests until None arrives."""
+    die_with_parent("openlfr-detect")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from openlfr.vision.engine import build_detector
 

@@ -28,6 +28,7 @@ import numpy as np
 from openlfr.settings import Settings
 from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.frames import FrameFormat, YuvFrame
+from openlfr.stream.lifeline import die_with_parent
 from openlfr.stream.pipeline import CameraPipeline, Matcher, PipelineConfig, TrackBox
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters
@@ -160,6 +161,7 @@ def analysis_main(
     """The worker process: analyse tickets until the parent sends None. Reports through ``events``.
 
     ``detector_queues``: the (requests, results) queues of a detector process for whole-picture detection."""
+    die_with_parent("openlfr-camera")
     # The parent coordinates shutdown (Ctrl-C included): an interrupt here would lose the final counts.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     name = spec.camera.name
