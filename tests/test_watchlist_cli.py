@@ -232,3 +232,26 @@ def test_import_the_shared_gallery_then_rerun(tmp_path: Path) -> None:
     assert (again["enrolled"], again["skipped"]) == (0, 7)
     (listed,) = as_json("watchlist", "list")["watchlists"]
     assert (listed["active_people"], listed["images"]) == (9, 11)
+
+
+def test_without_by_the_keyboard_user_is_named_as_every_command_names_them() -> None:
+    """One actor format at the keyboard: `cli:<login>` (as `users`, `scan` and `audit` record it), unless `--by`."""
+    import getpass
+
+    from openlfr.services.audit_log import audit_key, verify
+    from openlfr.settings import get_settings
+    from openlfr.store import open_store
+    from openlfr.store.governance_models import AuditEntry
+
+    created = as_json("watchlist", "create", "w")
+    assert created["created_by"] == f"cli:{getpass.getuser()}"
+    ok("watchlist", "remove", "w", "--yes", "--by", "officer-c")
+    store = open_store(get_settings())
+    with store.session() as session:
+        entries = session.query(AuditEntry).order_by(AuditEntry.seq).all()
+        assert [(e.actor, e.role, e.action) for e in entries] == [
+            (f"cli:{getpass.getuser()}", "cli", "watchlist.create"),
+            ("officer-c", "cli", "watchlist.remove"),
+        ]
+        assert verify(session, audit_key(get_settings())).ok
+    store.close()
