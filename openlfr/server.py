@@ -20,6 +20,7 @@ from openlfr import __version__ as version
 from openlfr.api.app import install_error_answers, install_http_plumbing, mount_docs
 from openlfr.api.deps import ServerState
 from openlfr.api.routes import router
+from openlfr.services import upload_staging
 from openlfr.services.audit_log import audit_key
 from openlfr.services.deployment_runs import Scheduler
 from openlfr.services.health import DatabaseProbe
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stoppers: list[Callable[[], None]] = []
+        upload_staging.sweep(store, settings)  # what uploads interrupted by a crash left behind
         events.start()
         stoppers.append(events.stop)
         if background:

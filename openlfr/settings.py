@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # Password checks running at once in one server process (each takes argon2_memory_kib); more logins wait.
     login_concurrent_checks: int = Field(default=2, ge=1)
     max_upload_bytes: int = 10_000_000
+    # An uploaded photo (enrolment, photo search) declaring more pixels than this is refused from its header,
+    # before decoding: the enrolment gate works at full resolution, and 7,700 x 7,700 took 58 s and 6.7 GB there.
+    max_upload_pixels: int = Field(default=24_000_000, ge=1)
     max_json_bytes: int = 1_000_000
     audit_key: str | None = None  # HMAC key of the audit chain; default: a key file made once in data_dir
     snapshot_retention_seconds: float = 24 * 3600  # watchlist snapshot destroyed this long after a deployment

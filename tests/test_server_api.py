@@ -242,8 +242,13 @@ def test_uploads_refuse_path_tricks_and_oversize(app, monkeypatch: pytest.Monkey
     assert table_counts(app) == before
 
 
-def test_enrolment_upload_runs_the_quality_gate(app) -> None:  # type: ignore[no-untyped-def]
+def test_enrolment_upload_runs_the_quality_gate(app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("openlfr.enrolment.service", reason="enrolment (issue 3) not installed")
+    import tempfile
+
+    own_temp = tmp_path / "system-temp"  # the test's own temp folder, not the machine's shared one
+    own_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own_temp))
     ann = login(app, "ann")
     form = {"person": "X1", "display_name": "X", "category": "other"}
     before = table_counts(app)
@@ -251,8 +256,8 @@ def test_enrolment_upload_runs_the_quality_gate(app) -> None:  # type: ignore[no
     faceless = ann.post("/api/watchlists/wanted/people", data=form, files=[("images", ("plain.jpg", _jpeg_bytes()))])
     assert faceless.status_code == 422 and "plain.jpg" in faceless.text
     assert table_counts(app) == before
-    leftovers = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("openlfr-upload-*")]
-    assert leftovers == []
+    staging = app.state.server.settings.data_dir / "uploads-in-progress"
+    assert list(own_temp.iterdir()) == [] and list(staging.iterdir()) == []  # staged there, and removed
 
 
 def test_retention_in_seconds_destroys_the_snapshot_and_keeps_the_record(

@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, ServerState, committed, context
+from openlfr.api.enrol_upload import MAX_FILES
 from openlfr.errors import EnrolmentRefused, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.services.accounts import Principal
@@ -46,12 +49,34 @@ DOCS_CSP = (
 DOCS_ASSETS = "/docs-assets"
 
 
-class BodyTooLarge(Exception):
-    pass
+@dataclass(frozen=True)
+class UploadRoute:
+    """A route that takes photos in a multipart body: its body may hold ``files`` photos plus the form fields."""
+
+    method: str
+    path: re.Pattern[str]
+    files: int
+
+
+# Every other route takes at most ``max_json`` bytes, whatever its content type says.
+UPLOAD_ROUTES = (
+    UploadRoute("POST", re.compile(r"^/api/watchlists/[^/]+/people$"), MAX_FILES),
+    UploadRoute("POST", re.compile(r"^/api/search$"), 1),
+)
+FORM_FIELDS_BYTES = 65_536
+
+
+def body_limit(method: str, path: str, max_json: int, max_upload: int) -> int:
+    """How large a request body the route may receive, decided from its method and path before any is read."""
+    for route in UPLOAD_ROUTES:
+        if method == route.method and route.path.match(path):
+            return route.files * max_upload + FORM_FIELDS_BYTES
+    return max_json
 
 
 class BodyLimit:
-    """Refuse request bodies over the limit (413) before the application reads them, declared or streamed."""
+    """Refuse request bodies over the route's limit (413) before the application reads them, declared or
+    streamed. The upload routes authenticate before they read their body, so nobody anonymous gets one read."""
 
     def __init__(self, app: ASGIApp, max_json: int, max_upload: int) -> None:
         self.app, self.max_json, self.max_upload = app, max_json, max_upload
@@ -60,37 +85,41 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        multipart = headers.get("content-type", "").startswith("multipart/form-data")
-        # A multipart body carries up to MAX_FILES photos plus the form fields.
-        limit = self.max_upload * 10 + 65536 if multipart else self.max_json
-        declared = headers.get("content-length")
+        limit = body_limit(scope.get("method", ""), scope.get("path", ""), self.max_json, self.max_upload)
+        declared = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None
+        )
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _send_json(send, 413, {"detail": f"request body larger than {limit:,} bytes"})
             return
         seen = 0
-        started = False
+        started = refused = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            # Past the limit the 413 goes out at once and the application is told the client has gone: a parser
+            # that would turn any error into its own answer (FastAPI's form reading) cannot hide the refusal.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge()
+                    refused = True
+                    if not started:
+                        await _send_json(send, 413, {"detail": f"request body larger than {limit:,} bytes"})
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused and not started:
+                return  # the 413 has been sent instead
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, {"detail": f"request body larger than {limit:,} bytes"})
+        await self.app(scope, limited_receive, tracking_send)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -105,8 +134,22 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-class SecurityHeaders:
+def security_headers(path: str) -> dict[bytes, bytes]:
     """Headers every answer carries: no framing, no sniffing, no referrer, a strict CSP, no caching of data."""
+    headers = {
+        b"x-content-type-options": b"nosniff",
+        b"x-frame-options": b"DENY",
+        b"referrer-policy": b"no-referrer",
+        b"content-security-policy": (DOCS_CSP if path == "/docs" else CSP).encode(),
+    }
+    if not path.startswith("/static/"):
+        headers[b"cache-control"] = b"no-store"
+    return headers
+
+
+class SecurityHeaders:
+    """Adds ``security_headers`` to every answer that passes through it (the outermost of our middleware, so the
+    body limit's 413s get them too; the 500 answer, made outside all middleware, adds them itself)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -115,20 +158,12 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
+        extra = security_headers(scope.get("path", ""))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                extra = {
-                    b"x-content-type-options": b"nosniff",
-                    b"x-frame-options": b"DENY",
-                    b"referrer-policy": b"no-referrer",
-                    b"content-security-policy": (DOCS_CSP if path == "/docs" else CSP).encode(),
-                }
-                if not path.startswith("/static/"):
-                    extra[b"cache-control"] = b"no-store"
                 headers += [(k, v) for k, v in extra.items() if k not in present]
                 message["headers"] = headers
             await send(message)
@@ -211,6 +246,20 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
     for error_type, status in PLAIN_ANSWERS.items():
         app.add_exception_handler(error_type, plain(status))
 
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Response:
+        # Starlette answers this outside every middleware: the security headers are added here. The log keeps
+        # the traceback; the person is told nothing of the server's insides.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        message = "internal error; the server's log has the details"
+        try:
+            response = answer(request, 500, message)
+        except Exception:
+            response = JSONResponse({"detail": message}, status_code=500)
+        for key, value in security_headers(request.url.path).items():
+            response.headers.setdefault(key.decode(), value.decode())
+        return response
+
 
 def _swagger_ui_files() -> str:
     """The folder of Swagger UI's files inside the installed ``fastapi-offline`` package (only its files are used)."""
@@ -241,6 +290,7 @@ def mount_docs(app: FastAPI) -> None:
 
 
 def install_http_plumbing(app: FastAPI, settings_max_json: int, settings_max_upload: int) -> None:
-    """Security headers on every answer and body limits before any handler reads a body."""
-    app.add_middleware(SecurityHeaders)
+    """Body limits before any handler reads a body, and security headers on every answer (added last: the
+    outermost middleware, so whatever answers inside it, the body limit included, gets them)."""
     app.add_middleware(BodyLimit, max_json=settings_max_json, max_upload=settings_max_upload)
+    app.add_middleware(SecurityHeaders)

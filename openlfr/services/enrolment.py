@@ -3,13 +3,13 @@ photos, with its audit entry, in the caller's transaction (:func:`enrol_person`)
 the API's upload (:func:`enrol_uploads`) and the folder import (:func:`import_folder`, one transaction per
 person) all go through it; the analysis of the photos (detect, quality gate, embed) is the enrolment stage's.
 
-Uploads are written to a private temporary folder under names of our choosing (never the client's), analysed
-by the same quality gate as the CLI, and the folder is deleted whatever happens.
+Uploads are written to a private folder under the data directory (``openlfr.services.upload_staging``: never
+the system temp folder; a crash's leftovers are swept at start-up) under names of our choosing (never the
+client's), analysed by the same quality gate as the CLI, and the folder is deleted whatever happens.
 """
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,6 +28,7 @@ from openlfr.enrolment.importer import ImportRow, analyse_folders, scan_folder
 from openlfr.enrolment.photos import PhotoResult, analyse_photos
 from openlfr.enrolment.service import DuplicateIndex, PersonDetails
 from openlfr.errors import EnrolmentRefused
+from openlfr.services import upload_staging
 from openlfr.services.context import Context
 from openlfr.services.watchlists import existing
 from openlfr.settings import Settings
@@ -98,7 +99,7 @@ def _stills_engine(settings_key: str) -> FaceEngine:
 def analyse_uploads(settings: Settings, uploads: Sequence[Upload]) -> list[PhotoResult]:
     """Each upload through the enrolment quality gate; reports name the client's files, never our paths."""
     gate = QualityGate.from_settings(settings)
-    with tempfile.TemporaryDirectory(prefix="openlfr-upload-") as folder, _ENGINE_LOCK:
+    with upload_staging.staged_folder(settings) as folder, _ENGINE_LOCK:
         paths = [Path(folder) / f"{index}{Path(upload.name).suffix.lower()}" for index, upload in enumerate(uploads)]
         for path, upload in zip(paths, uploads, strict=True):
             path.write_bytes(upload.data)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from openlfr.api.deps import DB, AdminPrincipal, AdminWrite, DrafterPrincipal, committed, context, server
-from openlfr.api.enrol_upload import read_uploads
-from openlfr.api.schemas import EnrolledOut, RemovedImagesOut, WatchlistIn, WatchlistNameOut, WatchlistOut
-from openlfr.services import enrolment, watchlists
+from openlfr.api.enrol_upload import ENROL_FORM_SCHEMA, read_enrol_form
+from openlfr.api.schemas import (
+    EnrolledOut,
+    ReembedOut,
+    RemovedImagesOut,
+    WatchlistIn,
+    WatchlistNameOut,
+    WatchlistOut,
+)
+from openlfr.services import enrolment, reembed, watchlists
 
 router = APIRouter(prefix="/api", tags=["watchlists"])
 
@@ -26,20 +31,15 @@ def create_watchlist(body: WatchlistIn, write: AdminWrite) -> WatchlistNameOut:
     return WatchlistNameOut(name=body.name)
 
 
-@router.post("/watchlists/{name}/people", status_code=201)
-async def enrol_person(
-    name: str,
-    request: Request,
-    person: Annotated[str, Form(min_length=1, max_length=100)],
-    display_name: Annotated[str, Form(min_length=1, max_length=200)],
-    category: Annotated[str, Form(min_length=1, max_length=32)],
-    images: Annotated[list[UploadFile], File()],
-    principal: AdminPrincipal,
-    reason: Annotated[str, Form(max_length=5000)] = "",
-    legal_basis: Annotated[str, Form(max_length=5000)] = "",
-) -> EnrolledOut:
+@router.post("/watchlists/{name}/people", status_code=201, openapi_extra=ENROL_FORM_SCHEMA)
+async def enrol_person(name: str, request: Request, principal: AdminPrincipal) -> EnrolledOut:
+    """Enrol a person from uploaded photos (multipart: the fields and ``images``), held in memory only; the
+    caller is authenticated before the body is read."""
     state = server(request)
-    uploads = await read_uploads(images, state.settings.max_upload_bytes)
+    settings = state.settings
+    form, uploads = await read_enrol_form(request, settings.max_upload_bytes, settings.max_upload_pixels)
+    person, display_name, category = form.person, form.display_name, form.category
+    reason, legal_basis = form.reason, form.legal_basis
 
     def work() -> EnrolledOut:
         # The photos are analysed off the event loop, in a session of the worker thread's own.
@@ -55,3 +55,9 @@ async def enrol_person(
 @router.delete("/watchlists/{name}/people/{person}")
 def remove_person(name: str, person: str, write: AdminWrite) -> RemovedImagesOut:
     return RemovedImagesOut(removed_images=watchlists.remove_person(write.db, write.ctx, name, person))
+
+
+@router.post("/watchlists/{name}/reembed")
+def reembed_watchlist(name: str, write: AdminWrite) -> ReembedOut:
+    """Give every listed person's photos an embedding of the current model (``openlfr watchlist reembed``)."""
+    return ReembedOut.model_validate(reembed.reembed_watchlist(write.db, write.ctx, name).as_dict())
