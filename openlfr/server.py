@@ -19,12 +19,14 @@ from sqlalchemy.orm import sessionmaker
 from openlfr import __version__ as version
 from openlfr.api.app import install_error_answers, install_http_plumbing, mount_docs
 from openlfr.api.deps import ServerState
+from openlfr.api.metrics import install_metrics
 from openlfr.api.routes import router
 from openlfr.services import upload_staging
 from openlfr.services.audit_log import audit_key
 from openlfr.services.deployment_runs import Scheduler
 from openlfr.services.health import DatabaseProbe
 from openlfr.services.live_events import EventBoard
+from openlfr.services.metrics import PIPELINES
 from openlfr.services.retention import RetentionLoop
 from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings, get_settings
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         if scheduler is not None:
             scheduler.start()
             stoppers.append(scheduler.stop)
+            stoppers.append(PIPELINES.watch_runs(scheduler.status))
         try:
             yield
         finally:
@@ -95,6 +98,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     mount_console(app)
     install_error_answers(app, render_error)
     install_http_plumbing(app, settings.max_json_bytes, settings.max_upload_bytes)
+    PIPELINES.watch_store(store)
+    install_metrics(app)
     return app
 
 
@@ -102,10 +107,13 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     """The live pipelines of live deployments without the web server, until ``stop`` is set."""
     store = open_store(settings)
     scheduler = Scheduler(store, settings, TileBoard(blur_scene=settings.tile_blur_scene))
+    PIPELINES.watch_store(store)
+    forget = PIPELINES.watch_runs(scheduler.status)
     scheduler.start()
     try:
         while not stop.wait(1.0):
             pass
     finally:
         scheduler.stop()
+        forget()
         store.close()

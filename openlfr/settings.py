@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # Operator server (`openlfr serve`)
     server_host: str = "127.0.0.1"
     server_port: int = 8400
+    # Prometheus metrics (counts only) without a login on their own address, for `openlfr serve`, `worker` and `scan`;
+    # port 0: off (the server's /metrics still answers admins). Bind it where only the metrics collector reaches.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     session_hours: float = 12.0
     cookie_secure: bool = False  # force the Secure flag (it is set anyway whenever the request came over https)
     login_max_failures: int = 5  # failed logins per user name within the window before it is locked out

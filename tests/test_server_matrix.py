@@ -24,6 +24,7 @@ PUBLIC = "public"
 
 EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/health"): PUBLIC,
+    ("GET", "/metrics"): frozenset({A}),  # counts only, but of every deployment: the admin's
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): EVERYONE,

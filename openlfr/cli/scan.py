@@ -21,6 +21,7 @@ from openlfr.alerts.database import DeliveryLedger
 from openlfr.alerts.record import AlertRecord
 from openlfr.alerts.sinks import AlertSink, JsonLinesSink, MqttSink, RetryPolicy, WebhookSink
 from openlfr.errors import OpenLFRError
+from openlfr.services import metrics
 from openlfr.services.context import Context
 from openlfr.services.live import CameraDefaults, camera_of, roi_box
 from openlfr.services.scans import ScanRequest, prepare_scan
@@ -195,6 +196,15 @@ def scan(
     deployment: Annotated[
         int | None, typer.Option("--deployment", help="Run inside this authorised deployment (its watchlist snapshot).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Answer Prometheus metrics (counts only) on this port of metrics_host (127.0.0.1) while scanning.",
+        ),
+    ] = None,
 ) -> None:
     """Watch video for the people on a watchlist: one alert per person per sighting, nothing kept of anyone else."""
     settings = get_settings()
@@ -232,11 +242,15 @@ def scan(
             "evidence": f"{k}/{n}",
         },
     )
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    stop_metrics = metrics.serve_metrics(settings.metrics_host, port) if port else None
     store = open_store(settings)
     try:
         _run_scan(store, Context.local(settings), request, as_json, webhook or [], mqtt or [])
     finally:
         store.close()
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 def _run_scan(
@@ -258,7 +272,14 @@ def _run_scan(
     interrupted = False
     live = Live(console=err, refresh_per_second=2, transient=True) if not as_json and err.is_terminal else None
     if live is not None:
-        runner.on_stats = lambda states: live.update(Text(status_line(states)))
+        counted = runner.on_stats  # the metrics' (services.live): the display comes on top
+
+        def show(states: dict[str, CameraState]) -> None:
+            if counted is not None:
+                counted(states)
+            live.update(Text(status_line(states)))
+
+        runner.on_stats = show
         live.start()
     try:
         summary = runner.run()

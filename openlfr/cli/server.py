@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from openlfr.settings import get_settings
+from openlfr.settings import Settings, get_settings
 
 
 def serve(
@@ -28,14 +29,18 @@ def serve(
 
     settings = get_settings()
     app = create_app(settings, pipelines=pipelines)
-    uvicorn.run(
-        app,
-        host=host or settings.server_host,
-        port=port or settings.server_port,
-        log_level="warning",
-        access_log=False,  # request lines can carry names and ids; the audit log is the record
-        proxy_headers=False,
-    )
+    stop_metrics = _serve_metrics(settings)
+    try:
+        uvicorn.run(
+            app,
+            host=host or settings.server_host,
+            port=port or settings.server_port,
+            log_level="warning",
+            access_log=False,  # request lines can carry names and ids; the audit log is the record
+            proxy_headers=False,
+        )
+    finally:
+        stop_metrics()
 
 
 def worker() -> None:
@@ -44,9 +49,23 @@ def worker() -> None:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = get_settings()
+    stop_metrics = _serve_metrics(settings)
     typer.echo("worker running; Ctrl-C to stop", err=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        run_worker(get_settings(), stop)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_worker(settings, stop)
+    finally:
+        stop_metrics()
+
+
+def _serve_metrics(settings: Settings) -> Callable[[], None]:
+    """The metrics on their own address when ``metrics_port`` is set (the server's /metrics needs an admin)."""
+    if not settings.metrics_port:
+        return lambda: None
+    from openlfr.services.metrics import serve_metrics
+
+    return serve_metrics(settings.metrics_host, settings.metrics_port)
 
 
 def register(app: typer.Typer) -> None:

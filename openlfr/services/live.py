@@ -27,6 +27,7 @@ from openlfr.alerts.record import AlertFound
 from openlfr.alerts.sinks import AlertSink
 from openlfr.clock import utc_now
 from openlfr.errors import NotFound, OpenLFRError
+from openlfr.services.metrics import PIPELINES, AlertMetricsSink
 from openlfr.settings import Settings
 from openlfr.store.db import Store
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
@@ -212,6 +213,16 @@ def build_pipeline(
         AlertDatabase(store), sinks, watchlist_name=watchlist.name, names=watchlist.names, deployment_id=deployment_id
     )
     on_alert: Callable[[AlertFound], None] = dispatcher.on_alert
+    # This process's metrics hear the counts the camera processes report here, and every committed alert.
+    PIPELINES.watch_store(store)
+    if not any(isinstance(sink, AlertMetricsSink) for sink in dispatcher.sinks):  # a dispatcher kept over restarts
+        dispatcher.sinks.append(AlertMetricsSink(PIPELINES, deployment_id))
+
+    def counted(states: dict[str, CameraState]) -> None:
+        PIPELINES.observe(deployment_id, states)
+        if on_stats is not None:
+            on_stats(states)
+
     runner = PipelineRunner(
         cameras,
         stream,
@@ -221,7 +232,7 @@ def build_pipeline(
         on_alert=on_alert,
         on_error=on_error,
         on_notice=on_notice,
-        on_stats=on_stats,
+        on_stats=counted,
         on_view=on_view,
         may_match=may_match,
         options=RunnerOptions(

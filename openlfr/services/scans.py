@@ -34,6 +34,7 @@ from openlfr.services.live import (
     listed_watchlist,
     snapshot_watchlist,
 )
+from openlfr.services.metrics import PIPELINES
 from openlfr.store.db import Store
 from openlfr.store.governance_models import Deployment
 from openlfr.stream.runner import RunSummary
@@ -160,12 +161,18 @@ class Scan:
     cameras: list[CameraConfig]
     record: ScanDeployment | None
 
+    def __post_init__(self) -> None:
+        if self.pipeline.deployment_id is not None:
+            PIPELINES.deployment_state(self.pipeline.deployment_id, "running")
+
     @property
     def watchlist(self) -> LiveWatchlist:
         return self.pipeline.watchlist
 
     def finish(self, summary: RunSummary, interrupted: bool) -> None:
         """The counts onto the record (and, for a scan's own record, its end and audit entry)."""
+        if self.pipeline.deployment_id is not None:
+            PIPELINES.deployment_state(self.pipeline.deployment_id, "stopped" if interrupted else "finished")
         if self.record is not None:
             self.record.finish(summary.counters, summary.errors, interrupted)
             return
