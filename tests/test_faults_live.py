@@ -344,3 +344,58 @@ def test_a_killed_camera_process_is_restarted_and_the_alert_lands_once(monkeypat
         wait_for("the server's processes to end with it", lambda: not still_alive(list(tree)), 10, every=0.1)
     finally:
         app.state.server.store.close()
+
+
+# ----- exactly once across restarts -----
+
+
+def test_sigkill_after_the_alert_then_three_restarts_raise_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openlfr.store.progress_models import CameraProgress
+
+    clip = require_data("video", "short_hamilton_clip.mp4")
+    stills = require_data("stills")
+    configure(monkeypatch)
+    app = build_app()
+    deployment_id = prepare_deployment(app, clip, stills)
+    resumed: list[float] = []
+    try:
+        server = Serve(dict(os.environ))
+        server.start()
+        assert server.process is not None
+        authorise(app, deployment_id)
+        wait_for("the alert", lambda: bool(sightings(app, deployment_id)), 120, every=0.1)
+        tree = process_tree(server.process.pid)
+        server.process.send_signal(signal.SIGKILL)  # right after the alert
+        server.process.wait()
+        wait_for("the killed server's processes to end", lambda: not still_alive(list(tree)), 10, every=0.05)
+        for restart in (1, 2, 3):
+            server = Serve(dict(os.environ))
+            server.start()
+            assert server.process is not None
+
+            def camera_running(server: Serve = server) -> bool:
+                return "camera stage: running" in server.pipeline(deployment_id).get("notes", {}).values()
+
+            wait_for(f"restart {restart} to run its camera", camera_running, 90, every=0.2)
+            resumed.append(server.pipeline(deployment_id).get("resumed_at_s", {}).get("stage", 0.0))
+            if restart < 3:
+                time.sleep(3.5)  # some of the clip, and its progress stored
+                server.process.send_signal(signal.SIGKILL)
+                server.process.wait()
+            else:
+                wait_for(
+                    "the clip to end",
+                    lambda: "the source ended" in incident_record(app, deployment_id)[0],
+                    60,
+                    every=0.5,
+                )
+                server.stop()
+        assert [s[0] for s in sightings(app, deployment_id)] == [PERSON], sightings(app, deployment_id)
+        with app.state.server.sessions() as db:
+            progress = db.get(CameraProgress, (deployment_id, "stage"))
+            assert progress is not None and progress.runs == 4 and progress.media_time_s > 8.0
+        print(f"restarts resumed the clip at {resumed} s; 1 alert")
+        assert resumed[1] > 0 and resumed[2] > resumed[1], resumed  # files resume, they do not replay
+    finally:
+        server.stop()
+        app.state.server.store.close()

@@ -19,6 +19,13 @@ without the pipeline noticing: alerts are held in memory by the run's dispatcher
 and written when it answers again; notes, counts and audit entries wait in memory likewise (one bookkeeping
 thread per run writes them, so a locked database never stalls the pipeline). ``status()`` says all of it, for
 ``/health``.
+
+Exactly once across restarts (of the pipeline, or of the whole process): each camera's progress is stored
+(``camera_progress``: the media time of the last frame analysed whose alerts are all committed, the tracker's
+next id). A pipeline starting on a camera with progress continues it: a file from that time less
+``RESUME_OVERLAP_S`` (so tracks form again before the point), a live stream live; track ids continue (never
+given twice within (deployment, camera)); and each person's cooldown starts from their last stored alert on
+that camera, so the track a resume creates for someone alerted just before the crash stays quiet.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from openlfr.alerts.database import AlertDatabase
 from openlfr.alerts.dispatch import AlertDispatcher
@@ -45,9 +53,12 @@ from openlfr.services.live import CameraDefaults, LivePipeline, build_pipeline, 
 from openlfr.services.tiles import TileBoard, TileFace
 from openlfr.settings import Settings
 from openlfr.store import Store
+from openlfr.store.alert_models import Alert
 from openlfr.store.db import StoreError
 from openlfr.store.governance_models import Deployment
-from openlfr.stream.runner import CameraState
+from openlfr.store.progress_models import count_run, load_progress, save_progress
+from openlfr.stream.runner import CameraResume, CameraState
+from openlfr.stream.source import CameraConfig, SourceKind
 from openlfr.stream.worker import FrameView
 from openlfr.vision.types import Box
 
@@ -61,6 +72,7 @@ RESTART_FIRST_S = 2.0  # the first restart of a failed pipeline waits this long;
 RESTART_MAX_S = 60.0
 BOOKS_S = 0.5  # how often the bookkeeping thread looks for notes, counts and audit entries to write
 COUNT_KEYS = ("decoded", "faces_seen", "tracks", "alerts")
+RESUME_OVERLAP_S = 1.5  # a resumed file starts this much before its last analysed frame (tracks re-form)
 
 
 def _load_facts(store: Store, deployment_id: int) -> Callable[[], Deployment | None]:
@@ -106,6 +118,10 @@ class DeploymentRun:
         self._abandon = threading.Event()  # give up on what still waits for the database
         self._pipeline_done = threading.Event()
         self._down_since: float | None = None  # epoch seconds: the database has not answered since
+        self.resumed_at: dict[str, float] = {}  # camera -> media time its file was resumed at (last start)
+        # camera -> (media time analysed to, next track id, alerts handed to the dispatcher by then)
+        self._progress: dict[str, tuple[float, int, int]] = {}
+        self._saved_progress: dict[str, tuple[float, int]] = {}
 
     @property
     def alive(self) -> bool:
@@ -141,7 +157,7 @@ class DeploymentRun:
                 held_max=HELD_ALERTS_MAX,
                 on_incident=self._database_trouble,
             )
-        cameras = [camera_of(record, CameraDefaults()) for record in snapshot.cameras]
+        cameras, resume = self._resume([camera_of(record, CameraDefaults()) for record in snapshot.cameras])
         for camera in cameras:
             self.note(camera.name, "starting")
         # A file stands in for a camera (tests, demonstrations): play it at its own pace, as a camera would.
@@ -162,9 +178,46 @@ class DeploymentRun:
             on_view=self._on_view,
             view_interval_s=TILE_INTERVAL_S,
             dispatcher=self.dispatcher,
+            resume=resume,
         )
         self.runner = self.pipeline.runner
         return self.pipeline
+
+    def _resume(self, cameras: list[CameraConfig]) -> tuple[list[CameraConfig], dict[str, CameraResume]]:
+        """Where each camera continues from its earlier runs (and count this start as a run)."""
+        now = utc_now()
+        with self.store.session() as db:
+            progress = load_progress(db, self.deployment_id)
+            mine = Alert.deployment_id == self.deployment_id
+            last_alerts = db.execute(
+                select(Alert.camera, Alert.person_ref, func.max(Alert.media_time_s), func.max(Alert.seen_at))
+                .where(mine)
+                .group_by(Alert.camera, Alert.person_ref)
+            ).all()
+            highest_track = dict(
+                db.execute(select(Alert.camera, func.max(Alert.track_id)).where(mine).group_by(Alert.camera)).all()
+            )
+            for camera in cameras:
+                count_run(db, self.deployment_id, camera.name)
+        resumed, plans = [], {}
+        for camera in cameras:
+            row = progress.get(camera.name)
+            is_file = camera.kind is SourceKind.FILE
+            # Files: the pipeline's clock is the media time (an alert's, at most a frame or so early); live: now is 0.
+            last = {
+                str(person): float(media or 0.0) if is_file else (seen - now).total_seconds()
+                for name, person, media, seen in last_alerts
+                if name == camera.name
+            }
+            next_id = max(row.next_track_id if row else 1, int(highest_track.get(camera.name) or 0) + 1)
+            if is_file and row is not None and row.media_time_s > RESUME_OVERLAP_S:
+                start = row.media_time_s - RESUME_OVERLAP_S
+                camera = replace(camera, start_at_s=start)
+                self.resumed_at[camera.name] = start
+                log.info("deployment %d: camera %s resumes at %.1f s", self.deployment_id, camera.name, start)
+            plans[camera.name] = CameraResume(next_id, last)
+            resumed.append(camera)
+        return resumed, plans
 
     # ----- supervision -----
 
@@ -266,6 +319,7 @@ class DeploymentRun:
             "database_failing_since": None if failing is None else datetime.fromtimestamp(failing, UTC).isoformat(),
             "database_error": (held.last_error if failing is not None and held else None) or self.database_error,
             "notes": notes,
+            "resumed_at_s": dict(self.resumed_at),
         }
 
     @property
@@ -392,8 +446,24 @@ class DeploymentRun:
                     done[key] += counts.get(key, 0)
             self._live_counts = {}
 
+    def _save_progress(self) -> None:
+        """Each camera's progress, once every alert raised up to it is in the database (else it waits)."""
+        held = self.dispatcher.status() if self.dispatcher is not None else None
+        settled = held.written + held.lost if held is not None else 0
+        with self._lock:
+            due = {
+                name: (media, next_id)
+                for name, (media, next_id, handed) in self._progress.items()
+                if handed <= settled and self._saved_progress.get(name) != (media, next_id)
+            }
+        for name, (media, next_id) in due.items():
+            with self.store.session() as db:
+                save_progress(db, self.deployment_id, name, media, next_id)
+            self._saved_progress[name] = (media, next_id)
+
     def _flush(self) -> None:
         """Add what each camera counted since the last flush to the deployment's record (the only trace of faces)."""
+        self._save_progress()
         with self._lock:
             totals = self._totals()
         for camera, counts in totals.items():
@@ -429,8 +499,13 @@ class DeploymentRun:
         for name, state in states.items():
             if state.ready and self.notes.get(name, "").endswith("starting"):
                 self.note(name, "running")
+        held = self.dispatcher.status() if self.dispatcher is not None else None
+        handed = held.held + held.written + held.lost if held is not None else 0
         with self._lock:
             self._live_counts = {name: state.counters.as_dict() for name, state in states.items()}
+            for name, state in states.items():
+                if state.analysed_to >= 0:
+                    self._progress[name] = (state.analysed_to, state.next_track_id, handed)
 
 
 class Scheduler(Periodic):

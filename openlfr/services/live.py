@@ -13,7 +13,7 @@ whose person ids are the people's reference ids, with their display names and th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from openlfr.store.db import Store
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
 from openlfr.store.watchlists import active_references, get_watchlist
 from openlfr.stream.evidence import EvidenceRule
-from openlfr.stream.runner import CameraState, PipelineRunner, RunnerOptions
+from openlfr.stream.runner import CameraResume, CameraState, PipelineRunner, RunnerOptions
 from openlfr.stream.source import CameraConfig, CaptureOptions
 from openlfr.stream.watchlists import LiveWatchlist
 from openlfr.stream.worker import FrameView
@@ -199,6 +199,7 @@ def build_pipeline(
     on_view: Callable[[FrameView], None] | None = None,
     view_interval_s: float = 0.0,
     dispatcher: AlertDispatcher | None = None,
+    resume: Mapping[str, CameraResume] | None = None,
 ) -> LivePipeline:
     """The live pipeline of ``cameras`` searching ``watchlist``: alerts committed with ``deployment_id`` before
     ``sinks`` hear of them; matching only while ``may_match()`` and before ``match_until``.
@@ -206,7 +207,8 @@ def build_pipeline(
     ``realtime`` plays files at their own pace, as a camera would; ``retry_for_window`` retries a live camera
     for as long as the pipeline runs (a deployment's window) instead of giving up after
     ``settings.stream.reconnect_attempts`` failed connections. A ``dispatcher`` given (one that holds alerts
-    while the database does not answer, kept across restarts of the pipeline) replaces the plain one.
+    while the database does not answer, kept across restarts of the pipeline) replaces the plain one; ``resume``
+    continues cameras' earlier runs (track ids, cooldowns; a file's start is its ``CameraConfig.start_at_s``).
     """
     stream = settings.stream
     dispatcher = dispatcher or AlertDispatcher(
@@ -242,5 +244,6 @@ def build_pipeline(
             match_until=None if match_until is None else match_until.timestamp(),
             capture=CaptureOptions(reconnect_attempts=0 if retry_for_window else stream.reconnect_attempts),
         ),
+        resume=resume,
     )
     return LivePipeline(runner, dispatcher, watchlist, deployment_id)

@@ -82,6 +82,12 @@ class CameraPipeline:
         self._last_alert: dict[Hashable, float] = {}
         self._matching_now = False
 
+    def resume(self, next_track_id: int, last_alerts: dict[str, float]) -> None:
+        """Continue a camera's earlier runs: track ids from ``next_track_id``, and each person's cooldown from
+        their last alert (on this pipeline's clock; earlier alerts have negative or past clock values)."""
+        self.tracker.continue_from(next_track_id)
+        self._last_alert.update(last_alerts)
+
     # ----- the frame loop -----
 
     def process(self, frame: YuvFrame, clock: float, arrival: float, media_time: float = 0.0) -> FrameResult:

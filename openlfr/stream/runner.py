@@ -16,7 +16,7 @@ import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,14 @@ class RunnerOptions:
     match_until: float | None = None  # wall-clock epoch seconds; workers refuse to match after it
 
 
+@dataclass(frozen=True)
+class CameraResume:
+    """Where a camera's earlier runs left off: its next track id and each person's last alert (pipeline clock)."""
+
+    next_track_id: int = 1
+    last_alerts: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class CameraState:
     camera: CameraConfig
@@ -63,6 +71,8 @@ class CameraState:
     finished: bool = False
     first_frame_at: float | None = None
     last_frame_at: float | None = None
+    analysed_to: float = -1.0  # media time of the last frame analysed (its alerts already handed on)
+    next_track_id: int = 1
     analysis_cpu_s: float = 0.0  # CPU time of the camera's analysis process
     capture_cpu_s: float = 0.0  # CPU time of its capture thread (demuxing, decoding, copying into the ring)
 
@@ -192,6 +202,7 @@ class PipelineRunner:
         on_view: Callable[[FrameView], None] | None = None,
         may_match: Callable[[], bool] = lambda: True,
         options: RunnerOptions | None = None,
+        resume: Mapping[str, CameraResume] | None = None,
     ) -> None:
         names = [c.name for c in cameras]
         if len(set(names)) != len(names):
@@ -208,6 +219,7 @@ class PipelineRunner:
         self.on_view = on_view
         self.may_match = may_match
         self.options = options or RunnerOptions()
+        self.resume = dict(resume or {})
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -315,6 +327,8 @@ class PipelineRunner:
                 report_interval_s=self.options.report_interval_s,
                 view_interval_s=self.options.view_interval_s if self.on_view else 0.0,
                 match_until=self.options.match_until,
+                next_track_id=self.resume.get(camera.name, CameraResume()).next_track_id,
+                last_alerts=dict(self.resume.get(camera.name, CameraResume()).last_alerts),
             )
             remote = (live or self.options.realtime) and self.settings.stream.detector_process
             run = runs[camera.name] = _CameraRun(ctx, states[camera.name], spec, events, remote)
@@ -394,6 +408,8 @@ class PipelineRunner:
                 message.latency, message.latency_total_ms, message.latency_max_ms
             )
             state.analysis_cpu_s = message.cpu_s
+            state.analysed_to = max(state.analysed_to, message.media_time)
+            state.next_track_id = max(state.next_track_id, message.next_track_id)
             if message.final:
                 state.finished = True
             if self.on_stats is not None:

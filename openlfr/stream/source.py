@@ -56,6 +56,7 @@ class CameraConfig:
     fps_cap: float = 0.0  # frames per second handed to analysis at most; 0 = every decoded frame
     roi: Box | None = None  # region of interest in frame pixels; None = the whole frame
     min_face_px: int = 0  # faces shorter than this are ignored; 0 = the pipeline default
+    start_at_s: float = 0.0  # files: begin at this media time (a resumed deployment); live sources ignore it
 
     @property
     def kind(self) -> SourceKind:
@@ -237,6 +238,11 @@ class Capture:
     def _read_file(self, stop: threading.Event) -> Iterator[CapturedFrame]:
         container = self._open()
         try:
+            start_at = self.camera.start_at_s
+            if start_at > 0:
+                stream = container.streams.video[0]
+                if stream.time_base is not None:  # to the keyframe before it; _decode skips up to the time
+                    container.seek(int(start_at / stream.time_base), stream=stream, backward=True)
             yield from self._decode(container, stop, live=False, started=time.monotonic())
         except (av.error.FFmpegError, OSError) as exc:
             raise SourceError(describe_error(self.camera, exc)) from None
@@ -288,7 +294,12 @@ class Capture:
         stream.thread_type = "SLICE" if live else "AUTO"
         pace = self.options.realtime and not live
         cap = self.camera.fps_cap
+        start_at = 0.0 if live else self.camera.start_at_s
+        # A file's clock is its media time from the stream's start, also when resumed part-way.
         first_time: float | None = None
+        if start_at > 0 and stream.start_time is not None and stream.time_base is not None:
+            first_time = float(stream.start_time * stream.time_base)
+        paced_from: float | None = None
         wall_start = time.monotonic()
         next_due = 0.0
         for frame in container.decode(stream):
@@ -298,16 +309,20 @@ class Capture:
             media_time = (
                 float(frame.time) if frame.time is not None else self.decoded / float(stream.average_rate or 25)
             )
+            if media_time + 1e-6 < start_at:  # decoded from the keyframe before the resume point
+                continue
             if first_time is None:
-                first_time = media_time
+                first_time = 0.0 if start_at > 0 else media_time
             relative = max(0.0, media_time - first_time)
             if live:
                 clock, arrival = now - started, now
             else:
                 clock = relative
                 arrival = now
+                if paced_from is None:
+                    paced_from = relative
                 if pace:
-                    due = wall_start + relative
+                    due = wall_start + relative - paced_from
                     if due > now:
                         stop.wait(due - now)
                     else:

@@ -153,6 +153,15 @@ class Tracker:
         self.created = 0
         self._next_id = 1
 
+    @property
+    def next_id(self) -> int:
+        """The id the next track gets."""
+        return self._next_id
+
+    def continue_from(self, next_id: int) -> None:
+        """Give new tracks ids from ``next_id`` on (a resumed camera never reuses an id of its earlier runs)."""
+        self._next_id = max(self._next_id, next_id)
+
     def start(self, observation: Observation) -> Track:
         track = Track(self._next_id, observation.box, observation.clock, observation.clock)
         track.history.append((observation.clock, observation.box))

@@ -102,6 +102,8 @@ class StatsReport:
     latency_max_ms: float
     final: bool = False
     cpu_s: float = 0.0  # CPU time the worker process has used so far (all its threads)
+    media_time: float = -1.0  # of the last frame analysed (its alerts were sent before this report); -1: none
+    next_track_id: int = 1  # the tracker's next id
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,11 @@ class WorkerSpec:
     view_interval_s: float = 0.0  # 0 = no live view pictures
     view_max_width: int = 1280
     match_until: float | None = None  # wall-clock epoch seconds after which nothing is matched, whatever else says
+    next_track_id: int = 1  # a resumed camera's tracks continue its earlier runs' ids
+    last_alerts: dict[str, float] = field(default_factory=dict)  # person -> clock of their last alert (cooldown)
 
 
-def _report(pipeline: CameraPipeline, final: bool = False) -> StatsReport:
+def _report(pipeline: CameraPipeline, final: bool = False, media_time: float = -1.0) -> StatsReport:
     histogram = pipeline.latency
     helper_cpu = getattr(pipeline.remote, "cpu_s", 0.0) if pipeline.remote is not None else 0.0
     return StatsReport(
@@ -147,6 +151,8 @@ def _report(pipeline: CameraPipeline, final: bool = False) -> StatsReport:
         histogram.max_ms,
         final,
         time.process_time() + helper_cpu,
+        media_time,
+        pipeline.tracker.next_id,
     )
 
 
@@ -184,6 +190,7 @@ def analysis_main(
 
         pipeline = CameraPipeline(spec.camera, spec.config, engine, detector, spec.matcher, spec.rule, may_match)
         pipeline.live = spec.drop_stale
+        pipeline.resume(spec.next_track_id, spec.last_alerts)
         if detector_queues is not None:
             from openlfr.stream.detector import RemoteDetector
 
@@ -196,13 +203,14 @@ def analysis_main(
     parent = os.getppid()
     last_report = time.monotonic()
     last_view = float("-inf")
+    analysed_to = -1.0  # media time of the last frame analysed
 
     def report_if_due() -> None:
         nonlocal last_report
         now = time.monotonic()
         if now - last_report >= spec.report_interval_s:
             last_report = now
-            events.put(_report(pipeline))
+            events.put(_report(pipeline, media_time=analysed_to))
 
     try:
         while True:
@@ -241,6 +249,7 @@ def analysis_main(
             freed.put((ticket.ring, ticket.slot))
             for alert in result.alerts:
                 events.put(alert)
+            analysed_to = ticket.media_time
             report_if_due()
             if ending:
                 break
@@ -248,7 +257,7 @@ def analysis_main(
         events.put(WorkerFailed(name, f"camera {name!r}: analysis failed: {type(exc).__name__}: {exc}"))
     finally:
         pipeline.finish()
-        events.put(_report(pipeline, final=True))
+        events.put(_report(pipeline, final=True, media_time=analysed_to))
         if pipeline.remote is not None:
             pipeline.remote.close()  # type: ignore[attr-defined]
         for ring in rings.values():
