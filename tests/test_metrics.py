@@ -15,9 +15,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import make_url, text
 
 from openlfr.governance.roles import Role
+from openlfr.services.metrics import PipelineMetrics
+from openlfr.store.db import Store, StoreError, make_engine
+from openlfr.stream.runner import CameraState
+from openlfr.stream.source import CameraConfig
 from tests.conftest import require_data
 from tests.serverkit import LiveServer, add_user, build_app, configure
 from tests.streamkit import HERE, free_port, openlfr_env
@@ -130,3 +136,43 @@ def test_server_metrics_only_for_admins(monkeypatch: pytest.MonkeyPatch) -> None
     route = (("method", "GET"), ("route", "/api/deployments/{deployment_id}"), ("status", "404"))
     assert scrape[("openlfr_http_request_duration_seconds_count", route)] >= 1
     assert "424242" not in answer.text, "a path's id in a label"
+
+
+def scrape_of(metrics: PipelineMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    return samples(generate_latest(registry).decode())
+
+
+def test_counters_keep_rising_across_pipeline_restarts() -> None:
+    metrics = PipelineMetrics()
+    key = (("camera", "gate"), ("deployment_id", "7"))
+    first = CameraState(CameraConfig("gate", "gate.mp4"))
+    first.capture_counters.decoded, first.worker_counters.faces_seen = 10, 3
+    first.latency.add(12.0)
+    metrics.observe(7, {"gate": first})
+    first.capture_counters.decoded = 15
+    first.latency.add(700.0)
+    metrics.observe(7, {"gate": first})
+    metrics.observe(7, {"gate": first})  # the same report twice adds nothing
+    restarted = CameraState(CameraConfig("gate", "gate.mp4"))  # a new pipeline run counts from zero again
+    restarted.capture_counters.decoded = 4
+    restarted.latency.add(3.0)
+    metrics.observe(7, {"gate": restarted})
+    scrape = scrape_of(metrics)
+    assert scrape[("openlfr_camera_frames_decoded_total", key)] == 19
+    assert scrape[("openlfr_camera_faces_seen_total", key)] == 3
+    assert scrape[("openlfr_frame_latency_seconds_count", key)] == 3
+    assert scrape[("openlfr_frame_latency_seconds_bucket", (*key, ("le", "0.025")))] == 2
+    assert abs(scrape[("openlfr_frame_latency_seconds_sum", key)] - 0.715) < 1e-9
+
+
+def test_database_errors_are_counted_once_per_engine(tmp_path: Path) -> None:
+    store = Store(make_engine(make_url(f"sqlite:///{tmp_path / 'metrics.db'}")))
+    metrics = PipelineMetrics()
+    metrics.watch_store(store)
+    metrics.watch_store(store)  # asked again (every pipeline asks): still one listener
+    with pytest.raises(StoreError), store.session() as db:
+        db.execute(text("SELECT * FROM no_such_table"))
+    assert scrape_of(metrics)[("openlfr_database_errors_total", (("error", "OperationalError"),))] == 1
+    store.close()
