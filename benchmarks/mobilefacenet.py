@@ -94,6 +94,7 @@ def main() -> int:
         runners = {
             "litert_batch2": litert_runner(threads, chips),
             "ort_embedder": embedder_runner(threads, chips),
+            "ort_run_graph_batch1": ort_runner(run_graph, threads, chips, 1),
             "ort_run_graph_batch2": ort_runner(run_graph, threads, chips, 2),
             "ort_run_graph_batch8": ort_runner(run_graph, threads, chips, 8),
             "ort_stored_graph_batch1": ort_runner(stored, threads, chips, 1),
