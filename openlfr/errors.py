@@ -43,6 +43,18 @@ class InvalidText(OpenLFRError):
     status = 400
 
 
+class InvalidNumber(OpenLFRError):
+    """A whole number outside what the database holds (64-bit signed), such as an id of 2^63 or more."""
+
+    status = 400
+
+
+class InvalidTime(OpenLFRError):
+    """A time that cannot be expressed in UTC within years 1-9999 (year 9999 with a negative offset, say)."""
+
+    status = 400
+
+
 class UploadRefused(OpenLFRError):
     """An uploaded file was refused before anything was decoded (400)."""
 

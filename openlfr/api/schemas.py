@@ -6,12 +6,21 @@ own dataclass is the answer (a deployment's record, a retention report) the rout
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, computed_field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    computed_field,
+    field_validator,
+)
 
 from openlfr.clock import utc_now
 from openlfr.governance import deployments
@@ -28,6 +37,23 @@ class Strict(BaseModel):
 
 
 Text200 = Annotated[str, Field(min_length=1, max_length=200)]
+# A time a person may name: years 1970-2999 in UTC, so that neither its conversion to UTC nor the durations the
+# governance rules add to it (retention after a window's end) can leave the calendar (year 9999 -05:00, 0001 +05:00).
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _in_calendar(value: datetime) -> datetime:
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the calendar once converted to UTC") from None
+    if not EARLIEST_TIME <= in_utc < LATEST_TIME:
+        raise ValueError("must be between 1970 and 2999 (UTC)")
+    return in_utc
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_in_calendar)]
 Text5000 = Annotated[str, Field(min_length=1, max_length=5000)]
 
 
@@ -69,8 +95,8 @@ class DraftIn(Strict):
     name: Text200
     place: Annotated[str, Field(min_length=1, max_length=300)]
     purpose: Text5000
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: UtcTime
+    ends_at: UtcTime
     cameras: Annotated[list[CameraIn], Field(min_length=1, max_length=16)]
     watchlist: Text200
     threshold: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None

@@ -32,7 +32,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import LargeBinary, TypeDecorator
 
-from openlfr.errors import InvalidText, OpenLFRError
+from openlfr.errors import InvalidNumber, InvalidText, InvalidTime, OpenLFRError
 from openlfr.settings import Settings
 from openlfr.store import changes
 from openlfr.text import holds_nul
@@ -85,7 +85,10 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use an aware UTC datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise InvalidTime(f"{value.isoformat()} is outside years 1-9999 in UTC") from None
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
@@ -178,6 +181,7 @@ def make_engine(url: URL) -> Engine:
     else:
         engine = sa.create_engine(url, pool_pre_ping=True)
     event.listen(engine, "before_cursor_execute", _refuse_nul_text)
+    event.listen(engine, "before_cursor_execute", _refuse_huge_integers)
     # Faces erased in a transaction are scrubbed from the files once it has committed, whichever session or
     # connection did it: marked per statement, made due at commit, done when the connection goes back to the pool.
     event.listen(engine, "before_cursor_execute", _note_erasure)
@@ -273,6 +277,22 @@ def _refuse_nul_text(
         values = row.values() if isinstance(row, Mapping) else row
         if values and holds_nul(values):
             raise InvalidText("a text value contains a NUL character (\\x00), which cannot be stored; remove it")
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _refuse_huge_integers(
+    _connection: sa.Connection, _cursor: Any, _statement: str, parameters: Any, _context: Any, many: bool
+) -> None:
+    """No whole number outside 64 bits reaches either database (an id of 2^63 from a URL, say): refused with a
+    sentence instead of SQLite's OverflowError or PostgreSQL's type error."""
+    several = many and all(isinstance(row, (Mapping, tuple, list)) for row in parameters)
+    for row in parameters if several else [parameters]:
+        values = row.values() if isinstance(row, Mapping) else (row or ())
+        for value in values:
+            if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+                raise InvalidNumber(f"the number {value} is out of range (at most {INT64_MAX:,})")
 
 
 def _alembic_config(connection: sa.Connection) -> Any:
