@@ -23,11 +23,11 @@ from openlfr.api.metrics import install_metrics
 from openlfr.api.routes import router
 from openlfr.services import upload_staging
 from openlfr.services.audit_log import audit_key
-from openlfr.services.deployment_runs import Scheduler
 from openlfr.services.health import DatabaseProbe
 from openlfr.services.live_events import EventBoard
 from openlfr.services.metrics import PIPELINES
 from openlfr.services.retention import RetentionLoop
+from openlfr.services.scheduler import Scheduler
 from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings, get_settings
 from openlfr.store import open_store

@@ -144,7 +144,7 @@ def test_guard_sees_a_cancellation_within_its_refresh(app) -> None:  # type: ign
 
 
 def test_scheduler_runs_only_live_deployments(app) -> None:  # type: ignore[no-untyped-def]
-    from openlfr.services.deployment_runs import Scheduler
+    from openlfr.services.scheduler import Scheduler
 
     ids = {state: insert(app, state) for state in [*REFUSED, "live"]}
     scheduler = Scheduler(app.state.server.store, app.state.server.settings, app.state.tiles)

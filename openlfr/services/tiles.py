@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from openlfr.stream.worker import FrameView
 from openlfr.vision.draw import blur_box, draw_faces
 from openlfr.vision.image_io import encode_jpeg
 from openlfr.vision.types import Box
@@ -105,3 +106,21 @@ class TileBoard:
             for key in [k for k in self._tiles if k[0] == deployment_id]:
                 del self._tiles[key]
                 self._last_made.pop(key, None)
+
+
+def tile_faces(view: FrameView) -> list[TileFace]:
+    """The boxes of a pipeline's frame view, scaled to the picture it carries."""
+    scale = float(view.scale)
+    return [
+        TileFace(
+            Box(
+                round(b.box.left * scale),
+                round(b.box.top * scale),
+                round(b.box.right * scale),
+                round(b.box.bottom * scale),
+            ),
+            bool(b.alerted),
+            b.label,
+        )
+        for b in view.boxes
+    ]
