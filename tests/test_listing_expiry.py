@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from openlfr.governance import deployments as rules
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.governance.roles import Role
-from openlfr.settings import get_settings
+from openlfr.settings import Settings, get_settings
 from openlfr.store import open_store
 from openlfr.store.governance_models import SnapshotPerson
 from openlfr.store.models import Person, Watchlist
@@ -25,12 +25,14 @@ from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.pipeline import AlertFound, CameraPipeline, PipelineConfig
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.vision.dlib_backend import HogDetector
+from openlfr.vision.engine import model_id_for
 from openlfr.watchlist.search import Gallery, GalleryError
 from tests.storekit import reference_image_row
 from tests.streamkit import portrait, write_face_clip, yuv_frames
 
 KEY = b"0123456789abcdef0123456789abcdef"
 MODEL = "m"
+SNAPSHOT_MODEL = model_id_for(Settings())
 T0 = 1_800_000_000.0  # an epoch second for galleries driven by a clock of the test's own
 
 
@@ -126,7 +128,8 @@ def _watchlist_with(db: sa.orm.Session, now: datetime, expiries: dict[str, datet
             added_at=now - timedelta(days=1),
             expires_at=expires,
         )
-        person.images.append(reference_image_row(unit_rows(1, 10 + index)[0], MODEL, f"{index:064d}"))
+        # Of the model the deployment will match with: a snapshot refuses people with no embedding of it.
+        person.images.append(reference_image_row(unit_rows(1, 10 + index)[0], SNAPSHOT_MODEL, f"{index:064d}"))
         db.add(person)
 
 

@@ -45,6 +45,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/api/watchlists"): frozenset({A}),
     ("POST", "/api/watchlists/{name}/people"): frozenset({A}),
     ("DELETE", "/api/watchlists/{name}/people/{person}"): frozenset({A}),
+    ("POST", "/api/watchlists/{name}/reembed"): frozenset({A}),
     ("GET", "/api/deployments"): EVERYONE,
     ("POST", "/api/deployments"): frozenset({A, AU, OP}),
     ("GET", "/api/deployments/{deployment_id}"): EVERYONE,

@@ -248,6 +248,24 @@ class RemovedImagesOut(Out):
     removed_images: int
 
 
+class RefusedPersonOut(Out):
+    person: str
+    reasons: list[str]
+
+
+class ReembedOut(Out):
+    """A re-embedding run (``openlfr watchlist reembed``): counts of people, and each refused one with why."""
+
+    watchlist: str
+    model_id: str
+    people: int
+    reembedded: int
+    up_to_date: int
+    refused: list[RefusedPersonOut]
+    images_added: int
+    expired_skipped: int
+
+
 class DeploymentOut(Out):
     """A deployment row, with its phase and whether it may match judged at one moment (``as_of``)."""
 

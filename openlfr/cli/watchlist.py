@@ -1,5 +1,6 @@
 """``openlfr watchlist ...``: create watchlists, enrol people (one at a time or a folder), list, show, remove,
-expire. Every command works on the configured store (SQLite by default, PostgreSQL by ``OPENLFR_DATABASE_URL``).
+expire, re-embed under the current model. Every command works on the configured store (SQLite by default,
+PostgreSQL by ``OPENLFR_DATABASE_URL``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from openlfr.clock import utc_now
@@ -22,6 +24,7 @@ from openlfr.errors import OpenLFRError
 from openlfr.services import watchlists
 from openlfr.services.context import Context
 from openlfr.services.enrolment import enrol_person
+from openlfr.services.reembed import reembed_watchlist
 from openlfr.settings import get_settings
 from openlfr.store.categories import CATEGORY_VALUES
 from openlfr.store.db import Store, open_store
@@ -353,6 +356,54 @@ def expire_(
         typer.echo(f"expired {who}: no longer searched")
     else:
         typer.echo(f"{who} will stop being searched at {shown(when)}")
+
+
+@watchlist_app.command("reembed")
+def reembed(
+    name: Annotated[str, typer.Argument(help="The watchlist.")],
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give every listed person's photos an embedding of the current model, from the stored face pictures, so a
+    list enrolled under another model is searched again. All or nothing per person; the old embeddings stay."""
+    ctx = acting(by)
+    store = configured_store()
+    with store.session() as session:
+        get_watchlist(session, name)  # fail fast, before loading the face models
+    engine = build_engine(ctx.settings, stills=True)
+    progress = Progress(
+        TextColumn("re-embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=as_json,
+        transient=True,
+    )
+    task = progress.add_task("people", total=None, last="")
+    with progress, store.session() as session:
+        report = reembed_watchlist(
+            session,
+            ctx,
+            name,
+            engine=engine,
+            on_start=lambda count: progress.update(task, total=count),
+            on_progress=lambda done, _total, person: progress.update(task, completed=done, last=person),
+        )
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        typer.echo(
+            f"{name!r} under {report.model_id}: {len(report.reembedded)} people re-embedded "
+            f"({report.images_added} photo(s)), {len(report.up_to_date)} already up to date, "
+            f"{len(report.refused)} refused (kept their old embeddings)"
+            + (f"; {report.expired_skipped} expired people left alone" if report.expired_skipped else "")
+        )
+        for refused in report.refused:
+            err_console.print(f"refused {refused.person}: " + "; ".join(refused.reasons), markup=False)
+    if report.refused:
+        raise typer.Exit(1)
 
 
 from openlfr.cli import watchlist_import  # noqa: E402  (registers `watchlist import` on watchlist_app)

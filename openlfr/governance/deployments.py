@@ -9,6 +9,7 @@ change or raise ``TransitionRefused`` with a sentence a person can act on.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -153,6 +154,24 @@ def check_window(starts_at: datetime, ends_at: datetime, max_window: timedelta) 
             f"the deployment window is {_hours(length)} long; at most {_hours(max_window)} may be authorised "
             "(setting deployment_max_window_hours): draft a shorter window"
         )
+
+
+# How many of the people a snapshot would miss a refusal names before it says "and N more".
+MISSING_NAMED = 5
+
+
+def check_snapshot_complete(watchlist: str, model_id: str, missing: list[str]) -> None:
+    """Refuse a snapshot that would leave out listed people: those with no embedding of the model the
+    deployment matches with (enrolled under another model and not re-embedded)."""
+    if not missing:
+        return
+    named = ", ".join(missing[:MISSING_NAMED])
+    more = f" and {len(missing) - MISSING_NAMED} more" if len(missing) > MISSING_NAMED else ""
+    who = "person" if len(missing) == 1 else "people"
+    raise TransitionRefused(
+        f"watchlist {watchlist!r} has {len(missing)} listed {who} with no {model_id} embedding, who would not be "
+        f"searched: {named}{more}; run `openlfr watchlist reembed {shlex.quote(watchlist)}` first"
+    )
 
 
 def authorise(

@@ -19,6 +19,7 @@ from openlfr.services import watchlists
 from openlfr.services.context import Context
 from openlfr.services.live import resolve_threshold
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
+from openlfr.vision.engine import model_id_for
 
 
 def apply(row: object, changes: dict[str, Any]) -> None:
@@ -99,11 +100,14 @@ def authorise(
         raise TransitionRefused("only a person can authorise a deployment")
     max_hours = ctx.settings.deployment_max_window_hours
     apply(row, deployments.authorise(row, ctx.actor, role, justification, moment, max_hours))
-    people = watchlists.active_people(db, row.watchlist_name, moment)
+    # The snapshot holds the embeddings of the model this installation matches with, and must hold everyone.
+    model_id = model_id_for(ctx.settings)
+    people = watchlists.active_people(db, row.watchlist_name, moment, model_id)
     if not people:
         raise TransitionRefused(f"watchlist {row.watchlist_name!r} has nobody on it who has not expired")
+    missing = [person.reference_id for person in people if not person.images]
+    deployments.check_snapshot_complete(row.watchlist_name, model_id, missing)
     size = 0
-    model_ids: set[str] = set()
     for person in people:
         snap = SnapshotPerson(
             deployment_id=row.id,
@@ -126,13 +130,8 @@ def authorise(
                     source_image_id=image.image_id,
                 )
             )
-            model_ids.add(image.model_id)
             size += 1
-    if size == 0:
-        raise TransitionRefused(f"watchlist {row.watchlist_name!r} has no reference images")
-    if len(model_ids) != 1:
-        raise TransitionRefused(f"watchlist {row.watchlist_name!r} mixes embedding models: {sorted(model_ids)}")
-    chosen, note = resolve_threshold(ctx.settings, model_ids.pop(), size, row.threshold, row.target_fpir)
+    chosen, note = resolve_threshold(ctx.settings, model_id, size, row.threshold, row.target_fpir)
     row.snapshot_taken_at = moment
     row.watchlist_size = size
     row.effective_threshold = chosen

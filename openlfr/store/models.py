@@ -73,7 +73,8 @@ class Person(Base):
 class ReferenceImage(Base):
     __tablename__ = "reference_images"
     __table_args__ = (
-        sa.UniqueConstraint("person_id", "sha256", name="uq_reference_images_file"),
+        # One row per photo and embedding model (``openlfr watchlist reembed`` adds the current model's).
+        sa.UniqueConstraint("person_id", "sha256", "model_id", name="uq_reference_images_file"),
         sa.Index("ix_reference_images_person_model", "person_id", "model_id"),
     )
 

@@ -123,8 +123,9 @@ def watchlist_exists(session: Session, name: str) -> bool:
     return session.scalar(sa.select(Watchlist.id).where(Watchlist.name == name)) is not None
 
 
-def active_people(session: Session, name: str, now: datetime) -> list[ListedPerson]:
-    """Everyone on the named watchlist who has not expired, with their reference images and embeddings."""
+def active_people(session: Session, name: str, now: datetime, model_id: str | None = None) -> list[ListedPerson]:
+    """Everyone on the named watchlist who has not expired, with their reference images and embeddings (only
+    those of ``model_id`` when given: a person with none of that model comes back with no images)."""
     people = session.scalars(
         sa.select(Person)
         .join(Watchlist, Person.watchlist_id == Watchlist.id)
@@ -140,7 +141,11 @@ def active_people(session: Session, name: str, now: datetime) -> list[ListedPers
             category=p.category,
             expires_at=p.expires_at,
             reason=p.reason,
-            images=[ListedImage(i.id, i.face_jpeg, np.asarray(i.embedding), i.model_id) for i in p.images],
+            images=[
+                ListedImage(i.id, i.face_jpeg, np.asarray(i.embedding), i.model_id)
+                for i in p.images
+                if model_id is None or i.model_id == model_id
+            ],
         )
         for p in people
     ]
@@ -154,11 +159,15 @@ def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummar
         .group_by(Person.watchlist_id)
         .subquery()
     )
-    images = (
-        sa.select(Person.watchlist_id, sa.func.count(ReferenceImage.id).label("images"))
+    # Photos, not rows: a re-embedded photo has one row per model.
+    photos = (
+        sa.select(Person.watchlist_id, ReferenceImage.person_id, ReferenceImage.sha256)
         .join(ReferenceImage, ReferenceImage.person_id == Person.id)
-        .group_by(Person.watchlist_id)
+        .distinct()
         .subquery()
+    )
+    images = (
+        sa.select(photos.c.watchlist_id, sa.func.count().label("images")).group_by(photos.c.watchlist_id).subquery()
     )
     rows = session.execute(
         sa.select(Watchlist, people.c.active, people.c.expired, images.c.images)
