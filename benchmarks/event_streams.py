@@ -5,7 +5,8 @@ long a new alert, written by another process as a camera's pipeline would, takes
 (target < 1 s).
 
     .venv/bin/python benchmarks/event_streams.py [--streams 100] [--requests 2000] [--concurrency 20]
-        [--database-url postgresql://...]   (default: SQLite in a temporary data directory)
+        [--postgres | --database-url postgresql://...]   (default: SQLite in a temporary data directory;
+        --postgres starts a throwaway PostgreSQL from the Debian package, as the tests do)
 """
 
 from __future__ import annotations
@@ -37,9 +38,20 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL for the run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openlfr-bench-events-") as folder:
-        return run(Path(folder), args)
+        if not args.postgres:
+            return run(Path(folder), args)
+        from tests.postgres import start_postgres, stop_postgres
+
+        server = start_postgres()
+        try:
+            server.admin('CREATE DATABASE "bench_events"')
+            args.database_url = server.url("bench_events")
+            return run(Path(folder), args)
+        finally:
+            stop_postgres(server)
 
 
 def run(folder: Path, args: argparse.Namespace) -> int:
