@@ -24,6 +24,7 @@ from openlfr.store import Store, open_store
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, ReferenceImage, Watchlist
+from openlfr.vision.engine import model_id_for
 from tests.postgres import PostgresServer
 from tests.storekit import reference_image_row
 
@@ -253,7 +254,9 @@ def listed_with_photo(store: Store, photo: bytes, now: datetime) -> None:
             added_at=now,
             expires_at=now + timedelta(days=1),
         )
-        person.images.append(reference_image_row(np.ones(128, np.float32), "m", "a" * 64, face_jpeg=photo))
+        # Of the installation's model: a deployment's snapshot takes only that model's embeddings.
+        model_id = model_id_for(get_settings())
+        person.images.append(reference_image_row(np.ones(128, np.float32), model_id, "a" * 64, face_jpeg=photo))
         db.add(watchlist)
 
 
