@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import StatementError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -245,6 +246,13 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
 
     for error_type, status in PLAIN_ANSWERS.items():
         app.add_exception_handler(error_type, plain(status))
+
+    @app.exception_handler(StatementError)
+    async def _store_refused(request: Request, exc: StatementError) -> Response:
+        # A value the store's own types refuse (a time outside the calendar in UTC) comes wrapped by SQLAlchemy.
+        if isinstance(exc.orig, OpenLFRError):
+            return answer(request, int(getattr(exc.orig, "status", 400)), str(exc.orig))
+        return await _internal(request, exc)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Response:
