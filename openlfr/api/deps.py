@@ -159,6 +159,8 @@ PhotoSearcherPrincipal = Annotated[Principal, Depends(allow(*SEARCHES_PHOTOS))]
 AuditReaderPrincipal = Annotated[Principal, Depends(allow(*READS_AUDIT))]
 # An event stream's viewer: checked, then no database connection held while the stream lasts.
 StreamViewerPrincipal = Annotated[Principal, Depends(allow_briefly(*SEES_ALERTS))]
+# An enrolment upload's admin: checked before the body is read, and no connection held while photos are analysed.
+UploadingAdminPrincipal = Annotated[Principal, Depends(allow_briefly(A))]
 
 # Who changes something. ``scope="function"``: the commit runs before the answer is sent, so no client is told of
 # a change that was not kept.

@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from openlfr.api.deps import DB, AdminPrincipal, AdminWrite, DrafterPrincipal, committed, context, server
+from openlfr.api.deps import (
+    DB,
+    AdminWrite,
+    DrafterPrincipal,
+    UploadingAdminPrincipal,
+    committed,
+    context,
+    server,
+)
 from openlfr.api.enrol_upload import ENROL_FORM_SCHEMA, read_enrol_form
 from openlfr.api.schemas import (
     EnrolledOut,
@@ -32,7 +40,7 @@ def create_watchlist(body: WatchlistIn, write: AdminWrite) -> WatchlistNameOut:
 
 
 @router.post("/watchlists/{name}/people", status_code=201, openapi_extra=ENROL_FORM_SCHEMA)
-async def enrol_person(name: str, request: Request, principal: AdminPrincipal) -> EnrolledOut:
+async def enrol_person(name: str, request: Request, principal: UploadingAdminPrincipal) -> EnrolledOut:
     """Enrol a person from uploaded photos (multipart: the fields and ``images``), held in memory only; the
     caller is authenticated before the body is read."""
     state = server(request)
