@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     expired_entry_retention_seconds: float = 7 * 24 * 3600
     retention_interval_seconds: float = 30.0  # how often the server enforces retention
     deployment_max_window_hours: float = Field(default=24.0, gt=0)  # a longer window is refused at authorisation
+    # A worker holds each camera it runs under a lease of this many seconds, renewed every sixth of it; a dead
+    # worker's cameras are taken over by another within it (services/deployment_runs.py).
+    camera_lease_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)
+    worker_name: str = ""  # how this machine signs its camera leases; empty: the host name
     require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
     tile_blur_scene: bool = True  # camera tiles: pixelate the whole picture but alerted faces (detectors miss faces)
 

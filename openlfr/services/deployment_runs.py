@@ -26,6 +26,14 @@ next id). A pipeline starting on a camera with progress continues it: a file fro
 ``RESUME_OVERLAP_S`` (so tracks form again before the point), a live stream live; track ids continue (never
 given twice within (deployment, camera)); and each person's cooldown starts from their last stored alert on
 that camera, so the track a resume creates for someone alerted just before the crash stays quiet.
+
+Several processes on one database (``serve`` and any number of ``openlfr worker``, on any machines) share the
+work by camera: a run is one camera of one deployment, started only by the process that holds the camera's lease
+(``camera_progress.held_by``, see ``openlfr.store.progress_models``), renewed every ``lease_s / 6`` seconds. A
+holder that dies stops renewing; another process takes the camera over once the lease has run out, so within
+``lease_s + POLL_S`` seconds (``OPENLFR_CAMERA_LEASE_SECONDS``, default 30) plus its pipeline's start, and
+resumes it from the stored progress. A holder that cannot renew for ``lease_s`` (its database gone) stops the
+camera itself, so two processes never analyse one camera at once.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import Deployment
-from openlfr.store.progress_models import count_run, load_progress, save_progress
+from openlfr.store.progress_models import camera_notes, claim, count_run, load_progress, release, save_progress
 from openlfr.stream.runner import CameraResume, CameraState
 from openlfr.stream.source import CameraConfig, SourceKind
 from openlfr.stream.worker import FrameView
@@ -89,8 +97,20 @@ class DeploymentRun:
     """One deployment's cameras, analysed by the live pipeline's runner (one process per camera), restarted with
     backoff when it fails, until stopped, the window closes or every camera's source has ended."""
 
-    def __init__(self, store: Store, settings: Settings, deployment_id: int, tiles: TileBoard) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        deployment_id: int,
+        tiles: TileBoard,
+        camera: str | None = None,
+        holder: str | None = None,
+    ) -> None:
         self.store, self.settings, self.deployment_id, self.tiles = store, settings, deployment_id, tiles
+        self.camera, self.holder = camera, holder  # one camera under its lease; None: every camera, no lease
+        self.lease_s = float(settings.camera_lease_seconds)
+        self._renewed_at = time.monotonic()
+        self.source_ended = False
         self.guard = MatchGuard(_load_facts(store, deployment_id))
         self.ctx = Context.system(settings, audit_key(settings))
         self.thread: threading.Thread | None = None
@@ -154,7 +174,8 @@ class DeploymentRun:
                 held_max=HELD_ALERTS_MAX,
                 on_incident=self._database_trouble,
             )
-        cameras, resume = self._resume([camera_of(record, CameraDefaults()) for record in snapshot.cameras])
+        records = [r for r in snapshot.cameras if self.camera is None or str(r["name"]) == self.camera]
+        cameras, resume = self._resume([camera_of(record, CameraDefaults()) for record in records])
         for camera in cameras:
             self.note(camera.name, "starting")
         # A file stands in for a camera (tests, demonstrations): play it at its own pace, as a camera would.
@@ -271,6 +292,7 @@ class DeploymentRun:
         for name in summary.cameras:
             if name not in errors:
                 self.note(name, "the source ended")
+        self.source_ended = not errors
         return "; ".join(errors.values()) if errors else None
 
     def _window_open(self) -> bool:
@@ -307,6 +329,8 @@ class DeploymentRun:
             notes = dict(self.notes)
         return {
             "deployment": self.deployment_id,
+            "camera": self.camera,
+            "held_by": self.holder,
             "state": self.state,
             "restarts": self.restarts,
             "last_failure": self.last_failure,
@@ -374,10 +398,42 @@ class DeploymentRun:
     def _keep_books(self) -> None:
         while True:
             finished = not (self.thread is not None and self.thread.is_alive())
+            if not finished:
+                self._renew_lease()
             clean = self._write_books(force=finished)
             if (finished and clean) or self._abandon.is_set():
-                return
+                break
             time.sleep(BOOKS_S)
+        if self.camera is not None and self.holder is not None:
+            try:
+                with self.store.session() as db:
+                    release(db, self.deployment_id, self.camera, self.holder, ended=self.source_ended)
+            except Exception as exc:  # the lease runs out by itself
+                log.warning("deployment %d: cannot give back camera %s: %s", self.deployment_id, self.camera, exc)
+
+    def _renew_lease(self) -> None:
+        """Keep the camera's lease; stop the camera when it is lost, or cannot be renewed before it runs out."""
+        if self.camera is None or self.holder is None or self._stop.is_set():
+            return
+        if time.monotonic() - self._renewed_at < self.lease_s / 6:
+            return
+        try:
+            with self.store.session() as db:
+                held = claim(db, self.deployment_id, self.camera, self.holder, self.lease_s)
+        except Exception as exc:
+            if time.monotonic() - self._renewed_at < self.lease_s * 0.9:
+                return  # (the bookkeeping reports the database's trouble)
+            reason = f"cannot renew the lease of camera {self.camera} ({_first_line(exc)}): stopped here"
+        else:
+            if held:
+                self._renewed_at = time.monotonic()
+                return
+            reason = f"camera {self.camera} is held by another worker now: stopped here"
+        log.warning("deployment %d: %s", self.deployment_id, reason)
+        self.note("", reason)
+        self._stop.set()
+        if self.runner is not None:
+            self.runner.stop()
 
     def _write_books(self, force: bool = False) -> bool:
         """Write the note, the counts and the audit entries that wait; True when nothing waits any more."""
@@ -388,6 +444,8 @@ class DeploymentRun:
             if dirty:
                 try:
                     with self.store.session() as db:
+                        if self.camera is not None:  # the page shows the notes of every camera's run
+                            joined = camera_notes(db, self.deployment_id, self.camera, joined[:2000])
                         db.execute(
                             update(Deployment)
                             .where(Deployment.id == self.deployment_id)

@@ -4,6 +4,9 @@ exactly the deployments that ``may_match`` allows now, and stops each within a s
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from typing import Any
 
 from openlfr.services import deployments
@@ -13,6 +16,7 @@ from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.db import StoreError
+from openlfr.store.progress_models import CameraProgress, claim, expire_lease
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +27,12 @@ class Scheduler(Periodic):
     def __init__(self, store: Store, settings: Settings, tiles: TileBoard, poll_s: float = POLL_S) -> None:
         super().__init__("openlfr-scheduler", poll_s)
         self.store, self.settings, self.tiles = store, settings, tiles
-        self.runs: dict[int, DeploymentRun] = {}
+        # Who holds leases: unique per process, and says where it runs (for the operator).
+        self.machine = (settings.worker_name or socket.gethostname()).replace(":", "-")
+        self.holder = f"{self.machine}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:200]
+        self.runs: dict[tuple[int, str], DeploymentRun] = {}
         self.ended: list[DeploymentRun] = []  # stopped or finished, perhaps still writing what they hold
-        self.finished: set[int] = set()  # ran to the end of their sources: not restarted
+        self.finished: set[tuple[int, str]] = set()  # ran to the end of their sources: not restarted
 
     def stop(self) -> None:
         super().stop()
@@ -37,6 +44,33 @@ class Scheduler(Periodic):
     def live_deployments(self) -> set[int]:
         with self.store.session() as db:
             return {row.id for row in deployments.live_deployments(db)}
+
+    def live_cameras(self) -> set[tuple[int, str]]:
+        with self.store.session() as db:
+            return {(row.id, str(camera["name"])) for row in deployments.live_deployments(db) for camera in row.cameras}
+
+    def _holder_died(self, deployment_id: int, camera: str) -> bool:
+        """Whether the camera's holder is a process of this machine that is gone (its lease then ends now: a
+        restarted server takes its cameras back at once instead of waiting the lease out)."""
+        with self.store.session() as db:
+            row = db.get(CameraProgress, (deployment_id, camera))
+            holder = row.held_by if row is not None else None
+            if holder is None:
+                return False
+            host, _, rest = holder.partition(":")
+            pid_text = rest.partition(":")[0]
+            if host != self.machine or not pid_text.isdigit() or holder == self.holder:
+                return False
+            try:
+                os.kill(int(pid_text), 0)
+                return False  # alive (or not ours to judge)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                return False
+            expire_lease(db, deployment_id, camera, holder)
+            log.warning("scheduler: camera %s of deployment %d: its holder %s is gone", camera, deployment_id, holder)
+            return True
 
     def status(self) -> list[dict[str, Any]]:
         """Every run this process has, live or still writing: for ``/health``."""
@@ -52,22 +86,37 @@ class Scheduler(Periodic):
     def tick(self) -> None:
         self.ended = [run for run in self.ended if run.alive or (run.books is not None and run.books.is_alive())]
         try:
-            live = self.live_deployments()
+            live = self.live_cameras()
         except StoreError as exc:  # the runs go on; they hold what they cannot write
             log.warning("scheduler: cannot read the deployments: %s", exc)
             return
-        for deployment_id in list(self.runs):
-            run = self.runs[deployment_id]
-            if deployment_id not in live:
+        for key in list(self.runs):
+            run = self.runs[key]
+            if key not in live:
                 run.note("", "stopped: the deployment may no longer match")
                 run.stop()
-                del self.runs[deployment_id]
+                del self.runs[key]
                 self.ended.append(run)
-            elif not run.alive:
-                del self.runs[deployment_id]
+            elif not run.alive or run.state == "stopped":  # ended, or gave its camera up (lease)
+                del self.runs[key]
                 self.ended.append(run)
-                self.finished.add(deployment_id)
-        for deployment_id in live - set(self.runs) - self.finished:
-            run = DeploymentRun(self.store, self.settings, deployment_id, self.tiles)
+                if run.source_ended:
+                    self.finished.add(key)
+        for key in sorted(live - set(self.runs) - self.finished):
+            deployment_id, camera = key
+            if any(r.deployment_id == deployment_id and r.camera == camera and r.alive for r in self.ended):
+                continue  # still writing what it holds
+            try:
+                with self.store.session() as db:
+                    held = claim(db, deployment_id, camera, self.holder, float(self.settings.camera_lease_seconds))
+            except StoreError as exc:
+                log.warning("scheduler: cannot take camera %s of deployment %d: %s", camera, deployment_id, exc)
+                continue
+            if not held and self._holder_died(deployment_id, camera):
+                with self.store.session() as db:
+                    held = claim(db, deployment_id, camera, self.holder, float(self.settings.camera_lease_seconds))
+            if not held:
+                continue  # another process runs it
+            run = DeploymentRun(self.store, self.settings, deployment_id, self.tiles, camera, self.holder)
             run.start()
-            self.runs[deployment_id] = run
+            self.runs[key] = run

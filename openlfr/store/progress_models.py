@@ -2,13 +2,20 @@
 replaying: a file from the last frame whose alerts are committed (less an overlap), a live stream live; the
 tracker's next id, so a track id is never given twice within (deployment, camera) and the sighting key
 (deployment, camera, track, person) keeps meaning one sighting. Counts and positions only: nothing of a face.
+
+The row is also the camera's lease: several ``openlfr worker`` processes (and ``serve``) on one database share
+the cameras of live deployments, each camera held by one of them (``held_by``) until ``lease_until``. A holder
+renews its lease every few seconds; one that dies stops renewing and another takes the camera over once the
+lease has run out. Taking and renewing is one conditional UPDATE (row-locked on PostgreSQL, under the database
+lock on SQLite), so two workers can never both hold a camera.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from openlfr.clock import utc_now
@@ -24,6 +31,10 @@ class CameraProgress(Base):
     next_track_id: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
     runs: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)  # pipelines started on this camera
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utc_now)
+    held_by: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)  # the worker running it
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
+    note: Mapped[str | None] = mapped_column(sa.Text, nullable=True)  # what the operator should know
 
 
 def load_progress(session: Session, deployment_id: int) -> dict[str, CameraProgress]:
@@ -54,3 +65,77 @@ def save_progress(session: Session, deployment_id: int, camera: str, media_time_
         row.media_time_s = max(row.media_time_s, media_time_s)
         row.next_track_id = max(row.next_track_id, next_track_id)
     row.updated_at = utc_now()
+
+
+def claim(session: Session, deployment_id: int, camera: str, holder: str, lease_s: float) -> bool:
+    """Take or renew the camera's lease for ``holder`` (True), unless another holds it still or its source ended."""
+    now = utc_now()
+    if session.get(CameraProgress, (deployment_id, camera)) is None:
+        try:
+            with session.begin_nested():
+                session.add(CameraProgress(deployment_id=deployment_id, camera=camera, runs=0, updated_at=now))
+        except sa_exc.IntegrityError:  # another worker made the row first: the UPDATE below decides
+            pass
+    taken = session.execute(
+        sa.update(CameraProgress)
+        .where(
+            CameraProgress.deployment_id == deployment_id,
+            CameraProgress.camera == camera,
+            CameraProgress.ended.is_(False),
+            sa.or_(
+                CameraProgress.held_by.is_(None),
+                CameraProgress.held_by == holder,
+                CameraProgress.lease_until < now,
+            ),
+        )
+        .values(held_by=holder, lease_until=now + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(taken, "rowcount", 0) or 0) == 1
+
+
+def release(session: Session, deployment_id: int, camera: str, holder: str, ended: bool = False) -> None:
+    """Give the lease back (``ended``: the camera's source ended, nobody is to take it up again)."""
+    values: dict[str, object] = {"held_by": None, "lease_until": None}
+    if ended:
+        values["ended"] = True
+    session.execute(
+        sa.update(CameraProgress)
+        .where(
+            CameraProgress.deployment_id == deployment_id,
+            CameraProgress.camera == camera,
+            CameraProgress.held_by == holder,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def camera_notes(session: Session, deployment_id: int, camera: str, note: str) -> str:
+    """Store one camera's note; the notes of all the deployment's cameras, joined, for its page."""
+    session.execute(
+        sa.update(CameraProgress)
+        .where(CameraProgress.deployment_id == deployment_id, CameraProgress.camera == camera)
+        .values(note=note)
+        .execution_options(synchronize_session=False)
+    )
+    notes = session.scalars(
+        sa.select(CameraProgress.note)
+        .where(CameraProgress.deployment_id == deployment_id, CameraProgress.note.is_not(None))
+        .order_by(CameraProgress.camera)
+    )
+    return "; ".join(n for n in notes if n)
+
+
+def expire_lease(session: Session, deployment_id: int, camera: str, holder: str) -> None:
+    """End a lease now, if ``holder`` still has it (its process is known to be gone)."""
+    session.execute(
+        sa.update(CameraProgress)
+        .where(
+            CameraProgress.deployment_id == deployment_id,
+            CameraProgress.camera == camera,
+            CameraProgress.held_by == holder,
+        )
+        .values(lease_until=utc_now() - timedelta(seconds=1))
+        .execution_options(synchronize_session=False)
+    )
