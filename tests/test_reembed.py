@@ -280,3 +280,18 @@ def test_the_api_route_is_for_admins(monkeypatch: pytest.MonkeyPatch, astronaut:
     assert entry.actor == "ann"
     assert login(application, "ann").post("/api/watchlists/nobody/reembed").status_code == 404
     application.state.server.store.close()
+
+
+def test_the_refusal_names_the_first_few_and_counts_the_rest() -> None:
+    from openlfr.governance.deployments import MISSING_NAMED, check_snapshot_complete
+
+    check_snapshot_complete("w", DEFAULT, [])  # nobody missing: no refusal
+    missing = [f"P{i:03d}" for i in range(12)]
+    with pytest.raises(TransitionRefused) as refused:
+        check_snapshot_complete("high street", DEFAULT, missing)
+    message = str(refused.value)
+    assert ", ".join(missing[:MISSING_NAMED]) + f" and {12 - MISSING_NAMED} more" in message
+    assert missing[MISSING_NAMED] not in message and "has 12 listed people" in message
+    assert "`openlfr watchlist reembed 'high street'`" in message
+    with pytest.raises(TransitionRefused, match="has 1 listed person with no"):
+        check_snapshot_complete("w", DEFAULT, ["P1"])
