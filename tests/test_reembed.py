@@ -28,7 +28,7 @@ from openlfr.services import deployments
 from openlfr.services.context import Context
 from openlfr.services.enrolment import enrol_person
 from openlfr.services.reembed import reembed_watchlist
-from openlfr.services.watchlists import create_watchlist
+from openlfr.services.watchlists import create_watchlist, remove_person
 from openlfr.settings import Settings, get_settings
 from openlfr.store import Store, open_store
 from openlfr.store.governance_models import AuditEntry, SnapshotImage
@@ -187,6 +187,8 @@ def test_a_dlib_watchlist_is_refused_until_reembedded(
     with store.session() as db:
         models = list(db.scalars(sa.select(SnapshotImage.model_id).where(SnapshotImage.deployment_id == second)))
     assert models == [DLIB] * len(people)
+    with store.session() as db:  # a photo is counted once, whatever number of models it has rows of
+        assert remove_person(db, acting(settings, "ann", Role.ADMIN), WATCHLIST, "eileen") == 1
     store.close()
 
 

@@ -169,13 +169,14 @@ def add(
     with store.session() as session:
         enrolled = enrol_person(session, ctx, name, details, results, allow_duplicate=allow_duplicate, now=now)
         summary = _person_json(enrolled, now)
+        photos_in_all = len({image.sha256 for image in enrolled.images})  # a re-embedded photo has a row per model
     if as_json:
         typer.echo(json.dumps({"watchlist": name, **summary}))
     else:
         added = len(results)
         typer.echo(
             f"enrolled {summary['id']} ({summary['name']}) on {name!r}: {added} photo(s) added, "
-            f"{len(summary['images'])} in all; searched until {shown(enrolled.expires_at)}"
+            f"{photos_in_all} in all; searched until {shown(enrolled.expires_at)}"
         )
 
 

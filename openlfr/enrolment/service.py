@@ -266,7 +266,7 @@ def remove_person(session: Session, watchlist: Watchlist, reference_id: str) -> 
     person = find_person(session, watchlist, reference_id)
     if person is None:
         raise StoreError(f"nobody with id {reference_id!r} on watchlist {watchlist.name!r}")
-    count = len(person.images)
+    count = len({image.sha256 for image in person.images})  # photos, not rows: a re-embedded one has a row per model
     session.delete(person)
     session.flush()
     return count
