@@ -18,7 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from openlfr.api import answers
 from openlfr.api.deps import DB, PhotoSearcherPrincipal, committed, context, server
-from openlfr.api.enrol_upload import safe_filename
+from openlfr.api.enrol_upload import check_picture_size, safe_filename
 from openlfr.api.schemas import PhotoSearchOut
 from openlfr.enrolment.gate import parse_face_choice
 from openlfr.errors import UploadRefused, UploadTooLarge
@@ -116,6 +116,7 @@ async def search(request: Request, principal: PhotoSearcherPrincipal) -> PhotoSe
     state = server(request)
     form = await read_search_form(request, state.settings.max_upload_bytes)
     asked = form.request.checked()  # before the photo is decoded: a refused search does nothing
+    check_picture_size(form.image_name, form.image, state.settings.max_upload_pixels)  # from the header alone
 
     def work() -> PhotoSearchOut:
         pixels = decode_rgb(form.image, form.image_name, state.settings.max_image_pixels)
