@@ -107,9 +107,10 @@ class Settings(BaseSettings):
     # reaches this is refused as a duplicate. 0.8 is a cosine of 0.95 for dlib's model; on LFW that is 3e-5 of
     # different-person pairs, 2/3 of same-person pairs of different photos, and every re-use of a photo.
     enrol_duplicate_score: float = 0.8
-    # Detect on a copy no larger than this (long side, px) and analyse the face at full resolution:
-    # a 2048 px portrait takes 1.3 s to scan at full size.
-    enrol_detect_max_side: int = 1280
+    # Detect on a copy no larger than this (long side, px) and analyse the face at full resolution. RetinaFace's
+    # anchors reach 512 px: a portrait's face detected at a larger scale breaks into several boxes (the shared
+    # gallery at 1280 px: 3 and 2 "faces" in two single-person photos; at 960 and 640 px: one each).
+    enrol_detect_max_side: int = 640
     watchlist_entry_days: float = 30.0  # default life of a watchlist entry when `--expires` is not given
 
     # Operator server (`openlfr serve`)

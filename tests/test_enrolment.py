@@ -29,6 +29,7 @@ from openlfr.store.watchlists import active_references, get_watchlist
 from openlfr.vision.engine import FaceEngine, build_engine
 from openlfr.vision.types import Box, Quality
 from tests.enrol_photos import Photos, make_photos
+from tests.serverkit import MODEL_DIMENSION
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = Settings()
@@ -212,7 +213,7 @@ def test_expired_people_are_left_out_of_search_and_of_duplicate_checks(
     with store.session() as session:
         watchlist = get_watchlist(session, "wl")
         active = active_references(session, watchlist.id, enrol_engine.model_id, NOW)
-        assert active.size == 1 and active.embeddings.shape == (1, 128)
+        assert active.size == 1 and active.embeddings.shape == (1, MODEL_DIMENSION)
         assert active.people[active.person_ids[0]].reference_id == "A"
         assert active_references(session, watchlist.id, enrol_engine.model_id, NOW + timedelta(hours=1)).size == 0
         assert active_references(session, watchlist.id, "another-model", NOW).size == 0

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_data
+from tests.serverkit import MODEL_DIMENSION
 from tests.streamkit import openlfr_env, run_openlfr
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
@@ -93,11 +94,11 @@ def test_hamilton_alerts_for_the_listed_performer_only(tmp_path: Path) -> None:
 
 # ----- no trace -----
 
-EMBEDDING_DIMENSION = 128
+EMBEDDING_DIMENSION = MODEL_DIMENSION  # the default model's width: what a leaked embedding would look like
 
 
 def embedding_like(blob: bytes) -> set[tuple[float, ...]]:
-    """Every run of 128 float32 values anywhere in ``blob`` that looks like a unit-norm face embedding."""
+    """Every run of EMBEDDING_DIMENSION float32 values anywhere in ``blob`` that looks like a unit-norm embedding."""
     found: set[tuple[float, ...]] = set()
     for offset in range(4):
         usable = (len(blob) - offset) // 4
@@ -110,7 +111,7 @@ def embedding_like(blob: bytes) -> set[tuple[float, ...]]:
         norms = squares[EMBEDDING_DIMENSION:] - squares[:-EMBEDDING_DIMENSION]
         for start in np.nonzero(np.abs(norms - 1.0) < 1e-3)[0]:
             window = values[start : start + EMBEDDING_DIMENSION]
-            if np.count_nonzero(np.abs(window) > 1e-4) > 100 and np.abs(window).max() < 0.6:
+            if np.count_nonzero(np.abs(window) > 1e-4) > 0.8 * EMBEDDING_DIMENSION and np.abs(window).max() < 0.6:
                 found.add(tuple(np.round(window, 4)))
     return found
 
