@@ -43,6 +43,15 @@ _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(day
 
 ByOption = Annotated[str | None, typer.Option("--by", help="Who is doing this (default: your login name).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+# The listing's fields that `add` and `import` both take.
+ReasonOption = Annotated[str, typer.Option(help="Why they are listed.")]
+LegalBasisOption = Annotated[str, typer.Option(help="The power relied on, and where the photos come from.")]
+ExpiresOption = Annotated[
+    str | None, typer.Option(help="When they stop being searched: 30d, 2w, a date or a date-time.")
+]
+AllowDuplicateOption = Annotated[
+    bool, typer.Option("--allow-duplicate", help="Enrol even if they look like someone already listed.")
+]
 
 
 def parse_when(text: str, now: datetime) -> datetime:
@@ -125,17 +134,13 @@ def add(
     image: Annotated[
         list[Path] | None, typer.Option("--image", help="A reference photo (repeat, or list several).")
     ] = None,
-    reason: Annotated[str, typer.Option(help="Why they are listed.")] = "",
-    legal_basis: Annotated[str, typer.Option(help="The power relied on, and where the photo comes from.")] = "",
-    expires: Annotated[
-        str | None, typer.Option(help="When they stop being searched: 30d, 2w, a date or a date-time.")
-    ] = None,
+    reason: ReasonOption = "",
+    legal_basis: LegalBasisOption = "",
+    expires: ExpiresOption = None,
     face: Annotated[
         str | None, typer.Option(help="Which face if a photo shows several: N from the left, or 'largest'.")
     ] = None,
-    allow_duplicate: Annotated[
-        bool, typer.Option("--allow-duplicate", help="Enrol even if they look like someone already listed.")
-    ] = False,
+    allow_duplicate: AllowDuplicateOption = False,
     by: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:

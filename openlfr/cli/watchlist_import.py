@@ -12,8 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from openlfr.cli.watchlist import (
+    AllowDuplicateOption,
     ByOption,
+    ExpiresOption,
     JsonOption,
+    LegalBasisOption,
+    ReasonOption,
     acting,
     check_category,
     configured_store,
@@ -40,17 +44,13 @@ def import_(
     category: Annotated[
         str, typer.Option(help=f"Category for everyone imported: {', '.join(CATEGORY_VALUES)}.")
     ] = "other",
-    reason: Annotated[str, typer.Option(help="Why they are listed.")] = "",
-    legal_basis: Annotated[str, typer.Option(help="The power relied on, and where the photos come from.")] = "",
-    expires: Annotated[
-        str | None, typer.Option(help="When they stop being searched: 30d, 2w, a date or a date-time.")
-    ] = None,
+    reason: ReasonOption = "",
+    legal_basis: LegalBasisOption = "",
+    expires: ExpiresOption = None,
     face: Annotated[
         str | None, typer.Option(help="'largest' to take the biggest face of a photo with several.")
     ] = None,
-    allow_duplicate: Annotated[
-        bool, typer.Option("--allow-duplicate", help="Enrol even if someone looks like a listed person.")
-    ] = False,
+    allow_duplicate: AllowDuplicateOption = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Processes analysing photos.")] = 2,
     by: ByOption = None,
     as_json: JsonOption = False,
