@@ -10,16 +10,15 @@ from openlfr.errors import OpenLFRError
 from openlfr.watchlist.calibration import (
     CalibrationError,
     CalibrationTable,
-    ImpostorAccumulator,
     choose_threshold,
     exceedance,
     fmr_for_fpir,
     fpir,
     load_calibration,
     parse_rate,
-    table_from_embeddings,
     user_table_path,
 )
+from openlfr.watchlist.calibration_build import ImpostorAccumulator, table_from_embeddings
 from openlfr.watchlist.score import match_score
 from tests.conftest import require_data
 

@@ -14,9 +14,9 @@ from openlfr.watchlist.calibration import (
     CalibrationTable,
     choose_threshold,
     now_iso,
-    table_from_embeddings,
     user_table_path,
 )
+from openlfr.watchlist.calibration_build import table_from_embeddings
 
 SUMMARY_FMRS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 SUMMARY_WATCHLISTS = (1_000, 10_000, 16_000)

@@ -28,7 +28,8 @@ import numpy as np
 from openlfr.bench.lfw_cache import LfwEmbeddings, cached_lfw_embeddings, lfw_identities, resolve_lfw
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
-from openlfr.watchlist.calibration import ImpostorAccumulator, choose_threshold, load_calibration
+from openlfr.watchlist.calibration import choose_threshold, load_calibration
+from openlfr.watchlist.calibration_build import ImpostorAccumulator
 from openlfr.watchlist.search import Gallery
 
 FPIR_POINTS = (1e-1, 1e-2, 1e-3)

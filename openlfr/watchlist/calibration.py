@@ -18,24 +18,27 @@ at the last trusted point. On LFW with dlib's model the probit is straight to wi
 FMR 1e-3..1e-6, while a straight line in log FMR visibly bends; and the measured points past 1e-6 are
 LFW's own label errors (one person filed under two spellings, a mislabelled photo, twins), not a tail
 to follow. A choice that relies on the fitted tail says so (``extrapolated``).
+
+Building a table from impostor scores is :mod:`openlfr.watchlist.calibration_build`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import tempfile
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 
+from openlfr.clock import utc_now
 from openlfr.errors import OpenLFRError
-from openlfr.watchlist.score import cosine_from_score, score_floor
+from openlfr.watchlist.score import score_floor
 
 FORMAT = "openlfr-calibration/1"
 GRID_STEP = 0.001  # score thresholds 0.000, 0.001, ..., 1.000
@@ -167,9 +170,6 @@ class CalibrationTable:
             raise CalibrationError(f"{origin}: malformed calibration table ({exc})") from exc
 
     def save(self, path: Path) -> None:
-        import os
-        import tempfile
-
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(dir=path.parent, suffix=".part")
         with os.fdopen(handle, "w") as out:
@@ -187,134 +187,6 @@ class CalibrationTable:
         if not isinstance(document, dict):
             raise CalibrationError(f"{path}: not a calibration table")
         return cls.from_json(document, str(path))
-
-
-# ----- building a table from impostor scores -----
-
-
-class ImpostorAccumulator:
-    """Counts impostor cosines per score-threshold bin, chunk by chunk (87M LFW pairs never sit in memory).
-
-    ``weights`` let every pair of *people* count once however many images each has (1 / (n_i * n_j) per
-    image pair); without them every image pair counts once.
-    """
-
-    def __init__(self, model_id: str, step: float = GRID_STEP) -> None:
-        self.model_id = model_id
-        self.thresholds = score_grid(step)
-        self._cosine_edges = cosine_from_score(self.thresholds, model_id)
-        self._cosine_edges[0] = -np.inf  # every score reaches 0: scores below the floor are clipped to it
-        self._weighted = np.zeros(len(self.thresholds) + 1, np.float64)
-        self._counts = np.zeros(len(self.thresholds) + 1, np.int64)
-        self.total_weight = 0.0
-        self.total_pairs = 0
-
-    def add(self, cosines: np.ndarray, weights: np.ndarray | None = None) -> None:
-        values = np.asarray(cosines, np.float64).ravel()
-        # bin j holds cosines with edges[j-1] <= c < edges[j]: they reach thresholds 0..j-1
-        bins = np.searchsorted(self._cosine_edges, values, side="right")
-        size = len(self.thresholds) + 1
-        self._counts += np.bincount(bins, minlength=size)
-        if weights is None:
-            self._weighted += np.bincount(bins, minlength=size)
-            self.total_weight += values.size
-        else:
-            w = np.broadcast_to(np.asarray(weights, np.float64), np.shape(cosines)).ravel()
-            self._weighted += np.bincount(bins, weights=w, minlength=size)
-            self.total_weight += float(w.sum())
-        self.total_pairs += values.size
-
-    def table(
-        self, independent_pairs: float | None = None, source: dict[str, object] | None = None
-    ) -> CalibrationTable:
-        if self.total_pairs == 0:
-            raise CalibrationError("no impostor pairs to calibrate from")
-        # pairs reaching threshold j = those in bins j+1 and above
-        at_or_above_w = np.cumsum(self._weighted[::-1])[::-1][1:]
-        at_or_above = np.cumsum(self._counts[::-1])[::-1][1:]
-        fmr = at_or_above_w / self.total_weight
-        independent = float(independent_pairs if independent_pairs is not None else self.total_pairs)
-        return CalibrationTable(
-            model_id=self.model_id,
-            thresholds=self.thresholds.copy(),
-            fmr=fmr,
-            pairs_at_or_above=at_or_above,
-            independent_pairs=independent,
-            tail=fit_tail(self.thresholds, fmr, independent),
-            source={**(source or {}), "image_pairs": self.total_pairs},
-        )
-
-
-def fit_tail(thresholds: np.ndarray, fmr: np.ndarray, independent_pairs: float) -> TailFit | None:
-    """A straight line in probit(FMR) over the trusted tail, through its last trusted point (so no jump)."""
-    reliable = (fmr * independent_pairs >= RELIABLE_COUNT) & (fmr > 0)
-    points = np.flatnonzero(reliable & (fmr <= TAIL_FIT_MAX_FMR))
-    if points.size < 5 and reliable.any():
-        # too few impostor pairs to reach 1e-3 with confidence: fit the last trusted decade instead
-        points = np.flatnonzero(reliable & (fmr <= 10 * fmr[reliable].min()))
-    if points.size < 5:
-        return None
-    x = thresholds[points]
-    y = np.array([probit_exceedance(float(f)) for f in fmr[points]])
-    slope = float(np.polyfit(x, y, 1)[0])
-    if slope <= 0:
-        return None
-    last = points[-1]
-    intercept = float(y[-1] - slope * thresholds[last])
-    return TailFit(from_score=float(thresholds[last]), intercept=intercept, slope=slope)
-
-
-def table_from_embeddings(
-    embeddings: np.ndarray,
-    identities: Sequence[str],
-    model_id: str,
-    *,
-    references: np.ndarray | None = None,
-    source: dict[str, object] | None = None,
-    chunk_rows: int = 1024,
-    progress: object | None = None,
-) -> CalibrationTable:
-    """Every cross-identity pair of these images, each pair of people weighted equally.
-
-    With ``references`` (the same images embedded as enrolment does, row for row), a pair compares one image's
-    reference embedding with the other's probe embedding — in both directions — as a deployment compares a
-    watchlist photo with a camera's face. Without, probe embeddings are compared with each other.
-    """
-    probes = np.ascontiguousarray(embeddings, np.float32)
-    refs = probes if references is None else np.ascontiguousarray(references, np.float32)
-    if refs.shape != probes.shape:
-        raise ValueError(f"references {refs.shape} and probes {probes.shape} must be the same images")
-    names = np.asarray(identities)
-    _, codes, counts = np.unique(names, return_inverse=True, return_counts=True)
-    per_image = 1.0 / counts[codes].astype(np.float64)
-    accumulator = ImpostorAccumulator(model_id)
-    n = len(probes)
-    for start in range(0, n, chunk_rows):
-        stop = min(start + chunk_rows, n)
-        # symmetric comparisons: the upper triangle, each unordered pair once; reference x probe: every pair
-        first = start if references is None else 0
-        cosines = refs[start:stop] @ probes[first:].T
-        rows = np.arange(start, stop)[:, None]
-        cols = np.arange(first, n)[None, :]
-        impostor = codes[start:stop, None] != codes[None, first:]
-        if references is None:
-            impostor &= cols > rows
-        weights = per_image[start:stop, None] * per_image[None, first:]
-        accumulator.add(cosines[impostor], weights[impostor])
-        if progress is not None:
-            progress(stop - start)  # type: ignore[operator]
-    people = len(counts)
-    return accumulator.table(
-        independent_pairs=people * (people - 1) / 2,
-        source={
-            **(source or {}),
-            "images": n,
-            "identities": people,
-            "identity_pairs": people * (people - 1) // 2,
-            "weighting": "every pair of different people counts once (1/(n_i*n_j) per image pair)",
-            "compares": "reference x probe embeddings" if references is not None else "probe x probe embeddings",
-        },
-    )
 
 
 # ----- false-alert arithmetic -----
@@ -378,15 +250,7 @@ class ThresholdChoice:
         )
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "threshold": self.threshold,
-            "watchlist_size": self.watchlist_size,
-            "expected_fpir": self.expected_fpir,
-            "fmr": self.fmr,
-            "target_fpir": self.target_fpir,
-            "extrapolated": self.extrapolated,
-            "model_id": self.model_id,
-        }
+        return asdict(self)
 
 
 def choose_threshold(
@@ -451,10 +315,4 @@ def load_calibration(model_id: str, *, explicit: Path | None = None, data_dir: P
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def impostor_cosines(probes: np.ndarray, gallery: np.ndarray) -> Iterable[np.ndarray]:
-    """Every probe x gallery cosine, a block of probes at a time (for tables from non-mated probes)."""
-    for start in range(0, len(probes), 1024):
-        yield probes[start : start + 1024] @ gallery.T
+    return utc_now().isoformat(timespec="seconds")

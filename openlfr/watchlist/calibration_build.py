@@ -1,0 +1,155 @@
+"""Building a calibration table from impostor scores: every cross-identity pair of a labelled image set.
+
+``openlfr calibrate`` feeds LFW's embeddings through :func:`table_from_embeddings`; the identification benchmark
+feeds its non-mated probes through :class:`ImpostorAccumulator` directly. Reading a table and picking a threshold
+from it is :mod:`openlfr.watchlist.calibration`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from openlfr.watchlist.calibration import (
+    GRID_STEP,
+    RELIABLE_COUNT,
+    TAIL_FIT_MAX_FMR,
+    CalibrationError,
+    CalibrationTable,
+    TailFit,
+    probit_exceedance,
+    score_grid,
+)
+from openlfr.watchlist.score import cosine_from_score
+
+
+class ImpostorAccumulator:
+    """Counts impostor cosines per score-threshold bin, chunk by chunk (87M LFW pairs never sit in memory).
+
+    ``weights`` let every pair of *people* count once however many images each has (1 / (n_i * n_j) per
+    image pair); without them every image pair counts once.
+    """
+
+    def __init__(self, model_id: str, step: float = GRID_STEP) -> None:
+        self.model_id = model_id
+        self.thresholds = score_grid(step)
+        self._cosine_edges = cosine_from_score(self.thresholds, model_id)
+        self._cosine_edges[0] = -np.inf  # every score reaches 0: scores below the floor are clipped to it
+        self._weighted = np.zeros(len(self.thresholds) + 1, np.float64)
+        self._counts = np.zeros(len(self.thresholds) + 1, np.int64)
+        self.total_weight = 0.0
+        self.total_pairs = 0
+
+    def add(self, cosines: np.ndarray, weights: np.ndarray | None = None) -> None:
+        values = np.asarray(cosines, np.float64).ravel()
+        # bin j holds cosines with edges[j-1] <= c < edges[j]: they reach thresholds 0..j-1
+        bins = np.searchsorted(self._cosine_edges, values, side="right")
+        size = len(self.thresholds) + 1
+        self._counts += np.bincount(bins, minlength=size)
+        if weights is None:
+            self._weighted += np.bincount(bins, minlength=size)
+            self.total_weight += values.size
+        else:
+            w = np.broadcast_to(np.asarray(weights, np.float64), np.shape(cosines)).ravel()
+            self._weighted += np.bincount(bins, weights=w, minlength=size)
+            self.total_weight += float(w.sum())
+        self.total_pairs += values.size
+
+    def table(
+        self, independent_pairs: float | None = None, source: dict[str, object] | None = None
+    ) -> CalibrationTable:
+        if self.total_pairs == 0:
+            raise CalibrationError("no impostor pairs to calibrate from")
+        # pairs reaching threshold j = those in bins j+1 and above
+        at_or_above_w = np.cumsum(self._weighted[::-1])[::-1][1:]
+        at_or_above = np.cumsum(self._counts[::-1])[::-1][1:]
+        fmr = at_or_above_w / self.total_weight
+        independent = float(independent_pairs if independent_pairs is not None else self.total_pairs)
+        return CalibrationTable(
+            model_id=self.model_id,
+            thresholds=self.thresholds.copy(),
+            fmr=fmr,
+            pairs_at_or_above=at_or_above,
+            independent_pairs=independent,
+            tail=fit_tail(self.thresholds, fmr, independent),
+            source={**(source or {}), "image_pairs": self.total_pairs},
+        )
+
+
+def fit_tail(thresholds: np.ndarray, fmr: np.ndarray, independent_pairs: float) -> TailFit | None:
+    """A straight line in probit(FMR) over the trusted tail, through its last trusted point (so no jump)."""
+    reliable = (fmr * independent_pairs >= RELIABLE_COUNT) & (fmr > 0)
+    points = np.flatnonzero(reliable & (fmr <= TAIL_FIT_MAX_FMR))
+    if points.size < 5 and reliable.any():
+        # too few impostor pairs to reach 1e-3 with confidence: fit the last trusted decade instead
+        points = np.flatnonzero(reliable & (fmr <= 10 * fmr[reliable].min()))
+    if points.size < 5:
+        return None
+    x = thresholds[points]
+    y = np.array([probit_exceedance(float(f)) for f in fmr[points]])
+    slope = float(np.polyfit(x, y, 1)[0])
+    if slope <= 0:
+        return None
+    last = points[-1]
+    intercept = float(y[-1] - slope * thresholds[last])
+    return TailFit(from_score=float(thresholds[last]), intercept=intercept, slope=slope)
+
+
+def table_from_embeddings(
+    embeddings: np.ndarray,
+    identities: Sequence[str],
+    model_id: str,
+    *,
+    references: np.ndarray | None = None,
+    source: dict[str, object] | None = None,
+    chunk_rows: int = 1024,
+    progress: object | None = None,
+) -> CalibrationTable:
+    """Every cross-identity pair of these images, each pair of people weighted equally.
+
+    With ``references`` (the same images embedded as enrolment does, row for row), a pair compares one image's
+    reference embedding with the other's probe embedding — in both directions — as a deployment compares a
+    watchlist photo with a camera's face. Without, probe embeddings are compared with each other.
+    """
+    probes = np.ascontiguousarray(embeddings, np.float32)
+    refs = probes if references is None else np.ascontiguousarray(references, np.float32)
+    if refs.shape != probes.shape:
+        raise ValueError(f"references {refs.shape} and probes {probes.shape} must be the same images")
+    names = np.asarray(identities)
+    _, codes, counts = np.unique(names, return_inverse=True, return_counts=True)
+    per_image = 1.0 / counts[codes].astype(np.float64)
+    accumulator = ImpostorAccumulator(model_id)
+    n = len(probes)
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        # symmetric comparisons: the upper triangle, each unordered pair once; reference x probe: every pair
+        first = start if references is None else 0
+        cosines = refs[start:stop] @ probes[first:].T
+        rows = np.arange(start, stop)[:, None]
+        cols = np.arange(first, n)[None, :]
+        impostor = codes[start:stop, None] != codes[None, first:]
+        if references is None:
+            impostor &= cols > rows
+        weights = per_image[start:stop, None] * per_image[None, first:]
+        accumulator.add(cosines[impostor], weights[impostor])
+        if progress is not None:
+            progress(stop - start)  # type: ignore[operator]
+    people = len(counts)
+    return accumulator.table(
+        independent_pairs=people * (people - 1) / 2,
+        source={
+            **(source or {}),
+            "images": n,
+            "identities": people,
+            "identity_pairs": people * (people - 1) // 2,
+            "weighting": "every pair of different people counts once (1/(n_i*n_j) per image pair)",
+            "compares": "reference x probe embeddings" if references is not None else "probe x probe embeddings",
+        },
+    )
+
+
+def impostor_cosines(probes: np.ndarray, gallery: np.ndarray) -> Iterable[np.ndarray]:
+    """Every probe x gallery cosine, a block of probes at a time (for tables from non-mated probes)."""
+    for start in range(0, len(probes), 1024):
+        yield probes[start : start + 1024] @ gallery.T
