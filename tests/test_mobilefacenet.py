@@ -15,7 +15,8 @@ from openlfr.vision.mobilefacenet import (
     mobilefacenet_onnx_path,
     prepare_chips,
 )
-from openlfr.vision.tflite_onnx import Graph, Op, Tensor, graph_to_onnx, read_tflite
+from openlfr.vision.tflite_graph import Graph, Op, Tensor, read_tflite
+from openlfr.vision.tflite_onnx import graph_to_onnx
 from tests.conftest import TEST_DATA
 
 LFW_FACES = 60

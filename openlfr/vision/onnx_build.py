@@ -27,10 +27,10 @@ from openlfr.vision.dlib_format import (
     Skip,
     Tag,
 )
+from openlfr.vision.onnx_model import checked_model
 
 INPUT_NAME = "chips"
 OUTPUT_NAME = "descriptor"
-OPSET = 17
 
 Shape = tuple[int, int, int]  # channels, rows, cols
 
@@ -173,8 +173,4 @@ def network_to_onnx(network: DlibNetwork, model_id: str) -> onnx.ModelProto:
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", shape[0]])],
         writer.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="openlfr")
-    model.ir_version = 8
-    model.doc_string = model_id
-    onnx.checker.check_model(model)
-    return model
+    return checked_model(graph, model_id)
