@@ -356,7 +356,7 @@ def test_an_uploaded_probe_never_goes_to_a_temporary_file(monkeypatch: pytest.Mo
     from starlette.datastructures import Headers
     from starlette.formparsers import MultiPartParser
 
-    from openlfr.api.routes.search import InMemoryForm
+    from openlfr.api.enrol_upload import InMemoryForm
 
     made: list[object] = []
     real = tempfile.TemporaryFile
@@ -376,13 +376,16 @@ def test_an_uploaded_probe_never_goes_to_a_temporary_file(monkeypatch: pytest.Mo
             yield body[start : start + 65536]
 
     class Streamed:
+        def __init__(self) -> None:
+            self.headers = headers
+
         def stream(self) -> AsyncIterator[bytes]:
             return chunks()
 
     asyncio.run(MultiPartParser(headers, chunks()).parse())
     assert len(made) == 1  # the check sees a spool to the disk
     made.clear()
-    parsed = asyncio.run(InMemoryForm(headers, Streamed(), 10_000_000).parse())  # type: ignore[arg-type]
+    parsed = asyncio.run(InMemoryForm(Streamed(), 1, 5, 10_000_000).parse())  # type: ignore[arg-type]
     assert made == [] and parsed["image"].size == len(photo)  # type: ignore[union-attr]
 
 

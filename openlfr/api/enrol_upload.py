@@ -114,28 +114,24 @@ class EnrolForm(BaseModel):
     legal_basis: str = Field("", max_length=5000)
 
 
-ENROL_FORM_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["person", "display_name", "category", "images"],
-                    "properties": {
-                        **EnrolForm.model_json_schema()["properties"],
-                        "images": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "maxItems": MAX_FILES,
-                            "description": "the reference photos",
-                        },
-                    },
-                }
-            }
+def multipart_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its form with ``read_form`` (FastAPI cannot see it)."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+ENROL_FORM_SCHEMA = multipart_body(
+    ["person", "display_name", "category", "images"],
+    {
+        **EnrolForm.model_json_schema()["properties"],
+        "images": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "maxItems": MAX_FILES,
+            "description": "the reference photos",
         },
-    }
-}
+    },
+)
 
 
 async def read_enrol_form(request: Request, max_bytes: int, max_pixels: int) -> tuple[EnrolForm, list[Upload]]:

@@ -1,27 +1,24 @@
 """Photo search: one face of an uploaded photo against a watchlist (``openlfr.services.photo_search``), and the
 reference pictures its answer points at.
 
-The upload is parsed here rather than by FastAPI's ``File()``: Starlette spools an uploaded file of more than 1 MB
-to a temporary file on disk, and a probe must never touch the disk. ``InMemoryForm`` keeps the one photo in
-memory (its spool limit is above the size a photo may have, and a larger one is refused while it streams in).
+The upload is read by ``api.enrol_upload.read_form``, as enrolment's is: the photo stays in memory (a probe must
+never touch the disk) and a larger one is refused while it streams in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.datastructures import UploadFile
 
 from openlfr.api import answers
 from openlfr.api.deps import DB, PhotoSearcherPrincipal, committed, context, server
-from openlfr.api.enrol_upload import check_picture_size, safe_filename
+from openlfr.api.enrol_upload import check_picture_size, multipart_body, read_form, safe_filename
 from openlfr.api.schemas import PhotoSearchOut
 from openlfr.enrolment.gate import parse_face_choice
-from openlfr.errors import UploadRefused, UploadTooLarge
+from openlfr.errors import UploadRefused
 from openlfr.services import photo_search
 from openlfr.services.photo_search import SearchRequest
 from openlfr.vision.image_io import decode_rgb
@@ -29,46 +26,17 @@ from openlfr.vision.image_io import decode_rgb
 router = APIRouter(prefix="/api", tags=["search"])
 
 FIELDS = ("watchlist", "reason", "top", "face", "investigation")
-MAX_FIELD_BYTES = 16_384
-FORM_SCHEMA: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image", "watchlist", "reason"],
-                    "properties": {
-                        "image": {"type": "string", "format": "binary", "description": "the photo"},
-                        "watchlist": {"type": "string"},
-                        "reason": {"type": "string", "minLength": photo_search.MIN_REASON_CHARS},
-                        "top": {"type": "integer", "minimum": 1, "maximum": photo_search.MAX_TOP, "default": 5},
-                        "face": {"type": "string", "description": "N (from the left) or 'largest'"},
-                        "investigation": {"type": "string", "description": "record the search for this reference"},
-                    },
-                }
-            }
-        },
-    }
-}
-
-
-class InMemoryForm(MultiPartParser):
-    """Starlette's multipart parser with the file part held in memory: refused once it passes ``max_file_bytes``,
-    so the spooled file never reaches its limit and never rolls over to the disk."""
-
-    def __init__(self, headers: Headers, request: Request, max_file_bytes: int) -> None:
-        super().__init__(headers, request.stream(), max_files=1, max_fields=len(FIELDS), max_part_size=MAX_FIELD_BYTES)
-        self.spool_max_size = max_file_bytes + 1
-        self.max_file_bytes = max_file_bytes
-        self.file_bytes = 0
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._current_part.file is not None:
-            self.file_bytes += end - start
-            if self.file_bytes > self.max_file_bytes:
-                raise UploadTooLarge(f"the photo is larger than {self.max_file_bytes:,} bytes")
-        super().on_part_data(data, start, end)
+FORM_SCHEMA = multipart_body(
+    ["image", "watchlist", "reason"],
+    {
+        "image": {"type": "string", "format": "binary", "description": "the photo"},
+        "watchlist": {"type": "string"},
+        "reason": {"type": "string", "minLength": photo_search.MIN_REASON_CHARS},
+        "top": {"type": "integer", "minimum": 1, "maximum": photo_search.MAX_TOP, "default": 5},
+        "face": {"type": "string", "description": "N (from the left) or 'largest'"},
+        "investigation": {"type": "string", "description": "record the search for this reference"},
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -79,20 +47,18 @@ class SearchForm:
 
 
 async def read_search_form(request: Request, max_file_bytes: int) -> SearchForm:
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise UploadRefused(f"send multipart/form-data: the photo as 'image', and the fields {', '.join(FIELDS)}")
+    asked_for = f"the photo as 'image', and the fields {', '.join(FIELDS)}"
+    form = await read_form(request, 1, len(FIELDS), max_file_bytes, asked_for)
     try:
-        form = await InMemoryForm(request.headers, request, max_file_bytes).parse()
-    except MultiPartException as exc:
-        raise UploadRefused(f"the form cannot be read: {exc.message}") from None
-    unknown = sorted(set(form.keys()) - {*FIELDS, "image"})
-    if unknown:
-        raise UploadRefused(f"unknown field(s): {', '.join(unknown)}")
-    upload = form.get("image")
-    if not isinstance(upload, UploadFile):
-        raise UploadRefused("send the photo to search with as the file field 'image'")
-    data = await upload.read()
-    await upload.close()
+        unknown = sorted(set(form.keys()) - {*FIELDS, "image"})
+        if unknown:
+            raise UploadRefused(f"unknown field(s): {', '.join(unknown)}")
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise UploadRefused("send the photo to search with as the file field 'image'")
+        data = await upload.read()
+    finally:
+        await form.close()
     if not data:
         raise UploadRefused("the photo is empty")
     text = {name: value for name in FIELDS if isinstance(value := form.get(name), str)}
