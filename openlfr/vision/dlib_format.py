@@ -179,29 +179,28 @@ class DlibNetwork:
 Wrapper = tuple[str, str, int]
 
 
+def _layers(*kinds: str) -> list[Wrapper]:
+    """Plain layers, outermost first: only an ``add_prev`` layer carries a tag."""
+    return [("layer", kind, 0) for kind in kinds]
+
+
 def _block() -> list[Wrapper]:
     # block<N,affine,stride,SUBNET> = affine<con<N,3,3,1,1,relu<affine<con<N,3,3,s,s,SUBNET>>>>>
     # (the stride is read from the file, so one shape serves both strides)
-    return [
-        ("layer", "affine", 0),
-        ("layer", "con", 0),
-        ("layer", "relu", 0),
-        ("layer", "affine", 0),
-        ("layer", "con", 0),
-    ]
+    return _layers("affine", "con", "relu", "affine", "con")
 
 
 def _ares() -> list[Wrapper]:
     # relu<add_prev1<block<N,affine,1,tag1<SUBNET>>>>
-    return [("layer", "relu", 0), ("layer", "add_prev", 1), *_block(), ("tag", "", 1)]
+    return [*_layers("relu"), ("layer", "add_prev", 1), *_block(), ("tag", "", 1)]
 
 
 def _ares_down() -> list[Wrapper]:
     # relu<add_prev2<avg_pool<2,2,2,2,skip1<tag2<block<N,affine,2,tag1<SUBNET>>>>>>>
     return [
-        ("layer", "relu", 0),
+        *_layers("relu"),
         ("layer", "add_prev", 2),
-        ("layer", "avg_pool", 0),
+        *_layers("avg_pool"),
         ("skip", "", 1),
         ("tag", "", 2),
         *_block(),
@@ -211,14 +210,13 @@ def _ares_down() -> list[Wrapper]:
 
 def resnet_v1_type() -> list[Wrapper]:
     """``anet_type`` of dlib's face recognition example, outermost first (below the loss layer)."""
-    levels: list[Wrapper] = []
-    levels += [("layer", "fc", 0), ("layer", "avg_pool", 0)]
+    levels: list[Wrapper] = _layers("fc", "avg_pool")
     levels += _ares_down()  # alevel0: 256
     levels += _ares() + _ares() + _ares_down()  # alevel1: 256
     levels += _ares() + _ares() + _ares_down()  # alevel2: 128
     levels += _ares() + _ares() + _ares() + _ares_down()  # alevel3: 64
     levels += _ares() + _ares() + _ares()  # alevel4: 32
-    levels += [("layer", "max_pool", 0), ("layer", "relu", 0), ("layer", "affine", 0), ("layer", "con", 0)]
+    levels += _layers("max_pool", "relu", "affine", "con")
     return levels
 
 
