@@ -105,9 +105,10 @@ class RetryingSink:
     name = "retrying"
     max_pending = 10_000
 
-    def __init__(self, ledger: Ledger, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, ledger: Ledger, policy: RetryPolicy | None = None, include_probe: bool = False) -> None:
         self.ledger = ledger
         self.policy = policy or RetryPolicy()
+        self.include_probe = include_probe
         self.delivered = 0
         self.failed = 0
         self._queue: queue.Queue[AlertRecord | None] = queue.Queue(self.max_pending)
@@ -120,6 +121,10 @@ class RetryingSink:
     def deliver(self, alert: AlertRecord) -> None:
         """Send once; raise ``PermanentFailure`` or any other exception (retried)."""
         raise NotImplementedError
+
+    def payload(self, alert: AlertRecord) -> str:
+        """What every networked sink sends: the alert document, with the probe crop only if configured."""
+        return json.dumps(alert.document(self.include_probe))
 
     def announce(self, alert: AlertRecord) -> None:
         with self._lock:
@@ -203,14 +208,13 @@ class WebhookSink(RetryingSink):
             raise SinkError(f"a webhook URL starts with http:// or https://, got {url!r}")
         self.url = url
         self.name = f"webhook:{url}"
-        self.include_probe = include_probe
         self._client = httpx.Client(timeout=timeout_s, headers=headers or {})
-        super().__init__(ledger, policy)
+        super().__init__(ledger, policy, include_probe)
 
     def deliver(self, alert: AlertRecord) -> None:
         response = self._client.post(
             self.url,
-            content=json.dumps(alert.document(self.include_probe)),
+            content=self.payload(alert),
             headers={"Content-Type": "application/json", "Idempotency-Key": alert.uid},
         )
         status = response.status_code
@@ -255,7 +259,6 @@ class MqttSink(RetryingSink):
         self.host, self.port, self.topic = parse_broker(address)
         self.name = f"mqtt:{self.host}:{self.port}/{self.topic}"
         self.timeout_s = timeout_s
-        self.include_probe = include_probe
         self._connected = threading.Event()
         client = client_factory() if client_factory else mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         client.on_connect = lambda c, u, flags, reason, props: self._connected.set() if not reason.is_failure else None
@@ -264,13 +267,13 @@ class MqttSink(RetryingSink):
         client.connect_async(self.host, self.port, keepalive=30)
         client.loop_start()
         self._client = client
-        super().__init__(ledger, policy)
+        super().__init__(ledger, policy, include_probe)
 
     def deliver(self, alert: AlertRecord) -> None:
         if not self._connected.wait(self.timeout_s):
             raise ConnectionError(f"not connected to the MQTT broker {self.host}:{self.port}")
         topic = f"{self.topic}/{safe_topic_level(alert.camera)}"
-        info = self._client.publish(topic, json.dumps(alert.document(self.include_probe)), qos=1)
+        info = self._client.publish(topic, self.payload(alert), qos=1)
         info.wait_for_publish(self.timeout_s)
         if not info.is_published():
             raise TimeoutError(f"the broker did not acknowledge within {self.timeout_s} s")
