@@ -11,20 +11,12 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-
-class Candidate(Protocol):
-    """What a matcher answers per listed person (``openlfr.watchlist.search.Candidate`` fits)."""
-
-    @property
-    def person_id(self) -> Hashable: ...
-    @property
-    def reference_id(self) -> Hashable: ...
-    @property
-    def score(self) -> float: ...
+from openlfr.watchlist.search import Candidate
 
 
 class Scored(Protocol):
-    """A sample as the rule sees it: the matcher's candidates for one look, best first."""
+    """A sample as the rule sees it: the matcher's candidates for one look, best first (only their person and
+    score are read)."""
 
     @property
     def candidates(self) -> Sequence[Candidate]: ...

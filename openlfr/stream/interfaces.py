@@ -11,9 +11,9 @@ from typing import Protocol
 import numpy as np
 
 from openlfr.alerts.record import AlertFound
-from openlfr.stream.evidence import Candidate
 from openlfr.stream.frames import YuvFrame
 from openlfr.vision.types import Box, Detection
+from openlfr.watchlist.search import Candidate
 
 
 class AsyncDetector(Protocol):
