@@ -177,22 +177,13 @@ def enrol(
                 source=photo.source[:500],
                 sha256=photo.sha256,
                 face_jpeg=face.face_jpeg,
-                box_left=face.box.left,
-                box_top=face.box.top,
-                box_right=face.box.right,
-                box_bottom=face.box.bottom,
                 detector=face.detector,
                 detector_score=face.detector_score,
-                face_height_px=face.quality.face_height_px,
-                inter_eye_px=face.quality.inter_eye_px,
-                sharpness=face.quality.sharpness,
-                yaw_deg=face.quality.yaw_deg,
-                pitch_deg=face.quality.pitch_deg,
-                roll_deg=face.quality.roll_deg,
                 model_id=model_id,
                 embedding=face.embedding,
                 added_by=actor,
                 added_at=now,
+                **ReferenceImage.face_columns(face.box, face.quality),
             )
         )
     session.add(person)

@@ -149,25 +149,5 @@ def _person_rows(
 
 def _row_like(image: ReferenceImage, embedding: np.ndarray, model_id: str, actor: str, now: datetime) -> ReferenceImage:
     """The photo's enrolment record (the same face picture, box and quality) with the new model's embedding."""
-    return ReferenceImage(
-        person_id=image.person_id,
-        source=image.source,
-        sha256=image.sha256,
-        face_jpeg=image.face_jpeg,
-        box_left=image.box_left,
-        box_top=image.box_top,
-        box_right=image.box_right,
-        box_bottom=image.box_bottom,
-        detector=image.detector,
-        detector_score=image.detector_score,
-        face_height_px=image.face_height_px,
-        inter_eye_px=image.inter_eye_px,
-        sharpness=image.sharpness,
-        yaw_deg=image.yaw_deg,
-        pitch_deg=image.pitch_deg,
-        roll_deg=image.roll_deg,
-        model_id=model_id,
-        embedding=embedding,
-        added_by=actor,
-        added_at=now,
-    )
+    enrolled = image.column_values(without=("id", "model_id", "embedding", "added_by", "added_at"))
+    return ReferenceImage(**enrolled, model_id=model_id, embedding=embedding, added_by=actor, added_at=now)

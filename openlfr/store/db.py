@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -36,6 +37,9 @@ from openlfr.errors import InvalidNumber, InvalidText, InvalidTime, OpenLFRError
 from openlfr.settings import Settings
 from openlfr.store import changes
 from openlfr.text import holds_nul
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,19 @@ class Base(DeclarativeBase):
 
     # The same float type whichever SQLAlchemy 2.x maps ``float`` to by default.
     type_annotation_map: ClassVar[dict[Any, Any]] = {float: sa.Double()}
+
+    def column_values(self, *, without: Collection[str] = ()) -> dict[str, Any]:
+        """The row's values by column (an insert's values, or a copy of the row), leaving out ``without``."""
+        return {column.key: getattr(self, column.key) for column in self.__table__.columns if column.key not in without}
+
+
+Record = TypeVar("Record", bound="DataclassInstance")
+
+
+def record_from(record: type[Record], row: object, **given: Any) -> Record:
+    """A record (a dataclass) of a row: each field from the row's attribute of the same name, unless ``given``."""
+    taken = {field.name: getattr(row, field.name) for field in fields(record) if field.name not in given}
+    return record(**taken, **given)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

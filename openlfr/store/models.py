@@ -8,6 +8,7 @@ Every person has an ``expires_at``; from that moment they are never searched.
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from datetime import datetime
 
 import numpy as np
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from openlfr.store.categories import CATEGORY_VALUES, Category
 from openlfr.store.db import Base, Float32Vector, UTCDateTime
+from openlfr.vision.types import Box, Quality
 
 __all__ = ["CATEGORY_VALUES", "Category", "Person", "ReferenceImage", "Watchlist"]
 
@@ -105,14 +107,14 @@ class ReferenceImage(Base):
 
     person: Mapped[Person] = relationship(back_populates="images")
 
-    def quality_dict(self) -> dict[str, float]:
-        from openlfr.vision.types import Quality
+    @staticmethod
+    def face_columns(box: Box, quality: Quality) -> dict[str, int | float]:
+        """The columns that say where the enrolled face was (``box_*``) and how good it is (named as in ``Quality``)."""
+        return {f"box_{side.name}": getattr(box, side.name) for side in fields(Box)} | asdict(quality)
 
-        return Quality(
-            face_height_px=self.face_height_px,
-            inter_eye_px=self.inter_eye_px,
-            sharpness=self.sharpness,
-            yaw_deg=self.yaw_deg,
-            pitch_deg=self.pitch_deg,
-            roll_deg=self.roll_deg,
-        ).as_dict()
+    @property
+    def quality(self) -> Quality:
+        return Quality(**{measure.name: getattr(self, measure.name) for measure in fields(Quality)})
+
+    def quality_dict(self) -> dict[str, float]:
+        return self.quality.as_dict()

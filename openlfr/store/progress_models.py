@@ -99,6 +99,11 @@ def release(session: Session, deployment_id: int, camera: str, holder: str, ende
     values: dict[str, object] = {"held_by": None, "lease_until": None}
     if ended:
         values["ended"] = True
+    _update_if_held(session, deployment_id, camera, holder, values)
+
+
+def _update_if_held(session: Session, deployment_id: int, camera: str, holder: str, values: dict[str, object]) -> None:
+    """Change the camera's row only while ``holder`` has its lease: a lease taken over meanwhile is left alone."""
     session.execute(
         sa.update(CameraProgress)
         .where(
@@ -129,13 +134,4 @@ def camera_notes(session: Session, deployment_id: int, camera: str, note: str) -
 
 def expire_lease(session: Session, deployment_id: int, camera: str, holder: str) -> None:
     """End a lease now, if ``holder`` still has it (its process is known to be gone)."""
-    session.execute(
-        sa.update(CameraProgress)
-        .where(
-            CameraProgress.deployment_id == deployment_id,
-            CameraProgress.camera == camera,
-            CameraProgress.held_by == holder,
-        )
-        .values(lease_until=utc_now() - timedelta(seconds=1))
-        .execution_options(synchronize_session=False)
-    )
+    _update_if_held(session, deployment_id, camera, holder, {"lease_until": utc_now() - timedelta(seconds=1)})

@@ -13,7 +13,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload, undefer
 
-from openlfr.store.db import StoreError
+from openlfr.store.db import StoreError, record_from
 from openlfr.store.models import Person, ReferenceImage, Watchlist
 
 
@@ -134,13 +134,9 @@ def active_people(session: Session, name: str, now: datetime, model_id: str | No
         .order_by(Person.reference_id)
     ).all()
     return [
-        ListedPerson(
-            id=p.id,
-            reference_id=p.reference_id,
-            display_name=p.display_name,
-            category=p.category,
-            expires_at=p.expires_at,
-            reason=p.reason,
+        record_from(
+            ListedPerson,
+            p,
             images=[
                 ListedImage(i.id, i.face_jpeg, np.asarray(i.embedding), i.model_id)
                 for i in p.images
@@ -176,11 +172,9 @@ def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummar
         .order_by(Watchlist.name)
     ).all()
     return [
-        WatchlistSummary(
-            name=w.name,
-            purpose=w.purpose,
-            created_by=w.created_by,
-            created_at=w.created_at,
+        record_from(
+            WatchlistSummary,
+            w,
             active_people=int(a or 0),
             expired_people=int(e or 0),
             images=int(i or 0),
