@@ -94,6 +94,31 @@ def deployment_row(store: Store) -> int:
         )
         db.add(row)
         db.flush()
+        # The people the tests' sightings name, listed and in the snapshot: an alert is written only for them.
+        watchlist = Watchlist(name="wanted", purpose="test", created_by="admin", created_at=now)
+        for ref in ("P1", "P2"):
+            watchlist.people.append(
+                Person(
+                    reference_id=ref,
+                    display_name=ref,
+                    category="wanted_offence",
+                    reason="test",
+                    legal_basis="test",
+                    added_by="admin",
+                    added_at=now,
+                    expires_at=now + timedelta(days=1),
+                )
+            )
+            db.add(
+                SnapshotPerson(
+                    deployment_id=row.id,
+                    person_ref=ref,
+                    display_name=ref,
+                    category="wanted_offence",
+                    expires_at=now + timedelta(days=1),
+                )
+            )
+        db.add(watchlist)
         return row.id
 
 

@@ -217,3 +217,122 @@ def test_the_window_rule_itself() -> None:
         rules.check_window(start, start + timedelta(hours=24, microseconds=1), timedelta(hours=24))
     with pytest.raises(TransitionRefused, match=r"36\.5 h long; at most 12 h"):
         rules.check_window(start, start + timedelta(hours=36.5), timedelta(hours=12))
+
+
+# ----- a listing that ends after authorisation (expired early, removed): refused at the database -----
+
+
+def _sighting(person: str, seen_at: datetime, track_id: int = 7) -> AlertFound:
+    import time
+
+    return AlertFound(
+        camera="entrance",
+        track_id=track_id,
+        person_id=person,
+        reference_id=3,
+        score=0.9,
+        threshold=0.6,
+        candidates=[(person, 3, 0.9)],
+        probe_jpeg=b"\xff\xd8probe of " + person.encode(),
+        arrival=time.monotonic(),
+        seen_at=seen_at,
+        clock=12.5,
+        media_time=12.5,
+        model_id=SNAPSHOT_MODEL,
+        evidence={"samples": 3, "supporting": 2},
+    )
+
+
+def test_an_alert_for_a_listing_ended_after_authorisation_is_refused(store_url: str) -> None:
+    """Expired early, removed, or past the snapshot's own expiry at the sighting: nothing written, counted."""
+    from openlfr.alerts.database import AlertDatabase, ListingEnded
+    from openlfr.alerts.dispatch import AlertDispatcher
+    from openlfr.services import watchlists
+    from openlfr.services.context import Context
+    from openlfr.store.alert_models import Alert
+
+    now = datetime.now(UTC)
+    later = now + timedelta(days=30)
+    store = open_store(get_settings())
+    try:
+        with store.session() as db:
+            _watchlist_with(db, now, {"P-kept": later, "P-expired": later, "P-removed": later, "P-soon": later})
+        with store.session() as db:
+            deployment_id = _draft(db, now - timedelta(minutes=1), 4)
+            _authorise(db, deployment_id)
+        ann = Context(get_settings(), KEY, "ann", Role.ADMIN.value)
+        with store.session() as db:
+            watchlists.expire(db, ann, "wanted", "P-expired", now - timedelta(seconds=1))
+            watchlists.expire(db, ann, "wanted", "P-soon", now + timedelta(minutes=5))
+            watchlists.remove_person(db, ann, "wanted", "P-removed")
+        database = AlertDatabase(store)
+        write = lambda found: database.write(found, watchlist_name="wanted", names={}, deployment_id=deployment_id)  # noqa: E731
+        for person in ("P-expired", "P-removed"):
+            with pytest.raises(ListingEnded, match=f"{person} was no longer listed"):
+                write(_sighting(person, now))
+        assert write(_sighting("P-kept", now))[1] is True
+        assert write(_sighting("P-soon", now, track_id=8))[1] is True  # still listed at the sighting
+        with pytest.raises(ListingEnded):
+            write(_sighting("P-soon", now + timedelta(minutes=5), track_id=9))  # at its new end: no longer listed
+        with pytest.raises(ListingEnded):  # the snapshot's own expiry holds even if the listing were extended
+            write(_sighting("P-kept", later + timedelta(seconds=1), track_id=10))
+        # Through the dispatcher (what a live deployment uses): refused ones counted, the rest written.
+        dispatcher = AlertDispatcher(
+            database, (), watchlist_name="wanted", names={}, deployment_id=deployment_id, held_max=10
+        )
+        for person, track in [("P-removed", 20), ("P-kept", 21), ("P-expired", 22)]:
+            dispatcher.on_alert(_sighting(person, now, track_id=track))
+        assert dispatcher.drain(30)
+        status = dispatcher.status()
+        assert (status.written, status.refused, status.lost, status.held) == (1, 2, 0, 0)
+        dispatcher.close()
+        with store.session() as db:
+            rows = db.execute(sa.select(Alert.person_ref, Alert.track_id, Alert.probe_jpeg).order_by(Alert.id)).all()
+        assert [(r[0], r[1]) for r in rows] == [("P-kept", 7), ("P-soon", 8), ("P-kept", 21)]
+        assert not any(b"P-expired" in r[2] or b"P-removed" in r[2] for r in rows)
+    finally:
+        store.close()
+
+
+def test_a_running_deployment_brings_its_snapshot_down_to_the_listings(store_url: str) -> None:
+    """The watch every run keeps: ended entries are tightened once (one audit), and the run is told which."""
+    from openlfr.services import watchlists
+    from openlfr.services.context import Context
+    from openlfr.services.listing_watch import ListingWatch
+    from openlfr.store.governance_models import AuditEntry
+
+    now = datetime.now(UTC)
+    later = now + timedelta(days=30)
+    store = open_store(get_settings())
+    told: list[list[str]] = []
+    try:
+        with store.session() as db:
+            _watchlist_with(db, now, {"P-kept": later, "P-expired": later, "P-removed": later})
+        with store.session() as db:
+            deployment_id = _draft(db, now - timedelta(minutes=1), 4)
+            _authorise(db, deployment_id)
+        system = Context.system(get_settings(), KEY)
+        watches = [ListingWatch(store, system, deployment_id, told.append) for _ in range(2)]  # two processes
+        for watch in watches:
+            watch.settle()
+            watch.round()
+        assert told == []
+        ann = Context(get_settings(), KEY, "ann", Role.ADMIN.value)
+        ends = now + timedelta(seconds=30)
+        with store.session() as db:
+            watchlists.expire(db, ann, "wanted", "P-expired", ends)
+            watchlists.remove_person(db, ann, "wanted", "P-removed")
+        for watch in watches:
+            watch.round()
+            watch.round()  # nothing new the second time
+        assert told == [["P-expired", "P-removed"], ["P-expired", "P-removed"]]
+        with store.session() as db:
+            kept = dict(db.execute(sa.select(SnapshotPerson.person_ref, SnapshotPerson.expires_at)).all())
+            audits = db.scalars(
+                sa.select(AuditEntry.details).where(AuditEntry.action == "deployment.snapshot_listing_ended")
+            ).all()
+        assert kept["P-kept"] == later and kept["P-expired"] == ends
+        assert now - timedelta(seconds=5) < kept["P-removed"] < datetime.now(UTC)
+        assert len(audits) == 1 and sorted(audits[0]["people"]) == ["P-expired", "P-removed"], audits
+    finally:
+        store.close()

@@ -3,6 +3,11 @@
 A sighting is written once: an alert's natural key (deployment, camera, track, person) is unique in the
 database (``uq_alerts_sighting``), and writing a sighting that is already there (a pipeline restarted on the
 same frames, a second process on the same deployment) is taken as done: no error, no second row.
+
+Nobody is alerted on once their listing has ended: in the alert's own transaction the person must still be
+listed at the sighting's moment (``listed_at_sighting``), on the stored watchlist and, for a deployment, in its
+snapshot; a listing expired early or removed after authorisation makes the write refuse (``ListingEnded``) with
+nothing written, whatever the pipeline that raised it still believed.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from openlfr.alerts.record import AlertFound, AlertRecord
+from openlfr.errors import OpenLFRError
 from openlfr.store.alert_models import Alert, AlertDelivery
 from openlfr.store.db import Store
+from openlfr.store.governance_models import SnapshotPerson
+from openlfr.store.models import Person, Watchlist
 
 SIGHTING = (Alert.deployment_id, Alert.camera, Alert.track_id, Alert.person_ref)
 
@@ -37,6 +45,40 @@ def candidate_list(found: AlertFound, names: Mapping[str, str]) -> list[dict[str
         }
         for person, reference, score in found.candidates
     ]
+
+
+class ListingEnded(OpenLFRError):
+    """The person of an alert was no longer listed when they were seen (expired, removed): no alert is written."""
+
+
+def listed_at_sighting(
+    session: sa.orm.Session, watchlist_name: str, person_ref: str, deployment_id: int | None, seen_at: datetime
+) -> bool:
+    """Whether the person is still listed at ``seen_at``: on the stored watchlist and in the deployment's snapshot.
+
+    On PostgreSQL the listing row is locked for share, so an expiry or removal committing meanwhile waits for this
+    transaction (and the next alert after it is refused). A gallery of photos in memory (a bare scan of no stored
+    watchlist) has no listing to consult."""
+    if deployment_id is not None:
+        in_snapshot = session.scalar(
+            sa.select(SnapshotPerson.id).where(
+                SnapshotPerson.deployment_id == deployment_id,
+                SnapshotPerson.person_ref == person_ref,
+                SnapshotPerson.expires_at > seen_at,
+            )
+        )
+        if in_snapshot is None:
+            return False
+    elif session.scalar(sa.select(Watchlist.id).where(Watchlist.name == watchlist_name)) is None:
+        return True
+    listing = (
+        sa.select(Person.id)
+        .join(Watchlist, Watchlist.id == Person.watchlist_id)
+        .where(Watchlist.name == watchlist_name, Person.reference_id == person_ref, Person.expires_at > seen_at)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        listing = listing.with_for_update(read=True, of=Person)
+    return session.scalar(listing) is not None
 
 
 class AlertDatabase:
@@ -73,7 +115,8 @@ class AlertDatabase:
         deployment_id: int | None = None,
         reference_image_id: int | None = None,
     ) -> tuple[AlertRecord, bool]:
-        """As ``commit``, and whether the alert is new (False: this sighting was already written)."""
+        """As ``commit``, and whether the alert is new (False: this sighting was already written). Raises
+        ``ListingEnded``, writing nothing, when the person was no longer listed at the sighting."""
         person = str(found.person_id)
         row = Alert(
             uid=str(uuid.uuid4()),
@@ -96,6 +139,12 @@ class AlertDatabase:
         )
         values = {column.key: getattr(row, column.key) for column in Alert.__table__.columns if column.key != "id"}
         with self.store.session() as session:
+            # Checked before the row is written: a refused alert's probe never reaches a table page or the WAL.
+            if not listed_at_sighting(session, watchlist_name, person, deployment_id, found.seen_at):
+                raise ListingEnded(
+                    f"{person} was no longer listed on {watchlist_name!r} when seen on camera {found.camera} "
+                    f"(track {found.track_id}): no alert written"
+                )
             dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
             new_id = session.scalar(
                 dialect.insert(Alert)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
 
-from openlfr.alerts.database import AlertDatabase
+from openlfr.alerts.database import AlertDatabase, ListingEnded
 from openlfr.alerts.record import AlertFound, AlertRecord
 from openlfr.alerts.sinks import AlertSink
 
@@ -39,6 +39,7 @@ class HoldStatus:
     lost: int
     failing_since: float | None  # epoch seconds of the first failed write of the current outage
     last_error: str | None
+    refused: int = 0  # alerts for people no longer listed when seen: not written, not announced
 
 
 class AlertDispatcher:
@@ -76,6 +77,7 @@ class AlertDispatcher:
         self._closing = False
         self._written = 0
         self._lost = 0
+        self._refused = 0
         self._failing_since: float | None = None
         self._last_error: str | None = None
         self._writer: threading.Thread | None = None
@@ -83,10 +85,17 @@ class AlertDispatcher:
             self._writer = threading.Thread(target=self._write_held, name="openlfr-alert-writer", daemon=True)
             self._writer.start()
 
-    def handle(self, found: AlertFound) -> AlertRecord:
-        record, is_new = self.database.write(
-            found, watchlist_name=self.watchlist_name, names=self.names, deployment_id=self.deployment_id
-        )
+    def handle(self, found: AlertFound) -> AlertRecord | None:
+        """The alert committed and announced; None when it was refused (the person's listing had ended)."""
+        try:
+            record, is_new = self.database.write(
+                found, watchlist_name=self.watchlist_name, names=self.names, deployment_id=self.deployment_id
+            )
+        except ListingEnded as refusal:
+            with self._wake:
+                self._refused += 1
+            log.warning("alert refused: %s", refusal)  # (who and where, never the face)
+            return None
         if not is_new:
             log.info("alert %d: sighting already recorded, not announced again", record.id)
             return record
@@ -122,7 +131,9 @@ class AlertDispatcher:
 
     def status(self) -> HoldStatus:
         with self._wake:
-            return HoldStatus(len(self._held), self._written, self._lost, self._failing_since, self._last_error)
+            return HoldStatus(
+                len(self._held), self._written, self._lost, self._failing_since, self._last_error, self._refused
+            )
 
     def drain(self, timeout: float) -> bool:
         """Wait until every held alert is written (True) or ``timeout`` seconds pass (False)."""
@@ -145,7 +156,7 @@ class AlertDispatcher:
                     return
                 found = self._held[0]
             try:
-                self.handle(found)
+                written = self.handle(found) is not None
             except Exception as exc:
                 # The store answers a driver's OperationalError as a StoreError caused by it.
                 transient = isinstance(exc, TRANSIENT) or isinstance(exc.__cause__, TRANSIENT)
@@ -175,7 +186,7 @@ class AlertDispatcher:
             with self._wake:
                 if self._held and self._held[0] is found:  # (close may have given up on it meanwhile)
                     self._held.popleft()
-                self._written += 1
+                self._written += written
                 since, self._failing_since = self._failing_since, None
                 self._wake.notify_all()
             if since is not None:

@@ -56,6 +56,7 @@ from openlfr.governance.guard import MatchGuard
 from openlfr.services import deployments
 from openlfr.services.audit_log import audit_key
 from openlfr.services.context import Context
+from openlfr.services.listing_watch import ListingWatch
 from openlfr.services.live import CameraDefaults, LivePipeline, build_pipeline, camera_of, snapshot_watchlist
 from openlfr.services.tiles import TileBoard, tile_faces
 from openlfr.settings import Settings
@@ -139,6 +140,9 @@ class DeploymentRun:
         # camera -> (media time analysed to, next track id, alerts handed to the dispatcher by then)
         self._progress: dict[str, tuple[float, int, int]] = {}
         self._saved_progress: dict[str, tuple[float, int]] = {}
+        # A listing ended after authorisation: the pipeline is rebuilt from the (updated) snapshot at once.
+        self.listings = ListingWatch(store, self.ctx, deployment_id, self._listings_ended)
+        self._reloading = False
 
     @property
     def alive(self) -> bool:
@@ -151,11 +155,14 @@ class DeploymentRun:
             target=self._supervise, name=f"openlfr-deployment-{self.deployment_id}", daemon=True
         )
         self.books = threading.Thread(target=self._keep_books, name=f"openlfr-books-{self.deployment_id}", daemon=True)
+        self.listings.start()
         self.thread.start()
         self.books.start()
 
     def prepare(self) -> LivePipeline:
         """Build the deployment's pipeline (nothing runs yet): its snapshot, its cameras, the stream settings."""
+        self._reloading = False
+        self.listings.settle()
         snapshot = snapshot_watchlist(self.store, self.deployment_id, self.settings)
         facts = self.guard.permission()
         if not facts.allowed:
@@ -244,6 +251,8 @@ class DeploymentRun:
         try:
             while not self._stop.is_set():
                 failure = self._run_once()
+                if self._reloading and not self._stop.is_set():
+                    continue
                 if failure is None or self._stop.is_set() or not self._window_open():
                     break
                 self.restarts += 1
@@ -264,6 +273,7 @@ class DeploymentRun:
                 delay = min(delay * 2, RESTART_MAX_S)
         finally:
             self.state = "stopped" if self._stop.is_set() else "finished"
+            self.listings.stop()
             self._pipeline_done.set()
             # What the pipeline raised is still written, whatever the window does meanwhile (it was raised inside it).
             while self.dispatcher is not None and not self.dispatcher.drain(1.0) and not self._abandon.is_set():
@@ -276,7 +286,7 @@ class DeploymentRun:
             self.prepare()
         except Exception as exc:
             return f"cannot start: {_first_line(exc)}"
-        if self._stop.is_set():
+        if self._stop.is_set() or self._reloading:
             return None
         self.state = "running"
         try:
@@ -337,6 +347,7 @@ class DeploymentRun:
             "alerts_held": held.held if held else 0,
             "alerts_written": held.written if held else 0,
             "alerts_lost": held.lost if held else 0,
+            "alerts_refused": held.refused if held else 0,  # people no longer listed when seen: not written
             "database_failing_since": None if failing is None else datetime.fromtimestamp(failing, UTC).isoformat(),
             "database_error": (held.last_error if failing is not None and held else None) or self.database_error,
             "notes": notes,
@@ -504,7 +515,7 @@ class DeploymentRun:
     def _save_progress(self) -> None:
         """Each camera's progress, once every alert raised up to it is in the database (else it waits)."""
         held = self.dispatcher.status() if self.dispatcher is not None else None
-        settled = held.written + held.lost if held is not None else 0
+        settled = held.written + held.lost + held.refused if held is not None else 0
         with self._lock:
             due = {
                 name: (media, next_id)
@@ -530,6 +541,15 @@ class DeploymentRun:
                         db, self.deployment_id, delta["decoded"], delta["faces_seen"], delta["tracks"], delta["alerts"]
                     )
             self._flushed[camera] = counts
+
+    def _listings_ended(self, people: list[str]) -> None:
+        """Snapshot entries ended early (expired or removed after authorisation): rebuild the pipeline without them."""
+        count = f"{len(people)} listed {'person' if len(people) == 1 else 'people'}"
+        log.warning("deployment %d: the listing of %s ended; the pipeline reloads", self.deployment_id, count)
+        self.note("", f"the listing of {count} ended after authorisation: the pipeline reloaded without them")
+        self._reloading = True
+        if self.runner is not None:
+            self.runner.stop()
 
     def _on_view(self, view: FrameView) -> None:
         if self.tiles.wants(self.deployment_id, view.camera):
