@@ -54,23 +54,47 @@ def left_to_right(boxes: Sequence[Box]) -> list[int]:
     return sorted(range(len(boxes)), key=lambda i: (boxes[i].left, boxes[i].top))
 
 
-def choose_face(boxes: Sequence[Box], choice: FaceChoice) -> int | str:
-    """The index of the face to enrol, or the reason none can be chosen."""
+@dataclass(frozen=True)
+class FacePick:
+    """The face a choice takes from a photo's boxes: its ``index`` into them and its ``number`` from the left, or
+    (both None) the ``problem`` that none can be taken: no face, several and none chosen, or no such face."""
+
+    index: int | None
+    number: int | None
+    problem: Literal["no face", "several faces", "no such face"] | None = None
+
+
+def pick_face(boxes: Sequence[Box], choice: FaceChoice) -> FacePick:
+    """The face ``choice`` takes: enrolment and photo search choose alike and word their refusals their own way."""
     if not boxes:
-        return "no face found"
+        return FacePick(None, None, "no face")
     order = left_to_right(boxes)
     if choice is None:
-        if len(boxes) == 1:
-            return 0
-        return (
-            f"{len(boxes)} faces found; enrol from a photo of one person, or choose one with "
-            f"--face 1..{len(boxes)} (numbered from the left) or --face largest"
-        )
+        return FacePick(0, 1) if len(boxes) == 1 else FacePick(None, None, "several faces")
     if choice == "largest":
-        return max(range(len(boxes)), key=lambda i: boxes[i].area)
+        index = max(range(len(boxes)), key=lambda i: boxes[i].area)
+        return FacePick(index, order.index(index) + 1)
     if not 1 <= choice <= len(boxes):
-        return f"--face {choice} asked for, but {len(boxes)} face(s) found"
-    return order[choice - 1]
+        return FacePick(None, None, "no such face")
+    return FacePick(order[choice - 1], choice)
+
+
+def enrolment_refusal(pick: FacePick, faces: int, choice: FaceChoice) -> str:
+    """Why enrolment takes no face of a photo of ``faces`` faces, as its report says it."""
+    if pick.problem == "no face":
+        return "no face found"
+    if pick.problem == "several faces":
+        return (
+            f"{faces} faces found; enrol from a photo of one person, or choose one with "
+            f"--face 1..{faces} (numbered from the left) or --face largest"
+        )
+    return f"--face {choice} asked for, but {faces} face(s) found"
+
+
+def choose_face(boxes: Sequence[Box], choice: FaceChoice) -> int | str:
+    """The index of the face to enrol, or the reason none can be chosen."""
+    pick = pick_face(boxes, choice)
+    return enrolment_refusal(pick, len(boxes), choice) if pick.index is None else pick.index
 
 
 def parse_face_choice(text: str | None) -> FaceChoice:

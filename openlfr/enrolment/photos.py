@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from openlfr.enrolment.gate import FaceChoice, QualityGate, choose_face
+from openlfr.enrolment.gate import FaceChoice, FacePick, QualityGate, enrolment_refusal, pick_face
 from openlfr.errors import ImageError
 from openlfr.settings import Settings
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.image_io import encode_jpeg, load_rgb
 from openlfr.vision.model_files import file_sha256
-from openlfr.vision.types import Box, Detection, Quality
+from openlfr.vision.types import Box, Detection, Face, Quality
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # The stored face picture: the face box widened by this fraction on each side, at most this many pixels.
@@ -54,9 +54,29 @@ class PhotoResult:
         return self.face is not None
 
 
-def detect_scaled(engine: FaceEngine, image: np.ndarray, max_side: int) -> list[Detection]:
-    """Detect on a copy no larger than ``max_side``; boxes (and landmarks) in the full image's pixels."""
-    return engine.detect(image, max_side=max_side)
+@dataclass
+class ChosenFace:
+    """The face a choice takes from a photo, analysed (landmarks, chip, quality) and not yet embedded."""
+
+    detections: list[Detection]  # every face found, boxes in the photo's pixels
+    pick: FacePick
+    face: Face | None  # None when the choice takes no face (``pick.problem`` says why)
+
+
+def choose_and_analyse(engine: FaceEngine, pixels: np.ndarray, choice: FaceChoice, max_side: int) -> ChosenFace:
+    """Detect on a copy no larger than ``max_side`` (the detector's anchors stop short of a large face), take the
+    chosen face and analyse it; enrolment, photo search and re-embedding share these steps."""
+    detections = engine.detect(pixels, max_side=max_side)
+    pick = pick_face([d.box for d in detections], choice)
+    face = None if pick.index is None else engine.analyse(pixels, [detections[pick.index]])[0]
+    return ChosenFace(detections, pick, face)
+
+
+def embed_face(engine: FaceEngine, face: Face) -> np.ndarray:
+    """The embedding of an analysed face, made last: it is the costly step, spent only on a face that is wanted."""
+    engine.embed([face])
+    assert face.embedding is not None and face.model_id is not None
+    return face.embedding
 
 
 def face_picture(image: np.ndarray, box: Box) -> bytes:
@@ -87,16 +107,16 @@ def analyse_photo(
         return PhotoResult(source, "", reason=_without_path(str(exc), source))
     except OSError as exc:
         return PhotoResult(source, "", reason=f"cannot read the file: {exc.strerror}")
-    detections = detect_scaled(engine, pixels, detect_max_side)
-    chosen = choose_face([d.box for d in detections], choice)
-    if isinstance(chosen, str):
-        return PhotoResult(source, sha, reason=chosen, faces_found=len(detections))
-    (face,) = engine.analyse(pixels, [detections[chosen]])
+    chosen = choose_and_analyse(engine, pixels, choice, detect_max_side)
+    found = len(chosen.detections)
+    face = chosen.face
+    if face is None:
+        return PhotoResult(source, sha, reason=enrolment_refusal(chosen.pick, found, choice), faces_found=found)
     refusals = gate.refusals(face.quality)
     if refusals:
-        return PhotoResult(source, sha, reason="; ".join(refusals), faces_found=len(detections))
-    engine.embed([face])
-    assert face.embedding is not None and face.model_id is not None
+        return PhotoResult(source, sha, reason="; ".join(refusals), faces_found=found)
+    embedding = embed_face(engine, face)
+    assert face.model_id is not None
     return PhotoResult(
         source,
         sha,
@@ -105,11 +125,11 @@ def analyse_photo(
             detector=face.detector,
             detector_score=float(face.score),
             quality=face.quality,
-            embedding=face.embedding,
+            embedding=embedding,
             model_id=face.model_id,
             face_jpeg=face_picture(pixels, face.box),
         ),
-        faces_found=len(detections),
+        faces_found=found,
     )
 
 

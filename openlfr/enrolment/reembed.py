@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from openlfr.enrolment.photos import embed_face
 from openlfr.errors import ImageError
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.image_io import decode_rgb
@@ -54,6 +55,5 @@ def reembed_picture(engine: FaceEngine, face_jpeg: bytes | None, max_pixels: int
         return Reembedded(reason="no face found in the stored face picture")
     chosen = centre_face(detections, *pixels.shape[:2])
     (face,) = engine.analyse(pixels, [chosen])
-    engine.embed([face])
-    assert face.embedding is not None and face.model_id is not None
-    return Reembedded(embedding=face.embedding, model_id=face.model_id)
+    embedding = embed_face(engine, face)
+    return Reembedded(embedding=embedding, model_id=face.model_id or "")

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from openlfr.clock import utc_now
 from openlfr.enrolment import service
+from openlfr.enrolment.engines import process_engine
 from openlfr.enrolment.gate import FaceChoice, QualityGate
 from openlfr.enrolment.importer import ImportRow, analyse_folders, scan_folder
 from openlfr.enrolment.photos import PhotoResult, analyse_photos
@@ -34,7 +34,6 @@ from openlfr.services.watchlists import existing
 from openlfr.settings import Settings
 from openlfr.store.db import Store
 from openlfr.store.models import Person, Watchlist
-from openlfr.vision.engine import FaceEngine, build_engine
 
 
 def enrol_person(
@@ -88,12 +87,7 @@ class Upload:
     data: bytes
 
 
-_ENGINE_LOCK = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _stills_engine(settings_key: str) -> FaceEngine:
-    return build_engine(Settings.model_validate_json(settings_key), stills=True)
+_ENGINE_LOCK = threading.Lock()  # one upload at a time through the process's stills engine
 
 
 def analyse_uploads(settings: Settings, uploads: Sequence[Upload]) -> list[PhotoResult]:
@@ -103,7 +97,7 @@ def analyse_uploads(settings: Settings, uploads: Sequence[Upload]) -> list[Photo
         paths = [Path(folder) / f"{index}{Path(upload.name).suffix.lower()}" for index, upload in enumerate(uploads)]
         for path, upload in zip(paths, uploads, strict=True):
             path.write_bytes(upload.data)
-        results = analyse_photos(_stills_engine(settings.model_dump_json()), paths, gate, None, settings)
+        results = analyse_photos(process_engine(settings, stills=True), paths, gate, None, settings)
     for result, path, upload in zip(results, paths, uploads, strict=True):
         result.source = upload.name
         if result.reason:

@@ -16,7 +16,7 @@ caller's transaction. The safeguards, in the order they are checked:
   embedding), cleared by retention ``OPENLFR_PROBE_RETENTION_SECONDS`` after the search, as an alert's probe is
   (:func:`purge_search_probes`, run by ``services.retention``).
 
-The probe is embedded with the live profile (``build_engine(settings)``), as a camera's probe is: the
+The probe is embedded with the live profile (``probe_engine(settings)``), as a camera's probe is: the
 calibration table measures stills-enrolled references against live-profile probes, so the false-match rate
 given for each candidate's score (``fmr``) is the table's own figure, not one for a different comparison.
 """
@@ -27,7 +27,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, cast
 
 import numpy as np
@@ -35,8 +34,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from openlfr.clock import utc_now
+from openlfr.enrolment.engines import process_engine
 from openlfr.enrolment.gate import FaceChoice, left_to_right
-from openlfr.enrolment.photos import face_picture
+from openlfr.enrolment.photos import ChosenFace, choose_and_analyse, embed_face, face_picture
 from openlfr.errors import OpenLFRError
 from openlfr.governance import retention
 from openlfr.governance.retention import RetentionPolicy
@@ -48,7 +48,7 @@ from openlfr.store.models import Person, ReferenceImage
 from openlfr.store.search_models import PhotoSearch
 from openlfr.store.watchlists import active_references, get_watchlist
 from openlfr.text import plain_text
-from openlfr.vision.engine import FaceEngine, build_engine
+from openlfr.vision.engine import FaceEngine
 from openlfr.vision.types import Detection, Face, Quality
 from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, fpir, load_calibration
 
@@ -183,27 +183,18 @@ def _face_list(detections: Sequence[Detection], order: Sequence[int]) -> str:
     )
 
 
-def choose_probe(detections: Sequence[Detection], choice: FaceChoice) -> tuple[int, int]:
-    """(index into ``detections``, its number from the left) of the face to search with, or ``SearchRefused``
-    listing the faces when the photo shows several and none was chosen."""
-    if not detections:
-        raise SearchRefused("no face found in the photo")
-    order = left_to_right([d.box for d in detections])
-    if choice is None:
-        if len(detections) == 1:
-            return 0, 1
-        raise SearchRefused(
+def _refusal(chosen: ChosenFace, choice: FaceChoice) -> SearchRefused:
+    """Why the photo gives no face to search with, listing its faces when there are some to choose from."""
+    detections = chosen.detections
+    if chosen.pick.problem == "no face":
+        return SearchRefused("no face found in the photo")
+    faces = _face_list(detections, left_to_right([d.box for d in detections]))
+    if chosen.pick.problem == "several faces":
+        return SearchRefused(
             f"{len(detections)} faces in the photo; choose one with --face N (numbered from the left; the API's "
-            f"field face) or --face largest: {_face_list(detections, order)}"
+            f"field face) or --face largest: {faces}"
         )
-    if choice == "largest":
-        index = max(range(len(detections)), key=lambda i: detections[i].box.area)
-        return index, order.index(index) + 1
-    if not 1 <= choice <= len(detections):
-        raise SearchRefused(
-            f"face {choice} asked for, but the photo shows {len(detections)}: {_face_list(detections, order)}"
-        )
-    return order[choice - 1], choice
+    return SearchRefused(f"face {choice} asked for, but the photo shows {len(detections)}: {faces}")
 
 
 def embed_probe(
@@ -211,13 +202,15 @@ def embed_probe(
 ) -> tuple[Face, ProbeFace]:
     """The chosen face of the photo, embedded (in memory only), and what the answer says about it."""
     with _ENGINE_LOCK:
-        detections = engine.detect(pixels, max_side=settings.enrol_detect_max_side)
-        index, number = choose_probe(detections, choice)
-        (face,) = engine.analyse(pixels, [detections[index]])
-        engine.embed([face])
+        chosen = choose_and_analyse(engine, pixels, choice, settings.enrol_detect_max_side)
+        face = chosen.face
+        if face is None:
+            raise _refusal(chosen, choice)
+        embed_face(engine, face)
+    assert chosen.pick.number is not None
     probe = ProbeFace(
-        number=number,
-        faces_found=len(detections),
+        number=chosen.pick.number,
+        faces_found=len(chosen.detections),
         box=face.box.as_list(),
         detector_score=float(face.score),
         quality=face.quality,
@@ -243,15 +236,9 @@ def _calibration(settings: Settings, model_id: str) -> tuple[CalibrationTable | 
 # ----- the search -----
 
 
-@lru_cache(maxsize=1)
-def _cached_engine(settings_key: str) -> FaceEngine:
-    return build_engine(Settings.model_validate_json(settings_key))
-
-
 def probe_engine(settings: Settings) -> FaceEngine:
     """The live-profile engine for these settings, built once per process (the server searches many photos)."""
-    with _ENGINE_LOCK:
-        return _cached_engine(settings.model_dump_json())
+    return process_engine(settings, stills=False)
 
 
 def search_photo(
