@@ -24,8 +24,8 @@ given for each candidate's score (``fmr``) is the table's own figure, not one fo
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -46,11 +46,12 @@ from openlfr.services.live import build_gallery
 from openlfr.settings import Settings
 from openlfr.store.models import Person, ReferenceImage
 from openlfr.store.search_models import PhotoSearch
-from openlfr.store.watchlists import active_references, get_watchlist
+from openlfr.store.watchlists import ListedPerson, active_references, get_watchlist
 from openlfr.text import plain_text
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.types import Detection, Face, Quality
 from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, fpir, load_calibration
+from openlfr.watchlist.search import Candidate
 
 MIN_REASON_CHARS = 20
 MAX_REASON_CHARS = 5000
@@ -122,17 +123,12 @@ class SearchCandidate:
     reference_image_id: int  # the reference photo that matched best
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "person": self.person,
-            "name": self.name,
-            "category": self.category,
-            "score": round(self.score, 4),
-            "fmr": None if self.fmr is None else float(f"{self.fmr:.3g}"),
-            "fmr_extrapolated": self.fmr_extrapolated,
-            "fpir": None if self.fpir is None else float(f"{self.fpir:.3g}"),
-            "reference_image_id": self.reference_image_id,
-        }
+        """The fields by name, the score to 4 decimals and the rates to 3 significant figures."""
+        return asdict(self) | {"score": round(self.score, 4), "fmr": _figures(self.fmr), "fpir": _figures(self.fpir)}
+
+
+def _figures(rate: float | None) -> float | None:
+    return None if rate is None else float(f"{rate:.3g}")
 
 
 @dataclass(frozen=True)
@@ -241,6 +237,31 @@ def probe_engine(settings: Settings) -> FaceEngine:
     return process_engine(settings, stills=False)
 
 
+def _candidates(
+    found: Sequence[Candidate], people: Iterable[ListedPerson], table: CalibrationTable | None, references: int
+) -> list[SearchCandidate]:
+    """The gallery's best matches, ranked, each with who it is and its calibrated rates among ``references``."""
+    by_ref = {p.reference_id: p for p in people}
+    candidates = []
+    for rank, candidate in enumerate(found, 1):
+        person = by_ref[str(candidate.person_id)]
+        rate, beyond = table.fmr_at(candidate.score) if table is not None else (None, False)
+        candidates.append(
+            SearchCandidate(
+                rank=rank,
+                person=person.reference_id,
+                name=person.display_name,
+                category=person.category,
+                score=candidate.score,
+                fmr=rate,
+                fmr_extrapolated=beyond,
+                fpir=None if rate is None else fpir(rate, references),
+                reference_image_id=cast(int, candidate.reference_id),
+            )
+        )
+    return candidates
+
+
 def search_photo(
     db: Session,
     ctx: Context,
@@ -272,25 +293,8 @@ def search_photo(
     expiry = [refs.people[p].expires_at for p in refs.person_ids]
     gallery = build_gallery(settings, refs.embeddings, person_refs, list(refs.image_ids), model_id, expiry)
     (found,) = gallery.search(face.embedding, asked.top, model_id=model_id)
-    by_ref = {p.reference_id: p for p in refs.people.values()}
     table, note = _calibration(settings, model_id)
-    candidates = []
-    for rank, candidate in enumerate(found, 1):
-        person = by_ref[str(candidate.person_id)]
-        rate, beyond = table.fmr_at(candidate.score) if table is not None else (None, False)
-        candidates.append(
-            SearchCandidate(
-                rank=rank,
-                person=person.reference_id,
-                name=person.display_name,
-                category=person.category,
-                score=candidate.score,
-                fmr=rate,
-                fmr_extrapolated=beyond,
-                fpir=None if rate is None else fpir(rate, gallery.size),
-                reference_image_id=cast(int, candidate.reference_id),
-            )
-        )
+    candidates = _candidates(found, refs.people.values(), table, gallery.size)
     record_id = None
     if asked.investigation is not None:
         record = PhotoSearch(
