@@ -80,9 +80,11 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/deployments/{deployment_id}"): EVERYONE,
     ("GET", "/records"): EVERYONE,
     ("GET", "/audit"): frozenset({AD, A}),
+    ("GET", "/audit/anchor"): frozenset({AD, A}),
     ("GET", "/users"): frozenset({A}),
     ("GET", "/settings"): frozenset({A}),
     ("GET", "/watchlists"): frozenset({A, AU, OP}),
+    ("POST", "/watchlists/{name}/reembed"): frozenset({A}),
 }
 
 # Path parameters that name nothing: an admitted request ends in 404/422, never in a change.

@@ -96,3 +96,19 @@ def current_anchor(session: Session) -> tuple[int, str] | None:
     """The head as an anchor (last sequence number and hash), or None while the log is empty."""
     head = session.get(AuditHead, 1)
     return None if head is None or head.seq == 0 else (head.seq, head.hash)
+
+
+def anchor_as_of(session: Session, moment: datetime) -> tuple[int, str] | None:
+    """The head as it stood at ``moment``: the last entry written then or before, or None if there was none yet.
+
+    Entries are numbered in the order they are written, under the head's lock, and stamped as they are: the
+    last number stamped at or before ``moment`` was the head then (and an anchor covers every entry before it)."""
+    row = session.execute(
+        select(AuditEntry.seq, AuditEntry.hash).where(AuditEntry.at <= moment).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def anchor_text(anchor: tuple[int, str]) -> str:
+    """``SEQ:HASH``, as ``openlfr audit anchor`` prints it and ``audit verify --anchor`` reads it."""
+    return f"{anchor[0]}:{anchor[1]}"

@@ -1,15 +1,29 @@
-"""Administration and oversight: the audit log, the accounts, the console's settings, the watchlists."""
+"""Administration and oversight: the audit log and its anchor, the accounts, the console's settings, the
+watchlists and their re-embedding."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from openlfr.api.deps import DB, AdminPrincipal, AuditReaderPrincipal, DrafterPrincipal, server
-from openlfr.services import audit_log, console, watchlists
+from openlfr.api.deps import (
+    DB,
+    AdminPrincipal,
+    AdminWrite,
+    AuditReaderPrincipal,
+    AuditReaderWrite,
+    DrafterPrincipal,
+    server,
+)
+from openlfr.governance.audit import parse_anchor
+from openlfr.services import audit_log, console, reembed, watchlists
+from openlfr.services.accounts import MIN_PASSWORD_CHARS
 from openlfr.store.governance_models import AuditEntry, User
 from openlfr.store.models import CATEGORY_VALUES
+from openlfr.vision.engine import model_id_for
 from openlfr.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -22,10 +36,45 @@ def audit_page(request: Request, principal: AuditReaderPrincipal, db: DB) -> HTM
     return render(request, "audit.html", principal, entries=entries, verdict=verdict)
 
 
+@router.get("/audit/anchor")
+def audit_anchor_page(
+    request: Request, write: AuditReaderWrite, anchor: Annotated[str, Query(max_length=200)] = ""
+) -> HTMLResponse:
+    """The log's head to keep outside the system (``openlfr audit anchor``), and a check of the chain; with an
+    anchor kept earlier, also that its entry is still there (``audit verify --anchor``), audited as the API's
+    check is."""
+    db, key = write.db, write.ctx.key
+    head = audit_log.current_anchor(db)
+    head_at = None if head is None else db.scalar(select(AuditEntry.at).where(AuditEntry.seq == head[0]))
+    verdict = audit_log.verify(db, key)
+    given, problem, checked = anchor.strip(), "", None
+    if given:
+        try:
+            kept = parse_anchor(given)
+        except ValueError as exc:
+            problem = str(exc)
+        else:
+            checked = audit_log.verify(db, key, kept) if verdict.ok else verdict
+            details = {"ok": checked.ok, "entries": checked.entries, "anchor": audit_log.anchor_text(kept)}
+            write.ctx.audit(db, "audit.verify", "audit_log", details)
+    return render(
+        request,
+        "audit_anchor.html",
+        write.principal,
+        status=400 if problem else 200,
+        head=None if head is None else audit_log.anchor_text(head),
+        head_at=head_at,
+        verdict=verdict,
+        given=given,
+        problem=problem,
+        checked=checked,
+    )
+
+
 @router.get("/users")
 def users_page(request: Request, principal: AdminPrincipal, db: DB) -> HTMLResponse:
     users = db.scalars(select(User).order_by(User.username)).all()
-    return render(request, "users.html", principal, users=users)
+    return render(request, "users.html", principal, users=users, min_password=MIN_PASSWORD_CHARS)
 
 
 @router.get("/settings")
@@ -46,5 +95,19 @@ def settings_page(request: Request, principal: AdminPrincipal, db: DB) -> HTMLRe
 @router.get("/watchlists")
 def watchlists_page(request: Request, principal: DrafterPrincipal, db: DB) -> HTMLResponse:
     return render(
-        request, "watchlists.html", principal, watchlists=watchlists.list_watchlists(db), categories=CATEGORY_VALUES
+        request,
+        "watchlists.html",
+        principal,
+        watchlists=watchlists.list_watchlists(db),
+        categories=CATEGORY_VALUES,
+        model_id=model_id_for(server(request).settings),
     )
+
+
+@router.post("/watchlists/{name}/reembed")
+def reembed_watchlist(name: str, request: Request, write: AdminWrite) -> HTMLResponse:
+    """The use case of ``openlfr watchlist reembed`` and ``POST /api/watchlists/{name}/reembed`` (same role, CSRF
+    check and audit entry), answered as a fragment naming who was re-embedded, who was up to date and who was
+    refused with why (the API answers counts)."""
+    report = reembed.reembed_watchlist(write.db, write.ctx, name)
+    return render(request, "reembed_result.html", write.principal, report=report)

@@ -1,8 +1,11 @@
 """The operator console: server-rendered pages (Jinja2) over the application layer, one module per page group.
 
 Pages only read. Every action on a page is a small form that ``static/console.js`` sends to the JSON API with
-the session's CSRF token, so the role checks, rules and audit entries are the API's, written once. The alert
-queue listens to the API's server-sent events and reloads its list (a server-rendered fragment) when it changes.
+the session's CSRF token, so the role checks, rules and audit entries are the API's, written once. Two actions
+show more than the API answers and so call their use case from the console itself, with the same role, CSRF check
+and audit entry: re-embedding a watchlist (the people by name, as a fragment) and checking a kept audit anchor.
+The alert queue listens to the API's server-sent events and reloads its list (a server-rendered fragment) when it
+changes.
 """
 
 from __future__ import annotations

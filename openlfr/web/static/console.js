@@ -10,6 +10,12 @@ function showError(scope, message) {
 }
 
 async function describe(response) {
+  // A console route's refusal is an error page: its message is the page's error line.
+  if ((response.headers.get("content-type") || "").includes("text/html")) {
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const line = page.querySelector("main .error");
+    return line ? line.textContent : response.status + " " + response.statusText;
+  }
   try {
     const body = await response.json();
     let text = body.detail || response.statusText;
@@ -64,12 +70,27 @@ async function afterSuccess(response, next) {
   }
 }
 
+// A form with data-into="#id" shows the answer (a fragment rendered by the console) in that element instead of
+// reloading the page; the element says so while the request runs, and shows the refusal if it fails.
+function showInto(box, html, message) {
+  box.innerHTML = html;
+  if (message) {
+    const line = document.createElement("p");
+    line.className = "error";
+    line.textContent = message;
+    box.appendChild(line);
+  }
+  box.hidden = false;
+}
+
 document.addEventListener("submit", async (event) => {
   const form = event.target.closest("form[data-api]");
   if (!form) return;
   event.preventDefault();
   const button = form.querySelector("[type=submit]");
   if (button) button.disabled = true;
+  const into = form.dataset.into ? document.querySelector(form.dataset.into) : null;
+  if (into) showInto(into, '<p class="muted">working… (this can take a while)</p>');
   try {
     const url = target(form.dataset.api, form);
     let response;
@@ -79,10 +100,13 @@ document.addEventListener("submit", async (event) => {
       for (const el of form.elements) if (el.dataset.path) data.delete(el.name);
       response = await send(url, form.dataset.method || "POST", data, true);
     } else response = await send(url, form.dataset.method || "POST", formJson(form));
-    if (response.ok || response.redirected) await afterSuccess(response, form.dataset.next);
+    if (into && response.ok) showInto(into, await response.text());
+    else if (into) showInto(into, "", await describe(response));
+    else if (response.ok || response.redirected) await afterSuccess(response, form.dataset.next);
     else showError(form, await describe(response));
   } catch (error) {
-    showError(form, "the server could not be reached: " + error);
+    if (into) showInto(into, "", "the server could not be reached: " + error);
+    else showError(form, "the server could not be reached: " + error);
   } finally {
     if (button) button.disabled = false;
   }
