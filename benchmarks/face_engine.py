@@ -15,14 +15,21 @@ old engine measured in the same run:
 4. **live CPU budget** (``--live``): the live pipeline on every frame of the clip, its whole-picture detection
    booked apart as the detector process would run it (2 frames late), so the CPU one camera needs per second
    of video is known per process whatever else the machine is doing: RetinaFace at half and full size, HOG.
-5. **LFW** (``--lfw``): View 2 accuracy with the default engine (``openlfr bench lfw``; tens of minutes).
+5. **real-time scan** (``--realtime``): ``openlfr scan video/pedestrians_1080p.mp4 --watchlist W --realtime --json``
+   as a user runs it (W: the shared gallery, enrolled in a throwaway data directory), once with each detector,
+   one after the other in this run: fps, frames decoded / dropped, faces seen, alerts, and the new engine's faces
+   seen against the old's (issue 9: 25 fps, 0 dropped, no alert, at least 2.5x the faces).
+6. **LFW** (``--lfw``): View 2 accuracy with the default engine (``openlfr bench lfw``; tens of minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -181,6 +188,49 @@ def decode_cores(path: Path) -> float:
     return round((time.process_time() - start) / (len(frames) / 25.0), 2)
 
 
+def realtime_scans(data: Path, repeats: int) -> dict[str, Any]:
+    """`openlfr scan --realtime --json` on the 1080p clip with each detector, against the gallery watchlist."""
+    openlfr = [sys.executable, "-m", "openlfr"]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="openlfr-bench-") as home:
+        env = {**os.environ, "OPENLFR_DATA_DIR": home}
+        env.pop("OPENLFR_DETECTOR", None)
+
+        def run(*args: str, detector: str | None = None) -> str:
+            extra = {"OPENLFR_DETECTOR": detector} if detector else {}
+            done = subprocess.run(
+                [*openlfr, *args], env={**env, **extra}, capture_output=True, text=True, timeout=600, check=False
+            )
+            if done.returncode not in (0, 1):
+                raise RuntimeError(f"openlfr {' '.join(args)} failed: {done.stderr.strip()[-400:]}")
+            return done.stdout
+
+        run("watchlist", "create", "W")
+        run(
+            "watchlist", "import", "W", str(data / "stills" / "gallery"), "--reason", "benchmark gallery",
+            "--legal-basis", "public test photos", "--expires", "1d", "--face", "largest",
+        )  # fmt: skip
+        for attempt in range(repeats):
+            for detector in ("retinaface", "hog"):
+                out = run("scan", str(data / CLIP), "--watchlist", "W", "--realtime", "--json", detector=detector)
+                lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+                camera = next(line for line in lines if line.get("type") == "camera")
+                summary = next(line for line in lines if line.get("type") == "summary")
+                rows.append(
+                    {
+                        "detector": detector,
+                        "attempt": attempt + 1,
+                        "fps": summary["fps"],
+                        **{key: camera[key] for key in ("decoded", "dropped", "processed", "faces_seen", "alerts")},
+                        "latency_ms_p95": summary["latency_ms_p95"],
+                    }
+                )
+    new = [r for r in rows if r["detector"] == "retinaface"]
+    old = [r for r in rows if r["detector"] == "hog"]
+    ratios = [n["faces_seen"] / max(o["faces_seen"], 1) for n, o in zip(new, old, strict=True)]
+    return {"rows": rows, "faces_seen_vs_hog": [round(r, 2) for r in ratios]}
+
+
 def embedding_figures(settings: Settings, data: Path) -> dict[str, Any] | None:
     """ms per face embedded, old embedder against new: to be filled in by the embedder's owner (issue 9)."""
     return None
@@ -190,6 +240,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--live", action="store_true", help="also the live pipeline's CPU budget per detector")
+    parser.add_argument("--realtime", action="store_true", help="also `openlfr scan --realtime` with each detector")
+    parser.add_argument("--repeats", type=int, default=1, help="--realtime: scans per detector")
     parser.add_argument("--lfw", action="store_true", help="also run LFW View 2 with the default engine (slow)")
     parser.add_argument("--folds", type=int, default=10)
     args = parser.parse_args()
@@ -208,6 +260,8 @@ def main() -> int:
             "decode_cores": decode_cores(data / CLIP),
             "rows": live_budget(settings, data, clip_frames(data / CLIP)),
         }
+    if args.realtime:
+        report["realtime_scan"] = realtime_scans(data, max(1, args.repeats))
     if args.lfw:
         from openlfr.bench.lfw_run import run_lfw
 
@@ -225,6 +279,11 @@ def main() -> int:
         print(f"Live CPU budget per second of video (decoding: {report['live_budget']['decode_cores']} core):")
         for row in report["live_budget"]["rows"]:
             print("  " + json.dumps(row))
+    if "realtime_scan" in report:
+        print(f"openlfr scan {CLIP} --realtime --json (gallery watchlist):")
+        for row in report["realtime_scan"]["rows"]:
+            print("  " + json.dumps(row))
+        print("  faces seen, RetinaFace against HOG:", report["realtime_scan"]["faces_seen_vs_hog"])
     if report["embedding"] is not None:
         print("Embedding:", json.dumps(report["embedding"]))
     if "lfw" in report:

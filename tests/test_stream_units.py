@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import time
 from dataclasses import dataclass
 
 import av
@@ -12,6 +14,7 @@ from openlfr.stream.evidence import EvidenceRule, decide
 from openlfr.stream.frames import FrameFormat, YuvFrame, even_box, rgb_to_i420
 from openlfr.stream.stats import LatencyHistogram
 from openlfr.stream.tracker import Observation, Sample, Tracker
+from openlfr.stream.worker import LiveBacklog, Ticket
 from openlfr.vision.types import Box
 
 
@@ -173,3 +176,38 @@ def test_latency_percentiles_merge_across_histograms() -> None:
     assert merged.count == 100
     assert merged.percentile(50) == 51.0 and merged.percentile(95) == 96.0
     assert LatencyHistogram().percentile(50) is None
+
+
+def _tickets(arrivals: list[float]) -> list[Ticket]:
+    fmt = FrameFormat(16, 16, "bt601", False)
+    return [Ticket("ring", 8, 384, i, fmt, i, a, a, a) for i, a in enumerate(arrivals)]
+
+
+def test_a_live_backlog_is_worked_off_in_order_while_it_is_young() -> None:
+    waiting: queue.Queue[Ticket | None] = queue.Queue()
+    now = time.monotonic()
+    for ticket in _tickets([now - 0.12, now - 0.08, now - 0.04]):
+        waiting.put(ticket)
+    waiting.put(None)
+    given_back: list[int] = []
+    backlog = LiveBacklog(waiting, 0.3, lambda t: given_back.append(t.index))
+    order = []
+    while (ticket := backlog.next(0.1)) is not None:
+        order.append(ticket.index)
+    assert order == [0, 1, 2] and given_back == []
+
+
+def test_a_live_backlog_gives_back_frames_older_than_the_lag_but_never_the_newest() -> None:
+    waiting: queue.Queue[Ticket | None] = queue.Queue()
+    now = time.monotonic()
+    for ticket in _tickets([now - 2.0, now - 1.0, now - 0.5, now - 0.1]):
+        waiting.put(ticket)
+    given_back: list[int] = []
+    backlog = LiveBacklog(waiting, 0.3, lambda t: given_back.append(t.index))
+    first = backlog.next(0.1)
+    assert first is not None and first.index == 3 and given_back == [0, 1, 2]
+    waiting.put(_tickets([now - 5.0])[0])  # even a stale frame is analysed when nothing newer waits
+    alone = backlog.next(0.1)
+    assert alone is not None and alone.index == 0 and given_back == [0, 1, 2]
+    with pytest.raises(queue.Empty):
+        backlog.next(0.05)

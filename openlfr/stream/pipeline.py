@@ -337,9 +337,14 @@ class CameraPipeline:
     ) -> list[AlertFound]:
         assert self.matcher is not None and self.rule is not None
         chosen: list[tuple[Track, Observation, np.ndarray, Box]] = []
-        for track, observation in seen:
+        # Tracks with the fewest samples first: when the per-frame cap leaves some for the next frame, those
+        # nearest their first alert decision go first.
+        new_embeddings = self.config.embed_per_frame or len(seen)
+        for track, observation in sorted(seen, key=lambda pair: pair[0].embeddings):
             if not self._due(track, clock) or (observation.face is None and not self._worth_a_look(track, clock)):
                 continue
+            if observation.embedding is None and new_embeddings <= 0:
+                continue  # this frame's share of embedding work is spent; the track is still due next frame
             track.last_analysed_clock = clock
             analysed = self._analyse(frame, observation) if observation.face is None else None
             face = observation.face
@@ -351,6 +356,8 @@ class CameraPipeline:
             if not self._passes_gate(face) or not self._wants(track, face.quality.score(), clock):
                 continue
             chosen.append((track, observation, rgb, region))
+            if observation.embedding is None:
+                new_embeddings -= 1
         if not chosen:
             return []
         pending = [o.face for _, o, _, _ in chosen if o.embedding is None and o.face is not None]

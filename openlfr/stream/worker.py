@@ -6,19 +6,22 @@ GIL trouble); each camera's analysis runs in its own process, on its own core wh
 
 Frames cross in shared memory, never through a pipe: the parent writes a decoded frame into a free slot of
 the camera's :class:`FrameRing` and sends a small :class:`Ticket`; the worker analyses the slot and hands
-it back. A ring has a few slots, so at most that many frames wait: under load the parent drops new frames
-(no free slot) and the worker skips to the newest waiting frame, so the backlog is bounded by construction
-and latency stays that of the newest frame. Files read as fast as possible are the exception: there the
+it back. A ring has a few slots, so at most that many frames wait: a short burst of work (a crowd walking in,
+every face wanting its first embedding) is worked off in order, costing latency rather than frames; under
+lasting load the parent drops new frames (no free slot) and the worker skips frames that waited longer than
+``max_lag_s`` (:class:`LiveBacklog`), so the backlog and the latency are bounded by construction. Files read as fast as possible are the exception: there the
 parent waits for a slot and every frame is analysed, so results do not depend on the machine's load.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import queue
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from typing import Any
@@ -140,6 +143,44 @@ class WorkerSpec:
     last_alerts: dict[str, float] = field(default_factory=dict)  # person -> clock of their last alert (cooldown)
 
 
+class LiveBacklog:
+    """The frames a live camera has waiting, oldest first: which one it analyses next.
+
+    A short backlog (a frame with several new faces to embed takes longer than a frame interval) is worked off
+    in order, so a burst costs latency, not frames; a frame that has waited longer than ``max_lag_s`` is given
+    back unanalysed when a newer one waits, so latency stays bounded however long the machine is overloaded."""
+
+    def __init__(self, tickets: Any, max_lag_s: float, give_back: Callable[[Ticket], None]) -> None:
+        self.tickets, self.max_lag_s, self.give_back = tickets, max_lag_s, give_back
+        self.waiting: collections.deque[Ticket] = collections.deque()
+        self.ended = False  # the parent has sent None: no frame after those waiting
+
+    def next(self, timeout: float) -> Ticket | None:
+        """The next frame to analyse; None once the source has ended and nothing waits (queue.Empty on timeout)."""
+        self._read_ahead()
+        if not self.waiting:
+            if self.ended:
+                return None
+            first = self.tickets.get(timeout=timeout)
+            if first is None:
+                return None
+            self.waiting.append(first)
+        while len(self.waiting) > 1 and time.monotonic() - self.waiting[0].arrival > self.max_lag_s:
+            self.give_back(self.waiting.popleft())
+        return self.waiting.popleft()
+
+    def _read_ahead(self) -> None:
+        while not self.ended:
+            try:
+                ticket = self.tickets.get_nowait()
+            except queue.Empty:
+                return
+            if ticket is None:
+                self.ended = True
+            else:
+                self.waiting.append(ticket)
+
+
 def _report(pipeline: CameraPipeline, final: bool = False, media_time: float = -1.0) -> StatsReport:
     histogram = pipeline.latency
     helper_cpu = getattr(pipeline.remote, "cpu_s", 0.0) if pipeline.remote is not None else 0.0
@@ -212,10 +253,17 @@ def analysis_main(
             last_report = now
             events.put(_report(pipeline, media_time=analysed_to))
 
+    def give_back(stale: Ticket) -> None:
+        freed.put((stale.ring, stale.slot))
+        pipeline.counters.dropped += 1
+
+    backlog = LiveBacklog(tickets, spec.config.max_lag_s, give_back) if spec.drop_stale else None
     try:
         while True:
             try:
-                ticket = tickets.get(timeout=spec.report_interval_s)
+                ticket = (
+                    backlog.next(spec.report_interval_s) if backlog else tickets.get(timeout=spec.report_interval_s)
+                )
             except queue.Empty:
                 if os.getppid() != parent:  # the parent died without saying goodbye
                     break
@@ -223,19 +271,6 @@ def analysis_main(
                 continue
             if ticket is None:
                 break
-            ending = False
-            if spec.drop_stale:
-                while True:  # newest wins: older waiting frames go back unanalysed
-                    try:
-                        newer = tickets.get_nowait()
-                    except queue.Empty:
-                        break
-                    if newer is None:
-                        ending = True
-                        break
-                    freed.put((ticket.ring, ticket.slot))
-                    pipeline.counters.dropped += 1
-                    ticket = newer
             ring = rings.get(ticket.ring)
             if ring is None:
                 ring = rings[ticket.ring] = FrameRing.attach(ticket.ring, ticket.slots, ticket.slot_bytes)
@@ -251,8 +286,6 @@ def analysis_main(
                 events.put(alert)
             analysed_to = ticket.media_time
             report_if_due()
-            if ending:
-                break
     except Exception as exc:
         events.put(WorkerFailed(name, f"camera {name!r}: analysis failed: {type(exc).__name__}: {exc}"))
     finally:
