@@ -37,10 +37,6 @@ class StreamSettings(BaseSettings):
     max_age_s: float = 1.0  # a track unseen this long has ended
     embed_budget: int = 10  # embeddings per track at most
     embed_gap_s: float = 0.15  # between two samples of one track, at least
-    # New embeddings per analysed frame at most (0: no cap); the rest wait a frame. A crowd walking into view
-    # asks for a first sample of every face at once: embedding ~20 ms a face, this keeps a frame near its share
-    # of a core at 25 fps instead of spending the next frames' time (which a live camera would drop).
-    embed_per_frame: int = Field(default=2, ge=0)
     max_sample_gap_s: float = 1.0  # the doubling gaps stop growing here
     better_by: float = 0.1  # a face this much better (Quality.score) than any embedded is sampled early
     look_interval_s: float = 0.1  # between samples, faces are looked at (landmarks, quality) this often at most
@@ -58,12 +54,7 @@ class StreamSettings(BaseSettings):
     probe_margin: float = 0.5  # the alert's probe crop: the face box grown by this on every side
     reid_min_score: float = 0.75  # match score between two faces for a lost track to be picked up again
     reconnect_attempts: int = 10  # consecutive failed (re)connections before a live camera is given up
-    # Frames in flight per camera (one analysed, the rest waiting); beyond that new frames are dropped, never
-    # queued. Eight at 25 fps hold the ~300 ms a burst of new faces to embed can take on two cores.
-    queue_frames: int = Field(default=8, ge=1, le=64)
-    # Live sources: a waiting frame older than this is dropped in favour of a newer one (bounded latency); a
-    # younger backlog is worked off in order, so a burst costs latency, not frames.
-    max_lag_s: float = Field(default=0.3, ge=0.0, le=10.0)
+    queue_frames: int = 3  # frames in flight per camera; beyond that frames are dropped, never queued
     # Live sources: whole-picture detection in a process of its own beside each camera's analysis, so tracks are
     # followed frame by frame while it runs (uses a second core per camera when there is one).
     detector_process: bool = True
@@ -151,6 +142,12 @@ class Settings(BaseSettings):
     expired_entry_retention_seconds: float = 7 * 24 * 3600
     retention_interval_seconds: float = 30.0  # how often the server enforces retention
     deployment_max_window_hours: float = Field(default=24.0, gt=0)  # a longer window is refused at authorisation
+    # Retrospective searches (RFR) read recorded files only from these directories (separated by os.pathsep, ':'
+    # on Linux; empty: none allowed), chosen by the admin who runs the server.
+    rfr_source_dirs: str = ""
+    # An urgent retrospective search runs first and must be authorised within this many hours (EU AI Act
+    # Art. 26(10): 48); past that its alerts are destroyed by the retention sweep.
+    rfr_authorise_within_hours: float = Field(default=48.0, gt=0)
     # A worker holds each camera it runs under a lease of this many seconds, renewed every sixth of it; a dead
     # worker's cameras are taken over by another within it (services/deployment_runs.py).
     camera_lease_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)

@@ -28,6 +28,8 @@ class D:
     ended_at: datetime | None = None
     cancelled_at: datetime | None = None
     snapshot_destroyed_at: datetime | None = None
+    kind: str = "live"
+    urgent_until: datetime | None = None
 
 
 def apply(d: D, changes: dict[str, Any]) -> D:

@@ -20,6 +20,8 @@ DEPLOYMENT_KEYS = {
     "status", "phase", "created_by", "authorised_by", "authorised_at", "justification", "cancelled_by",
     "cancel_reason", "ended_at", "effective_threshold", "threshold_note", "watchlist_size", "snapshot_destroyed_at",
     "frames", "faces_seen", "alerts_raised", "may_match", "may_match_reason",
+    "kind", "urgent_until", "urgent_reason", "authorisation_lapsed_at", "media_seconds", "media_done_seconds",
+    "processing_started_at", "processing_finished_at", "progress",
 }  # fmt: skip
 REVIEW_KEYS = {
     "alert_id", "deployment_id", "alert_at", "person_ref", "decision", "decided_by", "verified_by", "outcome",

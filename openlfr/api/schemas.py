@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -101,6 +101,10 @@ class DraftIn(Strict):
     watchlist: Text200
     threshold: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None
     target_fpir: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None
+    # "retrospective": the cameras' sources are recorded files (under the admin's rfr_source_dirs); with an
+    # urgent_reason it runs before its authorisation, which must follow within rfr_authorise_within_hours.
+    kind: Literal["live", "retrospective"] = "live"
+    urgent_reason: Annotated[str | None, Field(min_length=1, max_length=5000)] = None
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
 
@@ -108,6 +112,11 @@ class DraftIn(Strict):
     @classmethod
     def _text(cls, value: str) -> str:
         return _no_control(value)
+
+    @field_validator("urgent_reason")
+    @classmethod
+    def _reason(cls, value: str | None) -> str | None:
+        return None if value is None else _no_control(value)
 
     @field_validator("threshold", "target_fpir", mode="before")
     @classmethod
@@ -294,6 +303,14 @@ class DeploymentOut(Out):
     frames: int
     faces_seen: int
     alerts_raised: int
+    kind: str
+    urgent_until: datetime | None
+    urgent_reason: str | None
+    authorisation_lapsed_at: datetime | None
+    media_seconds: float | None
+    media_done_seconds: float
+    processing_started_at: datetime | None
+    processing_finished_at: datetime | None
     cancelled_at: datetime | None = Field(exclude=True)  # read by the phase, not shown
     as_of: datetime = Field(default_factory=utc_now, exclude=True)
 
@@ -311,6 +328,14 @@ class DeploymentOut(Out):
     @property
     def may_match_reason(self) -> str:
         return deployments.may_match(self, self.as_of).reason
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def progress(self) -> float | None:
+        """A retrospective search's share of its footage analysed so far (0 to 1); None for a live one."""
+        if not self.media_seconds:
+            return None
+        return round(min(1.0, self.media_done_seconds / self.media_seconds), 4)
 
 
 class ReviewOut(Out):

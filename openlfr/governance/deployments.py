@@ -2,7 +2,14 @@
 
 A deployment is drafted (place, purpose, window, cameras, watchlist, threshold), authorised by an
 ``authoriser`` who did not draft it and who writes why, and is *live* only while ``starts_at <= now <
-ends_at``. It can be cancelled before it ends, or ended early. Nothing here touches a database: the
+ends_at``. It can be cancelled before it ends, or ended early.
+
+A deployment's ``kind`` is ``live`` (cameras, in real time) or ``retrospective`` (recorded video files, analysed as
+fast as the machine allows). A retrospective search may be *urgent*: it then runs before it is authorised, from
+its draft, and must be authorised by ``urgent_until`` (drafted + ``rfr_authorise_within_hours``, 48 by default,
+EU AI Act Art. 26(10)); past that moment it may not match and its alerts are destroyed (``lapse``).
+
+Nothing here touches a database: the
 functions take anything shaped like ``DeploymentFacts`` (the ORM row is) and either return the fields to
 change or raise ``TransitionRefused`` with a sentence a person can act on.
 """
@@ -35,10 +42,16 @@ class Status(StrEnum):
     ENDED = "ended"
 
 
+class Kind(StrEnum):
+    LIVE = "live"
+    RETROSPECTIVE = "retrospective"
+
+
 class Phase(StrEnum):
     """What a deployment is at a given moment."""
 
     DRAFT = "draft"
+    URGENT = "urgent"  # an urgent retrospective draft, running before its authorisation (due by urgent_until)
     SCHEDULED = "scheduled"  # authorised, window not yet open
     LIVE = "live"
     ENDED = "ended"
@@ -70,13 +83,18 @@ class DeploymentFacts(Protocol):
     def cancelled_at(self) -> datetime | None: ...
     @property
     def snapshot_destroyed_at(self) -> datetime | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def urgent_until(self) -> datetime | None: ...
 
 
 def phase(deployment: DeploymentFacts, now: datetime) -> Phase:
     now = utc(now)
     status = Status(deployment.status)
     if status is Status.DRAFT:
-        return Phase.DRAFT
+        urgent = deployment.urgent_until is not None and now < utc(deployment.urgent_until)
+        return Phase.URGENT if urgent else Phase.DRAFT
     if status is Status.CANCELLED:
         return Phase.CANCELLED
     if status is Status.ENDED or now >= utc(deployment.ends_at):
@@ -114,6 +132,8 @@ def may_match(deployment: DeploymentFacts | None, now: datetime) -> MatchPermiss
     current = phase(deployment, now)
     if current is Phase.DRAFT:
         return MatchPermission(False, "the deployment is a draft and has not been authorised")
+    if current is Phase.URGENT:
+        return _urgent_may_match(deployment, now)
     if current is Phase.CANCELLED:
         return MatchPermission(False, "the deployment was cancelled")
     if current is Phase.ENDED:
@@ -128,6 +148,22 @@ def may_match(deployment: DeploymentFacts | None, now: datetime) -> MatchPermiss
     if deployment.snapshot_destroyed_at is not None:
         return MatchPermission(False, "the deployment's watchlist snapshot has been destroyed")
     return MatchPermission(True, "live and authorised")
+
+
+def _urgent_may_match(deployment: DeploymentFacts, now: datetime) -> MatchPermission:
+    """An urgent retrospective search before its authorisation: inside its window, with its snapshot, by its
+    deadline (``phase`` says URGENT only before ``urgent_until``)."""
+    if Kind(deployment.kind) is not Kind.RETROSPECTIVE or deployment.urgent_until is None:
+        return MatchPermission(False, "only a retrospective search can run before its authorisation")
+    if deployment.snapshot_destroyed_at is not None:
+        return MatchPermission(False, "the deployment's watchlist snapshot has been destroyed")
+    if not utc(deployment.starts_at) <= utc(now) < utc(deployment.ends_at):
+        return MatchPermission(False, "outside the deployment window")
+    return MatchPermission(
+        True,
+        "urgent retrospective search running BEFORE authorisation: unless an authoriser approves it by "
+        f"{utc(deployment.urgent_until):%Y-%m-%d %H:%M} UTC its alerts are destroyed",
+    )
 
 
 def validate_draft(starts_at: datetime, ends_at: datetime, cameras: list[str], place: str, purpose: str) -> None:
@@ -189,12 +225,20 @@ def authorise(
         raise TransitionRefused(f"only a draft can be authorised; this deployment is {deployment.status}")
     if by_user == deployment.created_by:
         raise TransitionRefused("the author of a deployment cannot authorise it; another authoriser must")
+    deadline = deployment.urgent_until
+    urgent = deadline is not None
+    if deadline is not None and utc(now) >= utc(deadline):
+        raise TransitionRefused(
+            "this urgent search was not authorised within the time allowed (setting rfr_authorise_within_hours); "
+            "its alerts are destroyed: draft a new one"
+        )
     reason = justification.strip()
     if len(reason) < MIN_JUSTIFICATION_CHARS:
         raise TransitionRefused(
             f"write a justification of at least {MIN_JUSTIFICATION_CHARS} characters (necessity and proportionality)"
         )
-    if utc(now) >= utc(deployment.ends_at):
+    # An urgent search ran in its window before this authorisation: what is authorised is what ran.
+    if not urgent and utc(now) >= utc(deployment.ends_at):
         raise TransitionRefused("the deployment window has already closed; draft a new one")
     check_window(deployment.starts_at, deployment.ends_at, timedelta(hours=max_window_hours))
     return {
@@ -222,8 +266,8 @@ def cancel(deployment: DeploymentFacts, by_user: str, reason: str, now: datetime
 def end(deployment: DeploymentFacts, by_user: str, now: datetime) -> dict[str, Any]:
     """End a live deployment now (or record that a past window closed)."""
     current = phase(deployment, now)
-    if current in (Phase.DRAFT, Phase.SCHEDULED):
-        raise TransitionRefused("only a deployment that has started can be ended; cancel it instead")
+    if current in (Phase.DRAFT, Phase.URGENT, Phase.SCHEDULED):
+        raise TransitionRefused("only an authorised deployment that has started can be ended; cancel it instead")
     if current is Phase.CANCELLED or Status(deployment.status) is Status.ENDED:
         raise TransitionRefused(f"the deployment is already {deployment.status}")
     return {"status": Status.ENDED.value, "ended_by": by_user, "ended_at": min(utc(now), utc(deployment.ends_at))}
@@ -234,6 +278,30 @@ def close_if_over(deployment: DeploymentFacts, now: datetime) -> dict[str, Any]:
     if Status(deployment.status) is Status.AUTHORISED and utc(now) >= utc(deployment.ends_at):
         return {"status": Status.ENDED.value, "ended_by": "system", "ended_at": utc(deployment.ends_at)}
     return {}
+
+
+def urgent_deadline(drafted_at: datetime, within_hours: float) -> datetime:
+    """When an urgent retrospective search drafted at ``drafted_at`` must be authorised by."""
+    return utc(drafted_at) + timedelta(hours=within_hours)
+
+
+def lapse(deployment: DeploymentFacts, now: datetime, within_hours: float) -> dict[str, Any]:
+    """The fields that record an urgent search nobody authorised in time (empty if it is not due): it is
+    cancelled by the system (unless its author cancelled it already) and its alerts are to be destroyed."""
+    if deployment.urgent_until is None or deployment.authorised_by is not None:
+        return {}
+    if utc(now) < utc(deployment.urgent_until):
+        return {}
+    changes: dict[str, Any] = {"authorisation_lapsed_at": utc(now)}
+    if Status(deployment.status) is not Status.CANCELLED:
+        changes |= {
+            "status": Status.CANCELLED.value,
+            "cancelled_by": "system",
+            "cancelled_at": utc(now),
+            "cancel_reason": f"not authorised within {_hours(timedelta(hours=within_hours))} of its urgent start: "
+            "its alerts were destroyed",
+        }
+    return changes
 
 
 def editable(deployment: DeploymentFacts) -> bool:

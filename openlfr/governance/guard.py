@@ -33,6 +33,8 @@ class FrozenFacts:
     ended_at: datetime | None
     cancelled_at: datetime | None
     snapshot_destroyed_at: datetime | None
+    kind: str = "live"
+    urgent_until: datetime | None = None
 
     @classmethod
     def of(cls, row: DeploymentFacts) -> FrozenFacts:
@@ -45,6 +47,8 @@ class FrozenFacts:
             row.ended_at,
             row.cancelled_at,
             row.snapshot_destroyed_at,
+            row.kind,
+            row.urgent_until,
         )
 
 

@@ -46,38 +46,35 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from openlfr.alerts.database import AlertDatabase
 from openlfr.alerts.dispatch import AlertDispatcher
-from openlfr.clock import utc_now
-from openlfr.governance.deployments import GovernanceError, may_match
+from openlfr.clock import utc, utc_now
+from openlfr.governance.deployments import GovernanceError, Kind, may_match
 from openlfr.governance.guard import MatchGuard
-from openlfr.services import deployments
 from openlfr.services.audit_log import audit_key
 from openlfr.services.context import Context
 from openlfr.services.listing_watch import ListingWatch
 from openlfr.services.live import CameraDefaults, LivePipeline, build_pipeline, camera_of, snapshot_watchlist
+from openlfr.services.run_books import RunBooks, first_line
 from openlfr.services.tiles import TileBoard, tile_faces
 from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import Deployment
-from openlfr.store.progress_models import camera_notes, claim, count_run, load_progress, release, save_progress
-from openlfr.stream.runner import CameraResume, CameraState
+from openlfr.store.progress_models import count_run, load_progress
+from openlfr.stream.runner import CameraResume
 from openlfr.stream.source import CameraConfig, SourceKind
 from openlfr.stream.worker import FrameView
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often the scheduler looks at the deployments
-FLUSH_S = 2.0  # how often a camera adds its counts to the deployment's record
 TILE_INTERVAL_S = 0.5  # a camera picture for the console this often
 HELD_ALERTS_MAX = 500  # alerts kept in memory while the database does not answer (each with its probe JPEG)
 RESTART_FIRST_S = 2.0  # the first restart of a failed pipeline waits this long; doubled up to RESTART_MAX_S
 RESTART_MAX_S = 60.0
-BOOKS_S = 0.5  # how often the bookkeeping thread looks for notes, counts and audit entries to write
-COUNT_KEYS = ("decoded", "faces_seen", "tracks", "alerts")
 RESUME_OVERLAP_S = 1.5  # a resumed file starts this much before its last analysed frame (tracks re-form)
 
 
@@ -89,12 +86,7 @@ def _load_facts(store: Store, deployment_id: int) -> Callable[[], Deployment | N
     return load
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-class DeploymentRun:
+class DeploymentRun(RunBooks):
     """One deployment's cameras, analysed by the live pipeline's runner (one process per camera), restarted with
     backoff when it fails, until stopped, the window closes or every camera's source has ended."""
 
@@ -112,6 +104,8 @@ class DeploymentRun:
         self.lease_s = float(settings.camera_lease_seconds)
         self._renewed_at = time.monotonic()
         self.source_ended = False
+        self.retrospective = False  # a retrospective search (read when the pipeline is prepared)
+        self.analysis_s = 0.0  # wall time from the first frame read to the last, over the pipelines run
         self.guard = MatchGuard(_load_facts(store, deployment_id))
         self.ctx = Context.system(settings, audit_key(settings))
         self.thread: threading.Thread | None = None
@@ -170,7 +164,10 @@ class DeploymentRun:
         with self.store.session() as db:
             row = db.get(Deployment, self.deployment_id)
             assert row is not None
-            self.ends_at = row.ends_at
+            self.ends_at = utc(row.ends_at)
+            self.retrospective = Kind(row.kind) is Kind.RETROSPECTIVE
+            if row.urgent_until is not None and row.authorised_by is None:  # it may match until then only
+                self.ends_at = min(self.ends_at, utc(row.urgent_until))
         if self.dispatcher is None:  # one for the whole run: what it holds survives a restart of the pipeline
             self.dispatcher = AlertDispatcher(
                 AlertDatabase(self.store),
@@ -185,7 +182,8 @@ class DeploymentRun:
         cameras, resume = self._resume([camera_of(record, CameraDefaults()) for record in records])
         for camera in cameras:
             self.note(camera.name, "starting")
-        # A file stands in for a camera (tests, demonstrations): play it at its own pace, as a camera would.
+        # A live deployment's file stands in for a camera (tests, demonstrations): it plays at its own pace, as a
+        # camera would. A retrospective search reads its files as fast as the machine allows, every frame.
         self.pipeline = build_pipeline(
             self.store,
             self.settings,
@@ -195,8 +193,8 @@ class DeploymentRun:
             # Asked every half second in this process; the workers also stop matching at the window's end.
             may_match=self.guard.__bool__,
             match_until=self.ends_at,
-            realtime=True,
-            retry_for_window=True,
+            realtime=not self.retrospective,
+            retry_for_window=not self.retrospective,
             on_error=self.note,
             on_notice=self.note,
             on_stats=self._on_stats,
@@ -285,7 +283,7 @@ class DeploymentRun:
         try:
             self.prepare()
         except Exception as exc:
-            return f"cannot start: {_first_line(exc)}"
+            return f"cannot start: {first_line(exc)}"
         if self._stop.is_set() or self._reloading:
             return None
         self.state = "running"
@@ -294,8 +292,9 @@ class DeploymentRun:
         except Exception as exc:
             log.exception("deployment %d: the pipeline failed", self.deployment_id)
             self._end_counts({})
-            return _first_line(exc)
+            return first_line(exc)
         self._end_counts({name: state.counters.as_dict() for name, state in summary.cameras.items()})
+        self.analysis_s += summary.elapsed_s
         if self.runner.stopped:
             return None
         errors = summary.errors
@@ -364,184 +363,6 @@ class DeploymentRun:
             and status["database_error"] is None
         )
 
-    # ----- what the operator sees, written by the bookkeeping thread -----
-
-    def note(self, camera: str, message: str) -> None:
-        """What the operator should know about a camera, on the deployment's page."""
-        text = message if message.startswith("camera") or not camera else f"camera {camera}: {message}"
-        with self._lock:
-            self.notes[camera] = text
-            self._note_dirty = True
-
-    def incident(self, action: str, text: str) -> None:
-        self.note("", text)
-        self._audit(action, {"what": text})
-
-    def _database_trouble(self, error: str | None) -> None:
-        """The database stopped answering (``error``: what it said) or answers again (None): an incident each."""
-        now = time.time()
-        held = self.dispatcher.status() if self.dispatcher is not None else None
-        if error is None and (self.database_error is not None or (held is not None and held.failing_since)):
-            return  # one of the run's writers still gets no answer
-        with self._lock:
-            since = self._down_since
-            if (error is None) == (since is None):
-                return
-            self._down_since = now if error is not None else None
-        if error is not None:
-            self.incident(
-                "deployment.database_incident",
-                f"the database does not answer ({error}); alerts, counts and notes are held in memory",
-            )
-            return
-        assert since is not None
-        lost = f"{held.lost} alerts lost" if held is not None and held.lost else "nothing held was lost"
-        began = datetime.fromtimestamp(since, UTC).strftime("%H:%M:%S")
-        self.incident(
-            "deployment.database_incident",
-            f"the database answers again after {now - since:.0f} s (no answer since {began} UTC); {lost}",
-        )
-
-    def _audit(self, action: str, details: dict[str, Any]) -> None:
-        with self._lock:
-            self._audits.append((action, {**details, "at": utc_now().isoformat()}))
-
-    def _keep_books(self) -> None:
-        while True:
-            finished = not (self.thread is not None and self.thread.is_alive())
-            if not finished:
-                self._renew_lease()
-            clean = self._write_books(force=finished)
-            if (finished and clean) or self._abandon.is_set():
-                break
-            time.sleep(BOOKS_S)
-        if self.camera is not None and self.holder is not None:
-            try:
-                with self.store.session() as db:
-                    release(db, self.deployment_id, self.camera, self.holder, ended=self.source_ended)
-            except Exception as exc:  # the lease runs out by itself
-                log.warning("deployment %d: cannot give back camera %s: %s", self.deployment_id, self.camera, exc)
-
-    def _renew_lease(self) -> None:
-        """Keep the camera's lease; stop the camera when it is lost, or cannot be renewed before it runs out."""
-        if self.camera is None or self.holder is None or self._stop.is_set():
-            return
-        if time.monotonic() - self._renewed_at < self.lease_s / 6:
-            return
-        try:
-            with self.store.session() as db:
-                held = claim(db, self.deployment_id, self.camera, self.holder, self.lease_s)
-        except Exception as exc:
-            if time.monotonic() - self._renewed_at < self.lease_s * 0.9:
-                return  # (the bookkeeping reports the database's trouble)
-            reason = f"cannot renew the lease of camera {self.camera} ({_first_line(exc)}): stopped here"
-        else:
-            if held:
-                self._renewed_at = time.monotonic()
-                return
-            reason = f"camera {self.camera} is held by another worker now: stopped here"
-        log.warning("deployment %d: %s", self.deployment_id, reason)
-        self.note("", reason)
-        self._stop.set()
-        if self.runner is not None:
-            self.runner.stop()
-
-    def _write_books(self, force: bool = False) -> bool:
-        """Write the note, the counts and the audit entries that wait; True when nothing waits any more."""
-        try:
-            with self._lock:
-                joined, dirty = "; ".join(v for v in self.notes.values() if v), self._note_dirty
-                self._note_dirty = False
-            if dirty:
-                try:
-                    with self.store.session() as db:
-                        if self.camera is not None:  # the page shows the notes of every camera's run
-                            joined = camera_notes(db, self.deployment_id, self.camera, joined[:2000])
-                        db.execute(
-                            update(Deployment)
-                            .where(Deployment.id == self.deployment_id)
-                            .values(pipeline_note=joined[:2000])
-                        )
-                except Exception:
-                    with self._lock:
-                        self._note_dirty = True
-                    raise
-            while self._audits:
-                action, details = self._audits[0]
-                with self.store.session() as db:
-                    self.ctx.audit(db, action, f"deployment:{self.deployment_id}", details)
-                with self._lock:
-                    self._audits.pop(0)
-            if force or time.monotonic() - self._last_flush >= FLUSH_S:
-                self._last_flush = time.monotonic()
-                self._flush()
-        except Exception as exc:
-            if self.database_error is None:
-                log.warning("deployment %d: the database does not take the run's record: %s", self.deployment_id, exc)
-            self.database_error = _first_line(exc)
-            self._database_trouble(self.database_error)
-            return False
-        if self.database_error is not None:
-            log.warning("deployment %d: the database takes the run's record again", self.deployment_id)
-            self.database_error = None
-            self._database_trouble(None)
-        with self._lock:
-            return not self._note_dirty and not self._audits and self._counts_flushed()
-
-    def _totals(self) -> dict[str, dict[str, int]]:
-        cameras = set(self._done_counts) | set(self._live_counts)
-        zero = dict.fromkeys(COUNT_KEYS, 0)
-        return {
-            name: {
-                key: self._done_counts.get(name, zero).get(key, 0) + self._live_counts.get(name, zero).get(key, 0)
-                for key in COUNT_KEYS
-            }
-            for name in cameras
-        }
-
-    def _counts_flushed(self) -> bool:
-        return all(self._flushed.get(name) == counts for name, counts in self._totals().items())
-
-    def _end_counts(self, final: dict[str, dict[str, int]]) -> None:
-        """A pipeline ended: its final counts (or the last reported, if it failed) join the run's."""
-        with self._lock:
-            ended = {**self._live_counts, **final}
-            for name, counts in ended.items():
-                done = self._done_counts.setdefault(name, dict.fromkeys(COUNT_KEYS, 0))
-                for key in COUNT_KEYS:
-                    done[key] += counts.get(key, 0)
-            self._live_counts = {}
-
-    def _save_progress(self) -> None:
-        """Each camera's progress, once every alert raised up to it is in the database (else it waits)."""
-        held = self.dispatcher.status() if self.dispatcher is not None else None
-        settled = held.written + held.lost + held.refused if held is not None else 0
-        with self._lock:
-            due = {
-                name: (media, next_id)
-                for name, (media, next_id, handed) in self._progress.items()
-                if handed <= settled and self._saved_progress.get(name) != (media, next_id)
-            }
-        for name, (media, next_id) in due.items():
-            with self.store.session() as db:
-                save_progress(db, self.deployment_id, name, media, next_id)
-            self._saved_progress[name] = (media, next_id)
-
-    def _flush(self) -> None:
-        """Add what each camera counted since the last flush to the deployment's record (the only trace of faces)."""
-        self._save_progress()
-        with self._lock:
-            totals = self._totals()
-        for camera, counts in totals.items():
-            before = self._flushed.get(camera, dict.fromkeys(COUNT_KEYS, 0))
-            delta = {key: counts[key] - before[key] for key in COUNT_KEYS}
-            if any(delta.values()):
-                with self.store.session() as db:
-                    deployments.add_counts(
-                        db, self.deployment_id, delta["decoded"], delta["faces_seen"], delta["tracks"], delta["alerts"]
-                    )
-            self._flushed[camera] = counts
-
     def _listings_ended(self, people: list[str]) -> None:
         """Snapshot entries ended early (expired or removed after authorisation): rebuild the pipeline without them."""
         count = f"{len(people)} listed {'person' if len(people) == 1 else 'people'}"
@@ -554,15 +375,3 @@ class DeploymentRun:
     def _on_view(self, view: FrameView) -> None:
         if self.tiles.wants(self.deployment_id, view.camera):
             self.tiles.publish(self.deployment_id, view.camera, view.rgb, tile_faces(view))
-
-    def _on_stats(self, states: dict[str, CameraState]) -> None:
-        for name, state in states.items():
-            if state.ready and self.notes.get(name, "").endswith("starting"):
-                self.note(name, "running")
-        held = self.dispatcher.status() if self.dispatcher is not None else None
-        handed = held.held + held.written + held.lost if held is not None else 0
-        with self._lock:
-            self._live_counts = {name: state.counters.as_dict() for name, state in states.items()}
-            for name, state in states.items():
-                if state.analysed_to >= 0:
-                    self._progress[name] = (state.analysed_to, state.next_track_id, handed)

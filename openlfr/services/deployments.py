@@ -1,5 +1,6 @@
 """Deployments: draft, authorise (freezing the watchlist snapshot the authoriser approved), cancel, end, close
-the windows that are over, and add the pipeline's counts. Each checks the governance rules
+the windows that are over (and lapse the urgent retrospective searches nobody authorised in time, see
+``openlfr.services.retrospective``), and add the pipeline's counts. Each checks the governance rules
 (``openlfr.governance.deployments``), changes the rows and writes the audit entry in the caller's transaction.
 """
 
@@ -14,8 +15,8 @@ from sqlalchemy.orm import Session
 from openlfr.clock import utc, utc_now
 from openlfr.errors import NotFound
 from openlfr.governance import deployments
-from openlfr.governance.deployments import GovernanceError, TransitionRefused
-from openlfr.services import watchlists
+from openlfr.governance.deployments import GovernanceError, Kind, TransitionRefused
+from openlfr.services import retrospective, watchlists
 from openlfr.services.context import Context
 from openlfr.services.live import resolve_threshold
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
@@ -51,7 +52,19 @@ def create_draft(
     watchlist: str,
     threshold: float | None,
     target_fpir: float | None,
+    kind: str = Kind.LIVE.value,
+    urgent_reason: str | None = None,
 ) -> Deployment:
+    """A draft; a retrospective one's files are checked and measured, and an urgent one (``urgent_reason``) takes
+    its snapshot now, for it runs before its authorisation."""
+    retrospective_search = Kind(kind) is Kind.RETROSPECTIVE
+    if urgent_reason is not None and not retrospective_search:
+        raise GovernanceError("only a retrospective search can be urgent; a live deployment waits for its authoriser")
+    if urgent_reason is not None and len(urgent_reason.strip()) < deployments.MIN_JUSTIFICATION_CHARS:
+        raise GovernanceError(
+            f"say in at least {deployments.MIN_JUSTIFICATION_CHARS} characters why this search cannot wait for "
+            "its authorisation"
+        )
     deployments.validate_draft(starts_at, ends_at, [c.get("name", "") for c in cameras], place, purpose)
     if (threshold is None) == (target_fpir is None):
         raise GovernanceError("give either a threshold or a target false-alert rate")
@@ -64,6 +77,9 @@ def create_draft(
         raise GovernanceError("camera names must differ")
     if not watchlists.watchlist_exists(db, watchlist):
         raise GovernanceError(f"no watchlist named {watchlist!r}")
+    media_seconds = retrospective.check_sources(ctx.settings, cameras) if retrospective_search else None
+    moment = utc_now()
+    within = ctx.settings.rfr_authorise_within_hours
     row = Deployment(
         name=name.strip(),
         place=place.strip(),
@@ -76,16 +92,37 @@ def create_draft(
         target_fpir=target_fpir,
         status=deployments.Status.DRAFT.value,
         created_by=ctx.actor,
-        created_at=utc_now(),
+        created_at=moment,
+        kind=Kind(kind).value,
+        media_seconds=media_seconds,
+        urgent_reason=None if urgent_reason is None else urgent_reason.strip(),
+        urgent_until=None if urgent_reason is None else deployments.urgent_deadline(moment, within),
     )
     db.add(row)
     db.flush()
-    ctx.audit(
-        db,
-        "deployment.draft",
-        f"deployment:{row.id}",
-        {"name": row.name, "place": row.place, "watchlist": watchlist, "starts_at": row.starts_at.isoformat()},
-    )
+    details: dict[str, Any] = {
+        "name": row.name,
+        "place": row.place,
+        "watchlist": watchlist,
+        "starts_at": row.starts_at.isoformat(),
+        "kind": row.kind,
+    }
+    if row.urgent_until is not None:
+        # Said plainly in the audit: this search matches before anybody authorised it.
+        details |= {
+            "runs_before_authorisation": True,
+            "urgent_reason": row.urgent_reason,
+            "authorise_by": row.urgent_until.isoformat(),
+        }
+    ctx.audit(db, "deployment.draft", f"deployment:{row.id}", details)
+    if row.urgent_until is not None:
+        size, people, chosen = freeze_snapshot(db, ctx, row, moment)
+        ctx.audit(
+            db,
+            "deployment.urgent_snapshot",
+            f"deployment:{row.id}",
+            {"watchlist_size": size, "people": people, "threshold": chosen},
+        )
     return row
 
 
@@ -100,6 +137,26 @@ def authorise(
         raise TransitionRefused("only a person can authorise a deployment")
     max_hours = ctx.settings.deployment_max_window_hours
     apply(row, deployments.authorise(row, ctx.actor, role, justification, moment, max_hours))
+    details: dict[str, Any] = {"justification": row.justification}
+    if row.urgent_until is not None and row.snapshot_taken_at is not None:
+        # What is authorised is what ran (or runs): the snapshot taken at the urgent draft.
+        details |= {
+            "urgent": True,
+            "ran_before_authorisation": row.processing_started_at is not None,
+            "watchlist_size": row.watchlist_size,
+            "threshold": row.effective_threshold,
+        }
+        retrospective.end_processed(row, moment)
+    else:
+        size, people, chosen = freeze_snapshot(db, ctx, row, moment)
+        details |= {"watchlist_size": size, "people": people, "threshold": chosen}
+    ctx.audit(db, "deployment.authorise", f"deployment:{row.id}", details)
+    return row
+
+
+def freeze_snapshot(db: Session, ctx: Context, row: Deployment, moment: datetime) -> tuple[int, int, float]:
+    """Copy the watchlist's listed people and embeddings into the deployment's snapshot; (images, people,
+    threshold)."""
     # The snapshot holds the embeddings of the model this installation matches with, and must hold everyone.
     model_id = model_id_for(ctx.settings)
     people = watchlists.active_people(db, row.watchlist_name, moment, model_id)
@@ -136,13 +193,7 @@ def authorise(
     row.watchlist_size = size
     row.effective_threshold = chosen
     row.threshold_note = note
-    ctx.audit(
-        db,
-        "deployment.authorise",
-        f"deployment:{row.id}",
-        {"justification": row.justification, "watchlist_size": size, "people": len(people), "threshold": chosen},
-    )
-    return row
+    return size, len(people), chosen
 
 
 def cancel(db: Session, ctx: Context, deployment_id: int, reason: str) -> Deployment:
@@ -169,6 +220,7 @@ def close_finished(db: Session, ctx: Context, now: datetime | None = None) -> li
             apply(row, changes)
             ctx.audit(db, "deployment.window_closed", f"deployment:{row.id}", {})
             closed.append(row.id)
+    retrospective.lapse_unauthorised(db, ctx, moment)
     return closed
 
 
@@ -189,5 +241,6 @@ def add_counts(db: Session, deployment_id: int, frames: int, faces: int, tracks:
 def live_deployments(db: Session, now: datetime | None = None) -> list[Deployment]:
     """The deployments that may match now (authorised, inside their window, snapshot intact...)."""
     moment = now or utc_now()
-    rows = db.scalars(select(Deployment).where(Deployment.status == deployments.Status.AUTHORISED.value))
+    may_run = (Deployment.status == deployments.Status.AUTHORISED.value) | Deployment.urgent_until.is_not(None)
+    rows = db.scalars(select(Deployment).where(may_run))
     return [row for row in rows if deployments.may_match(row, moment)]

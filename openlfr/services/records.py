@@ -1,5 +1,4 @@
-"""The published record of deployments: counts, decisions and outcomes, one deployment or a period, each with the
-audit anchor of its end (the chain's head then), so the record published proves the log up to then intact."""
+"""The published record of deployments: counts, decisions and outcomes, one deployment or a period."""
 
 from __future__ import annotations
 
@@ -10,8 +9,7 @@ from sqlalchemy.orm import Session
 
 from openlfr.clock import utc, utc_now
 from openlfr.governance import deployments, records
-from openlfr.governance.deployments import GovernanceError, Phase
-from openlfr.services import audit_log
+from openlfr.governance.deployments import GovernanceError
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview, Deployment
 
@@ -30,18 +28,7 @@ def period(since: date | None, until: date | None) -> tuple[datetime, datetime]:
     return datetime.combine(start, time.min, UTC), datetime.combine(stop + timedelta(days=1), time.min, UTC)
 
 
-def end_anchor(db: Session, row: Deployment, phase: Phase) -> str:
-    """The audit chain's head as of the deployment's end ("SEQ:HASH"), once it has ended or been cancelled; ""
-    before that, or if nothing had been audited by then."""
-    end = deployments.effective_end(row)
-    if phase not in (Phase.ENDED, Phase.CANCELLED) or end is None:
-        return ""
-    head = audit_log.anchor_as_of(db, end)
-    return "" if head is None else audit_log.anchor_text(head)
-
-
 def record_of(db: Session, row: Deployment) -> records.DeploymentRecord:
-    phase = deployments.phase(row, utc_now())
     reviews = db.execute(
         select(AlertReview.decision, AlertReview.verified_by, AlertReview.outcome)
         .select_from(Alert)
@@ -53,24 +40,24 @@ def record_of(db: Session, row: Deployment) -> records.DeploymentRecord:
         row.name,
         row.place,
         row.purpose,
-        phase.value,
+        deployments.phase(row, utc_now()).value,
         row.starts_at,
         row.ends_at,
         deployments.effective_end(row),
         row.watchlist_size,
         row.faces_seen,
         [(r[0], r[1], r[2]) for r in reviews],
-        audit_anchor=end_anchor(db, row, phase),
+        kind=row.kind,
     )
 
 
 def records_between(db: Session, start: datetime, stop: datetime) -> list[records.DeploymentRecord]:
-    """Records of deployments that started in [start, stop), authorised ones only (drafts never ran)."""
+    """Records of deployments that started in [start, stop), authorised ones only (drafts never ran), and the
+    urgent retrospective searches, which ran before their authorisation (and count if it never came)."""
+    ran = Deployment.authorised_by.is_not(None) | Deployment.urgent_until.is_not(None)
     rows = db.scalars(
         select(Deployment)
-        .where(
-            Deployment.starts_at >= utc(start), Deployment.starts_at < utc(stop), Deployment.authorised_by.is_not(None)
-        )
+        .where(Deployment.starts_at >= utc(start), Deployment.starts_at < utc(stop), ran)
         .order_by(Deployment.starts_at)
     ).all()
     return [record_of(db, row) for row in rows]

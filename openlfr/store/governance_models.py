@@ -106,6 +106,19 @@ class Deployment(Base):
     alerts_raised: Mapped[int] = mapped_column(Integer, default=0)
     pipeline_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
+    # "live" (cameras, in real time) or "retrospective" (recorded files, as fast as the machine allows).
+    kind: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
+    # An urgent retrospective search runs before it is authorised; unauthorised at this moment, its alerts are
+    # destroyed (``authorisation_lapsed_at``). None: it waits for its authorisation like any other.
+    urgent_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    urgent_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    authorisation_lapsed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A retrospective search's progress: seconds of footage in its files, seconds analysed so far.
+    media_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
+    media_done_seconds: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    processing_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    processing_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
 
 class SnapshotPerson(Base):
     __tablename__ = "snapshot_people"

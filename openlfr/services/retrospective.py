@@ -1,0 +1,180 @@
+"""Retrospective searches (RFR): deployments of kind ``retrospective`` whose cameras are recorded video files.
+
+Their files must lie under a directory the admin allowed (``rfr_source_dirs``, ``OPENLFR_RFR_SOURCE_DIRS``), and
+are checked and measured when the search is drafted. The scheduler runs them with the live pipeline like any
+deployment, except that files are read as fast as the machine allows, every frame, none dropped
+(``DeploymentRun``); the progress (seconds of footage analysed) is on the deployment's record.
+
+An urgent search runs from its draft, before anyone authorised it; the authoriser then approves what ran. If
+nobody does by ``urgent_until`` the retention sweep (``lapse_unauthorised``, called with ``close_finished``)
+destroys its alerts, their reviews and its snapshot, cancels it and audits the refusal (actor ``system``). The
+deletion is scrubbed from the database files like every purge of faces (``openlfr.store.db``).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from openlfr.clock import utc, utc_now
+from openlfr.governance import deployments
+from openlfr.governance.deployments import GovernanceError, Kind, Status
+from openlfr.services.context import Context
+from openlfr.settings import Settings
+from openlfr.store.alert_models import Alert, AlertDelivery
+from openlfr.store.governance_models import AlertReview, Deployment, SnapshotImage, SnapshotPerson
+from openlfr.store.progress_models import CameraProgress
+
+
+def allowed_dirs(settings: Settings) -> list[Path]:
+    return [Path(part).expanduser().resolve() for part in settings.rfr_source_dirs.split(os.pathsep) if part.strip()]
+
+
+def file_seconds(path: Path) -> float:
+    """The duration of a video file's first video stream (its container's when the stream does not say)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise GovernanceError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            if container.duration is not None:
+                return container.duration / 1_000_000
+    except av.error.FFmpegError as exc:
+        raise GovernanceError(f"{path} cannot be read as video: {exc}") from None
+    raise GovernanceError(f"{path} does not say how long it is")
+
+
+def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> float:
+    """Refuse a retrospective search's sources unless each is a readable video file under an allowed directory;
+    the seconds of footage in them all."""
+    roots = allowed_dirs(settings)
+    if not roots:
+        raise GovernanceError(
+            "no directory is allowed for retrospective searches: the admin sets rfr_source_dirs "
+            "(OPENLFR_RFR_SOURCE_DIRS) to the directories of recorded footage"
+        )
+    total = 0.0
+    for camera in cameras:
+        source = str(camera.get("source", ""))
+        try:
+            path = Path(source).resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise GovernanceError(f"camera {camera.get('name')!r}: no file {source!r}") from None
+        if not any(path.is_relative_to(root) for root in roots):
+            raise GovernanceError(
+                f"camera {camera.get('name')!r}: {source} is not under a directory allowed for retrospective "
+                f"searches ({settings.rfr_source_dirs})"
+            )
+        if not path.is_file():
+            raise GovernanceError(f"camera {camera.get('name')!r}: {source} is not a file")
+        total += file_seconds(path)
+    return total
+
+
+def destroy_alerts(db: Session, deployment_id: int) -> int:
+    """Delete a deployment's alerts with their probe images, reviews and deliveries; how many there were."""
+    ids = list(db.scalars(select(Alert.id).where(Alert.deployment_id == deployment_id)))
+    if ids:
+        db.execute(delete(AlertDelivery).where(AlertDelivery.alert_id.in_(ids)))
+        db.execute(delete(Alert).where(Alert.id.in_(ids)))
+    db.execute(delete(AlertReview).where(AlertReview.deployment_id == deployment_id))
+    return len(ids)
+
+
+def lapse_unauthorised(db: Session, ctx: Context, now: datetime | None = None) -> list[int]:
+    """Urgent searches not authorised by their deadline: alerts and snapshot destroyed, cancelled, audited."""
+    moment = now or utc_now()
+    within = ctx.settings.rfr_authorise_within_hours
+    due = db.scalars(
+        select(Deployment).where(
+            Deployment.urgent_until.is_not(None),
+            Deployment.urgent_until <= moment,
+            Deployment.authorised_by.is_(None),
+            Deployment.authorisation_lapsed_at.is_(None),
+        )
+    ).all()
+    for row in due:
+        changes = deployments.lapse(row, moment, within)
+        if not changes:
+            continue
+        alerts = destroy_alerts(db, row.id)
+        db.execute(delete(SnapshotImage).where(SnapshotImage.deployment_id == row.id))
+        db.execute(delete(SnapshotPerson).where(SnapshotPerson.deployment_id == row.id))
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.snapshot_destroyed_at = moment
+        ctx.audit(
+            db,
+            "deployment.authorisation_lapsed",
+            f"deployment:{row.id}",
+            {
+                "urgent_until": row.urgent_until.isoformat() if row.urgent_until else None,
+                "alerts_destroyed": alerts,
+                "snapshot_destroyed": True,
+                "ran_before_authorisation": row.processing_started_at is not None,
+            },
+        )
+    return [row.id for row in due]
+
+
+def record_progress(db: Session, deployment_id: int) -> None:
+    """The seconds of footage analysed so far (the cameras' stored progress), and when the processing started."""
+    done = db.scalar(
+        select(func.coalesce(func.sum(CameraProgress.media_time_s), 0.0)).where(
+            CameraProgress.deployment_id == deployment_id
+        )
+    )
+    db.execute(update(Deployment).where(Deployment.id == deployment_id).values(media_done_seconds=float(done or 0.0)))
+    db.execute(
+        update(Deployment)
+        .where(Deployment.id == deployment_id, Deployment.processing_started_at.is_(None))
+        .values(processing_started_at=utc_now())
+    )
+
+
+def finish_if_done(db: Session, ctx: Context, deployment_id: int, analysis_s: float) -> bool:
+    """Once every camera's file has been read to its end: the processing's end, and an authorised search ends
+    (its snapshot then goes under the retention rule). Whether it is done."""
+    row = db.get(Deployment, deployment_id)
+    if row is None or Kind(row.kind) is not Kind.RETROSPECTIVE or row.processing_finished_at is not None:
+        return row is not None and row.processing_finished_at is not None
+    ended = db.scalar(
+        select(func.count())
+        .select_from(CameraProgress)
+        .where(CameraProgress.deployment_id == deployment_id, CameraProgress.ended.is_(True))
+    )
+    if int(ended or 0) < len(row.cameras):
+        return False
+    moment = utc_now()
+    row.processing_finished_at = moment
+    if row.media_seconds is not None:
+        row.media_done_seconds = row.media_seconds
+    began = row.processing_started_at
+    ctx.audit(
+        db,
+        "deployment.processed",
+        f"deployment:{row.id}",
+        {
+            "media_seconds": row.media_seconds,
+            "wall_seconds": None if began is None else round((moment - utc(began)).total_seconds(), 2),
+            "analysis_seconds": round(analysis_s, 2),  # the first frame read to the last (this camera's run)
+            "authorised": row.authorised_by is not None,
+        },
+    )
+    end_processed(row, moment)
+    return True
+
+
+def end_processed(row: Deployment, now: datetime) -> None:
+    """An authorised retrospective search whose files are all analysed has nothing more to do: it ends."""
+    if Status(row.status) is Status.AUTHORISED and row.processing_finished_at is not None:
+        row.status, row.ended_by, row.ended_at = Status.ENDED.value, "system", min(utc(now), utc(row.ends_at))
