@@ -173,18 +173,7 @@ def enrol(
 
     for photo, face in zip(photos, faces, strict=True):
         person.images.append(
-            ReferenceImage(
-                source=photo.source[:500],
-                sha256=photo.sha256,
-                face_jpeg=face.face_jpeg,
-                detector=face.detector,
-                detector_score=face.detector_score,
-                model_id=model_id,
-                embedding=face.embedding,
-                added_by=actor,
-                added_at=now,
-                **ReferenceImage.face_columns(face.box, face.quality),
-            )
+            ReferenceImage.of_face(face, source=photo.source[:500], sha256=photo.sha256, added_by=actor, added_at=now)
         )
     session.add(person)
     try:

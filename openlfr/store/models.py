@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 import sqlalchemy as sa
@@ -72,6 +73,18 @@ class Person(Base):
         return cls.expires_at > now
 
 
+class EnrolledFace(Protocol):
+    """What enrolment knows of a face it accepted (``enrolment.photos.AcceptedFace``): what a reference row keeps."""
+
+    box: Box
+    quality: Quality
+    detector: str
+    detector_score: float
+    model_id: str
+    embedding: np.ndarray
+    face_jpeg: bytes
+
+
 class ReferenceImage(Base):
     __tablename__ = "reference_images"
     __table_args__ = (
@@ -107,10 +120,25 @@ class ReferenceImage(Base):
 
     person: Mapped[Person] = relationship(back_populates="images")
 
-    @staticmethod
-    def face_columns(box: Box, quality: Quality) -> dict[str, int | float]:
-        """The columns that say where the enrolled face was (``box_*``) and how good it is (named as in ``Quality``)."""
-        return {f"box_{side.name}": getattr(box, side.name) for side in fields(Box)} | asdict(quality)
+    @classmethod
+    def of_face(
+        cls, face: EnrolledFace, *, source: str, sha256: str, added_by: str, added_at: datetime
+    ) -> ReferenceImage:
+        """The row of an enrolled face of the photo ``source``: the face's own columns taken by name, its box as
+        ``box_*`` and its quality measures named as in ``Quality``."""
+        described = {
+            name: getattr(face, name) for name in ("detector", "detector_score", "model_id", "embedding", "face_jpeg")
+        }
+        where = {f"box_{side.name}": getattr(face.box, side.name) for side in fields(Box)}
+        return cls(
+            source=source,
+            sha256=sha256,
+            added_by=added_by,
+            added_at=added_at,
+            **described,
+            **where,
+            **asdict(face.quality),
+        )
 
     @property
     def quality(self) -> Quality:
