@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -27,6 +28,13 @@ class LatencyHistogram:
         self.counts += other.counts
         self.total_ms += other.total_ms
         self.max_ms = max(self.max_ms, other.max_ms)
+
+    @classmethod
+    def merged(cls, histograms: Iterable[LatencyHistogram]) -> LatencyHistogram:
+        total = cls()
+        for histogram in histograms:
+            total.merge(histogram)
+        return total
 
     @property
     def count(self) -> int:
@@ -75,6 +83,13 @@ class CameraCounters:
     def add(self, other: CameraCounters) -> None:
         for item in fields(self):
             setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+    @classmethod
+    def summed(cls, counters: Iterable[CameraCounters]) -> CameraCounters:
+        total = cls()
+        for each in counters:
+            total.add(each)
+        return total
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
