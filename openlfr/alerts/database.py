@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import NotRequired, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from openlfr.alerts.record import AlertFound, AlertRecord
 from openlfr.errors import OpenLFRError
 from openlfr.store.alert_models import Alert, AlertDelivery
-from openlfr.store.db import Store
+from openlfr.store.db import Store, record_from
 from openlfr.store.governance_models import SnapshotPerson
 from openlfr.store.models import Person, Watchlist
 
@@ -81,42 +82,32 @@ def listed_at_sighting(
     return session.scalar(listing) is not None
 
 
+class AlertPlace(TypedDict):
+    """Where an alert belongs: its watchlist (with the display names of the people on it), and its deployment and
+    reference image when known (else the gallery's reference, when it is an image row)."""
+
+    watchlist_name: str
+    names: Mapping[str, str]
+    deployment_id: NotRequired[int | None]
+    reference_image_id: NotRequired[int | None]
+
+
 class AlertDatabase:
     """Writes alert rows. ``commit`` returns only once the row is durable: then it may be announced."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def commit(
-        self,
-        found: AlertFound,
-        *,
-        watchlist_name: str,
-        names: Mapping[str, str],
-        deployment_id: int | None = None,
-        reference_image_id: int | None = None,
-    ) -> AlertRecord:
+    def commit(self, found: AlertFound, **place: Unpack[AlertPlace]) -> AlertRecord:
         """The durable alert of this sighting: written now, or the one written before for the same sighting."""
-        record, _ = self.write(
-            found,
-            watchlist_name=watchlist_name,
-            names=names,
-            deployment_id=deployment_id,
-            reference_image_id=reference_image_id,
-        )
+        record, _ = self.write(found, **place)
         return record
 
-    def write(
-        self,
-        found: AlertFound,
-        *,
-        watchlist_name: str,
-        names: Mapping[str, str],
-        deployment_id: int | None = None,
-        reference_image_id: int | None = None,
-    ) -> tuple[AlertRecord, bool]:
+    def write(self, found: AlertFound, **place: Unpack[AlertPlace]) -> tuple[AlertRecord, bool]:
         """As ``commit``, and whether the alert is new (False: this sighting was already written). Raises
         ``ListingEnded``, writing nothing, when the person was no longer listed at the sighting."""
+        watchlist_name, names = place["watchlist_name"], place["names"]
+        deployment_id, reference_image_id = place.get("deployment_id"), place.get("reference_image_id")
         person = str(found.person_id)
         row = Alert(
             uid=str(uuid.uuid4()),
@@ -137,7 +128,7 @@ class AlertDatabase:
             evidence=dict(found.evidence),
             probe_jpeg=found.probe_jpeg,
         )
-        values = {column.key: getattr(row, column.key) for column in Alert.__table__.columns if column.key != "id"}
+        values = row.column_values(without=("id",))
         with self.store.session() as session:
             # Checked before the row is written: a refused alert's probe never reaches a table page or the WAL.
             if not listed_at_sighting(session, watchlist_name, person, deployment_id, found.seen_at):
@@ -176,26 +167,13 @@ class AlertDatabase:
 
 def record_of(row: Alert, *, probe_jpeg: bytes | None = None, latency_ms: float | None = None) -> AlertRecord:
     """The alert as the rest of the system sees it; values already at hand save reading them back."""
-    return AlertRecord(
-        id=row.id,
-        uid=row.uid,
-        created_at=row.created_at,
-        seen_at=row.seen_at,
-        camera=row.camera,
-        track_id=row.track_id,
-        person_ref=row.person_ref,
-        person_name=row.person_name,
-        reference_image_id=row.reference_image_id,
-        score=row.score,
-        threshold=row.threshold,
-        model_id=row.model_id,
-        watchlist_name=row.watchlist_name,
+    return record_from(
+        AlertRecord,
+        row,
         candidates=list(row.candidates or []),
         evidence=dict(row.evidence or {}),
         probe_jpeg=row.probe_jpeg if probe_jpeg is None else probe_jpeg,
         latency_ms=row.latency_ms if latency_ms is None else latency_ms,
-        media_time_s=row.media_time_s,
-        deployment_id=row.deployment_id,
     )
 
 
