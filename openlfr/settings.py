@@ -37,6 +37,10 @@ class StreamSettings(BaseSettings):
     max_age_s: float = 1.0  # a track unseen this long has ended
     embed_budget: int = 10  # embeddings per track at most
     embed_gap_s: float = 0.15  # between two samples of one track, at least
+    # New embeddings per analysed frame at most (0: no cap); the rest wait a frame. A crowd walking into view
+    # asks for a first sample of every face at once: embedding ~20 ms a face, this keeps a frame near its share
+    # of a core at 25 fps instead of spending the next frames' time (which a live camera would drop).
+    embed_per_frame: int = Field(default=2, ge=0)
     max_sample_gap_s: float = 1.0  # the doubling gaps stop growing here
     better_by: float = 0.1  # a face this much better (Quality.score) than any embedded is sampled early
     look_interval_s: float = 0.1  # between samples, faces are looked at (landmarks, quality) this often at most
@@ -54,7 +58,12 @@ class StreamSettings(BaseSettings):
     probe_margin: float = 0.5  # the alert's probe crop: the face box grown by this on every side
     reid_min_score: float = 0.75  # match score between two faces for a lost track to be picked up again
     reconnect_attempts: int = 10  # consecutive failed (re)connections before a live camera is given up
-    queue_frames: int = 3  # frames in flight per camera; beyond that frames are dropped, never queued
+    # Frames in flight per camera (one analysed, the rest waiting); beyond that new frames are dropped, never
+    # queued. Eight at 25 fps hold the ~300 ms a burst of new faces to embed can take on two cores.
+    queue_frames: int = Field(default=8, ge=1, le=64)
+    # Live sources: a waiting frame older than this is dropped in favour of a newer one (bounded latency); a
+    # younger backlog is worked off in order, so a burst costs latency, not frames.
+    max_lag_s: float = Field(default=0.3, ge=0.0, le=10.0)
     # Live sources: whole-picture detection in a process of its own beside each camera's analysis, so tracks are
     # followed frame by frame while it runs (uses a second core per camera when there is one).
     detector_process: bool = True

@@ -42,6 +42,9 @@ class DeploymentRecord:
     not_located: int
     false_alert_rate: float  # false alerts / faces seen
     false_alert_one_in: str  # "1 in 33,000", or "-" when there were none
+    # The audit chain's head as of the deployment's end, "SEQ:HASH" (`openlfr audit verify --anchor`); "" before
+    # it ends. Published with the record, it proves later that nothing of the log up to then was cut off.
+    audit_anchor: str = ""
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -60,6 +63,7 @@ def build_record(
     watchlist_size: int,
     faces_seen: int,
     reviews: Iterable[tuple[str | None, str | None, str | None]],
+    audit_anchor: str = "",
     kind: str = "live",
 ) -> DeploymentRecord:
     """``reviews``: one (decision, verified_by, outcome) per alert; (None, None, None) for an undecided alert."""
@@ -99,6 +103,7 @@ def build_record(
         not_located=outcomes.count(Outcome.NOT_LOCATED.value),
         false_alert_rate=round(rate, 8),
         false_alert_one_in=f"1 in {round(1 / rate):,}" if rate > 0 else "-",
+        audit_anchor=audit_anchor,
     )
 
 

@@ -1,4 +1,5 @@
-"""The published record of deployments: counts, decisions and outcomes, one deployment or a period."""
+"""The published record of deployments: counts, decisions and outcomes, one deployment or a period, each with the
+audit anchor of its end (the chain's head then), so the record published proves the log up to then intact."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from openlfr.clock import utc, utc_now
 from openlfr.governance import deployments, records
-from openlfr.governance.deployments import GovernanceError
+from openlfr.governance.deployments import GovernanceError, Phase
+from openlfr.services import audit_log
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview, Deployment
 
@@ -28,7 +30,18 @@ def period(since: date | None, until: date | None) -> tuple[datetime, datetime]:
     return datetime.combine(start, time.min, UTC), datetime.combine(stop + timedelta(days=1), time.min, UTC)
 
 
+def end_anchor(db: Session, row: Deployment, phase: Phase) -> str:
+    """The audit chain's head as of the deployment's end ("SEQ:HASH"), once it has ended or been cancelled; ""
+    before that, or if nothing had been audited by then."""
+    end = deployments.effective_end(row)
+    if phase not in (Phase.ENDED, Phase.CANCELLED) or end is None:
+        return ""
+    head = audit_log.anchor_as_of(db, end)
+    return "" if head is None else audit_log.anchor_text(head)
+
+
 def record_of(db: Session, row: Deployment) -> records.DeploymentRecord:
+    phase = deployments.phase(row, utc_now())
     reviews = db.execute(
         select(AlertReview.decision, AlertReview.verified_by, AlertReview.outcome)
         .select_from(Alert)
@@ -40,13 +53,14 @@ def record_of(db: Session, row: Deployment) -> records.DeploymentRecord:
         row.name,
         row.place,
         row.purpose,
-        deployments.phase(row, utc_now()).value,
+        phase.value,
         row.starts_at,
         row.ends_at,
         deployments.effective_end(row),
         row.watchlist_size,
         row.faces_seen,
         [(r[0], r[1], r[2]) for r in reviews],
+        audit_anchor=end_anchor(db, row, phase),
         kind=row.kind,
     )
 
