@@ -336,3 +336,90 @@ def test_a_running_deployment_brings_its_snapshot_down_to_the_listings(store_url
         assert len(audits) == 1 and sorted(audits[0]["people"]) == ["P-expired", "P-removed"], audits
     finally:
         store.close()
+
+
+# ----- a real deployment: the listing expired early mid-run -----
+
+
+def doubled_clip(clip: Path, folder: Path) -> Path:
+    """The clip twice in a row: the person is seen again 10 s after the first sighting."""
+    import subprocess
+
+    listing = folder / "twice.txt"
+    listing.write_text(f"file '{clip}'\nfile '{clip}'\n")
+    out = folder / "twice.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out)], check=True
+    )
+    return out
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_a_listing_expired_mid_deployment_raises_no_alert_after_the_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``openlfr serve`` runs the Hamilton clip twice over (cooldown 0: without the expiry each pass alerts, twice
+    in its first 4 s); after the first alert Lin-Manuel Miranda's listing is expired (as ``openlfr watchlist
+    expire`` does): the run reloads its pipeline within seconds, nothing is raised after the listing's end (so
+    none in the second pass), and the snapshot entry ends when the listing does."""
+    import os
+
+    from openlfr.services import watchlists
+    from openlfr.services.context import Context
+    from tests.conftest import require_data
+    from tests.serverkit import build_app, configure
+    from tests.test_faults_live import PERSON, Serve, authorise, incident_record, prepare_deployment, wait_for
+
+    clip = doubled_clip(require_data("video", "short_hamilton_clip.mp4"), tmp_path)
+    stills = require_data("stills")
+    configure(monkeypatch, OPENLFR_STREAM_COOLDOWN_S="0")
+    app = build_app()
+    deployment_id = prepare_deployment(app, clip, stills)
+    server = Serve(dict(os.environ))
+    server.start()
+    try:
+        authorise(app, deployment_id)
+        wait_for("the first alert", lambda: bool(alerts_seen(app, deployment_id)), 120, every=0.2)
+        # What `openlfr watchlist expire hamilton --person LMM-001` does (in-process: the command's start-up takes
+        # longer than the clip on a busy machine).
+        with app.state.server.store.session() as db:
+            watchlists.expire(db, Context.local(get_settings(), "ann"), "hamilton", PERSON, datetime.now(UTC))
+        with app.state.server.sessions() as db:
+            expired_at = db.scalar(sa.select(Person.expires_at).where(Person.reference_id == PERSON))
+        assert expired_at is not None
+        reloaded = wait_for(
+            "the run to reload without the person",
+            lambda: "ended after authorisation" in incident_record(app, deployment_id)[0],
+            20,
+            every=0.2,
+        )
+        wait_for(
+            "the clip to end", lambda: "the source ended" in incident_record(app, deployment_id)[0], 120, every=0.5
+        )
+        run = server.pipeline(deployment_id)
+        seen = alerts_seen(app, deployment_id)
+        print(f"alerts {seen}; expired at {expired_at:%H:%M:%S.%f}; reloaded {reloaded:.1f} s later; run {run}")
+        assert seen and {person for person, _, _ in seen} == {PERSON}, seen
+        assert all(at < expired_at for _, at, _ in seen), seen
+        assert all(media < 10.0 for _, _, media in seen), seen  # none in the second pass
+        assert run["restarts"] == 0 and run["alerts_lost"] == 0, run
+        with app.state.server.sessions() as db:
+            ends = db.scalar(sa.select(SnapshotPerson.expires_at).where(SnapshotPerson.deployment_id == deployment_id))
+        assert ends == expired_at
+        _, audit = incident_record(app, deployment_id)
+        assert ("system", "deployment.snapshot_listing_ended") in audit, audit
+    finally:
+        server.stop()
+        app.state.server.store.close()
+
+
+def alerts_seen(app: object, deployment_id: int) -> list[tuple[str, datetime, float]]:
+    """(person, seen at, media time) of the deployment's alerts."""
+    from openlfr.store.alert_models import Alert
+
+    with app.state.server.sessions() as db:  # type: ignore[attr-defined]
+        rows = db.execute(
+            sa.select(Alert.person_ref, Alert.seen_at, Alert.media_time_s).where(Alert.deployment_id == deployment_id)
+        )
+        return [(str(person), at, float(media)) for person, at, media in rows]
