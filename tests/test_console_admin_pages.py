@@ -246,6 +246,14 @@ def test_the_record_carries_the_audit_anchor_of_the_deployments_end(app_on_both:
     assert record["status"] == "ended" and record["audit_anchor"] == f"{within[-1].seq}:{within[-1].hash}"
     assert within[-1].seq < entries(app)[-1].seq
 
+    # Cancelled before it started: the head as it was cancelled.
+    scheduled = _authorised(app, datetime.now(UTC) + timedelta(hours=1), hours=1)
+    cancelled = login(app, "ann").post(f"/api/deployments/{scheduled}/cancel", json={"reason": "event called off"})
+    assert cancelled.status_code == 200, cancelled.text
+    (cancel,) = entries(app, "deployment.cancel")
+    before = next(e for e in entries(app) if e.seq == cancel.seq - 1)
+    assert olly.get(f"/api/deployments/{scheduled}/record").json()["audit_anchor"] == f"{before.seq}:{before.hash}"
+
     # A draft never ran: no anchor.
     draft = olly.post("/api/deployments", json=draft_body(datetime.now(UTC) + timedelta(hours=1))).json()
     assert olly.get(f"/api/deployments/{draft['id']}/record").json()["audit_anchor"] == ""

@@ -98,14 +98,17 @@ def current_anchor(session: Session) -> tuple[int, str] | None:
     return None if head is None or head.seq == 0 else (head.seq, head.hash)
 
 
-def anchor_as_of(session: Session, moment: datetime) -> tuple[int, str] | None:
+def anchor_as_of(session: Session, moment: datetime, written_after: int | None = None) -> tuple[int, str] | None:
     """The head as it stood at ``moment``: the last entry written then or before, or None if there was none yet.
 
     Entries are numbered in the order they are written, under the head's lock, and stamped as they are: the
-    last number stamped at or before ``moment`` was the head then (and an anchor covers every entry before it)."""
-    row = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).where(AuditEntry.at <= moment).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
+    last number stamped at or before ``moment`` was the head then (and an anchor covers every entry before it).
+    ``written_after``: the number of an entry known to be written after ``moment``; the search starts there
+    instead of at the head (``at`` has no index: from the head it reads every entry since)."""
+    query = select(AuditEntry.seq, AuditEntry.hash).where(AuditEntry.at <= moment)
+    if written_after is not None:
+        query = query.where(AuditEntry.seq < written_after)
+    row = session.execute(query.order_by(AuditEntry.seq.desc()).limit(1)).first()
     return None if row is None else (int(row[0]), str(row[1]))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openlfr.clock import utc, utc_now
@@ -13,9 +13,12 @@ from openlfr.governance import deployments, records
 from openlfr.governance.deployments import GovernanceError, Phase
 from openlfr.services import audit_log
 from openlfr.store.alert_models import Alert
-from openlfr.store.governance_models import AlertReview, Deployment
+from openlfr.store.governance_models import AlertReview, AuditEntry, Deployment
 
 MAX_PERIOD_DAYS = 3660
+# The entries that record a deployment's end, each written after the moment it ended (``end`` and ``cancel``
+# stamp the deployment first; a scan's end and a closed window come at or after it).
+CLOSING_ACTIONS = ("deployment.end", "deployment.cancel", "deployment.window_closed", "scan.end")
 
 
 def period(since: date | None, until: date | None) -> tuple[datetime, datetime]:
@@ -36,7 +39,12 @@ def end_anchor(db: Session, row: Deployment, phase: Phase) -> str:
     end = deployments.effective_end(row)
     if phase not in (Phase.ENDED, Phase.CANCELLED) or end is None:
         return ""
-    head = audit_log.anchor_as_of(db, end)
+    closing = db.scalar(
+        select(func.min(AuditEntry.seq)).where(
+            AuditEntry.action.in_(CLOSING_ACTIONS), AuditEntry.target == f"deployment:{row.id}"
+        )
+    )
+    head = audit_log.anchor_as_of(db, end, written_after=closing)
     return "" if head is None else audit_log.anchor_text(head)
 
 
