@@ -13,6 +13,7 @@ import pytest
 
 from openlfr.bench.equitability import LabelsError, read_labels
 from openlfr.bench.equitability_stats import (
+    PermutationDesign,
     clopper_pearson,
     clustered_rate,
     equal_rates_test,
@@ -316,7 +317,12 @@ def test_random_relabellings_of_lfw_people_rarely_differ(tmp_path: Path):
             [["image", "identity", "group"]] + [[r[0], r[1], group[r[1]]] for r in rows[1:]],
         )
         report = run_equitability(
-            get_settings(), labels.parent, relabelled, thresholds=[0.7], permutations=199, seed=seed, quiet=True
+            get_settings(),
+            labels.parent,
+            relabelled,
+            thresholds=[0.7],
+            design=PermutationDesign(permutations=199, seed=seed),
+            quiet=True,
         )
         column = report["columns"]["group"]  # type: ignore[index]
         for rate in ("fnir_difference", "fpir_difference"):

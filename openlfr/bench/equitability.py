@@ -25,10 +25,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from openlfr.bench.equitability_stats import (
-    ALPHA,
     CONFIDENCE,
-    GRID_STEP,
-    PERMUTATIONS,
+    PermutationDesign,
     clustered_rate,
     equal_rates_test,
     fnir_errors,
@@ -221,11 +219,7 @@ def _column_report(
     outcomes: Outcomes,
     groups: dict[str, str],
     operating: list[float],
-    *,
-    permutations: int,
-    alpha: float,
-    seed: int,
-    grid_step: float,
+    design: PermutationDesign,
 ) -> dict[str, object]:
     protocol = outcomes.protocol
     mated_in = np.array([n in groups for n in protocol.mated_identity], bool)
@@ -235,7 +229,7 @@ def _column_report(
     names = sorted(set(groups[str(p)] for p in np.concatenate([mated_person, nonmated_person])))
     mated_best, mated_correct = outcomes.mated_best[mated_in], outcomes.mated_correct[mated_in]
     nonmated_best = outcomes.nonmated_best[nonmated_in]
-    grid = threshold_grid(np.concatenate([mated_best, nonmated_best]), grid_step, tuple(operating))
+    grid = threshold_grid(np.concatenate([mated_best, nonmated_best]), design.grid_step, tuple(operating))
     fnir_grid, fpir_grid = fnir_errors(mated_best, mated_correct, grid), fpir_errors(nonmated_best, grid)
     at_operating = [int(np.argmin(np.abs(grid - t))) for t in operating]
 
@@ -263,7 +257,9 @@ def _column_report(
     group_of = {str(p): groups[str(p)] for p in np.concatenate([mated_person, nonmated_person])}
     tests = {}
     for rate, errors, person in (("fnir", fnir_grid, mated_person), ("fpir", fpir_grid, nonmated_person)):
-        test = equal_rates_test(errors, person, group_of, grid, permutations=permutations, alpha=alpha, seed=seed)
+        test = equal_rates_test(
+            errors, person, group_of, grid, permutations=design.permutations, alpha=design.alpha, seed=design.seed
+        )
         tests[rate] = {**test.as_dict(), "at_operating": [test.at(t) for t in operating]}
     return {"groups": report_groups, "fnir_difference": tests["fnir"], "fpir_difference": tests["fpir"]}
 
@@ -274,11 +270,8 @@ def run_equitability(
     labels: Path,
     *,
     thresholds: list[float] | None = None,
-    seed: int = 0,
-    permutations: int = PERMUTATIONS,
-    alpha: float = ALPHA,
+    design: PermutationDesign = PermutationDesign(),
     min_identities: int = MIN_IDENTITIES,
-    grid_step: float = GRID_STEP,
     workers: int = 2,
     quiet: bool = False,
     plot: Path | None = None,
@@ -300,15 +293,7 @@ def run_equitability(
 
     start = time.perf_counter()
     columns = {
-        column: _column_report(
-            outcomes,
-            labelled.groups[column],
-            operating_values,
-            permutations=permutations,
-            alpha=alpha,
-            seed=seed,
-            grid_step=grid_step,
-        )
+        column: _column_report(outcomes, labelled.groups[column], operating_values, design)
         for column in labelled.columns
     }
     result: dict[str, object] = {
@@ -321,9 +306,9 @@ def run_equitability(
         "operating_thresholds": operating,
         "interval": INTERVAL,
         "test": TEST,
-        "alpha": alpha,
-        "permutations": permutations,
-        "seed": seed,
+        "alpha": design.alpha,
+        "permutations": design.permutations,
+        "seed": design.seed,
         "columns": columns,
         "undetected_images": outcomes.undetected,
         "images_embedded_now": outcomes.newly_embedded,

@@ -36,6 +36,17 @@ _TIE = 1e-9  # statistics this close count as equal: the same table computed in 
 
 
 @dataclass(frozen=True)
+class PermutationDesign:
+    """How groups are compared: the spacing of the thresholds tested, the permutations drawn, the family-wise
+    error rate, and the seed that makes the draws repeatable."""
+
+    grid_step: float = GRID_STEP
+    permutations: int = PERMUTATIONS
+    alpha: float = ALPHA
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Rate:
     """An error rate over probes, with its interval."""
 

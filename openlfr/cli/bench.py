@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from openlfr.bench.equitability_cli import register as register_equitability
+from openlfr.cli.bench_equitability import register as register_equitability
+from openlfr.cli.common import JsonOption, WorkersOption
 from openlfr.settings import get_settings
 
 bench_app = typer.Typer(help="Benchmarks on real data.")
@@ -33,7 +34,7 @@ def print_figures(figures: dict[str, object], as_json: bool) -> None:
 def bench_lfw(
     data: Annotated[Path, typer.Option(help="LFW folder holding pairs.txt and images/.")],
     folds: Annotated[int, typer.Option(min=1, max=10, help="Use the first N folds.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
     flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror image's.")] = True,
     stills: Annotated[
         bool,
@@ -42,7 +43,7 @@ def bench_lfw(
             help="Stills profile (CNN detector fallback, 68-point second alignment, jitter) or the live one.",
         ),
     ] = True,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    workers: WorkersOption = 2,
 ) -> None:
     """LFW View 2 verification accuracy (10-fold), plus ONNX vs dlib embedder speed and equality."""
     from openlfr.bench.lfw_run import run_lfw
@@ -63,7 +64,7 @@ def bench_detect(
     scale: Annotated[
         float | None, typer.Option(min=0.05, max=4.0, help="RetinaFace (default OPENLFR_DETECTOR_SCALE).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Detection recall at IoU >= 0.5, split by face height."""
     from openlfr.bench.detection import run_detection_recall
@@ -75,10 +76,10 @@ def bench_detect(
 @bench_app.command("identify")
 def bench_identify(
     data: Annotated[Path, typer.Option(help="LFW folder holding images/<Name>/<Name>_NNNN.jpg.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Save the DET curve (PNG).")] = None,
     identities: Annotated[int | None, typer.Option(min=4, help="Only the first N identities by name.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes for embedding.")] = 2,
+    workers: WorkersOption = 2,
 ) -> None:
     """Open-set 1:N identification on LFW: FNIR at fixed FPIR, and a hold-out check of the calibration."""
     from openlfr.bench.identify import run_identify
@@ -90,8 +91,8 @@ def bench_identify(
 def calibrate(
     data: Annotated[Path, typer.Option(help="LFW folder holding images/<Name>/<Name>_NNNN.jpg.")],
     out: Annotated[Path | None, typer.Option(help="Where to write the table (default: in the data dir).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes for embedding.")] = 2,
+    as_json: JsonOption = False,
+    workers: WorkersOption = 2,
 ) -> None:
     """Measure the match-score -> false match rate table of the current model on LFW and write it."""
     from openlfr.bench.calibrate_run import run_calibrate

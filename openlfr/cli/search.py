@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from openlfr.enrolment.gate import parse_face_choice
-from openlfr.errors import OpenLFRError
+from openlfr.cli.common import ByOption, FaceOption, JsonOption, face_choice, wide_console
 from openlfr.services.context import Context
 from openlfr.services.photo_search import MAX_TOP, MIN_REASON_CHARS, PhotoSearchResult, SearchRequest, search_photo
 from openlfr.settings import get_settings
@@ -33,9 +31,7 @@ def search(
         str, typer.Option("--reason", help=f"Why you are searching ({MIN_REASON_CHARS}+ characters; audited).")
     ] = "",
     top: Annotated[int, typer.Option("--top", help=f"How many candidates to show (1-{MAX_TOP}).")] = 5,
-    face: Annotated[
-        str | None, typer.Option("--face", help="Which face if the photo shows several: N from the left, or 'largest'.")
-    ] = None,
+    face: FaceOption = None,
     investigation: Annotated[
         str | None,
         typer.Option(
@@ -43,14 +39,11 @@ def search(
             help="Record the search for this investigation (keeps the searched face until probe retention ends).",
         ),
     ] = None,
-    by: Annotated[str | None, typer.Option("--by", help="Who is searching (default: your login name).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    by: ByOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Search a watchlist for the face in a photo: the top candidates with their scores and false-match rates."""
-    try:
-        choice = parse_face_choice(face)
-    except ValueError as exc:
-        raise OpenLFRError(str(exc)) from None
+    choice = face_choice(face)
     # Checked before the photo is read or a model loaded: a refused search does nothing at all.
     request = SearchRequest(watchlist, reason, top, choice, investigation).checked()
     settings = get_settings()
@@ -98,7 +91,7 @@ def show(result: PhotoSearchResult) -> None:
             _rate(c.fmr),
             str(c.reference_image_id),
         )
-    Console(width=max(Console().width, 120)).print(table)
+    wide_console().print(table)
     if result.record_id is not None:
         typer.echo(
             f"recorded for investigation {result.investigation!r} as search {result.record_id}; the searched face is "

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from openlfr.cli.common import ByOption, FaceOption, JsonOption, face_choice, wide_console
 from openlfr.clock import utc_now
-from openlfr.enrolment.gate import FaceChoice, QualityGate, parse_face_choice
+from openlfr.enrolment.gate import QualityGate
 from openlfr.enrolment.photos import analyse_photos
 from openlfr.enrolment.service import PersonDetails
 from openlfr.errors import OpenLFRError
@@ -41,8 +43,6 @@ err_console = Console(stderr=True, soft_wrap=True)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
-ByOption = Annotated[str | None, typer.Option("--by", help="Who is doing this (default: your login name).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 # The listing's fields that `add` and `import` both take.
 ReasonOption = Annotated[str, typer.Option(help="Why they are listed.")]
 LegalBasisOption = Annotated[str, typer.Option(help="The power relied on, and where the photos come from.")]
@@ -91,11 +91,30 @@ def shown(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
-def face_choice(text: str | None) -> FaceChoice:
-    try:
-        return parse_face_choice(text)
-    except ValueError as exc:
-        raise OpenLFRError(str(exc)) from None
+def listing_details(
+    category: str | None, reason: str, legal_basis: str, expires: str | None, now: datetime
+) -> PersonDetails:
+    """What `add` and `import` are told about a listing, ``--expires`` read as a moment before any photo is; who
+    is listed comes with each person."""
+    expires_at = parse_when(expires, now) if expires else None
+    return PersonDetails(
+        reference_id="", category=category, reason=reason, legal_basis=legal_basis, expires_at=expires_at
+    )
+
+
+def people_progress(doing: str, quiet: bool) -> tuple[Progress, TaskID]:
+    """A bar on stderr counting people (the total once known) with the last one's name; none with ``--json``."""
+    progress = Progress(
+        TextColumn(doing),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
+    return progress, progress.add_task("people", total=None, last="")
 
 
 def check_category(category: str | None) -> None:
@@ -137,9 +156,7 @@ def add(
     reason: ReasonOption = "",
     legal_basis: LegalBasisOption = "",
     expires: ExpiresOption = None,
-    face: Annotated[
-        str | None, typer.Option(help="Which face if a photo shows several: N from the left, or 'largest'.")
-    ] = None,
+    face: FaceOption = None,
     allow_duplicate: AllowDuplicateOption = False,
     by: ByOption = None,
     as_json: JsonOption = False,
@@ -154,7 +171,8 @@ def add(
     choice = face_choice(face)
     settings = get_settings()
     now = utc_now()
-    expires_at = parse_when(expires, now) if expires else None
+    listing = listing_details(category, reason, legal_basis, expires, now)
+    details = replace(listing, reference_id=person, display_name=display_name)
     store = configured_store()
     with store.session() as session:
         get_watchlist(session, name)  # fail fast, before loading the face models
@@ -162,14 +180,6 @@ def add(
     engine = build_engine(settings, stills=True)
     gate = QualityGate.from_settings(settings)
     results = analyse_photos(engine, photos, gate, choice, settings)
-    details = PersonDetails(
-        reference_id=person,
-        display_name=display_name,
-        category=category,
-        reason=reason,
-        legal_basis=legal_basis,
-        expires_at=expires_at,
-    )
     ctx = acting(by)
     with store.session() as session:
         enrolled = enrol_person(session, ctx, name, details, results, allow_duplicate=allow_duplicate, now=now)
@@ -183,11 +193,6 @@ def add(
             f"enrolled {summary['id']} ({summary['name']}) on {name!r}: {added} photo(s) added, "
             f"{photos_in_all} in all; searched until {shown(enrolled.expires_at)}"
         )
-
-
-def wide_console() -> Console:
-    """Tables keep their shape when the output is piped (rich assumes 80 columns there)."""
-    return Console(width=max(Console().width, 120))
 
 
 @watchlist_app.command("list")
@@ -377,17 +382,7 @@ def reembed(
     with store.session() as session:
         get_watchlist(session, name)  # fail fast, before loading the face models
     engine = build_engine(ctx.settings, stills=True)
-    progress = Progress(
-        TextColumn("re-embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=as_json,
-        transient=True,
-    )
-    task = progress.add_task("people", total=None, last="")
+    progress, task = people_progress("re-embedding", quiet=as_json)
     with progress, store.session() as session:
         report = reembed_watchlist(
             session,

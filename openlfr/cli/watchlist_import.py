@@ -8,29 +8,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from openlfr.cli.common import ByOption, FaceOption, JsonOption, face_choice, wide_console
 from openlfr.cli.watchlist import (
     AllowDuplicateOption,
-    ByOption,
     ExpiresOption,
-    JsonOption,
     LegalBasisOption,
     ReasonOption,
     acting,
     check_category,
     configured_store,
-    err_console,
-    face_choice,
-    parse_when,
+    listing_details,
+    people_progress,
     shown,
     watchlist_app,
-    wide_console,
 )
 from openlfr.clock import utc_now
 from openlfr.enrolment.importer import ImportRow
-from openlfr.enrolment.service import PersonDetails
 from openlfr.errors import OpenLFRError
 from openlfr.services.enrolment import import_folder
 from openlfr.store.categories import CATEGORY_VALUES
@@ -47,9 +42,7 @@ def import_(
     reason: ReasonOption = "",
     legal_basis: LegalBasisOption = "",
     expires: ExpiresOption = None,
-    face: Annotated[
-        str | None, typer.Option(help="'largest' to take the biggest face of a photo with several.")
-    ] = None,
+    face: FaceOption = None,
     allow_duplicate: AllowDuplicateOption = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Processes analysing photos.")] = 2,
     by: ByOption = None,
@@ -59,25 +52,15 @@ def import_(
     check_category(category)
     choice = face_choice(face)
     now = utc_now()
-    expires_at = parse_when(expires, now) if expires else None
-    if expires_at is not None and expires_at <= now:
-        raise OpenLFRError(f"the expiry {shown(expires_at)} has already passed")
+    template = listing_details(category, reason, legal_basis, expires, now)
+    if template.expires_at is not None and template.expires_at <= now:
+        raise OpenLFRError(f"the expiry {shown(template.expires_at)} has already passed")
     ctx = acting(by)
     store = configured_store()
     with store.session() as session:
         get_watchlist(session, name)
 
-    progress = Progress(
-        TextColumn("enrolling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=as_json,
-        transient=True,
-    )
-    task = progress.add_task("people", total=None, last="")
+    progress, task = people_progress("enrolling", quiet=as_json)
 
     def started(count: int) -> None:
         progress.update(task, total=count)
@@ -92,9 +75,7 @@ def import_(
             ctx,
             name,
             folder,
-            template=PersonDetails(
-                reference_id="", category=category, reason=reason, legal_basis=legal_basis, expires_at=expires_at
-            ),
+            template=template,
             choice=choice,
             allow_duplicate=allow_duplicate,
             workers=workers,

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from openlfr.bench.equitability_stats import ALPHA, GRID_STEP, PERMUTATIONS
+from openlfr.bench.equitability_stats import ALPHA, GRID_STEP, PERMUTATIONS, PermutationDesign
+from openlfr.cli.common import JsonOption, WorkersOption
 from openlfr.settings import get_settings
 
 
@@ -21,7 +22,7 @@ def register(bench: typer.Typer) -> None:
 def bench_equitability(
     data: Annotated[Path, typer.Option(help="Folder the labels' image paths are relative to.")],
     labels: Annotated[Path, typer.Option(help="CSV: image, identity and group columns (sex, age band, ...).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOption = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Save the DET curves per group (PNG).")] = None,
     threshold: Annotated[
         list[float] | None,
@@ -38,7 +39,7 @@ def bench_equitability(
     min_identities: Annotated[
         int, typer.Option(min=2, help="Smallest group: enrolled and non-enrolled identities each.")
     ] = 10,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes for embedding.")] = 2,
+    workers: WorkersOption = 2,
 ) -> None:
     """Per group: FNIR and FPIR with intervals at the operating threshold(s), DET curves, and where groups differ."""
     from openlfr.bench.equitability import run_equitability
@@ -48,11 +49,8 @@ def bench_equitability(
         data,
         labels,
         thresholds=threshold or None,
-        seed=seed,
-        permutations=permutations,
-        alpha=alpha,
+        design=PermutationDesign(grid_step=grid_step, permutations=permutations, alpha=alpha, seed=seed),
         min_identities=min_identities,
-        grid_step=grid_step,
         workers=workers,
         quiet=as_json,
         plot=plot,
