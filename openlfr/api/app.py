@@ -8,7 +8,7 @@ import importlib.util
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import StatementError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openlfr.alerts.dispatch import TRANSIENT as DATABASE_UNAVAILABLE
+from openlfr.api.asgi import HttpMiddleware
 from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, ServerState, committed, context
 from openlfr.api.enrol_upload import MAX_FILES
 from openlfr.errors import EnrolmentRefused, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
@@ -30,12 +33,6 @@ from openlfr.governance.deployments import TransitionRefused
 from openlfr.services.accounts import Principal
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -75,17 +72,15 @@ def body_limit(method: str, path: str, max_json: int, max_upload: int) -> int:
     return max_json
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """Refuse request bodies over the route's limit (413) before the application reads them, declared or
     streamed. The upload routes authenticate before they read their body, so nobody anonymous gets one read."""
 
     def __init__(self, app: ASGIApp, max_json: int, max_upload: int) -> None:
-        self.app, self.max_json, self.max_upload = app, max_json, max_upload
+        super().__init__(app)
+        self.max_json, self.max_upload = max_json, max_upload
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = body_limit(scope.get("method", ""), scope.get("path", ""), self.max_json, self.max_upload)
         declared = next(
             (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None
@@ -148,17 +143,11 @@ def security_headers(path: str) -> dict[bytes, bytes]:
     return headers
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Adds ``security_headers`` to every answer that passes through it (the outermost of our middleware, so the
     body limit's 413s get them too; the 500 answer, made outside all middleware, adds them itself)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         extra = security_headers(scope.get("path", ""))
 
         async def with_headers(message: Message) -> None:
@@ -193,6 +182,15 @@ HtmlErrorPage = Callable[[Request, int, str], Response]
 # exception's class hierarchy, so the most specific type wins: any other OpenLFRError (a rule, a bad name, a
 # missing watchlist...) is a 400.
 PLAIN_ANSWERS: dict[type[Exception], int] = {NotFound: 404, UploadTooLarge: 413, UploadRefused: 400, OpenLFRError: 400}
+# The database did not answer in time (another process holds SQLite's write lock, PostgreSQL is unreachable or
+# restarting, no connection free): 503 rather than 500, since the same request may well succeed shortly.
+RETRY_AFTER_S = 5
+UNAVAILABLE = "the database is busy or cannot be reached right now; try again in a few seconds"
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database did not answer: the driver's error, or the store's refusal caused by it."""
+    return isinstance(exc, DATABASE_UNAVAILABLE) or isinstance(exc.__cause__, DATABASE_UNAVAILABLE)
 
 
 def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
@@ -238,14 +236,28 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return answer(request, exc.status_code, str(exc.detail))
 
+    def unavailable(request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, _first_line(exc))
+        response = answer(request, 503, UNAVAILABLE)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
     def plain(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def handler(request: Request, exc: Exception) -> Response:
+            if database_unavailable(exc):  # the store's own error for a locked or lost database
+                return unavailable(request, exc)
             return answer(request, status, str(exc))
 
         return handler
 
     for error_type, status in PLAIN_ANSWERS.items():
         app.add_exception_handler(error_type, plain(status))
+
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        return unavailable(request, exc)
+
+    for error_type in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error_type, _unavailable)
 
     @app.exception_handler(StatementError)
     async def _store_refused(request: Request, exc: StatementError) -> Response:
@@ -267,6 +279,12 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
         for key, value in security_headers(request.url.path).items():
             response.headers.setdefault(key.decode(), value.decode())
         return response
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's first line (a driver's message goes on with the SQL and its parameters: never logged)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _swagger_ui_files() -> str:

@@ -11,8 +11,9 @@ import time
 
 from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from openlfr.api.asgi import HttpMiddleware
 from openlfr.api.deps import AdminPrincipal
 from openlfr.services.metrics import HTTP_REQUEST_SECONDS, REGISTRY
 
@@ -25,17 +26,11 @@ def metrics(_: AdminPrincipal) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-class RequestLatency:
+class RequestLatency(HttpMiddleware):
     """Observes each HTTP request's duration by route template, method and status (a plain ASGI middleware, so
     the route FastAPI matched is in the scope once the request is answered)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500  # an exception with no answer sent
 
