@@ -24,7 +24,6 @@ import pytest
 import sqlalchemy as sa
 
 from openlfr.governance.roles import Role
-from openlfr.services.deployment_runs import POLL_S
 from tests.conftest import OPENLFR_BIN, require_data
 from tests.postgres import PostgresServer
 from tests.serverkit import (
@@ -403,7 +402,7 @@ def test_sigkill_after_the_alert_then_three_restarts_raise_it_once(monkeypatch: 
         app.state.server.store.close()
 
 
-# ----- several workers on PostgreSQL: a camera under one lease -----
+# ----- several workers on PostgreSQL: tests/test_worker.py -----
 
 
 def camera_leases(app: Any, deployment_id: int) -> dict[str, tuple[str | None, bool]]:
@@ -412,84 +411,3 @@ def camera_leases(app: Any, deployment_id: int) -> dict[str, tuple[str | None, b
     with app.state.server.sessions() as db:
         rows = db.scalars(sa.select(CameraProgress).where(CameraProgress.deployment_id == deployment_id))
         return {row.camera: (row.held_by, row.ended) for row in rows}
-
-
-def test_two_workers_run_each_camera_once_and_take_over_a_killed_one(
-    monkeypatch: pytest.MonkeyPatch, postgres_url: str
-) -> None:
-    clip = require_data("video", "short_hamilton_clip.mp4")
-    stills = require_data("stills")
-    lease_s = 8.0
-    monkeypatch.setenv("OPENLFR_DATABASE_URL", postgres_url)
-    monkeypatch.setenv("OPENLFR_CAMERA_LEASE_SECONDS", str(lease_s))
-    configure(monkeypatch)
-    app = build_app()
-    deployment_id = prepare_deployment(app, clip, stills, cameras=("left", "right"))
-    # Two machines, as far as the leases can tell: a dead holder's lease must run out before another takes over.
-    workers = [
-        subprocess.Popen(
-            [str(OPENLFR_BIN), "worker"],
-            env={**os.environ, "OPENLFR_WORKER_NAME": machine},
-            stderr=subprocess.DEVNULL,
-        )
-        for machine in ("machine-a", "machine-b")
-    ]
-    try:
-        authorise(app, deployment_id)
-
-        def cameras_running() -> int:
-            return sum(list(process_tree(w.pid).values()).count("openlfr-camera") for w in workers)
-
-        wait_for(
-            "both cameras held",
-            lambda: (
-                all(h for h, _ in camera_leases(app, deployment_id).values())
-                and len(camera_leases(app, deployment_id)) == 2
-            ),
-            90,
-        )
-        wait_for("two camera processes", lambda: cameras_running() == 2, 90, every=0.2)
-        time.sleep(2)
-        assert cameras_running() == 2, "each camera runs once, in one worker"
-        leases = camera_leases(app, deployment_id)
-        victim = next(w for w in workers if f":{w.pid}:" in str(leases["left"][0]))
-        survivor = next(w for w in workers if w is not victim)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
-        killed_at = time.monotonic()
-        taken = wait_for(
-            "the killed worker's cameras taken over",
-            lambda: all(
-                f":{survivor.pid}:" in str(h) or ended for h, ended in camera_leases(app, deployment_id).values()
-            ),
-            lease_s + 30,
-            every=0.2,
-        )
-        wait_for(
-            "the cameras' clips to end",
-            lambda: all(e for _, e in camera_leases(app, deployment_id).values()),
-            120,
-            every=0.5,
-        )
-        per_camera: dict[str, int] = {}
-        from openlfr.store.alert_models import Alert
-
-        with app.state.server.sessions() as db:
-            for camera, person in db.execute(
-                sa.select(Alert.camera, Alert.person_ref).where(Alert.deployment_id == deployment_id)
-            ):
-                assert person == PERSON
-                per_camera[camera] = per_camera.get(camera, 0) + 1
-        print(f"leases {leases}; takeover {taken:.1f} s after SIGKILL (lease {lease_s:.0f} s); alerts {per_camera}")
-        assert per_camera == {"left": 1, "right": 1}, per_camera
-        assert taken <= lease_s + 2 * POLL_S + 1.0, f"taken over {taken:.1f} s after the kill"
-        assert time.monotonic() - killed_at > 0
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-        app.state.server.store.close()

@@ -102,13 +102,21 @@ class Scheduler(Periodic):
                 self.ended.append(run)
                 if run.source_ended:
                     self.finished.add(key)
+        took_unheld = False
         for key in sorted(live - set(self.runs) - self.finished):
             deployment_id, camera = key
             if any(r.deployment_id == deployment_id and r.camera == camera and r.alive for r in self.ended):
                 continue  # still writing what it holds
             try:
                 with self.store.session() as db:
+                    # One camera nobody holds per round, so processes on one database share a new deployment's
+                    # cameras (their rounds interleave); a camera whose holder's lease ran out is taken at once.
+                    row = db.get(CameraProgress, key)
+                    unheld = row is None or row.held_by is None
+                    if unheld and took_unheld:
+                        continue
                     held = claim(db, deployment_id, camera, self.holder, float(self.settings.camera_lease_seconds))
+                    took_unheld = took_unheld or (held and unheld)
             except StoreError as exc:
                 log.warning("scheduler: cannot take camera %s of deployment %d: %s", camera, deployment_id, exc)
                 continue
