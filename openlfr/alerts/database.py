@@ -25,7 +25,7 @@ from openlfr.alerts.record import AlertFound, AlertRecord
 from openlfr.errors import OpenLFRError
 from openlfr.store.alert_models import Alert, AlertDelivery
 from openlfr.store.db import Store, record_from
-from openlfr.store.governance_models import SnapshotPerson
+from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, Watchlist
 
 SIGHTING = (Alert.deployment_id, Alert.camera, Alert.track_id, Alert.person_ref)
@@ -59,8 +59,9 @@ def listed_at_sighting(
 
     On PostgreSQL the listing row is locked for share, so an expiry or removal committing meanwhile waits for this
     transaction (and the next alert after it is refused). A gallery of photos in memory (a bare scan of no stored
-    watchlist) has no listing to consult."""
-    if deployment_id is not None:
+    watchlist) has no listing to consult; a local scan's own deployment (recorded, never authorised) has no snapshot,
+    so its people are those of the stored watchlist."""
+    if deployment_id is not None and _snapshot_taken(session, deployment_id):
         in_snapshot = session.scalar(
             sa.select(SnapshotPerson.id).where(
                 SnapshotPerson.deployment_id == deployment_id,
@@ -80,6 +81,11 @@ def listed_at_sighting(
     if session.get_bind().dialect.name == "postgresql":
         listing = listing.with_for_update(read=True, of=Person)
     return session.scalar(listing) is not None
+
+
+def _snapshot_taken(session: sa.orm.Session, deployment_id: int) -> bool:
+    taken = session.scalar(sa.select(Deployment.snapshot_taken_at).where(Deployment.id == deployment_id))
+    return taken is not None
 
 
 class AlertPlace(TypedDict):
