@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from openlfr.errors import ModelError
 from openlfr.settings import Settings
@@ -81,6 +82,18 @@ def test_astronaut_one_face_landmarks_inside_the_box(detector, astronaut):
     assert face.score > 0.99 and face.detector == "retinaface"
     assert 90 <= face.box.height <= 140 and face.box.top < 100
     assert face.landmarks is not None and inside(face.landmarks, face.box) and plausible_layout(face.landmarks)
+
+
+@pytest.mark.parametrize("times", [4, 5])
+def test_a_face_larger_than_the_anchors_is_one_face_not_its_parts(detector, astronaut, times):
+    """Blown up 4-5x the astronaut's face is 480-600 px, past the 512 px anchors: the full pass alone finds parts
+    and textures as faces; the overview pass of a large picture answers for the large faces."""
+    big = np.asarray(Image.fromarray(astronaut).resize((512 * times, 512 * times), Image.Resampling.BILINEAR))
+    assert len(detector._detect_once(big, 1.0, None)) > 1  # what the overview pass is there for
+    (face,) = detector.detect(big)
+    (small,) = detector.detect(astronaut)
+    expected = Box(*(round(v * times) for v in small.box.as_list()))
+    assert face.box.iou(expected) > 0.7 and face.landmarks is not None and plausible_layout(face.landmarks)
 
 
 def test_scale_grey_and_bare_boxes(detector, astronaut):

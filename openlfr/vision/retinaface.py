@@ -33,6 +33,12 @@ PAD_TO = 32  # the network's largest stride
 PAD_UP_TO_SIDE = 320  # pictures no larger than this (long side) are padded: see network_input
 # Candidates kept for NMS, best first: a crowd has hundreds of faces, not thousands.
 MAX_CANDIDATES = 2000
+# The largest anchors are 512 px: a face much over ~300 px in the network's input is found as several parts
+# (astronaut at 4x: two boxes of a 500 px face). Pictures searched at more than OVERVIEW_ABOVE_SIDE px also get
+# a pass over a copy OVERVIEW_SIDE px long, which answers for the faces that are large at the asked scale.
+OVERVIEW_ABOVE_SIDE = 1024
+OVERVIEW_SIDE = 640
+LARGE_FACE_PX = 256
 
 # Where RetinaFace puts the five points in its own box (medians over 1,000 LFW faces, as fractions of the box),
 # for a face known only by its box when even a search around the box finds nothing.
@@ -101,6 +107,16 @@ def decode(
     return boxes[keep], scores[chosen][keep].astype(np.float64), landmarks[keep]
 
 
+def _mostly_inside(inner: Box, outer: Box) -> bool:
+    overlap = Box(
+        max(inner.left, outer.left),
+        max(inner.top, outer.top),
+        min(inner.right, outer.right),
+        min(inner.bottom, outer.bottom),
+    )
+    return overlap.width > 0 and overlap.height > 0 and overlap.area >= 0.5 * inner.area
+
+
 def network_input(image: np.ndarray) -> np.ndarray:
     """RGB (H, W, 3) or grey (H, W) uint8 -> the (1, 3, H', W') float BGR-minus-mean tensor.
 
@@ -163,7 +179,24 @@ class RetinaFaceDetector:
         return self.detect_at(image, self.scale)
 
     def detect_at(self, image: np.ndarray, scale: float, min_score: float | None = None) -> list[Detection]:
-        """Detections in ``image``'s own pixels, searching a copy resized by ``scale``."""
+        """Detections in ``image``'s own pixels, searching a copy resized by ``scale`` (and, for a large picture,
+        a small overview of it for the large faces: see ``OVERVIEW_ABOVE_SIDE``)."""
+        found = self._detect_once(image, scale, min_score)
+        side = max(image.shape[:2])
+        if side * scale <= OVERVIEW_ABOVE_SIDE:
+            return found
+        overview = self._detect_once(image, OVERVIEW_SIDE / side, min_score)
+        large = [d for d in overview if d.box.height * scale >= LARGE_FACE_PX]
+        # Large faces come from the overview only (the full pass breaks them up and mistakes large textures for
+        # faces); a smaller detection of the full pass lying mostly inside one of them is a part of it.
+        rest = [
+            d
+            for d in found
+            if d.box.height * scale < LARGE_FACE_PX and not any(_mostly_inside(d.box, big.box) for big in large)
+        ]
+        return rest + large
+
+    def _detect_once(self, image: np.ndarray, scale: float, min_score: float | None) -> list[Detection]:
         rows, cols = image.shape[:2]
         small = resized(image, scale)
         height, width = small.shape[:2]
