@@ -62,6 +62,8 @@ def test_ending_a_deployment_while_the_database_is_locked_answers_503_then_works
         started = time.monotonic()
         refused = olly.post(f"/api/deployments/{deployment_id}/end")
         waited = time.monotonic() - started
+        # A refusal is answered only once it is audited: not audited now, so not a 403 but the same 503.
+        unaudited = olly.post(f"/api/deployments/{deployment_id}/cancel", json={"reason": "not mine to cancel"})
 
     assert refused.status_code == 503, refused.text
     assert int(refused.headers["retry-after"]) > 0
@@ -74,6 +76,7 @@ def test_ending_a_deployment_while_the_database_is_locked_answers_503_then_works
     ]:
         assert refused.headers.get(header) == value, header
     assert "default-src 'self'" in refused.headers["content-security-policy"]
+    assert unaudited.status_code == 503 and "retry-after" in unaudited.headers, unaudited.text
     assert waited < 5, f"waited {waited:.1f} s: the busy timeout of {BUSY_TIMEOUT_MS} ms did not apply"
     with store.engine.connect() as connection:
         status = connection.execute(sa.select(Deployment.status).where(Deployment.id == deployment_id)).scalar_one()
@@ -82,3 +85,4 @@ def test_ending_a_deployment_while_the_database_is_locked_answers_503_then_works
     ended = olly.post(f"/api/deployments/{deployment_id}/end")
     assert ended.status_code == 200, ended.text
     assert ended.json()["phase"] == "ended"
+    assert olly.post(f"/api/deployments/{deployment_id}/cancel", json={"reason": "not mine"}).status_code == 403

@@ -201,6 +201,12 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
             return JSONResponse({"detail": message, **(extra or {})}, status_code=status)
         return render_error(request, status, message)
 
+    def unavailable(request: Request, exc: BaseException) -> Response:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, _first_line(exc))
+        response = answer(request, 503, UNAVAILABLE)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
     @app.exception_handler(NotAuthenticated)
     async def _not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
         if _wants_json(request):
@@ -208,15 +214,20 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
+    async def audited_refusal(request: Request, status: int, message: str) -> Response:
+        try:
+            await run_in_threadpool(_audit_refusal, request, message)
+        except DATABASE_UNAVAILABLE as exc:  # a refusal is only answered once it is in the audit log
+            return unavailable(request, exc)
+        return answer(request, status, message)
+
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, exc: Forbidden) -> Response:
-        await run_in_threadpool(_audit_refusal, request, exc.message)
-        return answer(request, 403, exc.message)
+        return await audited_refusal(request, 403, exc.message)
 
     @app.exception_handler(TransitionRefused)
     async def _refused(request: Request, exc: TransitionRefused) -> Response:
-        await run_in_threadpool(_audit_refusal, request, str(exc))
-        return answer(request, 409, str(exc))
+        return await audited_refusal(request, 409, str(exc))
 
     @app.exception_handler(EnrolmentRefused)
     async def _enrolment(request: Request, exc: EnrolmentRefused) -> Response:
@@ -235,12 +246,6 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return answer(request, exc.status_code, str(exc.detail))
-
-    def unavailable(request: Request, exc: Exception) -> Response:
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, _first_line(exc))
-        response = answer(request, 503, UNAVAILABLE)
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return response
 
     def plain(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def handler(request: Request, exc: Exception) -> Response:
