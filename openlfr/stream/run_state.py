@@ -51,11 +51,11 @@ class RunSummary:
 
     @property
     def counters(self) -> CameraCounters:
-        return CameraCounters.summed(state.counters for state in self.cameras.values())
+        return sum((state.counters for state in self.cameras.values()), CameraCounters())
 
     @property
     def latency(self) -> LatencyHistogram:
-        return LatencyHistogram.merged(state.latency for state in self.cameras.values())
+        return sum((state.latency for state in self.cameras.values()), LatencyHistogram())
 
     @property
     def errors(self) -> dict[str, str]:

@@ -294,22 +294,20 @@ class PipelineRunner:
                 if not run.process.is_alive():
                     if run.process.exitcode is not None and message is None:
                         # The worker is gone without its final report (which would have been read by now).
-                        if state.error is None:
-                            state.error = (
-                                f"camera {state.camera.name!r}: the analysis process stopped unexpectedly "
-                                f"(exit code {run.process.exitcode})"
-                            )
-                            self.on_error(state.camera.name, state.error)
-                        state.finished = True
-                        run.stop.set()
+                        self._give_up(
+                            run, f"the analysis process stopped unexpectedly (exit code {run.process.exitcode})"
+                        )
                 elif not state.ready and now - started > self.options.ready_timeout_s:
-                    state.error = (
-                        f"camera {state.camera.name!r}: the analysis did not start within "
-                        f"{self.options.ready_timeout_s:.0f} s"
-                    )
-                    self.on_error(state.camera.name, state.error)
-                    state.finished = True
-                    run.stop.set()
+                    self._give_up(run, f"the analysis did not start within {self.options.ready_timeout_s:.0f} s")
+
+    def _give_up(self, run: _CameraRun, why: str) -> None:
+        """The camera is finished: its first error (this one, unless an earlier one was told) goes to on_error."""
+        state = run.state
+        if state.error is None:
+            state.error = f"camera {state.camera.name!r}: {why}"
+            self.on_error(state.camera.name, state.error)
+        state.finished = True
+        run.stop.set()
 
     def _handle(self, runs: dict[str, _CameraRun], message: object) -> None:
         if isinstance(message, AlertFound):

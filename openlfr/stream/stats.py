@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -29,11 +28,9 @@ class LatencyHistogram:
         self.total_ms += other.total_ms
         self.max_ms = max(self.max_ms, other.max_ms)
 
-    @classmethod
-    def merged(cls, histograms: Iterable[LatencyHistogram]) -> LatencyHistogram:
-        total = cls()
-        for histogram in histograms:
-            total.merge(histogram)
+    def __add__(self, other: LatencyHistogram) -> LatencyHistogram:
+        total = LatencyHistogram(self.counts.copy(), self.total_ms, self.max_ms)
+        total.merge(other)
         return total
 
     @property
@@ -84,11 +81,9 @@ class CameraCounters:
         for item in fields(self):
             setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
 
-    @classmethod
-    def summed(cls, counters: Iterable[CameraCounters]) -> CameraCounters:
-        total = cls()
-        for each in counters:
-            total.add(each)
+    def __add__(self, other: CameraCounters) -> CameraCounters:
+        total = CameraCounters(**self.as_dict())
+        total.add(other)
         return total
 
     def as_dict(self) -> dict[str, int]:

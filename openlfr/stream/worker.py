@@ -9,8 +9,9 @@ the camera's :class:`FrameRing` and sends a small :class:`Ticket`; the worker an
 it back. A ring has a few slots, so at most that many frames wait: a short burst of work (a crowd walking in,
 every face wanting its first embedding) is worked off in order, costing latency rather than frames; under
 lasting load the parent drops new frames (no free slot) and the worker skips frames that waited longer than
-``max_lag_s`` (:class:`LiveBacklog`), so the backlog and the latency are bounded by construction. Files read as fast as possible are the exception: there the
-parent waits for a slot and every frame is analysed, so results do not depend on the machine's load.
+``max_lag_s`` (:class:`LiveBacklog`), so the backlog and the latency are bounded by construction. Files read
+as fast as possible are the exception: there the parent waits for a slot and every frame is analysed, so
+results do not depend on the machine's load.
 """
 
 from __future__ import annotations
