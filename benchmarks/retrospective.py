@@ -90,7 +90,7 @@ def scan_run(clip: Path) -> dict[str, Any]:
     wall = time.monotonic() - begun
     lines = [json.loads(line) for line in answer.stdout.splitlines() if line.startswith("{")]
     summary = next(line for line in lines if line.get("type") == "summary")
-    alerts = [line.get("name") or line.get("person_name") for line in lines if line.get("type") == "alert"]
+    alerts = [line["person"] for line in lines if line.get("type") == "alert"]
     return {
         "frames": summary["frames"],
         "analysis_s": round(summary["frames"] / summary["fps"], 2),

@@ -174,6 +174,9 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
                 assert operator.locator("[data-testid=confirmed]").inner_text() == "1"
                 assert operator.locator("[data-testid=arrested]").inner_text() == "1"
                 operator.screenshot(path=str(ARTIFACTS / "rfr-deployment-record.png"), full_page=True)
+                operator.goto(f"{server.url}/records")
+                published = operator.locator("tr", has_text="Hamilton footage")
+                assert published.locator("[data-testid=kind]").inner_text() == "retrospective"
             finally:
                 browser.close()
 
