@@ -125,6 +125,8 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
         assert state["progress"] == 1.0 and state["frames"] > 0
         processed = _audit(app, "deployment.processed")
         assert len(processed) == 1 and processed[0].actor == "system"
+        [began] = _audit(app, "deployment.processing_started")
+        assert began.actor == "system" and "before_authorisation" not in began.details  # it was authorised first
         started = datetime.fromisoformat(state["processing_started_at"])
         finished = datetime.fromisoformat(state["processing_finished_at"])
         timings = {
@@ -301,3 +303,35 @@ def test_retrospective_sources_and_urgency_are_checked(monkeypatch: pytest.Monke
     live = olly.post("/api/deployments", json=draft_body(start))
     assert live.status_code == 201 and live.json()["kind"] == "live" and live.json()["urgent_until"] is None
     app.state.server.store.close()
+
+
+def test_urgent_rules_as_pure_functions() -> None:
+    """may_match for an urgent draft: only retrospective, only inside its window, only before its deadline; the
+    author still cannot authorise it; after the deadline it cannot be authorised and ``lapse`` cancels it."""
+    from dataclasses import replace
+
+    from openlfr.governance import deployments
+    from openlfr.governance.deployments import Phase, TransitionRefused, may_match, phase
+    from tests.test_governance_rules import HOUR, REASON, T0, D
+
+    urgent = D(kind="retrospective", urgent_until=T0 + 48 * HOUR)
+    assert phase(urgent, T0 + HOUR) is Phase.URGENT
+    assert may_match(urgent, T0 + HOUR) and "BEFORE authorisation" in may_match(urgent, T0 + HOUR).reason
+    assert not may_match(urgent, T0 - HOUR)  # its window is not open yet
+    assert not may_match(urgent, T0 + 5 * HOUR)  # its window has closed (D's window is four hours)
+    assert not may_match(replace(urgent, kind="live"), T0 + HOUR)  # a row edited behind the application's back
+    assert not may_match(replace(urgent, snapshot_destroyed_at=T0), T0 + HOUR)
+    assert phase(urgent, T0 + 48 * HOUR) is Phase.DRAFT and not may_match(urgent, T0 + 48 * HOUR)
+    with pytest.raises(TransitionRefused, match="author"):
+        deployments.authorise(urgent, "alice", Role.AUTHORISER, REASON, T0 + HOUR)
+    # Authorised after its window closed but before its deadline: what ran is approved.
+    assert deployments.authorise(urgent, "bob", Role.AUTHORISER, REASON, T0 + 10 * HOUR)["authorised_by"] == "bob"
+    with pytest.raises(TransitionRefused, match="not authorised within"):
+        deployments.authorise(urgent, "bob", Role.AUTHORISER, REASON, T0 + 48 * HOUR)
+    with pytest.raises(TransitionRefused, match="cancel it instead"):
+        deployments.end(urgent, "bob", T0 + HOUR)
+    assert deployments.lapse(urgent, T0 + 47 * HOUR, 48) == {}
+    lapsed = deployments.lapse(urgent, T0 + 48 * HOUR, 48)
+    assert lapsed["status"] == "cancelled" and lapsed["cancelled_by"] == "system"
+    assert "48 h" in lapsed["cancel_reason"]
+    assert deployments.lapse(replace(urgent, authorised_by="bob"), T0 + 49 * HOUR, 48) == {}

@@ -126,19 +126,29 @@ def lapse_unauthorised(db: Session, ctx: Context, now: datetime | None = None) -
     return [row.id for row in due]
 
 
-def record_progress(db: Session, deployment_id: int) -> None:
-    """The seconds of footage analysed so far (the cameras' stored progress), and when the processing started."""
+def record_progress(db: Session, ctx: Context, deployment_id: int) -> None:
+    """The seconds of footage analysed so far (the cameras' stored progress); the first time, when the processing
+    started, audited (for an urgent search not yet authorised: that it runs before its authorisation)."""
     done = db.scalar(
         select(func.coalesce(func.sum(CameraProgress.media_time_s), 0.0)).where(
             CameraProgress.deployment_id == deployment_id
         )
     )
     db.execute(update(Deployment).where(Deployment.id == deployment_id).values(media_done_seconds=float(done or 0.0)))
-    db.execute(
+    started = db.execute(
         update(Deployment)
         .where(Deployment.id == deployment_id, Deployment.processing_started_at.is_(None))
         .values(processing_started_at=utc_now())
+        .execution_options(synchronize_session=False)
     )
+    if int(getattr(started, "rowcount", 0) or 0) != 1:
+        return
+    row = db.get(Deployment, deployment_id)
+    unauthorised = row is not None and row.authorised_by is None
+    details: dict[str, Any] = {"media_seconds": None if row is None else row.media_seconds}
+    if unauthorised and row is not None and row.urgent_until is not None:
+        details |= {"before_authorisation": True, "authorise_by": utc(row.urgent_until).isoformat()}
+    ctx.audit(db, "deployment.processing_started", f"deployment:{deployment_id}", details)
 
 
 def finish_if_done(db: Session, ctx: Context, deployment_id: int, analysis_s: float) -> bool:

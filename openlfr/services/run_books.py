@@ -251,7 +251,7 @@ class RunBooks:
             self._flushed[camera] = counts
         if self.retrospective:
             with self.store.session() as db:
-                retrospective.record_progress(db, self.deployment_id)
+                retrospective.record_progress(db, self.ctx, self.deployment_id)
 
     def _on_stats(self, states: dict[str, CameraState]) -> None:
         for name, state in states.items():
