@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     app.include_router(router)
     mount_console(app)
     install_error_answers(app, render_error)
-    install_http_plumbing(app, settings.max_json_bytes, settings.max_upload_bytes)
+    install_http_plumbing(app, settings.max_json_bytes, settings.max_upload_bytes, settings.rfr_max_upload_bytes)
     PIPELINES.watch_store(store)
     install_metrics(app)
     return app

@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     # An urgent retrospective search runs first and must be authorised within this many hours (EU AI Act
     # Art. 26(10): 48); past that its alerts are destroyed by the retention sweep.
     rfr_authorise_within_hours: float = Field(default=48.0, gt=0)
+    # Footage uploaded for retrospective searches (PUT /api/footage, kept in data_dir/rfr-footage): at most this large
+    # a file; deleted once every search naming it has stopped, or after this many hours if none names it.
+    rfr_max_upload_bytes: int = Field(default=4_000_000_000, ge=1)
+    rfr_unused_footage_hours: float = Field(default=24.0, gt=0)
     # A worker holds each camera it runs under a lease of this many seconds, renewed every sixth of it; a dead
     # worker's cameras are taken over by another within it (services/deployment_runs.py).
     camera_lease_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)

@@ -335,3 +335,52 @@ def test_urgent_rules_as_pure_functions() -> None:
     assert lapsed["status"] == "cancelled" and lapsed["cancelled_by"] == "system"
     assert "48 h" in lapsed["cancel_reason"]
     assert deployments.lapse(replace(urgent, authorised_by="bob"), T0 + 49 * HOUR, 48) == {}
+
+
+@pytest.mark.data
+def test_uploaded_footage_is_searched_then_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Footage uploaded through the API (no directory of the admin's needed) is a retrospective source; refused
+    uploads leave nothing; once the search has stopped the retention sweep wipes the file and audits it."""
+    from openlfr.services.retention import enforce_once
+
+    clip = require_data("video", "short_hamilton_clip.mp4")
+    configure(monkeypatch, OPENLFR_RFR_MAX_UPLOAD_BYTES="3000000")  # no OPENLFR_RFR_SOURCE_DIRS: only uploads
+    app = build_app()
+    for name, role in [("olly", Role.OPERATOR), ("ava", Role.AUTHORISER), ("aud", Role.AUDITOR)]:
+        add_user(app, name, role)
+    add_watchlist(app)
+    olly, ava = login(app, "olly"), login(app, "ava")
+    folder = app.state.server.settings.data_dir / "rfr-footage"
+
+    assert login(app, "aud").request("PUT", "/api/footage?name=x.mp4", content=b"x").status_code == 403
+    refused = olly.request("PUT", "/api/footage?name=notes.mp4", content=b"shopping list\n" * 100)
+    assert refused.status_code == 400, refused.text
+    too_large = olly.request("PUT", "/api/footage?name=big.mp4", content=bytes(3_000_001))
+    assert too_large.status_code == 413, too_large.text
+    assert not list(folder.iterdir())  # nothing of a refused upload stays
+    # Larger than any JSON body may be (1 MB): the footage route has its own limit.
+    larger = require_data("video", "pedestrians_1080p.mp4")
+    assert olly.request("PUT", "/api/footage?name=p.mp4", content=larger.read_bytes()).status_code == 201
+    uploaded = olly.request("PUT", "/api/footage?name=hamilton clip.mp4", content=clip.read_bytes())
+    assert uploaded.status_code == 201, uploaded.text
+    source = Path(uploaded.json()["source"])
+    assert source.parent == folder and source.read_bytes() == clip.read_bytes()
+    assert 9.0 < uploaded.json()["seconds"] < 10.1
+    assert _audit(app, "footage.upload")[-1].details["sha256"] == uploaded.json()["sha256"]
+
+    body = draft_body(datetime.now(UTC), kind="retrospective", cameras=[{"name": "stage", "source": str(source)}])
+    drafted = olly.post("/api/deployments", json=body)
+    assert drafted.status_code == 201, drafted.text
+    deployment = drafted.json()
+    assert ava.post(f"/api/deployments/{deployment['id']}/authorise", json={"justification": JUSTIFICATION}).is_success
+    state = app.state.server
+    enforce_once(state.store, state.settings)
+    assert source.exists()  # its search may run
+    cancelled = ava.post(f"/api/deployments/{deployment['id']}/cancel", json={"reason": "footage not needed"})
+    assert cancelled.status_code == 200, cancelled.text
+    enforce_once(state.store, state.settings)
+    assert not source.exists()
+    [deleted] = _audit(app, "footage.deleted")
+    assert deleted.actor == "system" and deleted.details["searches"] == [deployment["id"]]
+    assert len(list(folder.iterdir())) == 1  # the other upload, named by no search, waits rfr_unused_footage_hours
+    state.store.close()

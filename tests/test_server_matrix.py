@@ -48,6 +48,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/api/watchlists/{name}/reembed"): frozenset({A}),
     ("GET", "/api/deployments"): EVERYONE,
     ("POST", "/api/deployments"): frozenset({A, AU, OP}),
+    ("PUT", "/api/footage"): frozenset({A, AU, OP}),
     ("GET", "/api/deployments/{deployment_id}"): EVERYONE,
     ("POST", "/api/deployments/{deployment_id}/authorise"): frozenset({AU}),
     ("POST", "/api/deployments/{deployment_id}/cancel"): frozenset({AU, A}),

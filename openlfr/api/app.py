@@ -62,10 +62,14 @@ UPLOAD_ROUTES = (
     UploadRoute("POST", re.compile(r"^/api/search$"), 1),
 )
 FORM_FIELDS_BYTES = 65_536
+# Recorded footage for a retrospective search: one file as the raw body, streamed to disk (``rfr_max_upload_bytes``).
+FOOTAGE_ROUTE = ("PUT", re.compile(r"^/api/footage$"))
 
 
-def body_limit(method: str, path: str, max_json: int, max_upload: int) -> int:
+def body_limit(method: str, path: str, max_json: int, max_upload: int, max_footage: int = 0) -> int:
     """How large a request body the route may receive, decided from its method and path before any is read."""
+    if max_footage and method == FOOTAGE_ROUTE[0] and FOOTAGE_ROUTE[1].match(path):
+        return max_footage
     for route in UPLOAD_ROUTES:
         if method == route.method and route.path.match(path):
             return route.files * max_upload + FORM_FIELDS_BYTES
@@ -76,12 +80,13 @@ class BodyLimit(HttpMiddleware):
     """Refuse request bodies over the route's limit (413) before the application reads them, declared or
     streamed. The upload routes authenticate before they read their body, so nobody anonymous gets one read."""
 
-    def __init__(self, app: ASGIApp, max_json: int, max_upload: int) -> None:
+    def __init__(self, app: ASGIApp, max_json: int, max_upload: int, max_footage: int = 0) -> None:
         super().__init__(app)
-        self.max_json, self.max_upload = max_json, max_upload
+        self.max_json, self.max_upload, self.max_footage = max_json, max_upload, max_footage
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = body_limit(scope.get("method", ""), scope.get("path", ""), self.max_json, self.max_upload)
+        method, path = scope.get("method", ""), scope.get("path", "")
+        limit = body_limit(method, path, self.max_json, self.max_upload, self.max_footage)
         declared = next(
             (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None
         )
@@ -320,8 +325,12 @@ def mount_docs(app: FastAPI) -> None:
     app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
 
 
-def install_http_plumbing(app: FastAPI, settings_max_json: int, settings_max_upload: int) -> None:
+def install_http_plumbing(
+    app: FastAPI, settings_max_json: int, settings_max_upload: int, settings_max_footage: int = 0
+) -> None:
     """Body limits before any handler reads a body, and security headers on every answer (added last: the
     outermost middleware, so whatever answers inside it, the body limit included, gets them)."""
-    app.add_middleware(BodyLimit, max_json=settings_max_json, max_upload=settings_max_upload)
+    app.add_middleware(
+        BodyLimit, max_json=settings_max_json, max_upload=settings_max_upload, max_footage=settings_max_footage
+    )
     app.add_middleware(SecurityHeaders)

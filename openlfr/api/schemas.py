@@ -338,6 +338,15 @@ class DeploymentOut(Out):
         return round(min(1.0, self.media_done_seconds / self.media_seconds), 4)
 
 
+class FootageOut(BaseModel):
+    """Footage uploaded for a retrospective search: ``source`` is what a draft's camera names."""
+
+    source: str
+    bytes: int
+    sha256: str
+    seconds: float
+
+
 class ReviewOut(Out):
     """An alert's human side; ``stage`` also depends on the console's second-verifier rule (the caller joins it)."""
 

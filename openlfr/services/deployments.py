@@ -16,7 +16,7 @@ from openlfr.clock import utc, utc_now
 from openlfr.errors import NotFound
 from openlfr.governance import deployments
 from openlfr.governance.deployments import GovernanceError, Kind, TransitionRefused
-from openlfr.services import retrospective, watchlists
+from openlfr.services import footage, retrospective, watchlists
 from openlfr.services.context import Context
 from openlfr.services.live import resolve_threshold
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
@@ -221,6 +221,7 @@ def close_finished(db: Session, ctx: Context, now: datetime | None = None) -> li
             ctx.audit(db, "deployment.window_closed", f"deployment:{row.id}", {})
             closed.append(row.id)
     retrospective.lapse_unauthorised(db, ctx, moment)
+    footage.sweep(db, ctx, moment)
     return closed
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from openlfr.clock import utc, utc_now
 from openlfr.governance import deployments
 from openlfr.governance.deployments import GovernanceError, Kind, Status
+from openlfr.services import footage
 from openlfr.services.context import Context
 from openlfr.settings import Settings
 from openlfr.store.alert_models import Alert, AlertDelivery
@@ -34,7 +35,9 @@ from openlfr.store.progress_models import CameraProgress
 
 
 def allowed_dirs(settings: Settings) -> list[Path]:
-    return [Path(part).expanduser().resolve() for part in settings.rfr_source_dirs.split(os.pathsep) if part.strip()]
+    """The admin's directories of recorded footage, and the one uploads are kept in."""
+    chosen = [Path(part).expanduser().resolve() for part in settings.rfr_source_dirs.split(os.pathsep) if part.strip()]
+    return [*chosen, footage.footage_dir(settings).resolve()]
 
 
 def file_seconds(path: Path) -> float:
@@ -57,11 +60,6 @@ def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> float:
     """Refuse a retrospective search's sources unless each is a readable video file under an allowed directory;
     the seconds of footage in them all."""
     roots = allowed_dirs(settings)
-    if not roots:
-        raise GovernanceError(
-            "no directory is allowed for retrospective searches: the admin sets rfr_source_dirs "
-            "(OPENLFR_RFR_SOURCE_DIRS) to the directories of recorded footage"
-        )
     total = 0.0
     for camera in cameras:
         source = str(camera.get("source", ""))
@@ -72,7 +70,8 @@ def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> float:
         if not any(path.is_relative_to(root) for root in roots):
             raise GovernanceError(
                 f"camera {camera.get('name')!r}: {source} is not under a directory allowed for retrospective "
-                f"searches ({settings.rfr_source_dirs})"
+                f"searches (the admin's OPENLFR_RFR_SOURCE_DIRS: {settings.rfr_source_dirs or 'none'}; or upload "
+                "it: PUT /api/footage)"
             )
         if not path.is_file():
             raise GovernanceError(f"camera {camera.get('name')!r}: {source} is not a file")

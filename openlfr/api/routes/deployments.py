@@ -1,16 +1,34 @@
-"""Deployments: list, draft, read, authorise, cancel, end."""
+"""Deployments: list, draft, read, authorise, cancel, end; footage uploaded for retrospective searches."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
-from openlfr.api.deps import DB, AnyPrincipal, AuthoriserWrite, CancelWrite, DrafterWrite, EndWrite
-from openlfr.api.schemas import DeploymentOut, DraftIn, JustificationIn, ReasonIn
-from openlfr.services import deployments
+from openlfr.api.deps import (
+    DB,
+    DRAFTS,
+    AnyPrincipal,
+    AuthoriserWrite,
+    CancelWrite,
+    DrafterWrite,
+    EndWrite,
+    Principal,
+    allow_briefly,
+    committed,
+    context,
+    server,
+)
+from openlfr.api.schemas import DeploymentOut, DraftIn, FootageOut, JustificationIn, ReasonIn
+from openlfr.services import deployments, footage, retrospective
 from openlfr.store.governance_models import Deployment
 
 router = APIRouter(prefix="/api", tags=["deployments"])
+# Checked before the body is read, and no database connection held while the footage streams in.
+FootageUploader = Annotated[Principal, Depends(allow_briefly(*DRAFTS))]
 
 
 @router.get("/deployments")
@@ -44,3 +62,20 @@ def cancel_deployment(deployment_id: int, body: ReasonIn, write: CancelWrite) ->
 @router.post("/deployments/{deployment_id}/end")
 def end_deployment(deployment_id: int, write: EndWrite) -> DeploymentOut:
     return DeploymentOut.model_validate(deployments.end(write.db, write.ctx, deployment_id))
+
+
+@router.put("/footage", status_code=201)
+async def upload_footage(
+    request: Request, principal: FootageUploader, name: Annotated[str, Query(min_length=1, max_length=200)]
+) -> FootageOut:
+    """Recorded footage for a retrospective search, as the raw request body (``name``: the file's name); written to
+    disk as it arrives, kept only while a search needs it (``openlfr.services.footage``)."""
+    state = server(request)
+    part, size, sha256 = await footage.receive(state.settings, request.stream())
+
+    def work() -> FootageOut:
+        with state.sessions() as db, committed(db, context(request, principal), principal) as write:
+            path, seconds = footage.keep(write.db, write.ctx, part, name, size, sha256, retrospective.file_seconds)
+        return FootageOut(source=str(path), bytes=size, sha256=sha256, seconds=seconds)
+
+    return await run_in_threadpool(work)
