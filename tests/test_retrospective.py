@@ -202,7 +202,8 @@ def _urgent_app(monkeypatch: pytest.MonkeyPatch, clip: Path, within_hours: float
 
 
 @pytest.mark.data
-def test_urgent_search_not_authorised_in_time_loses_its_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_urgent_search_not_authorised_in_time_loses_its_alerts(monkeypatch: pytest.MonkeyPatch, store_url: str) -> None:
+    """On SQLite and on PostgreSQL (``store_url``)."""
     from openlfr.services.retention import enforce_once
     from openlfr.store.alert_models import Alert
     from openlfr.store.governance_models import AlertReview, SnapshotImage
@@ -238,9 +239,10 @@ def test_urgent_search_not_authorised_in_time_loses_its_alerts(monkeypatch: pyte
         )
         assert db.scalar(images) == 0
     state.store.close()  # the scrub has run; nothing of the probe is left in the file
-    database_file = Path(state.settings.resolved_database_url().removeprefix("sqlite:///"))
-    for path in (database_file, database_file.with_name(database_file.name + "-wal")):
-        assert not path.exists() or b"\xff\xd8\xff\xe0probe" not in path.read_bytes(), path
+    if store_url.startswith("sqlite"):
+        database_file = Path(store_url.removeprefix("sqlite:///"))
+        for path in (database_file, database_file.with_name(database_file.name + "-wal")):
+            assert not path.exists() or b"\xff\xd8\xff\xe0probe" not in path.read_bytes(), path
     app = build_app()
     olly, ava = login(app, "olly"), login(app, "ava")
     lapsed = olly.get(f"/api/deployments/{urgent['id']}").json()
