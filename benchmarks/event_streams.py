@@ -7,6 +7,13 @@ long a new alert, written by another process as a camera's pipeline would, takes
     .venv/bin/python benchmarks/event_streams.py [--streams 100] [--requests 2000] [--concurrency 20]
         [--postgres | --database-url postgresql://...]   (default: SQLite in a temporary data directory;
         --postgres starts a throwaway PostgreSQL from the Debian package, as the tests do)
+        [--requests-only] [--profile FILE]
+
+Beside the wall-clock figures it prints the server's own CPU seconds for each batch of requests (from
+/proc: user + system time of the `openlfr serve` process): on a shared machine wall-clock percentiles move with
+the neighbours' load, the CPU the server spends per request much less. ``--requests-only`` runs the batch with no
+stream (quick, for profiling); ``--profile FILE`` samples the server with py-spy during that batch and prints the
+functions it spent most time in (FILE keeps the collapsed stacks).
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL for the run")
+    parser.add_argument("--requests-only", action="store_true", help="only the batch of requests, no stream")
+    parser.add_argument("--paths", default=",".join(PATHS), help="the GET routes the requests take in turn")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the server during the requests")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="openlfr-bench-events-") as folder:
         if not args.postgres:
@@ -75,12 +85,14 @@ def run(folder: Path, args: argparse.Namespace) -> int:
         try:
             base = f"http://127.0.0.1:{port}"
             wait_until_up(base)
-            figures = asyncio.run(scenario(base, app, deployment, tokens, args))
+            if args.requests_only:
+                return requests_only(base, server.pid, tokens[0], args)
+            figures = asyncio.run(scenario(base, server.pid, app, deployment, tokens, args))
         finally:
             server.terminate()
             server.wait(timeout=30)
     pool_errors = log_path.read_text(errors="replace").count("QueuePool")
-    baseline, loaded, arrivals, open_s = figures
+    baseline, loaded, arrivals, open_s, cpu = figures
     database = "PostgreSQL" if args.database_url else "SQLite"
     print(f"event streams on {database}: {args.streams} streams open in {open_s:.1f} s")
     print(
@@ -97,6 +109,10 @@ def run(folder: Path, args: argparse.Namespace) -> int:
         f"last {max(arrivals) * 1000:.0f} ms"
         if told
         else "  a new alert reached no stream"
+    )
+    print(
+        f"  server CPU for {args.requests} requests: {cpu[0]:.2f} s with no stream, {cpu[1]:.2f} s with "
+        f"{args.streams} streams open"
     )
     print(f"  pool errors in the server's log: {pool_errors}")
     ok = loaded.p(0.95) < 200 and pool_errors == 0 and max(arrivals) < 1.0 and set(loaded.statuses) == {200}
@@ -138,9 +154,82 @@ def wait_until_up(base: str) -> None:
     raise SystemExit("openlfr serve did not answer")
 
 
-async def scenario(base, app, deployment, tokens, args):  # type: ignore[no-untyped-def]
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_only(base: str, pid: int, token: str, args: argparse.Namespace) -> int:
+    paths = args.paths.split(",")
+    asyncio.run(load(base, token, paths, 100, args.concurrency))  # warm: imports, caches, the pool
+    profiler = None
+    if args.profile is not None:
+        profiler = subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/py-spy"),
+                *(
+                    "record",
+                    "-p",
+                    str(pid),
+                    "-r",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--gil",
+                    "--nonblocking",
+                    "-o",
+                    str(args.profile),
+                ),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
+    before = cpu_seconds(pid)
+    batch = asyncio.run(load(base, token, paths, args.requests, args.concurrency))
+    used = cpu_seconds(pid) - before
+    print(
+        f"{args.requests} requests at {args.concurrency} at a time ({', '.join(paths)}): server CPU {used:.2f} s "
+        f"({used / args.requests * 1000:.2f} ms a request); p50 {batch.median:.1f} ms, p95 {batch.p(0.95):.1f} ms, "
+        f"statuses {batch.statuses}"
+    )
+    if profiler is not None:
+        profiler.send_signal(2)
+        profiler.wait(timeout=60)
+        print_profile(args.profile)
+    return 0
+
+
+def print_profile(path: Path, top: int = 40) -> None:
+    """The functions most often on the stack (inclusive) and on top of it (self), from py-spy's raw output."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    print(f"profile: {total} samples (idle threads included)")
+    for title, table in (("inclusive", inclusive), ("self", own)):
+        print(f"  top {title}:")
+        for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]:
+            print(f"    {count * 100 / max(total, 1):5.1f}%  {frame[:150]}")
+
+
+async def scenario(base, pid, app, deployment, tokens, args):  # type: ignore[no-untyped-def]
     loader, streams = tokens[0], tokens[1:]
+    cpu_before = cpu_seconds(pid)
     baseline = await load(base, loader, PATHS, args.requests, args.concurrency)
+    cpu_baseline = cpu_seconds(pid) - cpu_before
     async with stream_client(len(streams)) as client:
         started = time.monotonic()
         listeners, tasks = await open_listeners(client, base, streams, timeout=120)
@@ -148,7 +237,9 @@ async def scenario(base, app, deployment, tokens, args):  # type: ignore[no-unty
         failures = [listener.failure for listener in listeners if listener.failure]
         if failures:
             raise SystemExit(f"{len(failures)} streams failed to open: {failures[:3]}")
+        cpu_before = cpu_seconds(pid)
         loaded = await load(base, loader, PATHS, args.requests, args.concurrency)
+        cpu_loaded = cpu_seconds(pid) - cpu_before
         await asyncio.sleep(1.0)
         written = time.monotonic()
         alert = await asyncio.to_thread(add_alert, app, deployment)
@@ -156,7 +247,7 @@ async def scenario(base, app, deployment, tokens, args):  # type: ignore[no-unty
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return baseline, loaded, arrivals, open_s
+    return baseline, loaded, arrivals, open_s, (cpu_baseline, cpu_loaded)
 
 
 if __name__ == "__main__":

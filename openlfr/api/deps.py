@@ -8,11 +8,12 @@ context; the session commits once the handler has returned, and is rolled back i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,13 +53,19 @@ def server(request: Request) -> ServerState:
     return state
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """A session per request. Handlers commit what they mean to keep; anything else is rolled back on close."""
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """A session per request. Handlers commit what they mean to keep; anything else is rolled back on close.
+
+    Made on the event loop: a new session has no connection yet (the first query takes one, in the handler's
+    thread), so opening it needs no trip to a worker thread; closing it does (giving the connection back rolls it
+    back, which may wait on the database), shielded from cancellation and outside the pool's thread limit, as
+    FastAPI closes a plain generator dependency."""
     db = server(request).sessions()
     try:
         yield db
     finally:
-        db.close()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(db.close, limiter=anyio.CapacityLimiter(1))
 
 
 DB = Annotated[Session, Depends(get_db)]

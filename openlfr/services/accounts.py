@@ -235,10 +235,20 @@ def open_session(session: Session, user: User, kind: str, lifetime: timedelta, n
 def resolve(session: Session, token: str, kind: str, now: datetime | None = None) -> Principal | None:
     if not token or len(token) > 200:
         return None
-    row = session.get(UserSession, token_digest(token))
-    if row is None or row.kind != kind or utc(row.expires_at) <= (now or utc_now()) or not row.user.active:
+    # Asked by every request: one row of plain columns, no ORM objects to build, track and expunge.
+    row = session.execute(
+        select(User.id, User.username, User.role, UserSession.csrf_token)
+        .join(User, User.id == UserSession.user_id)
+        .where(
+            UserSession.token_hash == token_digest(token),
+            UserSession.kind == kind,
+            UserSession.expires_at > (now or utc_now()),
+            User.active.is_(True),
+        )
+    ).first()
+    if row is None:
         return None
-    return Principal(row.user.id, row.user.username, Role(row.user.role), row.kind, row.csrf_token)
+    return Principal(row.id, row.username, Role(row.role), kind, row.csrf_token)
 
 
 def close_session(session: Session, token: str) -> None:
