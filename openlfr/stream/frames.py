@@ -51,17 +51,10 @@ class YuvFrame:
         luma = w * h
         chroma = luma // 4
         self.format = fmt
+        self.width, self.height = w, h
         self.y = flat[:luma].reshape(h, w)
         self.u = flat[luma : luma + chroma].reshape(h // 2, w // 2)
         self.v = flat[luma + chroma : luma + 2 * chroma].reshape(h // 2, w // 2)
-
-    @property
-    def width(self) -> int:
-        return self.format.width
-
-    @property
-    def height(self) -> int:
-        return self.format.height
 
     def bounds(self) -> Box:
         return Box(0, 0, self.width, self.height)
