@@ -43,14 +43,10 @@ OUTCOME_LABELS = {
 
 
 class ReviewFacts(Protocol):
-    @property
-    def decision(self) -> str | None: ...
-    @property
-    def decided_by(self) -> str | None: ...
-    @property
-    def verified_by(self) -> str | None: ...
-    @property
-    def outcome(self) -> str | None: ...
+    decision: str | None
+    decided_by: str | None
+    verified_by: str | None
+    outcome: str | None
 
 
 def _operator(role: Role) -> None:
