@@ -163,6 +163,11 @@ def incident_record(app: Any, deployment_id: int) -> tuple[str, list[tuple[str, 
         return row.pipeline_note or "", [(str(a), str(b)) for a, b in audit]
 
 
+def clip_ended(app: Any, deployment_id: int) -> bool:
+    """The camera played its file to the end (a fixed sleep would be either too short or too long)."""
+    return "the source ended" in incident_record(app, deployment_id)[0]
+
+
 def run_fault(
     monkeypatch: pytest.MonkeyPatch, begin_fault: Callable[[], None], end_fault: Callable[[], None], least_s: float
 ) -> None:
@@ -205,7 +210,7 @@ def run_fault(
         assert run["alerts_written"] == 1 and run["alerts_lost"] == 0 and run["restarts"] == 0, run
         recovered = wait_for("health to recover", lambda: server.health()[0] == 200, 30, every=0.5)
         print(f"fault held {outage:.1f} s; alert landed; health 200 {recovered:.1f} s later; run {run}")
-        time.sleep(12)  # the rest of the clip plays: still one alert
+        wait_for("the rest of the clip", lambda: clip_ended(app, deployment_id), 60, every=0.5)  # still one alert
         assert [s[0] for s in sightings(app, deployment_id)] == [PERSON]
         wait_for(
             "the incident on the record",
@@ -335,7 +340,7 @@ def test_a_killed_camera_process_is_restarted_and_the_alert_lands_once(monkeypat
             wait_for("a restart", lambda: server.pipeline(deployment_id).get("restarts", 0) >= 1, 30)
             wait_for("a new camera process", lambda: bool(camera()) and camera() != first, 30, every=0.1)
             wait_for("the alert", lambda: bool(sightings(app, deployment_id)), 90, every=0.5)
-            time.sleep(12)  # the rest of the clip
+            wait_for("the rest of the clip", lambda: clip_ended(app, deployment_id), 60, every=0.5)
             assert [s[0] for s in sightings(app, deployment_id)] == [PERSON]
             note, audit = incident_record(app, deployment_id)
             assert ("system", "deployment.pipeline_restart") in audit, audit
@@ -350,11 +355,16 @@ def test_a_killed_camera_process_is_restarted_and_the_alert_lands_once(monkeypat
 # ----- exactly once across restarts -----
 
 
-def test_sigkill_after_the_alert_then_three_restarts_raise_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_sigkill_after_the_alert_then_three_restarts_raise_it_once(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, database: str
+) -> None:
     from openlfr.store.progress_models import CameraProgress
 
     clip = require_data("video", "short_hamilton_clip.mp4")
     stills = require_data("stills")
+    if database == "postgresql":
+        monkeypatch.setenv("OPENLFR_DATABASE_URL", request.getfixturevalue("postgres_url"))
     configure(monkeypatch)
     app = build_app()
     deployment_id = prepare_deployment(app, clip, stills)
@@ -384,18 +394,13 @@ def test_sigkill_after_the_alert_then_three_restarts_raise_it_once(monkeypatch: 
                 server.process.send_signal(signal.SIGKILL)
                 server.process.wait()
             else:
-                wait_for(
-                    "the clip to end",
-                    lambda: "the source ended" in incident_record(app, deployment_id)[0],
-                    60,
-                    every=0.5,
-                )
+                wait_for("the clip to end", lambda: clip_ended(app, deployment_id), 60, every=0.5)
                 server.stop()
         assert [s[0] for s in sightings(app, deployment_id)] == [PERSON], sightings(app, deployment_id)
         with app.state.server.sessions() as db:
             progress = db.get(CameraProgress, (deployment_id, "stage"))
             assert progress is not None and progress.runs == 4 and progress.media_time_s > 8.0
-        print(f"restarts resumed the clip at {resumed} s; 1 alert")
+        print(f"{database}: restarts resumed the clip at {resumed} s; 1 alert")
         assert resumed[1] > 0 and resumed[2] > resumed[1], resumed  # files resume, they do not replay
     finally:
         server.stop()
