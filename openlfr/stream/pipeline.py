@@ -1,18 +1,16 @@
 """One camera's analysis: detect -> track -> quality and best shot -> budgeted embedding -> match -> evidence -> alert.
 
-What runs on which frame (the costs are this machine's, one core, dlib HOG):
+What runs on which frame (a 1080p camera at 25 fps on two cores; RetinaFace, MobileFaceNet):
 
-* **Whole-picture detection** every ``detect_interval_s`` (default 0.2 s, five times a second). HOG on the
-  luma plane costs ~20 ms at 640x360 and ~150 ms at 1080p: every frame would need 4 cores for a 25 fps
-  1080p camera. A face walking into view is found within 0.2 s; faces are not lost in that time.
-* **Track-local detection** on the frames in between: HOG in a window around each track's predicted box,
-  scaled so the face is ~100 px tall (3-6 ms per face), so tracks follow faces on every analysed frame and
-  the best shot is chosen from many frames, not five a second.
+* **Whole-picture detection** every ``detect_interval_s`` (0.2 s), on a half-size copy (~55 ms), in a process
+  of its own for live sources (``stream/detector.py``); a face walking into view is found within 0.2 s.
+* **Track-local detection** on every frame: a window around each track's predicted box, scaled so the face is
+  ~56 px tall (~2.5 ms a face), so the best shot is chosen from many frames, not five a second.
 * **Landmarks, chip and quality** only for tracks that could take a sample now (not decided, budget left,
-  ``embed_gap_s`` since the last one): from a small RGB region converted on demand (never the whole frame).
-* **Embedding** (the one ONNX call per frame, all chosen faces batched) only for observations that pass the
-  quality gate and the per-track budget: the first samples quickly (an alert needs ``k``), then at doubling
-  gaps or when the face is clearly better than any embedded so far, at most ``embed_budget`` per track.
+  ``embed_gap_s`` since the last one), from a small RGB region converted on demand (never the whole frame).
+* **Embedding** (one batched ONNX call a frame, ~20 ms a face with flip averaging) for observations that pass
+  the quality gate and the per-track budget, at most ``embed_per_frame`` new ones a frame: the first samples
+  quickly (an alert needs ``k``), then at doubling gaps or when the face is clearly better than any embedded.
 * **Matching** of each embedding against the watchlist, then the k-of-n evidence rule of the track; one alert
   per person per track, and a cooldown per person per camera across tracks.
 
@@ -35,6 +33,7 @@ from openlfr.stream.detector import detect_in_area
 from openlfr.stream.evidence import EvidenceRule, decide
 from openlfr.stream.frames import YuvFrame, clip_box, expand_box, shift_box
 from openlfr.stream.interfaces import AsyncDetector, FrameResult, Matcher, TrackBox
+from openlfr.stream.sampling import SamplingPolicy
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters, LatencyHistogram
 from openlfr.stream.tracker import Observation, Sample, Track, Tracker, affinity
@@ -76,6 +75,8 @@ class CameraPipeline:
         self._window_face_px = config.window_face_px or detector.search_face_px
         self._detect_scale = config.detect_scale or detector.live_scale
         self._last_detect = float("-inf")
+        self._last_sampled = float("-inf")  # clock of the last frame whose faces were sampled
+        self.sampling = SamplingPolicy(config, rule.k if rule is not None else 1)
         self._detect_cost_s = 0.0  # wall time the last whole-picture detection took
         self.live = False  # set for live and paced sources: see PipelineConfig.detect_share
         self.remote: AsyncDetector | None = None  # whole-picture detection in another process (live sources)
@@ -118,7 +119,8 @@ class CameraPipeline:
         self.counters.faces_seen += len(seen)
         self.counters.tracks = self.tracker.created
 
-        if self._matching_now and seen:
+        if self._matching_now and seen and not self._hurried(clock, arrival):
+            self._last_sampled = clock
             result.alerts = self._sample_and_match(frame, seen, clock, arrival, media_time)
         for track, observation in seen:
             labels = [str(p) for p in sorted(track.alerted, key=str)]
@@ -128,6 +130,14 @@ class CameraPipeline:
             track.forget()
         self.latency.add((time.monotonic() - arrival) * 1000.0)
         return result
+
+    def _hurried(self, clock: float, arrival: float) -> bool:
+        """A live camera running behind (a frame waiting over half of ``max_lag_s``) leaves sampling to a later
+        frame, so it catches up instead of dropping frames; still at least once every ``embed_gap_s``, so an
+        overloaded camera keeps matching."""
+        if not self.live or time.monotonic() - arrival <= self.config.max_lag_s / 2:
+            return False
+        return clock - self._last_sampled < self.config.embed_gap_s
 
     def _detect_gap(self) -> float:
         """Seconds of the camera's clock between whole-picture detections."""
@@ -218,17 +228,22 @@ class CameraPipeline:
             seen.append((self.tracker.start(observation), observation))
         return seen
 
+    def _window_around(self, frame: YuvFrame, box: Box, margin: float) -> tuple[Box, float]:
+        """The search window around a face (grown by ``margin`` a side, inside the search area) and the scale
+        that makes the face about ``window_face_px`` tall in it."""
+        area = self._search_area(frame)
+        grown = expand_box(box, margin, frame.width, frame.height)
+        window = Box(
+            max(grown.left, area.left),
+            max(grown.top, area.top),
+            min(grown.right, area.right),
+            min(grown.bottom, area.bottom),
+        )
+        return window, min(2.0, max(0.25, self._window_face_px / max(box.height, 1)))
+
     def _find_again(self, frame: YuvFrame, clock: float, where: Box, taken: list[Box]) -> Observation | None:
         """The face detected at ``where`` a few frames ago, in the current frame (local detection around it)."""
-        area = self._search_area(frame)
-        window = expand_box(where, 2 * self.config.window_margin, frame.width, frame.height)
-        window = Box(
-            max(window.left, area.left),
-            max(window.top, area.top),
-            min(window.right, area.right),
-            min(window.bottom, area.bottom),
-        )
-        factor = min(2.0, max(0.25, self._window_face_px / max(where.height, 1)))
+        window, factor = self._window_around(frame, where, 2 * self.config.window_margin)
         best, best_value = None, 0.0
         for found in self._detect_in(frame, window, factor):
             value = max(affinity(where, found.box), 0.01)
@@ -238,15 +253,10 @@ class CameraPipeline:
 
     def _follow(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
         """Track-local detection around each track's predicted box; the better claim wins a shared face."""
-        area = self._search_area(frame)
         claims: list[tuple[float, Track, Observation]] = []
         for track in self.tracker.active.values():
             predicted = track.predict(clock)
-            window = clip_box(
-                expand_box(predicted, self.config.window_margin, frame.width, frame.height), area.right, area.bottom
-            )
-            window = Box(max(window.left, area.left), max(window.top, area.top), window.right, window.bottom)
-            factor = min(2.0, max(0.25, self._window_face_px / max(predicted.height, 1)))
+            window, factor = self._window_around(frame, predicted, self.config.window_margin)
             best, best_value = None, self.tracker.min_affinity
             for detection in self._detect_in(frame, window, factor):
                 value = affinity(predicted, detection.box)
@@ -294,39 +304,6 @@ class CameraPipeline:
         observation.embedding = analysed[0].embedding
         return observation.embedding
 
-    def _passes_gate(self, face: Face) -> bool:
-        q, c = face.quality, self.config
-        return (
-            q.inter_eye_px >= c.min_inter_eye_px
-            and abs(q.yaw_deg) <= c.max_yaw_deg
-            and abs(q.pitch_deg) <= c.max_pitch_deg
-            and q.sharpness >= c.min_sharpness
-        )
-
-    def _due(self, track: Track, clock: float) -> bool:
-        """Could this track take a sample now (before looking at the face)?"""
-        if track.decided or track.embeddings >= self.config.embed_budget:
-            return False
-        return clock - track.last_embed_clock >= self.config.embed_gap_s
-
-    def _sample_gap(self, track: Track) -> float:
-        """The first k samples as soon as ``embed_gap_s`` allows, then at doubling gaps."""
-        c = self.config
-        assert self.rule is not None
-        if track.embeddings < self.rule.k:
-            return c.embed_gap_s
-        return min(c.max_sample_gap_s, c.embed_gap_s * 2.0 ** (track.embeddings - self.rule.k + 1))
-
-    def _worth_a_look(self, track: Track, clock: float) -> bool:
-        """Analyse the face now? When a sample is due anyway, or, at a limited rate, to catch a better view."""
-        if clock - track.last_embed_clock >= self._sample_gap(track):
-            return True
-        return clock - track.last_analysed_clock >= self.config.look_interval_s
-
-    def _wants(self, track: Track, quality: float, clock: float) -> bool:
-        since = clock - track.last_embed_clock
-        return since >= self._sample_gap(track) or quality >= track.best_embedded_quality + self.config.better_by
-
     def _sample_and_match(
         self,
         frame: YuvFrame,
@@ -341,7 +318,9 @@ class CameraPipeline:
         # nearest their first alert decision go first.
         new_embeddings = self.config.embed_per_frame or len(seen)
         for track, observation in sorted(seen, key=lambda pair: pair[0].embeddings):
-            if not self._due(track, clock) or (observation.face is None and not self._worth_a_look(track, clock)):
+            if not self.sampling.due(track, clock) or (
+                observation.face is None and not self.sampling.worth_a_look(track, clock)
+            ):
                 continue
             if observation.embedding is None and new_embeddings <= 0:
                 continue  # this frame's share of embedding work is spent; the track is still due next frame
@@ -353,7 +332,7 @@ class CameraPipeline:
             if analysed is None:  # analysed earlier for association: fetch its region again for the crop
                 analysed = (face, *frame.rgb(expand_box(observation.box, 1.0, frame.width, frame.height)))
             _, rgb, region = analysed
-            if not self._passes_gate(face) or not self._wants(track, face.quality.score(), clock):
+            if not self.sampling.passes_gate(face) or not self.sampling.wants(track, face.quality.score(), clock):
                 continue
             chosen.append((track, observation, rgb, region))
             if observation.embedding is None:
