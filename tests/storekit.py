@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from openlfr.alerts.record import AlertFound
 from openlfr.store.models import ReferenceImage
 
 
@@ -35,3 +37,30 @@ def reference_image_row(embedding: np.ndarray, model_id: str, sha256: str, **ove
     }
     values.update(overrides)
     return ReferenceImage(**values)
+
+
+def sighting(
+    person: str = "P1",
+    *,
+    probe: bytes = b"\xff\xd8probe",
+    track_id: int = 7,
+    seen_at: datetime | None = None,
+    model_id: str = "m",
+) -> AlertFound:
+    """An alert as a camera's pipeline hands it on: ``person`` seen on camera ``entrance`` (score 0.9 at 0.6)."""
+    return AlertFound(
+        camera="entrance",
+        track_id=track_id,
+        person_id=person,
+        reference_id=3,
+        score=0.9,
+        threshold=0.6,
+        candidates=[(person, 3, 0.9)],
+        probe_jpeg=probe,
+        arrival=time.monotonic(),
+        seen_at=seen_at or datetime.now(UTC),
+        clock=12.5,
+        media_time=12.5,
+        model_id=model_id,
+        evidence={"samples": 3, "supporting": 2},
+    )

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from PIL import Image
 
 from openlfr.alerts.database import AlertDatabase
-from openlfr.alerts.record import AlertFound
 from openlfr.settings import get_settings
 from openlfr.store import Store, open_store
 from openlfr.store.alert_models import Alert
@@ -26,7 +25,7 @@ from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, ReferenceImage, Watchlist
 from openlfr.vision.engine import model_id_for
 from tests.postgres import PostgresServer
-from tests.storekit import reference_image_row
+from tests.storekit import reference_image_row, sighting
 
 WINDOW = 64  # bytes: any run of the image this long found in a file counts as a surviving chunk
 
@@ -122,25 +121,6 @@ def deployment_row(store: Store) -> int:
         return row.id
 
 
-def sighting(probe: bytes, track_id: int = 7, person: str = "P1") -> AlertFound:
-    return AlertFound(
-        camera="entrance",
-        track_id=track_id,
-        person_id=person,
-        reference_id=3,
-        score=0.9,
-        threshold=0.6,
-        candidates=[(person, 3, 0.9)],
-        probe_jpeg=probe,
-        arrival=time.monotonic(),
-        seen_at=datetime.now(UTC),
-        clock=12.5,
-        media_time=12.5,
-        model_id="m",
-        evidence={"samples": 3, "supporting": 2},
-    )
-
-
 def alert_rows(store: Store) -> list[tuple[int, int, str]]:
     with store.session() as db:
         return [tuple(r) for r in db.execute(sa.select(Alert.id, Alert.track_id, Alert.person_ref).order_by(Alert.id))]
@@ -151,7 +131,7 @@ def test_a_sighting_written_twice_is_one_alert(store_url: str) -> None:
     try:
         deployment_id = deployment_row(store)
         alerts = AlertDatabase(store)
-        found = sighting(b"\xff\xd8probe")
+        found = sighting(probe=b"\xff\xd8probe")
         first, new = alerts.write(
             found, watchlist_name="wanted", names={"P1": "Person One"}, deployment_id=deployment_id
         )
@@ -168,15 +148,15 @@ def test_a_sighting_written_twice_is_one_alert(store_url: str) -> None:
         assert alert_rows(store) == [(first.id, 7, "P1")]
         # Another track, or another person on the same track, is another sighting.
         other_track = alerts.commit(
-            sighting(b"x", track_id=8), watchlist_name="wanted", names={}, deployment_id=deployment_id
+            sighting(probe=b"x", track_id=8), watchlist_name="wanted", names={}, deployment_id=deployment_id
         )
         other_person = alerts.commit(
-            sighting(b"x", person="P2"), watchlist_name="wanted", names={}, deployment_id=deployment_id
+            sighting(probe=b"x", person="P2"), watchlist_name="wanted", names={}, deployment_id=deployment_id
         )
         assert len({first.id, other_track.id, other_person.id}) == 3
 
         # Two processes writing the same new sighting at the same moment: one row, both told its id.
-        racing = sighting(b"race", track_id=99)
+        racing = sighting(probe=b"race", track_id=99)
         barrier, ids = threading.Barrier(4), []
 
         def write() -> None:
@@ -199,7 +179,7 @@ def test_outside_a_deployment_alerts_are_not_merged(store_url: str) -> None:
     store = open_store(get_settings())
     try:
         alerts = AlertDatabase(store)
-        found = sighting(b"\xff\xd8")
+        found = sighting(probe=b"\xff\xd8")
         ids = {alerts.commit(found, watchlist_name="w", names={}).id for _ in range(2)}
         assert len(ids) == 2
     finally:
@@ -218,7 +198,7 @@ def test_a_purged_probe_image_leaves_no_chunk_in_the_database_files(
     try:
         deployment_id = deployment_row(store)
         record = AlertDatabase(store).commit(
-            sighting(probe), watchlist_name="wanted", names={}, deployment_id=deployment_id
+            sighting(probe=probe), watchlist_name="wanted", names={}, deployment_id=deployment_id
         )
         files = database_files(store, request, ["alerts"])
         before = surviving_chunks(probe, files)
@@ -246,7 +226,9 @@ def test_a_reader_on_an_old_snapshot_delays_the_scrub_until_it_is_gone(monkeypat
     store = open_store(get_settings())
     try:
         deployment_id = deployment_row(store)
-        AlertDatabase(store).commit(sighting(probe), watchlist_name="wanted", names={}, deployment_id=deployment_id)
+        AlertDatabase(store).commit(
+            sighting(probe=probe), watchlist_name="wanted", names={}, deployment_id=deployment_id
+        )
         files = sqlite_files(store)
         reader = sqlite3.connect(files[0])
         reader.execute("BEGIN")

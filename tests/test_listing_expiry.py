@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from openlfr.stream.source import CameraConfig, Capture
 from openlfr.vision.dlib_backend import HogDetector
 from openlfr.vision.engine import model_id_for
 from openlfr.watchlist.search import Gallery, GalleryError
-from tests.storekit import reference_image_row
+from tests.storekit import reference_image_row, sighting
 from tests.streamkit import portrait, write_face_clip, yuv_frames
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -222,25 +223,9 @@ def test_the_window_rule_itself() -> None:
 # ----- a listing that ends after authorisation (expired early, removed): refused at the database -----
 
 
-def _sighting(person: str, seen_at: datetime, track_id: int = 7) -> AlertFound:
-    import time
-
-    return AlertFound(
-        camera="entrance",
-        track_id=track_id,
-        person_id=person,
-        reference_id=3,
-        score=0.9,
-        threshold=0.6,
-        candidates=[(person, 3, 0.9)],
-        probe_jpeg=b"\xff\xd8probe of " + person.encode(),
-        arrival=time.monotonic(),
-        seen_at=seen_at,
-        clock=12.5,
-        media_time=12.5,
-        model_id=SNAPSHOT_MODEL,
-        evidence={"samples": 3, "supporting": 2},
-    )
+def _sighting(person: str, **given: Any) -> AlertFound:
+    """A sighting whose probe names its person, so a stored byte of it would be found."""
+    return sighting(person, probe=b"\xff\xd8probe of " + person.encode(), model_id=SNAPSHOT_MODEL, **given)
 
 
 def test_an_alert_for_a_listing_ended_after_authorisation_is_refused(store_url: str) -> None:
@@ -269,19 +254,21 @@ def test_an_alert_for_a_listing_ended_after_authorisation_is_refused(store_url: 
         write = lambda found: database.write(found, watchlist_name="wanted", names={}, deployment_id=deployment_id)  # noqa: E731
         for person in ("P-expired", "P-removed"):
             with pytest.raises(ListingEnded, match=f"{person} was no longer listed"):
-                write(_sighting(person, now))
-        assert write(_sighting("P-kept", now))[1] is True
-        assert write(_sighting("P-soon", now, track_id=8))[1] is True  # still listed at the sighting
+                write(_sighting(person, seen_at=now))
+        assert write(_sighting("P-kept", seen_at=now))[1] is True
+        assert write(_sighting("P-soon", seen_at=now, track_id=8))[1] is True  # still listed at the sighting
         with pytest.raises(ListingEnded):
-            write(_sighting("P-soon", now + timedelta(minutes=5), track_id=9))  # at its new end: no longer listed
+            write(
+                _sighting("P-soon", seen_at=now + timedelta(minutes=5), track_id=9)
+            )  # at its new end: no longer listed
         with pytest.raises(ListingEnded):  # the snapshot's own expiry holds even if the listing were extended
-            write(_sighting("P-kept", later + timedelta(seconds=1), track_id=10))
+            write(_sighting("P-kept", seen_at=later + timedelta(seconds=1), track_id=10))
         # Through the dispatcher (what a live deployment uses): refused ones counted, the rest written.
         dispatcher = AlertDispatcher(
             database, (), watchlist_name="wanted", names={}, deployment_id=deployment_id, held_max=10
         )
         for person, track in [("P-removed", 20), ("P-kept", 21), ("P-expired", 22)]:
-            dispatcher.on_alert(_sighting(person, now, track_id=track))
+            dispatcher.on_alert(_sighting(person, seen_at=now, track_id=track))
         assert dispatcher.drain(30)
         status = dispatcher.status()
         assert (status.written, status.refused, status.lost, status.held) == (1, 2, 0, 0)
