@@ -55,6 +55,23 @@ def add_user(app: FastAPI, username: str, role: Role) -> None:
         db.commit()
 
 
+# The tests' cast, by login: who may do what is in the name's role.
+CAST = {
+    "ann": Role.ADMIN,
+    "olly": Role.OPERATOR,
+    "omar": Role.OPERATOR,
+    "ava": Role.AUTHORISER,
+    "abe": Role.AUTHORISER,
+    "aud": Role.AUDITOR,
+}
+
+
+def add_cast(app: FastAPI, *logins: str) -> None:
+    """Accounts for these members of ``CAST`` (all of them when none is named), with their roles."""
+    for login in logins or tuple(CAST):
+        add_user(app, login, CAST[login])
+
+
 class Client:
     """A logged-in browser-like client: cookie session, and the CSRF header on every write."""
 

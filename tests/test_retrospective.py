@@ -32,6 +32,7 @@ from tests.serverkit import (
     PASSWORD,
     LiveServer,
     add_alert,
+    add_cast,
     add_user,
     add_watchlist,
     build_app,
@@ -79,14 +80,7 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
     stills = require_data("stills")
     configure(monkeypatch, OPENLFR_RFR_SOURCE_DIRS=str(clip.parent), OPENLFR_RETENTION_INTERVAL_SECONDS="5")
     app = build_app(background=True, pipelines=True)
-    for name, role in [
-        ("ann", Role.ADMIN),
-        ("olly", Role.OPERATOR),
-        ("omar", Role.OPERATOR),
-        ("ava", Role.AUTHORISER),
-        ("abe", Role.AUTHORISER),
-    ]:
-        add_user(app, name, role)
+    add_cast(app, "ann", "olly", "omar", "ava", "abe")
     ARTIFACTS.mkdir(exist_ok=True)
 
     with LiveServer(app) as server:

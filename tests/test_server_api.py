@@ -19,6 +19,7 @@ from tests.conftest import OPENLFR_BIN
 from tests.serverkit import (
     JUSTIFICATION,
     PASSWORD,
+    add_cast,
     add_user,
     add_watchlist,
     build_app,
@@ -34,15 +35,7 @@ def app(monkeypatch: pytest.MonkeyPatch, store_url: str):  # type: ignore[no-unt
     """The server on SQLite and on a real PostgreSQL (``store_url`` runs each test on both)."""
     configure(monkeypatch)
     application = build_app()
-    for name, role in [
-        ("ann", Role.ADMIN),
-        ("olly", Role.OPERATOR),
-        ("omar", Role.OPERATOR),
-        ("ava", Role.AUTHORISER),
-        ("abe", Role.AUTHORISER),
-        ("aud", Role.AUDITOR),
-    ]:
-        add_user(application, name, role)
+    add_cast(application)
     add_watchlist(application)
     yield application
     application.state.server.store.close()
