@@ -43,7 +43,7 @@ from tests.serverkit import (
     login_form_token,
 )
 from tests.storekit import reference_image_row
-from tests.test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, log_in, new_page
 
 OTHER_MODEL = model_id_for(Settings(embedder="dlib"))
 NEW_PASSWORD = "another-long-enough-password"
@@ -328,13 +328,7 @@ def test_admin_creates_changes_disables_an_account_and_reembeds_in_the_browser(a
         try:
 
             def logged_in(username: str, password: str = PASSWORD) -> Any:
-                page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-                page.goto(f"{server.url}/login")
-                page.fill("input[name=username]", username)
-                page.fill("input[name=password]", password)
-                page.click("button[type=submit]")
-                page.wait_for_load_state()
-                return page
+                return log_in(new_page(browser, 1400), server.url, username, None, password)
 
             ann = logged_in("ann")
             ann.goto(f"{server.url}/users")

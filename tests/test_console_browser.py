@@ -61,12 +61,21 @@ def _alert_timings(app: Any, shown_at: datetime) -> dict[str, float]:
         }
 
 
-def _log_in(page: Any, base: str, username: str) -> None:
+def new_page(browser: Any, width: int = 1300) -> Any:
+    return browser.new_context(viewport={"width": width, "height": 900}).new_page()
+
+
+def log_in(page: Any, base: str, username: str, landing: str | None = "/queue", password: str = PASSWORD) -> Any:
+    """Log ``page`` in through the console's form; wait for ``landing`` (None: for whatever page answers)."""
     page.goto(f"{base}/login")
     page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=password]", password)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/queue")
+    if landing is None:
+        page.wait_for_load_state()
+    else:
+        page.wait_for_url(f"{base}{landing}")
+    return page
 
 
 def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,7 +114,7 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
             operator = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             console: list[str] = []
             operator.on("console", lambda message: console.append(message.text))
-            _log_in(operator, base, "olly")
+            log_in(operator, base, "olly")
             operator.wait_for_selector("#live-state.on", timeout=10_000)  # the event stream is connected
             operator.evaluate("window.__sameDocument = true")  # survives until the page is reloaded
 
@@ -149,7 +158,7 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
             alert_url = operator.url
 
             second = browser.new_context().new_page()
-            _log_in(second, base, "omar")
+            log_in(second, base, "omar")
             second.goto(alert_url)
             second.click("button:has-text('Verify')")
             second.wait_for_selector("[data-testid=verified]")
@@ -194,13 +203,7 @@ def test_console_forms_for_admin_operator_and_authoriser(monkeypatch: pytest.Mon
         try:
 
             def page_of(username: str, landing: str) -> Any:
-                page = browser.new_context(viewport={"width": 1300, "height": 900}).new_page()
-                page.goto(f"{server.url}/login")
-                page.fill("input[name=username]", username)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
-                page.wait_for_url(f"{server.url}{landing}")
-                return page
+                return log_in(new_page(browser), server.url, username, landing)
 
             ann = page_of("ann", "/deployments")
             ann.goto(f"{server.url}/watchlists")

@@ -38,7 +38,7 @@ from openlfr.store.search_models import PhotoSearch
 from openlfr.vision.engine import build_engine
 from openlfr.vision.image_io import load_rgb
 from tests.conftest import OPENLFR_BIN, TEST_DATA, require_data
-from tests.serverkit import PASSWORD, LiveServer, add_user, build_app, configure, enrol_upload, login
+from tests.serverkit import LiveServer, add_user, build_app, configure, enrol_upload, login
 
 WINDOW = 64
 REASON = "Identify the suspect in the CCTV still of crime report 2026/4471"
@@ -530,7 +530,7 @@ def test_lin_manuel_miranda_is_ranked_first_and_nothing_of_the_probe_is_kept(
 def test_the_console_page_searches_and_shows_each_candidate_with_its_reference_picture(
     served: object, astronaut_photos: dict[str, Path]
 ) -> None:
-    from tests.test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+    from tests.test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, log_in, new_page
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no browser at {CHROMIUM} (Debian package chromium; `make system-deps` as root)")
@@ -538,12 +538,7 @@ def test_the_console_page_searches_and_shows_each_candidate_with_its_reference_p
     with LiveServer(served) as server, sync_api.sync_playwright() as playwright:  # type: ignore[arg-type]
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1300, "height": 900}).new_page()
-            page.goto(f"{server.url}/login")
-            page.fill("input[name=username]", "user-operator")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{server.url}/queue")
+            page = log_in(new_page(browser), server.url, "user-operator")
             page.click("nav a:has-text('Photo search')")
             page.wait_for_url(f"{server.url}/search")
             form = page.locator("form#photo-search")

@@ -29,7 +29,6 @@ from openlfr.governance.roles import Role
 from tests.conftest import PROJECT_ROOT, require_data
 from tests.serverkit import (
     JUSTIFICATION,
-    PASSWORD,
     LiveServer,
     add_alert,
     add_cast,
@@ -42,7 +41,7 @@ from tests.serverkit import (
     enrol_upload,
     login,
 )
-from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS, log_in, new_page
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 URGENT = "A child is missing and this footage is the last sighting; waiting for an authoriser would cost hours."
@@ -143,13 +142,7 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
             try:
                 pages = {}
                 for username in ("olly", "omar"):
-                    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-                    page.goto(f"{server.url}/login")
-                    page.fill("input[name=username]", username)
-                    page.fill("input[name=password]", PASSWORD)
-                    page.click("button[type=submit]")
-                    page.wait_for_url(f"{server.url}/queue")
-                    pages[username] = page
+                    pages[username] = log_in(new_page(browser, 1400), server.url, username)
                 operator = pages["olly"]
                 row = operator.locator(".alert-row", has_text="Lin-Manuel Miranda").first
                 row.wait_for(timeout=20_000)
