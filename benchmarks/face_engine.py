@@ -5,7 +5,7 @@ Reads the shared data from OPENLFR_TEST_DATA (default ../shared/data). Prints fi
 old engine measured in the same run:
 
 1. **detection on the 1080p clip** (``video/pedestrians_1080p.mp4``, every frame, one ONNX Runtime thread, one
-   core): faces found per frame (all, and >= 40 px tall: the live pipeline ignores smaller ones) and ms per frame.
+   core): faces found per frame (all, and >= 40 px tall, the faces both engines can follow) and ms per frame.
    The old engine is HOG without upsampling on the luma plane (the live pipeline's); the new is RetinaFace at
    full size on RGB, and at the live pipeline's scale on the picture the detector process makes from the YUV
    planes (``stream.detector.detection_picture``: conversion included).
