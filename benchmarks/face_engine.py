@@ -39,7 +39,7 @@ import numpy as np
 
 from openlfr.bench.detection import run_detection_recall
 from openlfr.settings import Settings, get_settings
-from openlfr.stream.detector import detect_in_area, detection_picture
+from openlfr.stream.detector import detection_picture
 from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.frames import YuvFrame
 from openlfr.stream.pipeline import CameraPipeline
@@ -47,7 +47,12 @@ from openlfr.stream.source import CameraConfig, frame_format, to_i420_frame, wri
 from openlfr.stream.watchlists import gallery_from_images, people_in_folder
 from openlfr.vision.engine import build_detector, build_engine
 from openlfr.vision.retinaface import RetinaFaceDetector
-from openlfr.vision.types import Box, Detection, FaceDetector
+from openlfr.vision.types import FaceDetector
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.streamkit import LateDetector  # noqa: E402  (the repository's test kit, as benchmarks/event_streams.py)
 
 CLIP = Path("video") / "pedestrians_1080p.mp4"
 MIN_FACE_PX = 40
@@ -112,34 +117,6 @@ def wider_figures(settings: Settings, data: Path) -> list[dict[str, object]]:
     ]
 
 
-class BookedDetector:
-    """Whole-picture detection answered ``lag`` frames late, like the detector process, its CPU time booked apart."""
-
-    def __init__(self, detector: FaceDetector, lag: int = 2) -> None:
-        self.detector, self.lag = detector, lag
-        self.pending: list[tuple[int, float, list[Detection]]] = []
-        self.cpu_s = 0.0
-
-    def busy(self) -> bool:
-        return bool(self.pending)
-
-    def submit(self, frame: YuvFrame, area: Box, clock: float, factor: float) -> None:
-        start = time.process_time()
-        found = detect_in_area(self.detector, frame, area, factor)
-        self.cpu_s += time.process_time() - start
-        self.pending.append((self.lag, clock, found))
-
-    def poll(self) -> tuple[float, list[Detection]] | None:
-        if not self.pending:
-            return None
-        frames, clock, found = self.pending[0]
-        if frames > 0:
-            self.pending[0] = (frames - 1, clock, found)
-            return None
-        self.pending.pop(0)
-        return clock, found
-
-
 def live_budget(settings: Settings, data: Path, frames: list[YuvFrame]) -> list[dict[str, Any]]:
     """CPU per second of video of the analysis and the detector process, per detector setting (one thread)."""
     one_thread = settings.model_copy(update={"onnx_threads": 1})
@@ -154,7 +131,7 @@ def live_budget(settings: Settings, data: Path, frames: list[YuvFrame]) -> list[
         pipeline = CameraPipeline(
             CameraConfig("bench", str(data / CLIP)), config, build_engine(chosen), local, gallery, EvidenceRule(1.0)
         )
-        remote = BookedDetector(build_detector(chosen, upsample=config.detect_upsample, scale=1.0))
+        remote = LateDetector(build_detector(chosen, upsample=config.detect_upsample, scale=1.0))
         pipeline.remote = remote
         start = time.process_time()
         for index, frame in enumerate(frames):

@@ -18,7 +18,7 @@ from openlfr.stream.source import CameraConfig, Capture
 from openlfr.stream.tracker import Track
 from openlfr.vision.engine import build_detector
 from openlfr.watchlist.search import Gallery
-from tests.streamkit import portrait, write_face_clip, yuv_frames
+from tests.streamkit import LateDetector, portrait, write_face_clip, yuv_frames
 
 
 @pytest.fixture(scope="module")
@@ -165,37 +165,6 @@ def test_a_region_of_interest_and_a_minimum_face_size(engine, clips, listed) -> 
     assert seen["inside"][0] > 40 and seen["inside"][1] == 1
 
 
-class LateDetector:
-    """Whole-picture detection answered ``lag`` frames later, as the detector process does (the real detector,
-    in here)."""
-
-    def __init__(self, lag: int = 3) -> None:
-        self.detector = live_detector()
-        self.lag = lag
-        self.pending: list[tuple[int, float, list]] = []  # type: ignore[type-arg]
-        self.submitted = 0
-
-    def busy(self) -> bool:
-        return bool(self.pending)
-
-    def submit(self, frame, area, clock: float, factor: float) -> None:  # type: ignore[no-untyped-def]
-        from openlfr.stream.detector import detect_in_area
-
-        found = detect_in_area(self.detector, frame, area, factor)
-        self.pending.append((self.lag, clock, found))
-        self.submitted += 1
-
-    def poll(self):  # type: ignore[no-untyped-def]
-        if not self.pending:
-            return None
-        frames, clock, found = self.pending[0]
-        if frames > 0:
-            self.pending[0] = (frames - 1, clock, found)
-            return None
-        self.pending.pop(0)
-        return clock, found
-
-
 def test_detections_arriving_late_from_another_process_are_taken_in(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
     """The track starts from a detection made frames ago, found again where the face is now; faces already
     followed are not started twice; the face leaving and coming back makes a second track."""
@@ -203,7 +172,7 @@ def test_detections_arriving_late_from_another_process_are_taken_in(engine, clip
     pipeline = CameraPipeline(
         camera, PipelineConfig(cooldown_s=0.0), engine, live_detector(), listed, EvidenceRule(0.8)
     )
-    late = LateDetector()
+    late = LateDetector(live_detector(), lag=3)
     pipeline.remote = late
     alerts = []
     for yuv, frame in yuv_frames(Capture(camera).frames()):
@@ -218,7 +187,7 @@ def test_a_late_detection_gives_a_track_back_the_face_it_lost(engine, clips, lis
     """Local detection misses the face for a while; the next whole-picture detection finds it for the same track."""
     camera = CameraConfig("door", str(clips["long"]))
     pipeline = CameraPipeline(camera, PipelineConfig(), engine, live_detector(), listed, EvidenceRule(0.8))
-    pipeline.remote = LateDetector(lag=2)
+    pipeline.remote = LateDetector(live_detector(), lag=2)
     follow = pipeline._follow
     blind = (1.0, 1.8)  # seconds during which local detection finds nothing
     pipeline._follow = lambda frame, clock: [] if blind[0] <= clock < blind[1] else follow(frame, clock)  # type: ignore[method-assign]
