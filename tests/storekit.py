@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from openlfr.alerts.record import AlertFound
-from openlfr.store.models import ReferenceImage
+from openlfr.store.models import Person, ReferenceImage
 
 
 def reference_image_row(embedding: np.ndarray, model_id: str, sha256: str, **overrides: Any) -> ReferenceImage:
@@ -64,3 +64,21 @@ def sighting(
         model_id=model_id,
         evidence={"samples": 3, "supporting": 2},
     )
+
+
+def person_row(reference_id: str, **overrides: Any) -> Person:
+    """A listed person, added now and searched for a day, under their reference as name; pass
+    ``watchlist=...`` or append it to one, and any column to differ."""
+    now = overrides.get("added_at") or datetime.now(UTC)
+    values: dict[str, Any] = {
+        "reference_id": reference_id,
+        "display_name": reference_id,
+        "category": "wanted_offence",
+        "reason": "test",
+        "legal_basis": "test",
+        "added_by": "admin",
+        "added_at": now,
+        "expires_at": now + timedelta(days=1),
+    }
+    values.update(overrides)
+    return Person(**values)

@@ -42,7 +42,7 @@ from tests.serverkit import (
     login,
     login_form_token,
 )
-from tests.storekit import reference_image_row
+from tests.storekit import person_row, reference_image_row
 from tests.test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, log_in, new_page
 
 OTHER_MODEL = model_id_for(Settings(embedder="dlib"))
@@ -270,13 +270,11 @@ def _watchlist_needing_reembedding(app: FastAPI, enrolled_by: Client | None = No
     with app.state.server.sessions() as db:
         watchlist = db.scalar(sa.select(Watchlist).where(Watchlist.name == "hamilton"))
         now = datetime.now(UTC)
-        broken = Person(
+        broken = person_row(
+            "BROKEN",
             watchlist=watchlist,
-            reference_id="BROKEN",
             display_name="Broken Picture",
-            category="wanted_offence",
             reason="test listing",
-            legal_basis="test",
             added_by="test",
             added_at=now,
             expires_at=now + timedelta(days=30),

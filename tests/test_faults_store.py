@@ -22,10 +22,10 @@ from openlfr.settings import get_settings
 from openlfr.store import Store, open_store
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import Deployment, SnapshotPerson
-from openlfr.store.models import Person, ReferenceImage, Watchlist
+from openlfr.store.models import ReferenceImage, Watchlist
 from openlfr.vision.engine import model_id_for
 from tests.postgres import PostgresServer
-from tests.storekit import reference_image_row, sighting
+from tests.storekit import person_row, reference_image_row, sighting
 
 WINDOW = 64  # bytes: any run of the image this long found in a file counts as a surviving chunk
 
@@ -96,18 +96,7 @@ def deployment_row(store: Store) -> int:
         # The people the tests' sightings name, listed and in the snapshot: an alert is written only for them.
         watchlist = Watchlist(name="wanted", purpose="test", created_by="admin", created_at=now)
         for ref in ("P1", "P2"):
-            watchlist.people.append(
-                Person(
-                    reference_id=ref,
-                    display_name=ref,
-                    category="wanted_offence",
-                    reason="test",
-                    legal_basis="test",
-                    added_by="admin",
-                    added_at=now,
-                    expires_at=now + timedelta(days=1),
-                )
-            )
+            watchlist.people.append(person_row(ref, added_at=now))
             db.add(
                 SnapshotPerson(
                     deployment_id=row.id,
@@ -250,16 +239,8 @@ def listed_with_photo(store: Store, photo: bytes, now: datetime) -> None:
     """Watchlist "wanted" with one person, P1, whose one reference photo is ``photo``."""
     with store.session() as db:
         watchlist = Watchlist(name="wanted", purpose="test", created_by="admin", created_at=now)
-        person = Person(
-            watchlist=watchlist,
-            reference_id="P1",
-            display_name="Person One",
-            category="wanted_offence",
-            reason="",
-            legal_basis="",
-            added_by="admin",
-            added_at=now,
-            expires_at=now + timedelta(days=1),
+        person = person_row(
+            "P1", watchlist=watchlist, display_name="Person One", reason="", legal_basis="", added_at=now
         )
         # Of the installation's model: a deployment's snapshot takes only that model's embeddings.
         model_id = model_id_for(get_settings())

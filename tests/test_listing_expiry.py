@@ -28,7 +28,7 @@ from openlfr.stream.source import CameraConfig, Capture
 from openlfr.vision.dlib_backend import HogDetector
 from openlfr.vision.engine import model_id_for
 from openlfr.watchlist.search import Gallery, GalleryError
-from tests.storekit import reference_image_row, sighting
+from tests.storekit import person_row, reference_image_row, sighting
 from tests.streamkit import portrait, write_face_clip, yuv_frames
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -118,17 +118,7 @@ def _watchlist_with(db: sa.orm.Session, now: datetime, expiries: dict[str, datet
     watchlist = Watchlist(name="wanted", purpose="test", created_by="admin", created_at=now)
     db.add(watchlist)
     for index, (ref, expires) in enumerate(expiries.items()):
-        person = Person(
-            watchlist=watchlist,
-            reference_id=ref,
-            display_name=ref,
-            category="wanted_offence",
-            reason="test",
-            legal_basis="test",
-            added_by="admin",
-            added_at=now - timedelta(days=1),
-            expires_at=expires,
-        )
+        person = person_row(ref, watchlist=watchlist, added_at=now - timedelta(days=1), expires_at=expires)
         # Of the model the deployment will match with: a snapshot refuses people with no embedding of it.
         person.images.append(reference_image_row(unit_rows(1, 10 + index)[0], SNAPSHOT_MODEL, f"{index:064d}"))
         db.add(person)

@@ -234,23 +234,13 @@ def _enrol_embedding(app, watchlist: str, ref: str, name: str, face: Any) -> Non
     """Put a face straight into the store (enrolment itself has its own tests)."""
     import sqlalchemy as sa
 
-    from openlfr.store.models import Person, Watchlist
-    from tests.storekit import reference_image_row
+    from openlfr.store.models import Watchlist
+    from tests.storekit import person_row, reference_image_row
 
     now = datetime.now(UTC)
     with app.state.server.sessions() as db:
         wl = db.scalar(sa.select(Watchlist).where(Watchlist.name == watchlist))
-        person = Person(
-            watchlist=wl,
-            reference_id=ref,
-            display_name=name,
-            category="wanted_court",
-            reason="test",
-            legal_basis="test",
-            added_by="t",
-            added_at=now,
-            expires_at=now + timedelta(days=1),
-        )
+        person = person_row(ref, watchlist=wl, display_name=name, category="wanted_court", added_by="t", added_at=now)
         db.add(person)
         person.images.append(
             reference_image_row(face.embedding, face.model_id, "f" * 64, source="still.png", added_by="t")
