@@ -25,3 +25,11 @@ def plain_text(value: str, field: str = "the text") -> str:
 def holds_nul(values: Iterable[object]) -> bool:
     """Whether any of the values is a string holding a NUL character (other types are not text)."""
     return any(isinstance(value, str) and NUL in value for value in values)
+
+
+def first_line(error: object) -> str:
+    """An error's first line, at most 300 characters, or its type's name when it says nothing. A database driver's
+    error (``orig`` of SQLAlchemy's) is read rather than SQLAlchemy's text, which goes on with the SQL and its
+    parameters: those are never shown or logged."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

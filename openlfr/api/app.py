@@ -31,6 +31,7 @@ from openlfr.api.enrol_upload import MAX_FILES
 from openlfr.errors import EnrolmentRefused, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.services.accounts import Principal
+from openlfr.text import first_line
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
         return render_error(request, status, message)
 
     def unavailable(request: Request, exc: BaseException) -> Response:
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, _first_line(exc))
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, first_line(exc))
         response = answer(request, 503, UNAVAILABLE)
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
@@ -289,12 +290,6 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
         for key, value in security_headers(request.url.path).items():
             response.headers.setdefault(key.decode(), value.decode())
         return response
-
-
-def _first_line(exc: BaseException) -> str:
-    """The error's first line (a driver's message goes on with the SQL and its parameters: never logged)."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _swagger_ui_files() -> str:

@@ -36,7 +36,7 @@ from sqlalchemy.types import LargeBinary, TypeDecorator
 from openlfr.errors import InvalidNumber, InvalidText, InvalidTime, OpenLFRError
 from openlfr.settings import Settings
 from openlfr.store import changes
-from openlfr.text import holds_nul
+from openlfr.text import first_line, holds_nul
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -278,7 +278,7 @@ def _scrub(dialect: str, dbapi_connection: Any, wait_ms: int = SCRUB_WAIT_MS) ->
             dbapi_connection.autocommit = False
         return True
     except Exception as exc:  # any driver's error: the connection pool must not fail a check-in over it
-        log.warning("could not scrub the database files after a purge: %s", _first_line(exc))
+        log.warning("could not scrub the database files after a purge: %s", first_line(exc))
         return True  # not retried at every check-in: the next purge tries again
 
 
@@ -402,7 +402,7 @@ class Store:
             session.commit()
         except OperationalError as exc:
             session.rollback()
-            raise StoreError(f"database {self.url}: {_first_line(exc.orig)}") from exc
+            raise StoreError(f"database {self.url}: {first_line(exc)}") from exc
         except BaseException:
             session.rollback()
             raise
@@ -411,11 +411,6 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _first_line(error: object) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
@@ -430,10 +425,6 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
                 pass
     except SQLAlchemyError as exc:
         engine.dispose()
-        reason = _first_line(getattr(exc, "orig", None) or exc)
+        reason = first_line(exc)
         raise StoreError(f"cannot open database {shown(url)}: {reason}") from exc
     return Store(engine)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
