@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from openlfr.alerts.database import AlertDatabase, DeliveryLedger
 from openlfr.alerts.dispatch import AlertDispatcher
 from openlfr.alerts.record import AlertRecord
-from openlfr.alerts.sinks import JsonLinesSink, MqttSink, RetryPolicy, WebhookSink, parse_broker
+from openlfr.alerts.sinks import Delivery, JsonLinesSink, MqttSink, RetryPolicy, WebhookSink, parse_broker
 from openlfr.settings import get_settings
 from openlfr.store.alert_models import Alert, AlertDelivery
 from openlfr.store.db import Store, open_store
@@ -105,7 +105,7 @@ def test_a_webhook_is_retried_with_backoff_and_delivered_once(store: Store) -> N
     ledger = DeliveryLedger(store)
     with webhook_receiver([503, 503, 200]) as server:
         url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
-        sink = WebhookSink(url, ledger, FAST)
+        sink = WebhookSink(url, ledger, Delivery(FAST))
         sink.announce(record)
         sink.announce(record)  # the same alert again, while the first is still being retried
         wait_for(lambda: ledger.delivered(record.id, sink.name))
@@ -118,7 +118,7 @@ def test_a_webhook_is_retried_with_backoff_and_delivered_once(store: Store) -> N
         document = json.loads(body)
         assert document["id"] == record.id and document["person"] == "P-001" and "probe_jpeg_base64" not in document
         # A restarted process finds nothing left to send for this sink.
-        again = WebhookSink(url, ledger, FAST)
+        again = WebhookSink(url, ledger, Delivery(FAST))
         assert [r.id for r in ledger.undelivered(again.name, timedelta(hours=1))] == []
         again.announce(record)
         again.close(2.0)
@@ -132,7 +132,7 @@ def test_a_webhook_that_refuses_is_not_retried_and_the_alert_stays_pending(store
     record = AlertDatabase(store).commit(found(), watchlist_name="event", names={})
     ledger = DeliveryLedger(store)
     with webhook_receiver([400]) as server:
-        sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/", ledger, FAST)
+        sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/", ledger, Delivery(FAST))
         sink.announce(record)
         sink.close(5.0)
         assert [status for status, _, _ in server.requests] == [400]
@@ -144,7 +144,7 @@ def test_mqtt_through_a_real_broker_that_starts_late(store: Store, tmp_path: Pat
     broker = Mosquitto(tmp_path)
     record = AlertDatabase(store).commit(found(), watchlist_name="event", names={"P-001": "Eileen Collins"})
     ledger = DeliveryLedger(store)
-    sink = MqttSink(f"127.0.0.1:{broker.port}/force/alerts", ledger, RetryPolicy(6, 0.3, 1.0), timeout_s=1.0)
+    sink = MqttSink(f"127.0.0.1:{broker.port}/force/alerts", ledger, Delivery(RetryPolicy(6, 0.3, 1.0), timeout_s=1.0))
     try:
         sink.announce(record)  # no broker yet: the first attempts fail and are retried
         time.sleep(1.0)

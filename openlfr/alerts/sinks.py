@@ -99,16 +99,25 @@ class RetryPolicy:
         return min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1))
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """How a networked sink delivers: retries, how long one attempt may wait, whether the probe crop goes too."""
+
+    retry: RetryPolicy = RetryPolicy()
+    timeout_s: float = 5.0
+    include_probe: bool = False
+
+
 class RetryingSink:
     """A background deliverer: a bounded queue, retries with backoff, the ledger for once-per-id delivery."""
 
     name = "retrying"
     max_pending = 10_000
 
-    def __init__(self, ledger: Ledger, policy: RetryPolicy | None = None, include_probe: bool = False) -> None:
+    def __init__(self, ledger: Ledger, delivery: Delivery) -> None:
         self.ledger = ledger
-        self.policy = policy or RetryPolicy()
-        self.include_probe = include_probe
+        self.policy = delivery.retry
+        self.include_probe = delivery.include_probe
         self.delivered = 0
         self.failed = 0
         self._queue: queue.Queue[AlertRecord | None] = queue.Queue(self.max_pending)
@@ -197,9 +206,7 @@ class WebhookSink(RetryingSink):
         self,
         url: str,
         ledger: Ledger,
-        policy: RetryPolicy | None = None,
-        timeout_s: float = 5.0,
-        include_probe: bool = False,
+        delivery: Delivery = Delivery(),
         headers: dict[str, str] | None = None,
     ) -> None:
         import httpx
@@ -208,8 +215,8 @@ class WebhookSink(RetryingSink):
             raise SinkError(f"a webhook URL starts with http:// or https://, got {url!r}")
         self.url = url
         self.name = f"webhook:{url}"
-        self._client = httpx.Client(timeout=timeout_s, headers=headers or {})
-        super().__init__(ledger, policy, include_probe)
+        self._client = httpx.Client(timeout=delivery.timeout_s, headers=headers or {})
+        super().__init__(ledger, delivery)
 
     def deliver(self, alert: AlertRecord) -> None:
         response = self._client.post(
@@ -249,16 +256,14 @@ class MqttSink(RetryingSink):
         self,
         address: str,
         ledger: Ledger,
-        policy: RetryPolicy | None = None,
-        timeout_s: float = 5.0,
-        include_probe: bool = False,
+        delivery: Delivery = Delivery(),
         client_factory: Callable[[], Any] | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
 
         self.host, self.port, self.topic = parse_broker(address)
         self.name = f"mqtt:{self.host}:{self.port}/{self.topic}"
-        self.timeout_s = timeout_s
+        self.timeout_s = delivery.timeout_s
         self._connected = threading.Event()
         client = client_factory() if client_factory else mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         client.on_connect = lambda c, u, flags, reason, props: self._connected.set() if not reason.is_failure else None
@@ -267,7 +272,7 @@ class MqttSink(RetryingSink):
         client.connect_async(self.host, self.port, keepalive=30)
         client.loop_start()
         self._client = client
-        super().__init__(ledger, policy, include_probe)
+        super().__init__(ledger, delivery)
 
     def deliver(self, alert: AlertRecord) -> None:
         if not self._connected.wait(self.timeout_s):

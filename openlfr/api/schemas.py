@@ -18,8 +18,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    computed_field,
     field_validator,
+    model_validator,
 )
 
 from openlfr.clock import utc_now
@@ -314,28 +314,20 @@ class DeploymentOut(Out):
     cancelled_at: datetime | None = Field(exclude=True)  # read by the phase, not shown
     as_of: datetime = Field(default_factory=utc_now, exclude=True)
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def phase(self) -> str:
-        return deployments.phase(self, self.as_of).value
+    # Judged by the model itself, once, from the fields above (``_judge``); never read from the row.
+    phase: str = ""
+    may_match: bool = False
+    may_match_reason: str = ""
+    progress: float | None = None  # a retrospective search's share of its footage analysed so far (0 to 1)
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def may_match(self) -> bool:
-        return deployments.may_match(self, self.as_of).allowed
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def may_match_reason(self) -> str:
-        return deployments.may_match(self, self.as_of).reason
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def progress(self) -> float | None:
-        """A retrospective search's share of its footage analysed so far (0 to 1); None for a live one."""
-        if not self.media_seconds:
-            return None
-        return round(min(1.0, self.media_done_seconds / self.media_seconds), 4)
+    @model_validator(mode="after")
+    def _judge(self) -> DeploymentOut:
+        permission = deployments.may_match(self, self.as_of)
+        self.phase = deployments.phase(self, self.as_of).value
+        self.may_match, self.may_match_reason = permission.allowed, permission.reason
+        if self.media_seconds:
+            self.progress = round(min(1.0, self.media_done_seconds / self.media_seconds), 4)
+        return self
 
 
 class FootageOut(BaseModel):
@@ -377,12 +369,14 @@ class AlertOut(ReviewOut):
 
 
 class AuditEntryOut(Out):
+    """An entry as a reader takes it in: what was done to what, by whom, then the particulars and the link."""
+
     seq: int
     at: datetime
-    actor: str
-    role: str
     action: str
     target: str
+    actor: str
+    role: str
     details: dict[str, Any]
     hash: str
 

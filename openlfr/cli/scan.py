@@ -19,7 +19,7 @@ from rich.text import Text
 
 from openlfr.alerts.database import DeliveryLedger
 from openlfr.alerts.record import AlertRecord
-from openlfr.alerts.sinks import AlertSink, JsonLinesSink, MqttSink, RetryPolicy, WebhookSink
+from openlfr.alerts.sinks import AlertSink, JsonLinesSink, MqttSink, WebhookSink
 from openlfr.errors import OpenLFRError
 from openlfr.services import metrics
 from openlfr.services.context import Context
@@ -259,8 +259,8 @@ def _run_scan(
     output = Output(as_json)
     ledger = DeliveryLedger(store)
     sinks: list[AlertSink] = [JsonLinesSink(sys.stdout, output.lock) if as_json else HumanAlertSink(output)]
-    sinks += [WebhookSink(url, ledger, RetryPolicy()) for url in webhooks]
-    sinks += [MqttSink(address, ledger, RetryPolicy()) for address in brokers]
+    sinks += [WebhookSink(url, ledger) for url in webhooks]
+    sinks += [MqttSink(address, ledger) for address in brokers]
     planned = prepare_scan(store, ctx, request, sinks=sinks, on_error=output.error, on_notice=output.notice)
     watchlist, runner, dispatcher = planned.watchlist, planned.pipeline.runner, planned.pipeline.dispatcher
     if not as_json:

@@ -32,24 +32,15 @@ GENESIS = "0" * 64
 
 
 class EntryFacts(Protocol):
-    @property
-    def seq(self) -> int: ...
-    @property
-    def at(self) -> datetime: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def action(self) -> str: ...
-    @property
-    def target(self) -> str: ...
-    @property
-    def details(self) -> Mapping[str, Any]: ...
-    @property
-    def prev_hash(self) -> str: ...
-    @property
-    def hash(self) -> str: ...
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
 
 
 def canonical(

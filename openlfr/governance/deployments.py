@@ -67,26 +67,16 @@ class TransitionRefused(GovernanceError):
 
 
 class DeploymentFacts(Protocol):
-    @property
-    def status(self) -> str: ...
-    @property
-    def created_by(self) -> str: ...
-    @property
-    def authorised_by(self) -> str | None: ...
-    @property
-    def starts_at(self) -> datetime: ...
-    @property
-    def ends_at(self) -> datetime: ...
-    @property
-    def ended_at(self) -> datetime | None: ...
-    @property
-    def cancelled_at(self) -> datetime | None: ...
-    @property
-    def snapshot_destroyed_at(self) -> datetime | None: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def urgent_until(self) -> datetime | None: ...
+    status: str
+    created_by: str
+    authorised_by: str | None
+    starts_at: datetime
+    ends_at: datetime
+    ended_at: datetime | None
+    cancelled_at: datetime | None
+    snapshot_destroyed_at: datetime | None
+    kind: str
+    urgent_until: datetime | None
 
 
 def phase(deployment: DeploymentFacts, now: datetime) -> Phase:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,44 +20,14 @@ from openlfr.clock import utc_now
 from openlfr.governance.deployments import DeploymentFacts, MatchPermission, may_match
 
 
-@dataclass(frozen=True)
-class FrozenFacts:
-    """A copy of a deployment's governing fields, detached from any database session."""
-
-    status: str
-    created_by: str
-    authorised_by: str | None
-    starts_at: datetime
-    ends_at: datetime
-    ended_at: datetime | None
-    cancelled_at: datetime | None
-    snapshot_destroyed_at: datetime | None
-    kind: str = "live"
-    urgent_until: datetime | None = None
-
-    @classmethod
-    def of(cls, row: DeploymentFacts) -> FrozenFacts:
-        return cls(
-            row.status,
-            row.created_by,
-            row.authorised_by,
-            row.starts_at,
-            row.ends_at,
-            row.ended_at,
-            row.cancelled_at,
-            row.snapshot_destroyed_at,
-            row.kind,
-            row.urgent_until,
-        )
-
-
 class MatchGuard:
     """Answers ``may_match`` for one deployment, re-reading it at most every ``refresh_s`` seconds.
 
     The window is checked against the clock on every call; a change of state (cancelled, ended) is seen within
     ``refresh_s``. If the deployment cannot be read, the guard goes on with the facts it read last for at most
     ``stale_s`` seconds (a database restart or a locked file must not blind a deployment; nobody can cancel
-    through a database that does not answer either), then refuses until it reads them again.
+    through a database that does not answer either), then refuses until it reads them again. ``load`` returns
+    the deployment readable without its session (a detached row, a plain record) or None.
     """
 
     def __init__(
@@ -70,17 +39,16 @@ class MatchGuard:
     ) -> None:
         self._load, self._refresh_s, self._clock, self._stale_s = load, refresh_s, clock, stale_s
         self._lock = threading.Lock()
-        self._facts: FrozenFacts | None = None
+        self._facts: DeploymentFacts | None = None
         self._read_at = -1e9
         self._good_at = -1e9  # when the facts were last read
         self.refusals = 0
 
-    def _current(self) -> FrozenFacts | None:
+    def _current(self) -> DeploymentFacts | None:
         with self._lock:
             if time.monotonic() - self._read_at >= self._refresh_s:
                 try:
-                    row = self._load()
-                    self._facts = None if row is None else FrozenFacts.of(row)
+                    self._facts = self._load()
                     self._good_at = time.monotonic()
                 except Exception:  # unreadable: stale facts for a short while, then refuse
                     if time.monotonic() - self._good_at > self._stale_s:
