@@ -9,6 +9,8 @@ long a new alert, written by another process as a camera's pipeline would, takes
         --postgres starts a throwaway PostgreSQL from the Debian package, as the tests do)
         [--requests-only] [--profile FILE]
 
+The requests are sent with aiohttp (``tests/eventkit.load``), the streams held with httpx: the load generator
+shares the two cores with the server and the database, and httpx spent more CPU a request than the server did.
 Beside the wall-clock figures it prints the server's own CPU seconds for each batch of requests (from
 /proc: user + system time of the `openlfr serve` process): on a shared machine wall-clock percentiles move with
 the neighbours' load, the CPU the server spends per request much less. ``--requests-only`` runs the batch with no
@@ -113,6 +115,10 @@ def run(folder: Path, args: argparse.Namespace) -> int:
     print(
         f"  server CPU for {args.requests} requests: {cpu[0]:.2f} s with no stream, {cpu[1]:.2f} s with "
         f"{args.streams} streams open"
+    )
+    print(
+        f"  the load generator's own CPU (this process, streams included): {cpu[2]:.2f} s and {cpu[3]:.2f} s "
+        "(it shares the machine's cores with the server and the database)"
     )
     print(f"  pool errors in the server's log: {pool_errors}")
     ok = loaded.p(0.95) < 200 and pool_errors == 0 and max(arrivals) < 1.0 and set(loaded.statuses) == {200}
@@ -227,9 +233,9 @@ def print_profile(path: Path, top: int = 40) -> None:
 
 async def scenario(base, pid, app, deployment, tokens, args):  # type: ignore[no-untyped-def]
     loader, streams = tokens[0], tokens[1:]
-    cpu_before = cpu_seconds(pid)
+    cpu_before, own_before = cpu_seconds(pid), time.process_time()
     baseline = await load(base, loader, PATHS, args.requests, args.concurrency)
-    cpu_baseline = cpu_seconds(pid) - cpu_before
+    cpu_baseline, own_baseline = cpu_seconds(pid) - cpu_before, time.process_time() - own_before
     async with stream_client(len(streams)) as client:
         started = time.monotonic()
         listeners, tasks = await open_listeners(client, base, streams, timeout=120)
@@ -237,9 +243,9 @@ async def scenario(base, pid, app, deployment, tokens, args):  # type: ignore[no
         failures = [listener.failure for listener in listeners if listener.failure]
         if failures:
             raise SystemExit(f"{len(failures)} streams failed to open: {failures[:3]}")
-        cpu_before = cpu_seconds(pid)
+        cpu_before, own_before = cpu_seconds(pid), time.process_time()
         loaded = await load(base, loader, PATHS, args.requests, args.concurrency)
-        cpu_loaded = cpu_seconds(pid) - cpu_before
+        cpu_loaded, own_loaded = cpu_seconds(pid) - cpu_before, time.process_time() - own_before
         await asyncio.sleep(1.0)
         written = time.monotonic()
         alert = await asyncio.to_thread(add_alert, app, deployment)
@@ -247,7 +253,7 @@ async def scenario(base, pid, app, deployment, tokens, args):  # type: ignore[no
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return baseline, loaded, arrivals, open_s, (cpu_baseline, cpu_loaded)
+    return baseline, loaded, arrivals, open_s, (cpu_baseline, cpu_loaded, own_baseline, own_loaded)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openlfr.alerts.dispatch import TRANSIENT as DATABASE_UNAVAILABLE
 from openlfr.api.asgi import HttpMiddleware
-from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, ServerState, committed, context
+from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, own_write
 from openlfr.api.enrol_upload import MAX_FILES
 from openlfr.errors import EnrolmentRefused, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
 from openlfr.governance.deployments import TransitionRefused
@@ -177,9 +177,8 @@ def _audit_refusal(request: Request, message: str) -> None:
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         return
-    state: ServerState = request.app.state.server
-    with state.sessions() as db, committed(db, context(request, principal), principal) as write:
-        write.ctx.audit(db, "refused", f"{request.method} {request.url.path}"[:200], {"reason": message[:500]})
+    with own_write(request, principal) as write:
+        write.ctx.audit(write.db, "refused", f"{request.method} {request.url.path}"[:200], {"reason": message[:500]})
 
 
 HtmlErrorPage = Callable[[Request, int, str], Response]

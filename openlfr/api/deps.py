@@ -8,18 +8,19 @@ context; the session commits once the handler has returned, and is rolled back i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from openlfr.governance.roles import Role
 from openlfr.services import accounts
-from openlfr.services.accounts import Principal
+from openlfr.services.accounts import Principal, PrincipalCache
 from openlfr.services.context import Context
 from openlfr.settings import Settings
 from openlfr.store import Store
@@ -36,6 +37,7 @@ class ServerState:
     store: Store
     sessions: sessionmaker[Session]
     audit_key: bytes
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
 
 
 class NotAuthenticated(Exception):
@@ -75,20 +77,39 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def authenticate(request: Request, db: Session) -> Principal | None:
+def credential(request: Request) -> tuple[str, str] | None:
+    """The token a request carries and its kind: a bearer token, else the session cookie."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return accounts.resolve(db, header[7:].strip(), "token")
+        return header[7:].strip(), "token"
     cookie = request.cookies.get(SESSION_COOKIE)
-    return accounts.resolve(db, cookie, "cookie") if cookie else None
+    return (cookie, "cookie") if cookie else None
 
 
-def allow(*roles: Role) -> Callable[..., Principal]:
+async def authenticate(request: Request) -> Principal | None:
+    """Who asks: remembered (no thread, no database) or looked up in a session of its own, closed at once, so no
+    connection is held while the route waits for a worker thread or a long answer (an event stream) lasts."""
+    carried = credential(request)
+    if carried is None:
+        return None
+    state = server(request)
+    known = state.principals.get(*carried)
+    if known is not None:
+        return known
+
+    def look_up() -> Principal | None:
+        with state.sessions() as db:
+            return state.principals.lookup(db, *carried)
+
+    return await run_in_threadpool(look_up)
+
+
+def allow(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting only ``roles``; browser sessions must also echo their CSRF token on writes."""
     allowed = frozenset(roles)
 
-    def check(request: Request, db: DB) -> Principal:
-        principal = authenticate(request, db)
+    async def check(request: Request) -> Principal:
+        principal = await authenticate(request)
         if principal is None:
             raise NotAuthenticated()
         request.state.principal = principal
@@ -100,18 +121,6 @@ def allow(*roles: Role) -> Callable[..., Principal]:
         return principal
 
     return check
-
-
-def allow_briefly(*roles: Role) -> Callable[..., Principal]:
-    """As ``allow``, in a session of its own that is closed before the route runs: for a long answer (an event
-    stream) that must not keep a database connection while it lasts."""
-    check = allow(*roles)
-
-    def brief(request: Request) -> Principal:
-        with server(request).sessions() as db:
-            return check(request, db)
-
-    return brief
 
 
 def context(request: Request, principal: Principal) -> Context:
@@ -135,6 +144,14 @@ def committed(db: Session, ctx: Context, principal: Principal) -> Iterator[Write
     db.commit()
 
 
+@contextmanager
+def own_write(request: Request, principal: Principal) -> Iterator[Write]:
+    """A change in a session of its own (a worker thread's, for work done off the event loop after a body was
+    read), committed with its audit entries when the block ends, and not at all if it raises."""
+    with server(request).sessions() as db, committed(db, context(request, principal), principal) as change:
+        yield change
+
+
 def write(*roles: Role) -> Callable[..., Iterator[Write]]:
     """A dependency admitting only ``roles`` (as ``allow``) to a change committed once the handler returns."""
     check = allow(*roles)
@@ -142,6 +159,7 @@ def write(*roles: Role) -> Callable[..., Iterator[Write]]:
     def unit(request: Request, db: DB, principal: Principal = Depends(check)) -> Iterator[Write]:
         with committed(db, context(request, principal), principal) as change:
             yield change
+        server(request).principals.forget()  # the write may have changed who a token is (logout, disable, role)
 
     return unit
 
@@ -157,17 +175,14 @@ READS_AUDIT = (AD, A)
 CANCELS = (AU, A)
 ENDS = (OP, AU, A)
 
-# Who asks, for a read.
+# Who asks, for a read (checked before any body is read, holding no database connection afterwards: an event
+# stream or an upload being analysed keeps none).
 AnyPrincipal = Annotated[Principal, Depends(allow(*ANY_ROLE))]
 AdminPrincipal = Annotated[Principal, Depends(allow(A))]
 DrafterPrincipal = Annotated[Principal, Depends(allow(*DRAFTS))]
 AlertViewerPrincipal = Annotated[Principal, Depends(allow(*SEES_ALERTS))]
 PhotoSearcherPrincipal = Annotated[Principal, Depends(allow(*SEARCHES_PHOTOS))]
 AuditReaderPrincipal = Annotated[Principal, Depends(allow(*READS_AUDIT))]
-# An event stream's viewer: checked, then no database connection held while the stream lasts.
-StreamViewerPrincipal = Annotated[Principal, Depends(allow_briefly(*SEES_ALERTS))]
-# An enrolment upload's admin: checked before the body is read, and no connection held while photos are analysed.
-UploadingAdminPrincipal = Annotated[Principal, Depends(allow_briefly(A))]
 
 # Who changes something. ``scope="function"``: the commit runs before the answer is sent, so no client is told of
 # a change that was not kept.

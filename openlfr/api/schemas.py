@@ -6,9 +6,10 @@ own dataclass is the answer (a deployment's record, a retention report) the rout
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -192,6 +193,11 @@ class Out(BaseModel):
     """An answer, validated from an object's attributes (an ORM row, a dataclass)."""
 
     model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def each(cls, rows: Iterable[object]) -> list[Self]:
+        """One answer per row, in order (a list route's answer)."""
+        return [cls.model_validate(row) for row in rows]
 
 
 class Joined:

@@ -11,6 +11,7 @@ before its password is checked, atomically, so a burst of concurrent guesses get
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 import secrets
@@ -20,7 +21,8 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from cachetools import TTLCache
+from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy import text as sa_text
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -34,6 +36,7 @@ from openlfr.store.governance_models import LoginFailure, User, UserSession
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 MIN_PASSWORD_CHARS = 12
 MAX_PASSWORD_CHARS = 1024
+ACCOUNT_TABLES = frozenset({"user_sessions", "users"})  # a change to these can change who a token is
 
 
 @dataclass(frozen=True)
@@ -232,23 +235,79 @@ def open_session(session: Session, user: User, kind: str, lifetime: timedelta, n
     return token
 
 
-def resolve(session: Session, token: str, kind: str, now: datetime | None = None) -> Principal | None:
-    if not token or len(token) > 200:
-        return None
-    # Asked by every request: one row of plain columns, no ORM objects to build, track and expunge.
-    row = session.execute(
-        select(User.id, User.username, User.role, UserSession.csrf_token)
+@functools.cache
+def _principal_query() -> Select[int, str, str, str, datetime]:
+    """Asked by every request, so built once: one row of plain columns, no ORM objects to build and track."""
+    return (
+        select(User.id, User.username, User.role, UserSession.csrf_token, UserSession.expires_at)
         .join(User, User.id == UserSession.user_id)
         .where(
-            UserSession.token_hash == token_digest(token),
-            UserSession.kind == kind,
-            UserSession.expires_at > (now or utc_now()),
+            UserSession.token_hash == bindparam("token_hash"),
+            UserSession.kind == bindparam("kind"),
+            UserSession.expires_at > bindparam("now", type_=UserSession.expires_at.type),
             User.active.is_(True),
         )
-    ).first()
+    )
+
+
+def _lookup(session: Session, token: str, kind: str, now: datetime) -> tuple[Principal, datetime] | None:
+    if not token or len(token) > 200:
+        return None
+    found = {"token_hash": token_digest(token), "kind": kind, "now": now}
+    row = session.execute(_principal_query(), found).first()
     if row is None:
         return None
-    return Principal(row.id, row.username, Role(row.role), kind, row.csrf_token)
+    return Principal(row.id, row.username, Role(row.role), kind, row.csrf_token), utc(row.expires_at)
+
+
+def resolve(session: Session, token: str, kind: str, now: datetime | None = None) -> Principal | None:
+    """Who holds ``token`` now, read from the database (None: nobody, expired, or the account is disabled)."""
+    known = _lookup(session, token, kind, now or utc_now())
+    return None if known is None else known[0]
+
+
+class PrincipalCache:
+    """Who a token belongs to, remembered for ``ttl_s`` seconds: every request asks, and a lookup costs a
+    database trip and a worker thread. Forgotten at once when accounts or sessions change through this process
+    (``forget``: logout, disable, role change, password reset) or are announced by another (PostgreSQL
+    ``NOTIFY``); another process's change to SQLite is seen within ``ttl_s``. Never remembers a refusal (a token
+    made a moment ago by another process works at once) and never past the session's own expiry."""
+
+    def __init__(self, ttl_s: float = 1.0, size: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self._known: TTLCache[tuple[str, str], tuple[Principal, datetime]] = TTLCache(size, ttl_s)
+        self._lock = threading.Lock()
+        self._generation = 0  # moves with each ``forget``: a lookup that began before one is not remembered
+
+    def get(self, token: str, kind: str, now: datetime | None = None) -> Principal | None:
+        with self._lock:
+            known = self._known.get((token_digest(token), kind))
+        if known is None or known[1] <= (now or utc_now()):
+            return None
+        return known[0]
+
+    def generation(self) -> int:
+        return self._generation
+
+    def remember(self, token: str, kind: str, principal: Principal, expires_at: datetime, since: int) -> None:
+        with self._lock:
+            if since == self._generation:
+                self._known[(token_digest(token), kind)] = (principal, expires_at)
+
+    def lookup(self, session: Session, token: str, kind: str) -> Principal | None:
+        """From the database, remembered if nothing was forgotten meanwhile."""
+        since = self._generation
+        known = _lookup(session, token, kind, utc_now())
+        if known is None:
+            return None
+        self.remember(token, kind, *known, since=since)
+        return known[0]
+
+    def forget(self, tables: frozenset[str] = ACCOUNT_TABLES) -> None:
+        if tables & ACCOUNT_TABLES:
+            with self._lock:
+                self._generation += 1
+                self._known.clear()
 
 
 def close_session(session: Session, token: str) -> None:

@@ -32,6 +32,11 @@ def apply(row: object, changes: dict[str, Any]) -> None:
 # ----- deployments -----
 
 
+def all_deployments(db: Session) -> list[Deployment]:
+    """Every deployment, the latest window first (the API's list and the console's)."""
+    return list(db.scalars(select(Deployment).order_by(Deployment.starts_at.desc(), Deployment.id.desc())))
+
+
 def get_deployment(db: Session, deployment_id: int) -> Deployment:
     row = db.get(Deployment, deployment_id)
     if row is None:

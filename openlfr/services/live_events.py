@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from openlfr.services.accounts import ACCOUNT_TABLES
 from openlfr.services.deployments import live_deployments
 from openlfr.store import Store, changes
 from openlfr.store.alert_models import Alert
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 SQLITE_POLL_S = 0.5  # other processes' writes to SQLite are seen this late at most
 POSTGRES_POLL_S = 2.0  # NOTIFY announces writes; the poll catches deployment windows that open or close
 LISTEN_RETRY_S = 1.0  # a lost PostgreSQL listening connection is reopened this often
-ACCOUNT_TABLES = frozenset({"user_sessions", "users"})
 
 
 def queue_signature(db: Session) -> dict[str, Any]:
@@ -64,8 +65,11 @@ class BoardState:
 class EventBoard:
     """The current signature and a version; streams await the next version. Start once the event loop runs."""
 
-    def __init__(self, store: Store, poll_s: float | None = None) -> None:
+    def __init__(
+        self, store: Store, poll_s: float | None = None, on_accounts: Callable[[], None] = lambda: None
+    ) -> None:
         self.store = store
+        self._on_accounts = on_accounts  # told at once of every announced change to accounts or sessions
         self.postgres = store.engine.dialect.name == "postgresql"
         self.poll_s = poll_s if poll_s is not None else (POSTGRES_POLL_S if self.postgres else SQLITE_POLL_S)
         self.state = BoardState(0, None, 0)  # what streams see; replaced on the event loop's thread
@@ -131,6 +135,7 @@ class EventBoard:
 
     def _announced(self, tables: frozenset[str]) -> None:
         if tables & ACCOUNT_TABLES:
+            self._on_accounts()
             self._accounts_due.set()
         self._due.set()
 

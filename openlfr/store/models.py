@@ -68,7 +68,7 @@ class Person(Base):
         return now < self.expires_at
 
     @classmethod
-    def listed_at(cls, now: datetime) -> sa.ColumnElement[bool]:
+    def listed_at(cls, now: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
         """The SQL twin of ``is_active``: people still listed (searchable) at ``now``."""
         return cls.expires_at > now
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -147,7 +148,10 @@ def active_people(session: Session, name: str, now: datetime, model_id: str | No
     ]
 
 
-def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummary]:
+@functools.cache
+def _summaries_query() -> sa.Select[Watchlist, int | None, int | None, int | None]:
+    """Built once (a query of subqueries costs more to build than to run), ``now`` bound at each run."""
+    now = sa.bindparam("now", type_=Person.expires_at.type)
     active = sa.func.sum(sa.case((Person.listed_at(now), 1), else_=0))
     expired = sa.func.sum(sa.case((sa.not_(Person.listed_at(now)), 1), else_=0))
     people = (
@@ -165,12 +169,16 @@ def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummar
     images = (
         sa.select(photos.c.watchlist_id, sa.func.count().label("images")).group_by(photos.c.watchlist_id).subquery()
     )
-    rows = session.execute(
+    return (
         sa.select(Watchlist, people.c.active, people.c.expired, images.c.images)
         .outerjoin(people, people.c.watchlist_id == Watchlist.id)
         .outerjoin(images, images.c.watchlist_id == Watchlist.id)
         .order_by(Watchlist.name)
-    ).all()
+    )
+
+
+def watchlist_summaries(session: Session, now: datetime) -> list[WatchlistSummary]:
+    rows = session.execute(_summaries_query(), {"now": now}).all()
     return [
         record_from(
             WatchlistSummary,

@@ -6,14 +6,12 @@ from datetime import date, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 
 from openlfr.api.deps import DB, DRAFTS, SEES_ALERTS, AnyPrincipal
 from openlfr.clock import utc_now
 from openlfr.governance import deployments
 from openlfr.services import records, reviews, watchlists
-from openlfr.services.deployments import get_deployment
-from openlfr.store.governance_models import Deployment
+from openlfr.services.deployments import all_deployments, get_deployment
 from openlfr.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -21,7 +19,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/deployments")
 def deployments_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLResponse:
-    rows = db.scalars(select(Deployment).order_by(Deployment.starts_at.desc(), Deployment.id.desc())).all()
+    rows = all_deployments(db)
     moment = utc_now()
     can_draft = principal.role in DRAFTS
     return render(

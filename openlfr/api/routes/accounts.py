@@ -36,7 +36,7 @@ def change_own_password(body: PasswordChangeIn, write: AnyoneWrite) -> DetailOut
 
 @router.get("/users")
 def list_users(_: AdminPrincipal, db: DB) -> list[UserOut]:
-    return [UserOut.model_validate(u) for u in db.scalars(select(User).order_by(User.username))]
+    return UserOut.each(db.scalars(select(User).order_by(User.username)))
 
 
 @router.post("/users", status_code=201)

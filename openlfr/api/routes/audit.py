@@ -25,7 +25,7 @@ def audit_entries(
     query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
     if before is not None:
         query = query.where(AuditEntry.seq < before)
-    return [AuditEntryOut.model_validate(e) for e in db.scalars(query)]
+    return AuditEntryOut.each(db.scalars(query))
 
 
 @router.get("/audit/verify")

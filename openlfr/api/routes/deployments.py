@@ -1,40 +1,27 @@
-"""Deployments: list, draft, read, authorise, cancel, end; footage uploaded for retrospective searches."""
+"""Deployments: draft, list, read, authorise, cancel, end; footage uploaded for retrospective searches."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 
 from openlfr.api.deps import (
     DB,
-    DRAFTS,
     AnyPrincipal,
     AuthoriserWrite,
     CancelWrite,
+    DrafterPrincipal,
     DrafterWrite,
     EndWrite,
-    Principal,
-    allow_briefly,
-    committed,
-    context,
+    own_write,
     server,
 )
 from openlfr.api.schemas import DeploymentOut, DraftIn, FootageOut, JustificationIn, ReasonIn
 from openlfr.services import deployments, footage, retrospective
-from openlfr.store.governance_models import Deployment
 
 router = APIRouter(prefix="/api", tags=["deployments"])
-# Checked before the body is read, and no database connection held while the footage streams in.
-FootageUploader = Annotated[Principal, Depends(allow_briefly(*DRAFTS))]
-
-
-@router.get("/deployments")
-def list_deployments(_: AnyPrincipal, db: DB) -> list[DeploymentOut]:
-    rows = db.scalars(select(Deployment).order_by(Deployment.starts_at.desc(), Deployment.id.desc()))
-    return [DeploymentOut.model_validate(row) for row in rows]
 
 
 @router.post("/deployments", status_code=201)
@@ -42,6 +29,12 @@ def draft_deployment(body: DraftIn, write: DrafterWrite) -> DeploymentOut:
     draft = body.model_dump(exclude={"cameras"})
     row = deployments.create_draft(write.db, write.ctx, cameras=[c.model_dump() for c in body.cameras], **draft)
     return DeploymentOut.model_validate(row)
+
+
+@router.get("/deployments")
+def list_deployments(_: AnyPrincipal, db: DB) -> list[DeploymentOut]:
+    """Every deployment, the latest window first, each with its phase and whether it may match now."""
+    return DeploymentOut.each(deployments.all_deployments(db))
 
 
 @router.get("/deployments/{deployment_id}")
@@ -66,7 +59,7 @@ def end_deployment(deployment_id: int, write: EndWrite) -> DeploymentOut:
 
 @router.put("/footage", status_code=201)
 async def upload_footage(
-    request: Request, principal: FootageUploader, name: Annotated[str, Query(min_length=1, max_length=200)]
+    request: Request, principal: DrafterPrincipal, name: Annotated[str, Query(min_length=1, max_length=200)]
 ) -> FootageOut:
     """Recorded footage for a retrospective search, as the raw request body (``name``: the file's name); written to
     disk as it arrives, kept only while a search needs it (``openlfr.services.footage``)."""
@@ -74,7 +67,7 @@ async def upload_footage(
     part, size, sha256 = await footage.receive(state.settings, request.stream())
 
     def work() -> FootageOut:
-        with state.sessions() as db, committed(db, context(request, principal), principal) as write:
+        with own_write(request, principal) as write:
             path, seconds = footage.keep(write.db, write.ctx, part, name, size, sha256, retrospective.file_seconds)
         return FootageOut(source=str(path), bytes=size, sha256=sha256, seconds=seconds)
 

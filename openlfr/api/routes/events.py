@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from openlfr.api.deps import SESSION_COOKIE, StreamViewerPrincipal, server
+from openlfr.api.deps import SESSION_COOKIE, AlertViewerPrincipal, server
 from openlfr.services import accounts
 from openlfr.services.live_events import EventBoard
 
@@ -28,7 +28,7 @@ def event_board(request: Request) -> EventBoard:
 
 
 @router.get("/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
-async def events(request: Request, _: StreamViewerPrincipal) -> StreamingResponse:
+async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse:
     state = server(request)
     board = event_board(request)
     header = request.headers.get("authorization", "")

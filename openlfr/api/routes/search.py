@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from openlfr.api import answers
-from openlfr.api.deps import DB, PhotoSearcherPrincipal, committed, context, server
+from openlfr.api.deps import DB, PhotoSearcherPrincipal, own_write, server
 from openlfr.api.enrol_upload import check_picture_size, multipart_body, read_form, safe_filename
 from openlfr.api.schemas import PhotoSearchOut
 from openlfr.enrolment.gate import parse_face_choice
@@ -87,7 +87,7 @@ async def search(request: Request, principal: PhotoSearcherPrincipal) -> PhotoSe
     def work() -> PhotoSearchOut:
         pixels = decode_rgb(form.image, form.image_name, state.settings.max_image_pixels)
         engine = photo_search.probe_engine(state.settings)
-        with state.sessions() as db, committed(db, context(request, principal), principal) as write:
+        with own_write(request, principal) as write:
             result = photo_search.search_photo(write.db, write.ctx, engine, pixels, asked)
         return PhotoSearchOut.model_validate(result.as_dict())
 

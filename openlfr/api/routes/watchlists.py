@@ -7,11 +7,10 @@ from starlette.concurrency import run_in_threadpool
 
 from openlfr.api.deps import (
     DB,
+    AdminPrincipal,
     AdminWrite,
     DrafterPrincipal,
-    UploadingAdminPrincipal,
-    committed,
-    context,
+    own_write,
     server,
 )
 from openlfr.api.enrol_upload import ENROL_FORM_SCHEMA, read_enrol_form
@@ -30,7 +29,7 @@ router = APIRouter(prefix="/api", tags=["watchlists"])
 
 @router.get("/watchlists")
 def list_watchlists(_: DrafterPrincipal, db: DB) -> list[WatchlistOut]:
-    return [WatchlistOut.model_validate(w) for w in watchlists.list_watchlists(db)]
+    return WatchlistOut.each(watchlists.list_watchlists(db))
 
 
 @router.post("/watchlists", status_code=201)
@@ -40,7 +39,7 @@ def create_watchlist(body: WatchlistIn, write: AdminWrite) -> WatchlistNameOut:
 
 
 @router.post("/watchlists/{name}/people", status_code=201, openapi_extra=ENROL_FORM_SCHEMA)
-async def enrol_person(name: str, request: Request, principal: UploadingAdminPrincipal) -> EnrolledOut:
+async def enrol_person(name: str, request: Request, principal: AdminPrincipal) -> EnrolledOut:
     """Enrol a person from uploaded photos (multipart: the fields and ``images``), held in memory only; the
     caller is authenticated before the body is read."""
     state = server(request)
@@ -51,7 +50,7 @@ async def enrol_person(name: str, request: Request, principal: UploadingAdminPri
 
     def work() -> EnrolledOut:
         # The photos are analysed off the event loop, in a session of the worker thread's own.
-        with state.sessions() as db, committed(db, context(request, principal), principal) as write:
+        with own_write(request, principal) as write:
             result = enrolment.enrol_uploads(
                 write.db, write.ctx, name, person, display_name, category, reason, legal_basis, uploads
             )
