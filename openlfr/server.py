@@ -30,7 +30,7 @@ from openlfr.services.retention import RetentionLoop
 from openlfr.services.scheduler import Scheduler
 from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings, get_settings
-from openlfr.store import changes, open_store
+from openlfr.store import open_store
 from openlfr.web.pages import mount_console, render_error
 
 
@@ -42,9 +42,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     tiles = TileBoard(blur_scene=settings.tile_blur_scene)
     scheduler = Scheduler(store, settings, tiles) if pipelines else None
     probe = DatabaseProbe(store)
-    # Who a token is, remembered briefly: forgotten at each commit to accounts or sessions in this process and
-    # each one another process announces (PostgreSQL NOTIFY, heard by the event board).
-    forget_principals = changes.subscribe(store.engine, state.principals.forget)
+    # Who a token is, remembered briefly: forgotten at each change to accounts or sessions the event board hears
+    # of (a commit in this process, a NOTIFY from another), and after each person's write (``api.deps.write``).
     events = EventBoard(store, on_accounts=state.principals.forget)
 
     @asynccontextmanager
@@ -66,7 +65,6 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         finally:
             for stop in reversed(stoppers):
                 stop()
-            forget_principals()
             store.close()
 
     app = FastAPI(

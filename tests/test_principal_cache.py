@@ -43,13 +43,15 @@ def asks(app, token: str) -> int:  # type: ignore[no-untyped-def]
 
 def test_a_session_ended_in_this_process_is_refused_at_once(app) -> None:  # type: ignore[no-untyped-def]
     token = token_of(app, "olly")
-    assert asks(app, token) == 200  # remembered from here on
-    assert app.state.server.principals.get(token, "token") is not None
-    with app.state.server.sessions() as db:  # not through the API: a commit on the server's own engine
-        accounts.close_session(db, token)
-        db.commit()
-    assert app.state.server.principals.get(token, "token") is None
-    assert asks(app, token) == 401
+    with TestClient(app) as client:  # the server's lifespan runs: its event board hears of the commits
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/me", headers=headers).status_code == 200  # remembered from here on
+        assert app.state.server.principals.get(token, "token") is not None
+        with app.state.server.sessions() as db:  # not through the API: a commit on the server's own engine
+            accounts.close_session(db, token)
+            db.commit()
+        assert app.state.server.principals.get(token, "token") is None
+        assert client.get("/api/me", headers=headers).status_code == 401
 
 
 def test_a_session_ended_by_another_process_is_refused_within_the_time_to_live(app) -> None:  # type: ignore[no-untyped-def]
