@@ -198,11 +198,22 @@ def test_shipped_table_for_dlibs_model():
 
 
 def test_calibration_holds_on_held_out_lfw_probes():
-    """Calibrate on half the non-mated probes (by identity), check the FPIR observed on the other half.
+    """Calibrate on one half of the non-mated probes (split by identity), count the false alerts on the other half.
 
-    A subset of LFW keeps CI fast; at this size a target of 1e-2 is what the held-out half can resolve
-    (about 10 expected false alerts). The full-size check at 1e-3 is in `openlfr bench identify`.
+    Both ways round (calibrate on A, count on B; then on B, count on A), so each of the 1,728 non-mated probes
+    of this LFW subset is held out once. Each held-out probe alerts with the predicted FPIR p, so the count is a
+    sum of binomials, close to Poisson with mean ``expected = sum(p x probes)`` (slightly wider, so the interval
+    is a little conservative). The count must lie in the two-sided 99.9% Poisson interval around ``expected``:
+    a correct calibration fails one run in a thousand.
+
+    The target sets the size of the check. A hard ratio at about 8 events (target 1e-2, one way) was a coin toss
+    once a dependency moved the scores (4 alerts for 8.5 predicted is P = 0.07 under a correct calibration).
+    At 4e-2, both ways, about 69 false alerts are expected and the interval is [43, 98]: a calibration off by 4x
+    either way (mean 17 or 276) passes with P < 1e-6, off by 2x with P = 0.09 (too few) or 2e-4 (too many);
+    the test checks its own power below. The full-size check at 1e-3 is in `openlfr bench identify`.
     """
+    from scipy import stats
+
     from openlfr.bench.identify import build_protocol, holdout_check, identity_halves
     from openlfr.bench.lfw_cache import cached_lfw_embeddings, lfw_identities
     from openlfr.settings import get_settings
@@ -215,8 +226,19 @@ def test_calibration_holds_on_held_out_lfw_probes():
     enrolled = cached_lfw_embeddings(get_settings(), images, protocol.gallery_keys, quiet=True, profile="stills")
     probes = cached_lfw_embeddings(get_settings(), images, protocol.nonmated_keys, quiet=True)
     gallery = Gallery.from_arrays(enrolled.embeddings, protocol.enrolled, protocol.gallery_keys, enrolled.model_id)
-    nonmated = probes.embeddings
-    halves = identity_halves(protocol.nonmated_identity, None)
-    result = holdout_check(gallery, nonmated, protocol.nonmated_identity, halves, target_fpir=1e-2)
-    assert result.probes > 800
-    assert 0.5 <= result.ratio <= 2.0, result.as_dict()
+    first = identity_halves(protocol.nonmated_identity, None)
+    results = [
+        holdout_check(gallery, probes.embeddings, protocol.nonmated_identity, half, target_fpir=4e-2)
+        for half in (first, ~first)
+    ]
+    assert sum(r.probes for r in results) == len(protocol.nonmated_keys) > 1700
+    expected = sum(r.predicted_fpir * r.probes for r in results)
+    observed = sum(r.false_alerts for r in results)
+    confidence = 0.999
+    low, high = stats.poisson.interval(confidence, expected)
+    # the check can fail: a calibration 4x too optimistic or too pessimistic lands in the interval almost never
+    for wrong_by in (4.0, 0.25):
+        wrong_mean = expected * wrong_by
+        assert stats.poisson.cdf(high, wrong_mean) - stats.poisson.cdf(low - 1, wrong_mean) < 1e-3
+    report = {"expected": round(expected, 1), "observed": observed, "interval": (low, high)}
+    assert low <= observed <= high, (report, [r.as_dict() for r in results])
