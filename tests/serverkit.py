@@ -221,7 +221,12 @@ def live_server(app: FastAPI) -> Iterator[LiveServer]:
 
 
 def add_alert(
-    app: FastAPI, deployment_id: int, person_ref: str = "P001", score: float = 0.8, when: datetime | None = None
+    app: FastAPI,
+    deployment_id: int,
+    person_ref: str = "P001",
+    score: float = 0.8,
+    when: datetime | None = None,
+    track_id: int = 7,
 ) -> int:
     """An alert as the live pipeline commits it (for tests of what happens next), pointing at a snapshot image."""
     import uuid
@@ -245,7 +250,7 @@ def add_alert(
             deployment_id=deployment_id,
             watchlist_name="wanted",
             camera="entrance",
-            track_id=7,
+            track_id=track_id,  # one alert per (deployment, camera, track, person)
             person_ref=person_ref,
             person_name=f"Person {int(person_ref[1:])}",
             reference_image_id=reference,
