@@ -283,9 +283,9 @@ def test_retrospective_sources_and_urgency_are_checked(monkeypatch: pytest.Monke
     elsewhere = tmp_path / "clip.mp4"
     elsewhere.write_bytes(clip.read_bytes()[:1000])
     outside = [{"name": "cam", "source": str(elsewhere)}]
-    assert "not under a directory allowed" in refused(kind="retrospective", cameras=outside)
+    assert "not a video file retrospective searches may read" in refused(kind="retrospective", cameras=outside)
     stream = [{"name": "cam", "source": "rtsp://10.0.0.5/stream1"}]
-    assert "no file" in refused(kind="retrospective", cameras=stream)
+    assert "not a video file retrospective searches may read" in refused(kind="retrospective", cameras=stream)
     assert "only a retrospective search can be urgent" in refused(urgent_reason=URGENT)
     inside = [{"name": "cam", "source": str(clip)}]
     assert "cannot wait" in refused(kind="retrospective", cameras=inside, urgent_reason="now")

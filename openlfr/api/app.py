@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import StatementError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openlfr.alerts.dispatch import TRANSIENT as DATABASE_UNAVAILABLE
@@ -92,6 +93,7 @@ class BodyLimit(HttpMiddleware):
             (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None
         )
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            _log_refusal(method, path, limit)
             await _send_json(send, 413, {"detail": f"request body larger than {limit:,} bytes"})
             return
         seen = 0
@@ -108,6 +110,7 @@ class BodyLimit(HttpMiddleware):
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     refused = True
+                    _log_refusal(method, path, limit)
                     if not started:
                         await _send_json(send, 413, {"detail": f"request body larger than {limit:,} bytes"})
                     return {"type": "http.disconnect"}
@@ -122,6 +125,11 @@ class BodyLimit(HttpMiddleware):
             await send(message)
 
         await self.app(scope, limited_receive, tracking_send)
+
+
+def _log_refusal(method: str, path: str, limit: int) -> None:
+    # A refusal is the server working as meant: an INFO line, never an error (the route's path only, no query).
+    log.info("refused %s %s: request body larger than %s bytes", method, path, f"{limit:,}")
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -238,6 +246,15 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
     async def _enrolment(request: Request, exc: EnrolmentRefused) -> Response:
         problems = [{"photo": source, "problem": reason} for source, reason in exc.problems]
         return answer(request, 422, str(exc), {"problems": problems})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The body limit tells a route whose body it refused that the client has gone (its 413 already sent), as
+        # does a client that hangs up mid-upload: nobody is left to answer, and nothing went wrong here.
+        log.info(
+            "%s %s: the request body ended early (refused, or the client went away)", request.method, request.url.path
+        )
+        return Response(status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -40,42 +40,44 @@ def allowed_dirs(settings: Settings) -> list[Path]:
     return [*chosen, footage.footage_dir(settings).resolve()]
 
 
-def file_seconds(path: Path) -> float:
-    """The duration of a video file's first video stream (its container's when the stream does not say)."""
+def file_seconds(path: Path, shown: str = "the file") -> float:
+    """The duration of a video file's first video stream (its container's when the stream does not say). Errors
+    name the file as ``shown``: never its path on the server."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise GovernanceError(f"{path} has no video stream")
+                raise GovernanceError(f"{shown} has no video stream")
             stream = container.streams.video[0]
             if stream.duration is not None and stream.time_base is not None:
                 return float(stream.duration * stream.time_base)
             if container.duration is not None:
                 return container.duration / 1_000_000
     except av.error.FFmpegError as exc:
-        raise GovernanceError(f"{path} cannot be read as video: {exc}") from None
-    raise GovernanceError(f"{path} does not say how long it is")
+        # FFmpeg's own message ends with the file's path: only its reason is told.
+        raise GovernanceError(f"{shown} cannot be read as video: {exc.strerror or 'not a video'}") from None
+    raise GovernanceError(f"{shown} does not say how long it is")
 
 
 def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> float:
     """Refuse a retrospective search's sources unless each is a readable video file under an allowed directory;
-    the seconds of footage in them all."""
+    the seconds of footage in them all.
+
+    A path that does not exist, one outside the allowed directories and one that is not a file get the same
+    answer, which names no path: a drafter cannot learn from it what lies where on the server."""
     roots = allowed_dirs(settings)
     total = 0.0
     for camera in cameras:
-        source = str(camera.get("source", ""))
+        name = camera.get("name")
         try:
-            path = Path(source).resolve(strict=True)
+            path = Path(str(camera.get("source", ""))).resolve(strict=True)
         except (OSError, RuntimeError):
-            raise GovernanceError(f"camera {camera.get('name')!r}: no file {source!r}") from None
-        if not any(path.is_relative_to(root) for root in roots):
+            path = None
+        if path is None or not any(path.is_relative_to(root) for root in roots) or not path.is_file():
             raise GovernanceError(
-                f"camera {camera.get('name')!r}: {source} is not under a directory allowed for retrospective "
-                f"searches (the admin's OPENLFR_RFR_SOURCE_DIRS: {settings.rfr_source_dirs or 'none'}; or upload "
-                "it: PUT /api/footage)"
+                f"camera {name!r}: not a video file retrospective searches may read (one under a directory the "
+                "admin allowed for them, OPENLFR_RFR_SOURCE_DIRS, or footage uploaded with PUT /api/footage)"
             )
-        if not path.is_file():
-            raise GovernanceError(f"camera {camera.get('name')!r}: {source} is not a file")
-        total += file_seconds(path)
+        total += file_seconds(path, f"camera {name!r}'s file")
     return total
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -68,7 +69,10 @@ async def upload_footage(
 
     def work() -> FootageOut:
         with own_write(request, principal) as write:
-            path, seconds = footage.keep(write.db, write.ctx, part, name, size, sha256, retrospective.file_seconds)
+            seconds_of = partial(  # named as sent, not its .part file; first frames decoded, pixels bounded
+                retrospective.file_seconds, shown=f"the upload {name!r}", max_pixels=state.settings.max_upload_pixels
+            )
+            path, seconds = footage.keep(write.db, write.ctx, part, name, size, sha256, seconds_of)
         return FootageOut(source=str(path), bytes=size, sha256=sha256, seconds=seconds)
 
     return await run_in_threadpool(work)
