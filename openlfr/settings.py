@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     audit_key: str | None = None  # HMAC key of the audit chain; default: a key file made once in data_dir
     snapshot_retention_seconds: float = 24 * 3600  # watchlist snapshot destroyed this long after a deployment
     probe_retention_seconds: float = 31 * 24 * 3600  # alert probe images purged this long after the alert
+    # A photo search's candidates' reference pictures are shown to the person who ran it, for this long after it
+    # (each view audited); never otherwise, so the pictures of a watchlist cannot be browsed by id.
+    search_reference_seconds: float = Field(default=900.0, gt=0)
     # watchlist entries (person, photos, embeddings) removed this long after they expired: time to renew a lapse
     expired_entry_retention_seconds: float = 7 * 24 * 3600
     retention_interval_seconds: float = 30.0  # how often the server enforces retention
