@@ -23,6 +23,7 @@ from openlfr.settings import Settings
 from openlfr.vision.engine import model_id_for
 from openlfr.vision.mobilefacenet import DIMENSION as MOBILEFACENET_DIMENSION
 from openlfr.vision.mobilefacenet import MOBILEFACENET_ID
+from tests.waitkit import hang_guard
 
 PASSWORD = "correct-horse-battery-staple"
 # Filler references are random vectors of the default embedding model, so deployments built on them use the model
@@ -203,7 +204,7 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + hang_guard(20)  # the lifespan's start-up takes a while on a busy machine
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the test server did not start")
