@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from openlfr.services.watchlists import create_watchlist
 from openlfr.settings import Settings, get_settings
 from openlfr.store.db import open_store
 from openlfr.store.governance_models import AuditEntry
+from openlfr.store.models import ReferenceImage
 from openlfr.store.search_models import PhotoSearch
 from openlfr.vision.engine import build_engine
 from openlfr.vision.image_io import load_rgb
@@ -401,6 +403,14 @@ def test_the_api_searches_for_operators_and_authorisers_only(
 ) -> None:
     app = served
     operator = login(app, "user-operator")  # type: ignore[arg-type]
+    authoriser = login(app, "user-authoriser")  # type: ignore[arg-type]
+    with app.state.server.sessions() as db:  # type: ignore[attr-defined]
+        (enrolled,) = db.scalars(sa.select(ReferenceImage.id)).all()
+    # A reference picture is no catalogue: before anyone has searched, no id (real or not) shows a face; the
+    # answers are alike and each is audited.
+    unasked = operator.get(f"/api/search/references/{enrolled}.jpg")
+    assert unasked.status_code == 404, unasked.status_code
+    assert operator.get(f"/api/search/references/{enrolled + 1000}.jpg").json() == unasked.json()
     # A probe of more than 1 MB would be spooled to a temporary file by a plain form parser: none may be made.
     made: list[object] = []
 
@@ -420,9 +430,21 @@ def test_the_api_searches_for_operators_and_authorisers_only(
     assert body["searched_by"] == "user-operator" and body["record_id"] is None
     picture = operator.get(f"/api/search/references/{first['reference_image_id']}.jpg")
     assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8"
+    # ... to the operator whose search showed it, not to anyone else who may search, and not once its time is up.
+    assert authoriser.get(f"/api/search/references/{first['reference_image_id']}.jpg").status_code == 404
+    state = app.state.server  # type: ignore[attr-defined]
+    with state.sessions() as db:
+        viewed = db.scalars(sa.select(AuditEntry).where(AuditEntry.action == "search.reference_viewed")).all()
+        assert [(e.actor, e.target, e.details["search"]) for e in viewed] == [
+            ("user-operator", f"reference_image:{enrolled}", body["audit_seq"])
+        ]
+        refused = db.scalars(sa.select(AuditEntry).where(AuditEntry.action == "search.reference_refused")).all()
+        assert [e.actor for e in refused] == ["user-operator", "user-operator", "user-authoriser"]
+        ctx = Context(state.settings, state.audit_key, "user-operator", "operator")
+        later = datetime.now(UTC) + timedelta(seconds=state.settings.search_reference_seconds + 1)
+        assert photo_search.candidate_reference(db, ctx, enrolled, later) is None
     assert_nothing_left(isolated_data_dir, large, probe_embedding(get_settings(), large))
 
-    authoriser = login(app, "user-authoriser")  # type: ignore[arg-type]
     answer = authoriser.post("/api/search", **form(astronaut_photos["two"], face="largest"))
     assert answer.status_code == 200 and answer.json()["probe"]["faces_found"] == 2
     for role in ("auditor", "admin"):

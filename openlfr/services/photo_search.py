@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
@@ -44,10 +44,11 @@ from openlfr.services import audit_log
 from openlfr.services.context import Context
 from openlfr.services.live import build_gallery
 from openlfr.settings import Settings
+from openlfr.store.governance_models import AuditEntry
 from openlfr.store.models import Person, ReferenceImage
 from openlfr.store.search_models import PhotoSearch
 from openlfr.store.watchlists import ListedPerson, active_references, get_watchlist
-from openlfr.text import plain_text
+from openlfr.text import visible_text
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.types import Detection, Face, Quality
 from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, fpir, load_calibration
@@ -58,6 +59,9 @@ MAX_REASON_CHARS = 5000
 MAX_TOP = 50
 MAX_INVESTIGATION_CHARS = 100
 AUDIT_ACTION = "search.photo"
+REFERENCE_VIEWED = "search.reference_viewed"
+REFERENCE_REFUSED = "search.reference_refused"
+MAX_GRANTING_SEARCHES = 200  # a person's searches looked through for a picture's grant, newest first
 # One photo at a time through a shared engine (the server's worker threads share it).
 _ENGINE_LOCK = threading.Lock()
 
@@ -77,7 +81,7 @@ class SearchRequest:
 
     def checked(self) -> SearchRequest:
         """The request with its text trimmed, or ``SearchRefused`` saying what is missing."""
-        reason = plain_text(self.reason or "", "the reason").strip()
+        reason = visible_text(self.reason or "", "the reason", lines=True).strip()
         if len(reason) < MIN_REASON_CHARS:
             raise SearchRefused(
                 f"say why you are searching (at least {MIN_REASON_CHARS} characters; {len(reason)} given): "
@@ -89,7 +93,7 @@ class SearchRequest:
             raise SearchRefused(f"top must lie between 1 and {MAX_TOP}, got {self.top}")
         investigation = None
         if self.investigation is not None:
-            investigation = plain_text(self.investigation, "the investigation reference").strip()
+            investigation = visible_text(self.investigation, "the investigation reference").strip()
             if not investigation:
                 raise SearchRefused("the investigation reference is empty")
             if len(investigation) > MAX_INVESTIGATION_CHARS:
@@ -321,7 +325,10 @@ def search_photo(
             "reason": asked.reason,
             "top": asked.top,
             "references": gallery.size,
-            "candidates": [{"person": c.person, "score": round(c.score, 4)} for c in candidates],
+            # The reference pictures this answer shows ("image"): what its searcher may then see (candidate_reference).
+            "candidates": [
+                {"person": c.person, "score": round(c.score, 4), "image": c.reference_image_id} for c in candidates
+            ],
             "investigation": asked.investigation,
             "record": record_id,
         },
@@ -342,13 +349,44 @@ def search_photo(
     )
 
 
-def reference_jpeg(db: Session, image_id: int, now: datetime | None = None) -> bytes | None:
-    """The face picture of a reference photo a search can show: only while its person is still listed."""
-    data: bytes | None = db.scalar(
-        select(ReferenceImage.face_jpeg)
-        .join(Person, Person.id == ReferenceImage.person_id)
-        .where(ReferenceImage.id == image_id, Person.listed_at(now or utc_now()))
+def candidate_reference(db: Session, ctx: Context, image_id: int, now: datetime | None = None) -> bytes | None:
+    """The face picture of reference photo ``image_id``, for the person acting, only as a candidate of a photo
+    search they ran in the last ``search_reference_seconds`` and while its person is still listed; the view is
+    audited (``search.reference_viewed``, with the search's audit entry). None otherwise, audited too
+    (``search.reference_refused``): the same answer for an id that exists as for one that does not, so the
+    pictures of a watchlist cannot be browsed by id.
+
+    The search's own audit entry is the grant: it names the candidates its answer showed."""
+    moment = now or utc_now()
+    since = moment - timedelta(seconds=ctx.settings.search_reference_seconds)
+    searches = db.execute(
+        select(AuditEntry.seq, AuditEntry.details)
+        .where(AuditEntry.action == AUDIT_ACTION, AuditEntry.actor == ctx.actor, AuditEntry.at >= since)
+        .order_by(AuditEntry.seq.desc())
+        .limit(MAX_GRANTING_SEARCHES)
+    ).all()
+    shown = next(
+        (
+            (seq, candidate)
+            for seq, details in searches
+            for candidate in details.get("candidates", [])
+            if candidate.get("image") == image_id
+        ),
+        None,
     )
+    data: bytes | None = None
+    if shown is not None:
+        data = db.scalar(
+            select(ReferenceImage.face_jpeg)
+            .join(Person, Person.id == ReferenceImage.person_id)
+            .where(ReferenceImage.id == image_id, Person.listed_at(moment))
+        )
+    target = f"reference_image:{image_id}"
+    if shown is None or data is None:  # asking for pictures no search showed is how a watchlist would be browsed
+        ctx.audit(db, REFERENCE_REFUSED, target, {"search": None if shown is None else shown[0]})
+        return None
+    seq, candidate = shown
+    ctx.audit(db, REFERENCE_VIEWED, target, {"search": seq, "person": candidate.get("person")})
     return data
 
 

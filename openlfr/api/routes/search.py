@@ -14,11 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from openlfr.api import answers
-from openlfr.api.deps import DB, PhotoSearcherPrincipal, own_write, server
+from openlfr.api.deps import PhotoSearcherPrincipal, own_write, server
 from openlfr.api.enrol_upload import check_picture_size, multipart_body, read_form, safe_filename
 from openlfr.api.schemas import PhotoSearchOut
 from openlfr.enrolment.gate import parse_face_choice
-from openlfr.errors import UploadRefused
+from openlfr.errors import NotFound, UploadRefused
 from openlfr.services import photo_search
 from openlfr.services.photo_search import SearchRequest
 from openlfr.vision.image_io import decode_rgb
@@ -95,6 +95,15 @@ async def search(request: Request, principal: PhotoSearcherPrincipal) -> PhotoSe
 
 
 @router.get("/search/references/{image_id}.jpg", response_class=Response, responses=answers.JPEG)
-def reference_picture(image_id: int, _: PhotoSearcherPrincipal, db: DB) -> Response:
-    """The face picture of a reference photo of someone still listed (a search's candidates point at these)."""
-    return answers.jpeg(photo_search.reference_jpeg(db, image_id), "reference image")
+def reference_picture(image_id: int, request: Request, principal: PhotoSearcherPrincipal) -> Response:
+    """The face picture of a candidate of a photo search you ran (in the last ``OPENLFR_SEARCH_REFERENCE_SECONDS``),
+    while its person is still listed; each view, and each refusal, is audited."""
+    with own_write(request, principal) as write:  # the audit entry is kept whatever the answer
+        picture = photo_search.candidate_reference(write.db, write.ctx, image_id)
+    if picture is None:
+        minutes = server(request).settings.search_reference_seconds / 60
+        raise NotFound(
+            "this reference image is not among the candidates of a photo search you ran in the last "
+            f"{minutes:g} minutes, or its person is no longer listed: search again to see it"
+        )
+    return answers.jpeg(picture, "reference image")
