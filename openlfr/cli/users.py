@@ -37,8 +37,7 @@ def users_create(
 ) -> None:
     """Create an account. The password is asked for (or read from stdin); it is stored only as an argon2 hash."""
     chosen = parse_role(role)
-    accounts.validate_username(username)
-    password = _new_password(password_stdin)
+    password = _new_password(password_stdin, accounts.validate_username(username), display_name)
     with _keyboard() as (db, ctx):
         name = accounts.create_account(db, ctx, username, password, chosen, display_name).username
     typer.echo(f"created {chosen.value} {name}")
@@ -84,12 +83,14 @@ def _account(username: str) -> Iterator[tuple[Session, User, Context]]:
         yield db, accounts.find_account(db, username), ctx
 
 
-def _new_password(password_stdin: bool) -> str:
+def _new_password(password_stdin: bool, *names: str) -> str:
+    """The new password, refused at once if it breaks the rule for someone with these names (the account's own
+    change checks it again, and that it differs from the current one)."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
-    accounts.validate_password(password)
+    accounts.validate_password(password, *names)
     return password
 
 
@@ -138,7 +139,7 @@ def users_password(
     password_stdin: Annotated[bool, typer.Option(help="Read the new password from standard input.")] = False,
 ) -> None:
     """Set a new password for an account; its sessions and API tokens end."""
-    password = _new_password(password_stdin)
+    password = _new_password(password_stdin, username)
     with _account(username) as (db, user, ctx):
         ended = accounts.reset_password(db, ctx, user, password)
     typer.echo(f"new password set for {user.username}; {ended} session(s) and token(s) ended")

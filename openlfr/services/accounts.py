@@ -28,14 +28,16 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from openlfr.clock import utc, utc_now
 from openlfr.errors import AccountError, LoginRefused, LoginThrottled, NotFound
+from openlfr.governance.deployments import TransitionRefused
+from openlfr.governance.passwords import password_problem
 from openlfr.governance.roles import Role
 from openlfr.services.context import Context
 from openlfr.settings import Settings
 from openlfr.store.governance_models import LoginFailure, User, UserSession
+from openlfr.store.locks import serialise
+from openlfr.text import visible_text
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
-MIN_PASSWORD_CHARS = 12
-MAX_PASSWORD_CHARS = 1024
 ACCOUNT_TABLES = frozenset({"user_sessions", "users"})  # a change to these can change who a token is
 
 
@@ -67,11 +69,11 @@ def validate_username(username: str) -> str:
     return name
 
 
-def validate_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise AccountError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
-    if len(password) > MAX_PASSWORD_CHARS:
-        raise AccountError(f"a password can have at most {MAX_PASSWORD_CHARS} characters")
+def validate_password(password: str, *names: str) -> None:
+    """Refuse a password that breaks the rule (``governance.passwords``) for someone with these ``names``."""
+    problem = password_problem(password, *names)
+    if problem is not None:
+        raise AccountError(problem)
 
 
 def create_user(
@@ -84,12 +86,12 @@ def create_user(
     display_name: str = "",
 ) -> User:
     name = validate_username(username)
-    validate_password(password)
+    validate_password(password, name, display_name)
     if session.scalar(select(User.id).where(User.username == name)) is not None:
         raise AccountError(f"a user named {name!r} already exists")
     user = User(
         username=name,
-        display_name=display_name.strip()[:200] or name,
+        display_name=visible_text(display_name, "the display name", names=True).strip()[:200] or name,
         role=role.value,
         password_hash=password_hasher(settings).hash(password),
         active=True,
@@ -103,9 +105,12 @@ def create_user(
 def set_password(session: Session, settings: Settings, user: User, password: str) -> int:
     """Replace the password and end every session and API token of the account; returns how many ended.
 
-    Whoever knew the old password (or stole a session made with it) is shut out at once.
+    Whoever knew the old password (or stole a session made with it) is shut out at once, so the new one must
+    differ from it.
     """
-    validate_password(password)
+    validate_password(password, user.username, user.display_name)
+    if password_matches(settings, user, password):
+        raise AccountError("the new password must differ from the current password")
     user.password_hash = password_hasher(settings).hash(password)
     return end_sessions(session, user)
 
@@ -336,8 +341,24 @@ def create_account(
     return user
 
 
+def keep_an_administrator(session: Session, ctx: Context, user: User, stays_admin: bool) -> None:
+    """The server keeps an active administrator: an administrator can be disabled or given another role only
+    while another one stays active, and only by an administrator still active (or at the command line).
+
+    The rule reads every administrator, so no compare-and-set on one row can hold it: changes to administrators
+    take turns (``serialise``), each judged on what the one before committed. Two administrators disabling each
+    other at once: the first wins, the second is refused."""
+    serialise(session, "administrators")
+    active = set(session.scalars(select(User.username).where(User.role == Role.ADMIN.value, User.active.is_(True))))
+    if ctx.as_role is Role.ADMIN and ctx.actor not in active:
+        raise TransitionRefused("your account is no longer an active administrator")
+    if not stays_admin and active == {user.username}:
+        raise TransitionRefused(f"{user.username} is the last active administrator; make another one first")
+
+
 def disable(session: Session, ctx: Context, user: User) -> int:
     """The account cannot log in, and its sessions and API tokens end now; returns how many ended."""
+    keep_an_administrator(session, ctx, user, stays_admin=False)
     user.active = False
     ended = end_sessions(session, user)
     ctx.audit(session, "user.disable", f"user:{user.username}", {"sessions_ended": ended})
@@ -352,6 +373,7 @@ def enable(session: Session, ctx: Context, user: User) -> None:
 def change_role(session: Session, ctx: Context, user: User, role: Role) -> tuple[str, int]:
     """A new role; the account's sessions end (they carry the role they were opened with). Returns the old role
     and how many sessions ended."""
+    keep_an_administrator(session, ctx, user, stays_admin=role is Role.ADMIN)
     before, user.role = user.role, role.value
     ended = end_sessions(session, user)
     ctx.audit(session, "user.role", f"user:{user.username}", {"from": before, "to": user.role, "sessions_ended": ended})

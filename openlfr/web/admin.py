@@ -19,8 +19,8 @@ from openlfr.api.deps import (
     server,
 )
 from openlfr.governance.audit import parse_anchor
+from openlfr.governance.passwords import MIN_CHARS as MIN_PASSWORD_CHARS
 from openlfr.services import audit_log, console, reembed, watchlists
-from openlfr.services.accounts import MIN_PASSWORD_CHARS
 from openlfr.store.governance_models import AuditEntry, User
 from openlfr.store.models import CATEGORY_VALUES
 from openlfr.vision.engine import model_id_for
