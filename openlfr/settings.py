@@ -171,6 +171,10 @@ class Settings(BaseSettings):
     # A worker holds each camera it runs under a lease of this many seconds, renewed every sixth of it; a dead
     # worker's cameras are taken over by another within it (services/deployment_runs.py).
     camera_lease_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)
+    # A deployment's pipeline that fails this many times in a row for the same reason (a source that cannot be
+    # decoded) is not restarted again: its run stays "failed" and says why, instead of restarting until the window
+    # ends (services/deployment_runs.py).
+    pipeline_max_same_failures: int = Field(default=5, ge=1)
     worker_name: str = ""  # how this machine signs its camera leases; empty: the host name
     require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
     tile_blur_scene: bool = True  # camera tiles: pixelate the whole picture but alerted faces (detectors miss faces)

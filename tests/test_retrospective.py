@@ -373,3 +373,206 @@ def test_uploaded_footage_is_searched_then_deleted(monkeypatch: pytest.MonkeyPat
     assert deleted.actor == "system" and deleted.details["searches"] == [deployment["id"]]
     assert len(list(folder.iterdir())) == 1  # the other upload, named by no search, waits rfr_unused_footage_hours
     state.store.close()
+
+
+def _remux_faststart_half(clip: Path, out: Path) -> None:
+    """The clip remuxed with its index first (``-movflags +faststart``), then cut to half its bytes: a file that
+    promises all 275 frames and holds about half of them."""
+    import av
+
+    whole = out.with_suffix(".whole.mp4")
+    with av.open(str(clip)) as source, av.open(str(whole), "w", options={"movflags": "+faststart"}) as remuxed:
+        video = source.streams.video[0]
+        stream = remuxed.add_stream_from_template(video)
+        for packet in source.demux(video):
+            if packet.dts is not None:
+                packet.stream = stream
+                remuxed.mux(packet)
+    data = whole.read_bytes()
+    whole.unlink()
+    out.write_bytes(data[: len(data) // 2])
+
+
+def _tiny_video(out: Path, codec: str, frames: int = 20) -> None:
+    """A small grey video (64x48, 10 fps) made with PyAV."""
+    import av
+    import numpy as np
+
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 10, np.uint8), format="rgb24")
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _lying_mkv(out: Path) -> None:
+    """Two seconds of video in a Matroska file whose Duration element claims 1e9 seconds."""
+    import struct
+
+    _tiny_video(out, "mpeg4")
+    data = bytearray(out.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Segment Info's Duration, an 8-byte float in milliseconds
+    assert at > 0
+    data[at + 3 : at + 11] = struct.pack(">d", 1e12)
+    out.write_bytes(bytes(data))
+
+
+def _avi_claiming(out: Path, side: int) -> None:
+    """A raw AVI of 64x48 frames whose headers (avih, strf) claim ``side`` x ``side`` pixels."""
+    import struct
+
+    _tiny_video(out, "rawvideo", frames=5)
+    data = bytearray(out.read_bytes())
+    main, video = data.find(b"avih"), data.find(b"strf")
+    data[main + 40 : main + 48] = struct.pack("<II", side, side)
+    data[video + 12 : video + 20] = struct.pack("<ii", side, side)
+    out.write_bytes(bytes(data))
+
+
+def _wait_processed(client: Any, deployment_ids: list[int], seconds: float = 240) -> dict[int, dict[str, Any]]:
+    done: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(done) < len(deployment_ids):
+        for deployment_id in deployment_ids:
+            state = client.get(f"/api/deployments/{deployment_id}").json()
+            if state["processing_finished_at"]:
+                done[deployment_id] = state
+        time.sleep(0.5)
+    assert len(done) == len(deployment_ids), f"not processed in {seconds} s: {set(deployment_ids) - set(done)}"
+    return done
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_truncated_or_lying_footage_is_not_reported_as_fully_searched(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 17 item 7: progress and the record come from the frames decoded. The Hamilton clip cut to half its bytes
+    (its index first, so it still promises 275 frames and 9.18 s) and an mkv whose header claims 1e9 s are searched
+    by the real pipeline: each is processed, and its page, API answer, record and audit entry say how little of
+    it could be read (``coverage``), never 1.0."""
+    clip = require_data("video", "short_hamilton_clip.mp4")
+    footage = tmp_path / "footage"
+    footage.mkdir()
+    half, lying = footage / "half.mp4", footage / "lying.mkv"
+    _remux_faststart_half(clip, half)
+    _lying_mkv(lying)
+    configure(monkeypatch, OPENLFR_RFR_SOURCE_DIRS=str(footage))
+    app = build_app(pipelines=True)
+    add_cast(app, "olly", "ava", "abe")
+    add_watchlist(app)
+    with LiveServer(app):
+        ava, abe = login(app, "ava"), login(app, "abe")
+        ids = []
+        for name, path in (("half", half), ("lying", lying)):
+            start = datetime.now(UTC) - timedelta(seconds=1)
+            body = draft_body(start, kind="retrospective", cameras=[{"name": name, "source": str(path)}])
+            drafted = ava.post("/api/deployments", json=body)
+            assert drafted.status_code == 201, drafted.text
+            ids.append(drafted.json()["id"])
+            authorised = abe.post(f"/api/deployments/{ids[-1]}/authorise", json={"justification": JUSTIFICATION})
+            assert authorised.status_code == 200, authorised.text
+        states = _wait_processed(ava, ids)
+        processed = {entry.target: entry.details for entry in _audit(app, "deployment.processed")}
+        pages = {deployment_id: ava.get(f"/deployments/{deployment_id}").text for deployment_id in ids}
+        lines = {deployment_id: _record_line(ava, deployment_id) for deployment_id in ids}
+    app.state.server.store.close()
+
+    half_state, lying_state = states[ids[0]], states[ids[1]]
+    print("half clip:", {k: half_state[k] for k in ("coverage", "progress", "media_done_seconds", "frames")})
+    assert half_state["progress"] < 0.7 and lying_state["progress"] < 0.01  # 1.0 before issue 17
+    assert half_state["media_frames"] == 275 and 9.0 < half_state["media_seconds"] < 9.3
+    assert 0.3 < half_state["coverage"] < 0.7, half_state
+    assert half_state["progress"] == pytest.approx(half_state["coverage"], abs=0.01)
+    assert half_state["media_done_seconds"] < 0.7 * half_state["media_seconds"]
+    details = processed[f"deployment:{ids[0]}"]
+    assert details["coverage"] == half_state["coverage"] and details["frames_expected"] == 275
+    assert 0 < details["frames_decoded"] < 200 and details["media_done_seconds"] < 6.5
+    assert "incomplete" in pages[ids[0]] and "of 275 frames decoded" in pages[ids[0]]
+    assert float(lines[ids[0]]["coverage"]) == half_state["coverage"]
+
+    assert lying_state["media_seconds"] == pytest.approx(1e9)
+    assert lying_state["coverage"] == 0.0 and lying_state["progress"] == 0.0
+    assert lying_state["media_done_seconds"] < 3
+    details = processed[f"deployment:{ids[1]}"]
+    assert details["coverage"] == 0.0 and details["frames_decoded"] == 20 and details["media_done_seconds"] < 3
+    assert "incomplete" in pages[ids[1]] and float(lines[ids[1]]["coverage"]) == 0.0
+
+
+def test_undecodable_or_oversized_video_is_refused_at_upload_and_at_draft(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 17 item 10: the first frames are decoded when footage is uploaded, and when a search of a file in an
+    allowed directory is drafted; a video that does not decode, or claims more than ``OPENLFR_MAX_UPLOAD_PIXELS``
+    (from its header, before a frame of that size is made), is refused and nothing of it stays."""
+    footage = tmp_path / "footage"
+    footage.mkdir()
+    claims_30000, claims_8000, fine = footage / "big.avi", footage / "wide.avi", footage / "fine.avi"
+    _avi_claiming(claims_30000, 30000)
+    _avi_claiming(claims_8000, 8000)  # 64 M pixels, over the default 24 M
+    _tiny_video(fine, "mpeg4", frames=5)
+    configure(monkeypatch, OPENLFR_RFR_SOURCE_DIRS=str(footage))
+    app = build_app()
+    add_cast(app, "olly")
+    add_watchlist(app)
+    olly = login(app, "olly")
+    uploads = app.state.server.settings.data_dir / "rfr-footage"
+
+    undecodable = olly.request("PUT", "/api/footage?name=big.avi", content=claims_30000.read_bytes())
+    assert undecodable.status_code == 400 and "can decode" in undecodable.json()["detail"], undecodable.text
+    oversized = olly.request("PUT", "/api/footage?name=wide.avi", content=claims_8000.read_bytes())
+    assert oversized.status_code == 413 and "8000x8000" in oversized.json()["detail"], oversized.text
+    assert not list(uploads.iterdir())  # nothing of a refused upload stays
+    accepted = olly.request("PUT", "/api/footage?name=fine.avi", content=fine.read_bytes())
+    assert accepted.status_code == 201, accepted.text
+
+    start = datetime.now(UTC)
+    for path, words in ((claims_30000, "can decode"), (claims_8000, "8000x8000")):
+        body = draft_body(start, kind="retrospective", cameras=[{"name": "cam", "source": str(path)}])
+        answer = olly.post("/api/deployments", json=body)
+        assert answer.status_code in (400, 409, 413) and words in answer.json()["detail"], answer.text
+        assert str(footage) not in answer.text
+    drafted = olly.post(
+        "/api/deployments", json=draft_body(start, kind="retrospective", cameras=[{"name": "c", "source": str(fine)}])
+    )
+    assert drafted.status_code == 201 and drafted.json()["media_frames"] == 5, drafted.text
+    app.state.server.store.close()
+
+
+@pytest.mark.slow
+def test_a_pipeline_failing_the_same_way_stops_with_a_clear_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 item 10: a deployment whose camera cannot be read fails the same way at each restart; after
+    ``OPENLFR_PIPELINE_MAX_SAME_FAILURES`` failures in a row it is not restarted again (instead of restarting until
+    its window ends, /health flapping): its run stays ``failed`` (/health degraded), says why on its page, audited."""
+    configure(monkeypatch, OPENLFR_PIPELINE_MAX_SAME_FAILURES="2")
+    app = build_app(pipelines=True)
+    add_cast(app, "ava", "abe")
+    add_watchlist(app)
+    with LiveServer(app):
+        ava, abe = login(app, "ava"), login(app, "abe")
+        body = {**clip_deployment_body(Path("/nonexistent/openlfr-test/camera.mp4"), "wanted"), "threshold": 0.6}
+        body.pop("target_fpir")
+        drafted = ava.post("/api/deployments", json=body)
+        assert drafted.status_code == 201, drafted.text
+        deployment_id = drafted.json()["id"]
+        authorised = abe.post(f"/api/deployments/{deployment_id}/authorise", json={"justification": JUSTIFICATION})
+        assert authorised.status_code == 200, authorised.text
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not _audit(app, "deployment.pipeline_failed"):
+            time.sleep(0.5)
+        [failed] = _audit(app, "deployment.pipeline_failed")
+        time.sleep(3)  # scheduler rounds: the camera is not taken up again
+        runs = [run for run in app.state.scheduler.status() if run["deployment"] == deployment_id]
+        health = ava.get("/health")
+        page = ava.get(f"/deployments/{deployment_id}").text
+        restarts = _audit(app, "deployment.pipeline_restart")
+    app.state.server.store.close()
+    assert failed.actor == "system" and failed.details["failures"] == 2 and "no such file" in failed.details["reason"]
+    assert len(restarts) == 1  # one restart, then it stopped
+    assert [run["state"] for run in runs] == ["failed"] and runs[0]["restarts"] == 1, runs
+    assert health.status_code == 503 and health.json()["status"] == "degraded"
+    assert "failed the same way 2 times" in page

@@ -315,6 +315,8 @@ class DeploymentOut(Out):
     authorisation_lapsed_at: datetime | None
     media_seconds: float | None
     media_done_seconds: float
+    media_frames: int | None  # the frames a retrospective search's files promise
+    coverage: float | None  # once processed: the share of its footage its decoded frames covered (0 to 1)
     processing_started_at: datetime | None
     processing_finished_at: datetime | None
     cancelled_at: datetime | None = Field(exclude=True)  # read by the phase, not shown

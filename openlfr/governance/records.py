@@ -42,6 +42,9 @@ class DeploymentRecord:
     not_located: int
     false_alert_rate: float  # false alerts / faces seen
     false_alert_one_in: str  # "1 in 33,000", or "-" when there were none
+    # A retrospective search's share of its footage actually read (0 to 1; below 1 when a file was truncated or
+    # damaged); None for a live deployment, or a search not processed yet.
+    coverage: float | None = None
     # The audit chain's head as of the deployment's end, "SEQ:HASH" (`openlfr audit verify --anchor`); "" before
     # it ends. Published with the record, it proves later that nothing of the log up to then was cut off.
     audit_anchor: str = ""
@@ -65,6 +68,7 @@ def build_record(
     reviews: Iterable[tuple[str | None, str | None, str | None]],
     audit_anchor: str = "",
     kind: str = "live",
+    coverage: float | None = None,
 ) -> DeploymentRecord:
     """``reviews``: one (decision, verified_by, outcome) per alert; (None, None, None) for an undecided alert."""
     start = utc(starts_at)
@@ -103,6 +107,7 @@ def build_record(
         not_located=outcomes.count(Outcome.NOT_LOCATED.value),
         false_alert_rate=round(rate, 8),
         false_alert_one_in=f"1 in {round(1 / rate):,}" if rate > 0 else "-",
+        coverage=coverage,
         audit_anchor=audit_anchor,
     )
 

@@ -114,7 +114,7 @@ class DeploymentRun(RunBooks):
         self.runner: Any = None
         self.dispatcher: AlertDispatcher | None = None
         self.ends_at: datetime | None = None
-        self.state = "starting"  # starting | running | restarting | finished | stopped
+        self.state = "starting"  # starting | running | restarting | finished | stopped | failed (gave up)
         self.restarts = 0
         self.last_failure: str | None = None
         self.database_error: str | None = None  # the last bookkeeping write the database refused, until one works
@@ -132,8 +132,9 @@ class DeploymentRun(RunBooks):
         self._down_since: float | None = None  # epoch seconds: the database has not answered since
         self.resumed_at: dict[str, float] = {}  # camera -> media time its file was resumed at (last start)
         # camera -> (media time analysed to, next track id, alerts handed to the dispatcher by then)
-        self._progress: dict[str, tuple[float, int, int]] = {}
-        self._saved_progress: dict[str, tuple[float, int]] = {}
+        self._progress: dict[str, tuple[float, int, int, tuple[int, float, float]]] = {}
+        self._saved_progress: dict[str, tuple[float, int, tuple[int, float, float]]] = {}
+        self._counted_before: dict[str, tuple[int, float]] = {}  # camera -> (frames, gap_s) its earlier runs stored
         # A listing ended after authorisation: the pipeline is rebuilt from the (updated) snapshot at once.
         self.listings = ListingWatch(store, self.ctx, deployment_id, self._listings_ended)
         self._reloading = False
@@ -233,6 +234,9 @@ class DeploymentRun(RunBooks):
                 if name == camera.name
             }
             next_id = max(row.next_track_id if row else 1, int(highest_track.get(camera.name) or 0) + 1)
+            if is_file and row is not None and row.frames:
+                camera = replace(camera, counted_to_s=row.media_time_s)
+                self._counted_before[camera.name] = (row.frames, row.gap_s)
             if is_file and row is not None and row.media_time_s > RESUME_OVERLAP_S:
                 start = row.media_time_s - RESUME_OVERLAP_S
                 camera = replace(camera, start_at_s=start)
@@ -246,12 +250,17 @@ class DeploymentRun(RunBooks):
 
     def _supervise(self) -> None:
         delay = RESTART_FIRST_S
+        same, previous = 0, None  # failures in a row with the same reason
         try:
             while not self._stop.is_set():
                 failure = self._run_once()
                 if self._reloading and not self._stop.is_set():
                     continue
                 if failure is None or self._stop.is_set() or not self._window_open():
+                    break
+                same, previous = (same + 1 if failure == previous else 1), failure
+                if same >= self.settings.pipeline_max_same_failures:
+                    self._give_up(failure, same)
                     break
                 self.restarts += 1
                 self.state, self.last_failure = "restarting", failure
@@ -270,7 +279,8 @@ class DeploymentRun(RunBooks):
                     break
                 delay = min(delay * 2, RESTART_MAX_S)
         finally:
-            self.state = "stopped" if self._stop.is_set() else "finished"
+            if self.state != "failed":
+                self.state = "stopped" if self._stop.is_set() else "finished"
             self.listings.stop()
             self._pipeline_done.set()
             # What the pipeline raised is still written, whatever the window does meanwhile (it was raised inside it).
@@ -303,6 +313,17 @@ class DeploymentRun(RunBooks):
                 self.note(name, "the source ended")
         self.source_ended = not errors
         return "; ".join(errors.values()) if errors else None
+
+    def _give_up(self, failure: str, times: int) -> None:
+        """The same failure again and again (a source that cannot be read): restarting would only flap; the run
+        stops, says so on the page and in the audit log, and stays failed (``/health``: degraded) until the
+        deployment is changed or this process starts again."""
+        self.state, self.last_failure = "failed", failure
+        log.error(
+            "deployment %d: the pipeline failed the same way %d times (%s): stopped", self.deployment_id, times, failure
+        )
+        self.note("", f"stopped: the pipeline failed the same way {times} times in a row ({failure}); not restarted")
+        self._audit("deployment.pipeline_failed", {"failures": times, "reason": failure, "restarts": self.restarts})
 
     def _window_open(self) -> bool:
         """Whether a restart may match: the deployment as read now, or, unreadable, the window's end known."""

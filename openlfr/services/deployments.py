@@ -82,7 +82,7 @@ def create_draft(
         raise GovernanceError("camera names must differ")
     if not watchlists.watchlist_exists(db, watchlist):
         raise GovernanceError(f"no watchlist named {watchlist!r}")
-    media_seconds = retrospective.check_sources(ctx.settings, cameras) if retrospective_search else None
+    media = retrospective.check_sources(ctx.settings, cameras) if retrospective_search else None
     moment = utc_now()
     within = ctx.settings.rfr_authorise_within_hours
     row = Deployment(
@@ -99,7 +99,8 @@ def create_draft(
         created_by=ctx.actor,
         created_at=moment,
         kind=Kind(kind).value,
-        media_seconds=media_seconds,
+        media_seconds=None if media is None else media.seconds,
+        media_frames=None if media is None else media.frames,
         urgent_reason=None if urgent_reason is None else urgent_reason.strip(),
         urgent_until=None if urgent_reason is None else deployments.urgent_deadline(moment, within),
     )

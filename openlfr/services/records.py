@@ -70,6 +70,7 @@ def record_of(db: Session, row: Deployment) -> records.DeploymentRecord:
         [(r[0], r[1], r[2]) for r in reviews],
         audit_anchor=end_anchor(db, row, phase),
         kind=row.kind,
+        coverage=row.coverage,
     )
 
 

@@ -13,7 +13,9 @@ deletion is scrubbed from the database files like every purge of faces (``openlf
 
 from __future__ import annotations
 
+import contextlib
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from openlfr.clock import utc, utc_now
+from openlfr.errors import UploadRefused, UploadTooLarge
 from openlfr.governance import deployments
 from openlfr.governance.deployments import GovernanceError, Kind, Status
 from openlfr.services import footage
@@ -40,32 +43,72 @@ def allowed_dirs(settings: Settings) -> list[Path]:
     return [*chosen, footage.footage_dir(settings).resolve()]
 
 
-def file_seconds(path: Path, shown: str = "the file") -> float:
-    """The duration of a video file's first video stream (its container's when the stream does not say). Errors
-    name the file as ``shown``: never its path on the server."""
+PROBE_PACKETS = 120  # packets read at most to find the first frames (a keyframe may come after a few)
+PROBE_FRAMES = 2  # frames that must decode before a file is accepted
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    seconds: float  # what its header says: the video stream's duration (its container's when the stream is silent)
+    frames: int | None  # the frames it promises: the stream's count, else its duration at its frame rate
+
+
+def probe(path: Path, shown: str = "the file", max_pixels: int | None = None) -> VideoFacts:
+    """Check a video file before any search may read it: a video stream no larger than ``max_pixels`` whose first
+    frames decode, and a duration. Errors name the file as ``shown``: never its path on the server."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise GovernanceError(f"{shown} has no video stream")
+                raise UploadRefused(f"{shown} has no video stream")
             stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if max_pixels is not None and width * height > max_pixels:  # before a frame of that size is made
+                raise UploadTooLarge(
+                    f"{shown} is {width}x{height} ({width * height:,} pixels); at most {max_pixels:,} are accepted"
+                )
+            if max_pixels is not None:
+                stream.codec_context.options = {"max_pixels": str(max_pixels)}
+            if first_frames(container, stream) < PROBE_FRAMES:
+                raise UploadRefused(f"{shown} is not a video this system can decode")
             if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            if container.duration is not None:
-                return container.duration / 1_000_000
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1_000_000
+            else:
+                raise UploadRefused(f"{shown} does not say how long it is")
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
+            frames = int(stream.frames) or (round(seconds * rate) if rate > 0 else None)
+            return VideoFacts(seconds, frames)
     except av.error.FFmpegError as exc:
         # FFmpeg's own message ends with the file's path: only its reason is told.
-        raise GovernanceError(f"{shown} cannot be read as video: {exc.strerror or 'not a video'}") from None
-    raise GovernanceError(f"{shown} does not say how long it is")
+        raise UploadRefused(f"{shown} cannot be read as video: {exc.strerror or 'not a video'}") from None
 
 
-def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> float:
-    """Refuse a retrospective search's sources unless each is a readable video file under an allowed directory;
-    the seconds of footage in them all.
+def first_frames(container: av.container.InputContainer, stream: av.VideoStream) -> int:
+    """How many frames (up to ``PROBE_FRAMES``) decode from the first ``PROBE_PACKETS`` packets."""
+    frames = 0
+    for count, packet in enumerate(container.demux(stream)):
+        with contextlib.suppress(av.error.InvalidDataError):  # a damaged packet before the first keyframe
+            frames += len(packet.decode())
+        if frames >= PROBE_FRAMES or count >= PROBE_PACKETS:
+            break
+    return frames
+
+
+def file_seconds(path: Path, shown: str = "the file", max_pixels: int | None = None) -> float:
+    """The seconds of video a file holds once ``probe`` has accepted it (for an upload)."""
+    return probe(path, shown, max_pixels).seconds
+
+
+def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> VideoFacts:
+    """Refuse a retrospective search's sources unless each is a video file under an allowed directory whose first
+    frames decode, within ``max_upload_pixels``; the seconds of footage in them all, and the frames they promise.
 
     A path that does not exist, one outside the allowed directories and one that is not a file get the same
     answer, which names no path: a drafter cannot learn from it what lies where on the server."""
     roots = allowed_dirs(settings)
-    total = 0.0
+    seconds, frames = 0.0, 0
+    promised = True  # every file says how many frames it holds
     for camera in cameras:
         name = camera.get("name")
         try:
@@ -77,8 +120,14 @@ def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> float:
                 f"camera {name!r}: not a video file retrospective searches may read (one under a directory the "
                 "admin allowed for them, OPENLFR_RFR_SOURCE_DIRS, or footage uploaded with PUT /api/footage)"
             )
-        total += file_seconds(path, f"camera {name!r}'s file")
-    return total
+        try:
+            facts = probe(path, f"camera {name!r}'s file", settings.max_upload_pixels)
+        except UploadRefused as exc:
+            raise GovernanceError(str(exc)) from None
+        seconds += facts.seconds
+        frames += facts.frames or 0
+        promised = promised and facts.frames is not None
+    return VideoFacts(seconds, frames if promised else None)
 
 
 def destroy_alerts(db: Session, deployment_id: int) -> int:
@@ -127,15 +176,35 @@ def lapse_unauthorised(db: Session, ctx: Context, now: datetime | None = None) -
     return [row.id for row in due]
 
 
+def covered(db: Session, deployment_id: int) -> tuple[float, int, float]:
+    """What the cameras' frames covered so far: (seconds of footage, frames decoded, seconds skipped in between)."""
+    seconds, frames, gaps = db.execute(
+        select(
+            func.coalesce(func.sum(CameraProgress.covered_s), 0.0),
+            func.coalesce(func.sum(CameraProgress.frames), 0),
+            func.coalesce(func.sum(CameraProgress.gap_s), 0.0),
+        ).where(CameraProgress.deployment_id == deployment_id)
+    ).one()
+    return max(0.0, float(seconds) - float(gaps)), int(frames), float(gaps)
+
+
+def coverage(row: Deployment, done_s: float, frames: int) -> float:
+    """The share of a search's footage its frames covered (0 to 1): the seconds reached less the gaps, against the
+    seconds its files claim, and the frames decoded against the frames they promise; the lesser of the two."""
+    shares = [1.0]
+    if row.media_seconds:
+        shares.append(done_s / row.media_seconds)
+    if row.media_frames:
+        shares.append(frames / row.media_frames)
+    return round(max(0.0, min(shares)), 4)
+
+
 def record_progress(db: Session, ctx: Context, deployment_id: int) -> None:
-    """The seconds of footage analysed so far (the cameras' stored progress); the first time, when the processing
-    started, audited (for an urgent search not yet authorised: that it runs before its authorisation)."""
-    done = db.scalar(
-        select(func.coalesce(func.sum(CameraProgress.media_time_s), 0.0)).where(
-            CameraProgress.deployment_id == deployment_id
-        )
-    )
-    db.execute(update(Deployment).where(Deployment.id == deployment_id).values(media_done_seconds=float(done or 0.0)))
+    """The seconds of footage analysed so far (from the frames decoded: the cameras' stored progress); the first
+    time, when the processing started, audited (for an urgent search not yet authorised: that it runs before its
+    authorisation)."""
+    done, _, _ = covered(db, deployment_id)
+    db.execute(update(Deployment).where(Deployment.id == deployment_id).values(media_done_seconds=done))
     started = db.execute(
         update(Deployment)
         .where(Deployment.id == deployment_id, Deployment.processing_started_at.is_(None))
@@ -153,8 +222,9 @@ def record_progress(db: Session, ctx: Context, deployment_id: int) -> None:
 
 
 def finish_if_done(db: Session, ctx: Context, deployment_id: int, analysis_s: float) -> bool:
-    """Once every camera's file has been read to its end: the processing's end, and an authorised search ends
-    (its snapshot then goes under the retention rule). Whether it is done."""
+    """Once every camera's file has been read to its end: the processing's end, with the share of the footage its
+    frames covered (``coverage``: a truncated or damaged file is read to where it breaks off, and says so), and an
+    authorised search ends (its snapshot then goes under the retention rule). Whether it is done."""
     row = db.get(Deployment, deployment_id)
     if row is None or Kind(row.kind) is not Kind.RETROSPECTIVE or row.processing_finished_at is not None:
         return row is not None and row.processing_finished_at is not None
@@ -166,16 +236,23 @@ def finish_if_done(db: Session, ctx: Context, deployment_id: int, analysis_s: fl
     if int(ended or 0) < len(row.cameras):
         return False
     moment = utc_now()
+    done, frames, gaps = covered(db, deployment_id)
     row.processing_finished_at = moment
-    if row.media_seconds is not None:
-        row.media_done_seconds = row.media_seconds
+    row.coverage = coverage(row, done, frames)
+    # Complete: to the file's last frame (whose end is the claimed length, give or take the rounding).
+    row.media_done_seconds = row.media_seconds if row.coverage >= 1.0 and row.media_seconds else done
     began = row.processing_started_at
     ctx.audit(
         db,
         "deployment.processed",
         f"deployment:{row.id}",
         {
-            "media_seconds": row.media_seconds,
+            "media_seconds": row.media_seconds,  # what the files claim
+            "media_done_seconds": round(row.media_done_seconds, 3),  # what their frames covered
+            "frames_decoded": frames,
+            "frames_expected": row.media_frames,
+            "gap_seconds": round(gaps, 3),
+            "coverage": row.coverage,
             "wall_seconds": None if began is None else round((moment - utc(began)).total_seconds(), 2),
             "analysis_seconds": round(analysis_s, 2),  # the first frame read to the last (this camera's run)
             "authorised": row.authorised_by is not None,

@@ -68,8 +68,9 @@ class RunBooks:
     _stop: threading.Event
     _abandon: threading.Event
     _down_since: float | None
-    _progress: dict[str, tuple[float, int, int]]
-    _saved_progress: dict[str, tuple[float, int]]
+    _progress: dict[str, tuple[float, int, int, tuple[int, float, float]]]
+    _saved_progress: dict[str, tuple[float, int, tuple[int, float, float]]]
+    _counted_before: dict[str, tuple[int, float]]
 
     def note(self, camera: str, message: str) -> None:
         """What the operator should know about a camera, on the deployment's page."""
@@ -226,14 +227,14 @@ class RunBooks:
         settled = held.written + held.lost + held.refused if held is not None else 0
         with self._lock:
             due = {
-                name: (media, next_id)
-                for name, (media, next_id, handed) in self._progress.items()
-                if handed <= settled and self._saved_progress.get(name) != (media, next_id)
+                name: (media, next_id, coverage)
+                for name, (media, next_id, handed, coverage) in self._progress.items()
+                if handed <= settled and self._saved_progress.get(name) != (media, next_id, coverage)
             }
-        for name, (media, next_id) in due.items():
+        for name, (media, next_id, coverage) in due.items():
             with self.store.session() as db:
-                save_progress(db, self.deployment_id, name, media, next_id)
-            self._saved_progress[name] = (media, next_id)
+                save_progress(db, self.deployment_id, name, media, next_id, coverage)
+            self._saved_progress[name] = (media, next_id, coverage)
 
     def _flush(self) -> None:
         """Add what each camera counted since the last flush to the deployment's record (the only trace of faces)."""
@@ -263,4 +264,8 @@ class RunBooks:
             self._live_counts = {name: state.counters.as_dict() for name, state in states.items()}
             for name, state in states.items():
                 if state.analysed_to >= 0:
-                    self._progress[name] = (state.analysed_to, state.next_track_id, handed)
+                    # A file's frames and gaps add to its earlier runs' (the overlap of a resume is not recounted).
+                    frames, covered, gaps = state.coverage()
+                    before_frames, before_gaps = self._counted_before.get(name, (0, 0.0))
+                    coverage = (before_frames + frames, covered, before_gaps + gaps)
+                    self._progress[name] = (state.analysed_to, state.next_track_id, handed, coverage)

@@ -84,12 +84,19 @@ class Scheduler(Periodic):
         self.tick()
 
     def tick(self) -> None:
-        self.ended = [run for run in self.ended if run.alive or (run.books is not None and run.books.is_alive())]
         try:
             live = self.live_cameras()
         except StoreError as exc:  # the runs go on; they hold what they cannot write
             log.warning("scheduler: cannot read the deployments: %s", exc)
             return
+        # A run that gave up (the same failure again and again) stays in view while its deployment could run.
+        self.ended = [
+            run
+            for run in self.ended
+            if run.alive
+            or (run.books is not None and run.books.is_alive())
+            or (run.state == "failed" and (run.deployment_id, run.camera) in live)
+        ]
         for key in list(self.runs):
             run = self.runs[key]
             if key not in live:
@@ -100,7 +107,7 @@ class Scheduler(Periodic):
             elif not run.alive or run.state == "stopped":  # ended, or gave its camera up (lease)
                 del self.runs[key]
                 self.ended.append(run)
-                if run.source_ended:
+                if run.source_ended or run.state == "failed":  # not started again by this process
                     self.finished.add(key)
         took_unheld = False
         for key in sorted(live - set(self.runs) - self.finished):

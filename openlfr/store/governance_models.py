@@ -116,6 +116,9 @@ class Deployment(Base):
     # A retrospective search's progress: seconds of footage in its files, seconds analysed so far.
     media_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
     media_done_seconds: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    media_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the frames its files promise
+    # Once processed: the share of its footage actually decoded and analysed (a truncated file reads less than 1).
+    coverage: Mapped[float | None] = mapped_column(Double, nullable=True)
     processing_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     processing_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -35,6 +35,11 @@ class CameraProgress(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
     note: Mapped[str | None] = mapped_column(sa.Text, nullable=True)  # what the operator should know
+    # A file's coverage, moved forward with ``media_time_s``: frames decoded, seconds from the file's start to the
+    # end of the last frame analysed, and seconds of it skipped (undecodable) on the way.
+    frames: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
+    covered_s: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0, server_default="0")
+    gap_s: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0, server_default="0")
 
 
 def load_progress(session: Session, deployment_id: int) -> dict[str, CameraProgress]:
@@ -54,16 +59,28 @@ def count_run(session: Session, deployment_id: int, camera: str) -> CameraProgre
     return row
 
 
-def save_progress(session: Session, deployment_id: int, camera: str, media_time_s: float, next_track_id: int) -> None:
-    """Move a camera's progress forward (never back: a late report of an older frame changes nothing)."""
+def save_progress(
+    session: Session,
+    deployment_id: int,
+    camera: str,
+    media_time_s: float,
+    next_track_id: int,
+    coverage: tuple[int, float, float] = (0, 0.0, 0.0),
+) -> None:
+    """Move a camera's progress forward (never back: a late report of an older frame changes nothing);
+    ``coverage``: a file's (frames, covered_s, gap_s) so far, over all its runs."""
+    frames, covered_s, gap_s = coverage
     row = session.get(CameraProgress, (deployment_id, camera))
     if row is None:
         row = CameraProgress(deployment_id=deployment_id, camera=camera, runs=0)
         session.add(row)
         row.media_time_s, row.next_track_id = media_time_s, next_track_id
+        row.frames, row.covered_s, row.gap_s = frames, covered_s, gap_s
     else:
         row.media_time_s = max(row.media_time_s, media_time_s)
         row.next_track_id = max(row.next_track_id, next_track_id)
+        row.frames, row.covered_s = max(row.frames or 0, frames), max(row.covered_s or 0.0, covered_s)
+        row.gap_s = max(row.gap_s or 0.0, gap_s)
     row.updated_at = utc_now()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from openlfr.stream.source import CameraConfig
+from openlfr.stream.source import CameraConfig, FileReading
 from openlfr.stream.stats import CameraCounters, LatencyHistogram
 
 
@@ -32,6 +32,15 @@ class CameraState:
     next_track_id: int = 1
     analysis_cpu_s: float = 0.0  # CPU time of the camera's analysis process
     capture_cpu_s: float = 0.0  # CPU time of its capture thread (demuxing, decoding, copying into the ring)
+    reading: FileReading = field(default_factory=FileReading)  # a file's coverage, from the frames decoded
+
+    def coverage(self) -> tuple[int, float, float]:
+        """A file's (frames newly decoded, seconds from its start to the end of the last frame analysed, seconds
+        skipped on the way), from the frames themselves; frames an earlier run counted are not counted again."""
+        reading = self.reading
+        if self.analysed_to < 0:
+            return reading.decoded, 0.0, reading.gap_s
+        return reading.decoded, max(0.0, self.analysed_to - reading.start_s + reading.frame_s), reading.gap_s
 
     @property
     def counters(self) -> CameraCounters:

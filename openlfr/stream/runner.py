@@ -160,6 +160,7 @@ class PipelineRunner:
         drop = live or options.realtime
         capture_options = CaptureOptions(**{**options.capture.__dict__, "realtime": options.realtime})
         capture = Capture(state.camera, capture_options, lambda message: self.on_notice(state.camera.name, message))
+        state.reading = capture.reading
         ring: FrameRing | None = None
         free: list[int] = []
         try:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp", "mms"}
 # FFmpeg colour-space codes (AVColorSpace) that mean BT.601; 1 is BT.709; anything else is guessed by size.
 _BT601_CODES = {5, 6, 7}
+GAP_FRAMES = 3  # frames further apart than this many frame durations leave a gap in a file's coverage
+BAD_PACKETS_MAX = 500  # a file whose decoder refuses this many packets in a row is not read on
 
 
 class SourceError(OpenLFRError):
@@ -57,6 +59,7 @@ class CameraConfig:
     roi: Box | None = None  # region of interest in frame pixels; None = the whole frame
     min_face_px: int = 0  # faces shorter than this are ignored; 0 = the pipeline default
     start_at_s: float = 0.0  # files: begin at this media time (a resumed deployment); live sources ignore it
+    counted_to_s: float = float("-inf")  # files: frames up to this media time were counted by an earlier run
 
     @property
     def kind(self) -> SourceKind:
@@ -72,6 +75,30 @@ class CaptureOptions:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     max_pixels: int = 3840 * 2160  # larger frames are scaled down on capture
+
+
+@dataclass
+class FileReading:
+    """How much of a file its frames covered, from the frames decoded (never from what its header claims): a
+    retrospective search's coverage. Frames at or before the camera's ``counted_to_s`` were counted by an earlier
+    run (a resume's overlap) and only count as ``recounted``."""
+
+    start_s: float = 0.0  # the video stream's first timestamp
+    frame_s: float = 0.0  # one frame's duration
+    decoded: int = 0  # frames decoded past ``counted_to_s``
+    recounted: int = 0
+    gap_s: float = 0.0  # footage skipped between frames decoded (undecodable packets, holes in the timeline)
+    bad_packets: int = 0  # packets the decoder refused (skipped, as FFmpeg's own tools do)
+    last_time: float | None = None  # media time of the last frame decoded
+
+    def see(self, media_time: float, counted_to: float) -> None:
+        if media_time <= counted_to:
+            self.recounted += 1
+            return
+        self.decoded += 1
+        if self.last_time is not None and media_time - self.last_time > GAP_FRAMES * self.frame_s:
+            self.gap_s += media_time - self.last_time - self.frame_s
+        self.last_time = media_time
 
 
 @dataclass
@@ -190,6 +217,7 @@ class Capture:
         self.skipped = 0  # above the frame-rate cap
         self.reconnects = 0
         self.max_lag_s = 0.0  # realtime files: how far decoding fell behind the clip's own pace
+        self.reading = FileReading()
         self._index = 0
 
     # ----- opening -----
@@ -302,7 +330,12 @@ class Capture:
         paced_from: float | None = None
         wall_start = time.monotonic()
         next_due = 0.0
-        for frame in container.decode(stream):
+        if not live:
+            self.reading.start_s = (
+                float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+            )
+            self.reading.frame_s = 1.0 / float(stream.average_rate or stream.guessed_rate or 25)
+        for frame in container.decode(stream) if live else self._decode_file(container, stream):
             if stop.is_set():
                 return
             now = time.monotonic()
@@ -311,6 +344,8 @@ class Capture:
             )
             if media_time + 1e-6 < start_at:  # decoded from the keyframe before the resume point
                 continue
+            if not live:
+                self.reading.see(media_time, self.camera.counted_to_s)
             if first_time is None:
                 first_time = 0.0 if start_at > 0 else media_time
             relative = max(0.0, media_time - first_time)
@@ -339,3 +374,19 @@ class Capture:
             index = self._index
             self._index += 1
             yield CapturedFrame(index, clock, media_time, arrival, frame_format(converted), converted)
+
+    def _decode_file(self, container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
+        """A file's frames, packet by packet: a packet the decoder refuses (a damaged or truncated file) is skipped
+        and counted, as FFmpeg's own tools do, and the frames missing around it show as a gap in the coverage."""
+        refused = 0
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                self.reading.bad_packets += 1
+                refused += 1
+                if refused >= BAD_PACKETS_MAX:
+                    raise
+                continue
+            refused = 0
+            yield from frames
