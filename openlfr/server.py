@@ -11,17 +11,19 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from openlfr import __version__ as version
 from openlfr.api.app import install_error_answers, install_http_plumbing, mount_docs
-from openlfr.api.deps import ServerState
+from openlfr.api.deps import ServerState, authenticate
 from openlfr.api.metrics import install_metrics
 from openlfr.api.routes import router
-from openlfr.services import upload_staging
+from openlfr.services import camera_secrets, upload_staging
 from openlfr.services.audit_log import audit_key
 from openlfr.services.health import DatabaseProbe
 from openlfr.services.live_events import EventBoard
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stoppers: list[Callable[[], None]] = []
         upload_staging.sweep(store, settings)  # what uploads interrupted by a crash left behind
+        camera_secrets.seal_stored(store, settings)  # camera URLs stored before they were sealed
         events.start()
         stoppers.append(events.stop)
         if background:
@@ -86,13 +89,29 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
 
     app.state.scheduler = scheduler
 
+    @app.get("/health/live", include_in_schema=False)
+    def health_live() -> JSONResponse:
+        """200 while the process serves requests (a container's liveness check): nothing else, nothing read."""
+        return JSONResponse({"status": "live"})
+
     @app.get("/health", include_in_schema=False)
-    def health() -> JSONResponse:
-        """503 unless the database reads and writes and every pipeline of this process runs without trouble."""
-        database = probe()
-        runs = scheduler.status() if scheduler is not None else []
-        healthy = database["ok"] and (scheduler is None or scheduler.healthy)
-        body = {"status": "ok" if healthy else "degraded", "database": database, "pipelines": runs}
+    async def health(request: Request) -> JSONResponse:
+        """503 unless the database reads and writes and every pipeline of this process runs without trouble.
+        Anybody gets the status and whether the database is up; the detail (pipelines, their notes and holders,
+        the database's error) only whoever is logged in: it names deployments, cameras, hosts and paths."""
+
+        def look() -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+            database = probe()
+            runs = scheduler.status() if scheduler is not None else []
+            return database, runs, database["ok"] and (scheduler is None or scheduler.healthy)
+
+        database, runs, healthy = await run_in_threadpool(look)
+        body: dict[str, Any] = {
+            "status": "ok" if healthy else "degraded",
+            "database": "up" if database["ok"] else "down",
+        }
+        if await authenticate(request) is not None:
+            body |= {"database_probe": database, "pipelines": runs}
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     mount_docs(app)
@@ -108,6 +127,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
 def run_worker(settings: Settings, stop: threading.Event) -> None:
     """The live pipelines of live deployments without the web server, until ``stop`` is set."""
     store = open_store(settings)
+    camera_secrets.seal_stored(store, settings)
     scheduler = Scheduler(store, settings, TileBoard(blur_scene=settings.tile_blur_scene))
     PIPELINES.watch_store(store)
     forget = PIPELINES.watch_runs(scheduler.status)

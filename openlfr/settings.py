@@ -176,6 +176,14 @@ class Settings(BaseSettings):
     # ends (services/deployment_runs.py).
     pipeline_max_same_failures: int = Field(default=5, ge=1)
     worker_name: str = ""  # how this machine signs its camera leases; empty: the host name
+    # The camera networks and hosts a live camera may be read from, chosen by the admin who runs the server: CIDR
+    # networks (10.20.0.0/16) and host names (cam1.example.org; a leading dot, .example.org, allows every name under
+    # it), separated by commas. Checked when a deployment is drafted and each time a camera is connected; a name is
+    # allowed by name or when every address it resolves to lies in an allowed network. Empty (the default): any host.
+    camera_allowed_hosts: str = ""
+    # Fernet key (urlsafe base64, 32 bytes) sealing camera URLs that carry credentials in the database; default: a
+    # key file made once in data_dir (camera.key, mode 0600). Every server and worker on one database needs the same.
+    camera_key: str | None = None
     require_second_verifier: bool = True  # default of the console setting (EU AI Act Art. 14(5))
     tile_blur_scene: bool = True  # camera tiles: pixelate the whole picture but alerted faces (detectors miss faces)
 

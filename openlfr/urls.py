@@ -78,7 +78,7 @@ def check_camera_host(url: str, allowed: str) -> None:
     if any(host == name or (name.startswith(".") and host.endswith(name)) for name in names):
         return
     try:
-        addresses = {ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in socket.getaddrinfo(host, None)}
+        addresses = {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in socket.getaddrinfo(host, None)}
     except (OSError, UnicodeError, ValueError):
         addresses = set()
     refused = [str(address) for address in addresses if not any(address in network for network in networks)]

@@ -73,6 +73,19 @@ def add_cast(app: FastAPI, *logins: str) -> None:
         add_user(app, login, CAST[login])
 
 
+def bearer_token(app: FastAPI, username: str, days: float = 1.0) -> str:
+    """An API token for the account (``Authorization: Bearer ...``), for clients of a server in another process."""
+    from openlfr.services.context import Context
+    from openlfr.store.governance_models import User
+
+    state = app.state.server
+    with state.sessions() as db:
+        user = db.query(User).filter_by(username=username).one()
+        token = accounts.issue_token(db, Context.local(state.settings, "test"), user, days)
+        db.commit()
+    return token
+
+
 class Client:
     """A logged-in browser-like client: cookie session, and the CSRF header on every write."""
 

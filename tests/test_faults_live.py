@@ -29,6 +29,7 @@ from tests.postgres import PostgresServer
 from tests.serverkit import (
     JUSTIFICATION,
     add_user,
+    bearer_token,
     build_app,
     clip_deployment_body,
     configure,
@@ -43,9 +44,10 @@ PERSON = "LMM-001"
 THRESHOLD = 0.5  # the clip's Lin-Manuel Miranda scores about 0.67 against his still (default engine)
 
 
-def get_json(url: str) -> tuple[int, dict[str, Any]]:
+def get_json(url: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
@@ -63,6 +65,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float 
 
 class Serve:
     """``openlfr serve`` in a subprocess, its log in the test's folder."""
+
+    token: str | None = None  # /health's detail needs a login (issue 17): set by ``prepare_deployment``
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
@@ -93,7 +97,7 @@ class Serve:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        return get_json(self.url("/health"))
+        return get_json(self.url("/health"), self.token)
 
     def log(self) -> str:
         path = Path(self.env["OPENLFR_DATA_DIR"]).parent / f"serve-{self.port}.log"
@@ -126,6 +130,7 @@ def serving(env: dict[str, str]) -> Iterator[Serve]:
 def prepare_deployment(app: Any, clip: Path, stills: Path, cameras: tuple[str, ...] = ("stage",)) -> int:
     for name, role in [("ann", Role.ADMIN), ("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
         add_user(app, name, role)
+    Serve.token = bearer_token(app, "ann")
     ann, olly = login(app, "ann"), login(app, "olly")
     assert ann.post("/api/watchlists", json={"name": "hamilton", "purpose": "fault test"}).status_code == 201
     enrol_upload(ann, "hamilton", PERSON, "Lin-Manuel Miranda", [stills / "lin-manuel-miranda.png"])

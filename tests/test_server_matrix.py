@@ -23,7 +23,8 @@ EVERYONE = frozenset(Role)
 PUBLIC = "public"
 
 EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
-    ("GET", "/health"): PUBLIC,
+    ("GET", "/health"): PUBLIC,  # the status only; logged in, the detail (tests/test_camera_secrets.py)
+    ("GET", "/health/live"): PUBLIC,
     ("GET", "/metrics"): frozenset({A}),  # counts only, but of every deployment: the admin's
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,

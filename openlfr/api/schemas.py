@@ -27,6 +27,7 @@ from openlfr.clock import utc_now
 from openlfr.governance import deployments
 from openlfr.governance.adjudication import Decision, Outcome
 from openlfr.governance.roles import Role
+from openlfr.services.camera_secrets import shown as redacted_cameras
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp"}
@@ -327,6 +328,11 @@ class DeploymentOut(Out):
     may_match: bool = False
     may_match_reason: str = ""
     progress: float | None = None  # a retrospective search's share of its footage analysed so far (0 to 1)
+
+    @field_validator("cameras")
+    @classmethod
+    def _cameras_shown(cls, cameras: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return redacted_cameras(cameras)  # a camera URL is a secret: never answered as stored
 
     @model_validator(mode="after")
     def _judge(self) -> DeploymentOut:

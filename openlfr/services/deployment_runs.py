@@ -53,6 +53,7 @@ from openlfr.alerts.dispatch import AlertDispatcher
 from openlfr.clock import utc, utc_now
 from openlfr.governance.deployments import GovernanceError, Kind, may_match
 from openlfr.governance.guard import MatchGuard
+from openlfr.services import camera_secrets
 from openlfr.services.audit_log import audit_key
 from openlfr.services.context import Context
 from openlfr.services.listing_watch import ListingWatch
@@ -67,6 +68,7 @@ from openlfr.store.progress_models import count_run, load_progress
 from openlfr.stream.runner import CameraResume
 from openlfr.stream.source import CameraConfig, SourceKind
 from openlfr.stream.worker import FrameView
+from openlfr.urls import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +182,9 @@ class DeploymentRun(RunBooks):
                 on_incident=self._database_trouble,
             )
         records = [r for r in snapshot.cameras if self.camera is None or str(r["name"]) == self.camera]
-        cameras, resume = self._resume([camera_of(record, CameraDefaults()) for record in records])
+        cameras, resume = self._resume(
+            [camera_of(camera_secrets.opened(self.settings, r), CameraDefaults()) for r in records]
+        )
         for camera in cameras:
             self.note(camera.name, "starting")
         # A live deployment's file stands in for a camera (tests, demonstrations): it plays at its own pace, as a
@@ -254,6 +258,7 @@ class DeploymentRun(RunBooks):
         try:
             while not self._stop.is_set():
                 failure = self._run_once()
+                failure = None if failure is None else redact_text(failure)  # shown on /health, logged, audited
                 if self._reloading and not self._stop.is_set():
                     continue
                 if failure is None or self._stop.is_set() or not self._window_open():

@@ -16,10 +16,11 @@ from openlfr.clock import utc, utc_now
 from openlfr.errors import NotFound
 from openlfr.governance import deployments
 from openlfr.governance.deployments import GovernanceError, Kind, TransitionRefused
-from openlfr.services import footage, retrospective, watchlists
+from openlfr.services import camera_secrets, footage, retrospective, watchlists
 from openlfr.services.context import Context
 from openlfr.services.live import resolve_threshold
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
+from openlfr.urls import CameraHostRefused, check_camera_host
 from openlfr.vision.engine import model_id_for
 
 
@@ -83,6 +84,12 @@ def create_draft(
     if not watchlists.watchlist_exists(db, watchlist):
         raise GovernanceError(f"no watchlist named {watchlist!r}")
     media = retrospective.check_sources(ctx.settings, cameras) if retrospective_search else None
+    if not retrospective_search:  # a network camera: only on a host the admin allows
+        for camera in cameras:
+            try:
+                check_camera_host(str(camera.get("source", "")), ctx.settings.camera_allowed_hosts)
+            except CameraHostRefused as refused:
+                raise GovernanceError(f"camera {camera.get('name')!r}: {refused}") from None
     moment = utc_now()
     within = ctx.settings.rfr_authorise_within_hours
     row = Deployment(
@@ -91,7 +98,7 @@ def create_draft(
         purpose=purpose.strip(),
         starts_at=utc(starts_at),
         ends_at=utc(ends_at),
-        cameras=cameras,
+        cameras=camera_secrets.sealed(ctx.settings, cameras),
         watchlist_name=watchlist,
         threshold=threshold,
         target_fpir=target_fpir,

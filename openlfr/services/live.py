@@ -242,7 +242,10 @@ def build_pipeline(
             slots=stream.queue_frames,
             view_interval_s=view_interval_s,
             match_until=None if match_until is None else match_until.timestamp(),
-            capture=CaptureOptions(reconnect_attempts=0 if retry_for_window else stream.reconnect_attempts),
+            capture=CaptureOptions(
+                reconnect_attempts=0 if retry_for_window else stream.reconnect_attempts,
+                allowed_hosts=settings.camera_allowed_hosts,
+            ),
         ),
         resume=resume,
     )

@@ -27,6 +27,7 @@ from openlfr.store import Store
 from openlfr.store.governance_models import Deployment
 from openlfr.store.progress_models import camera_notes, claim, release, save_progress
 from openlfr.stream.runner import CameraState
+from openlfr.urls import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class RunBooks:
     _counted_before: dict[str, tuple[int, float]]
 
     def note(self, camera: str, message: str) -> None:
-        """What the operator should know about a camera, on the deployment's page."""
+        """What the operator should know about a camera, on the deployment's page (any URL in it redacted)."""
+        message = redact_text(message)
         text = message if message.startswith("camera") or not camera else f"camera {camera}: {message}"
         with self._lock:
             self.notes[camera] = text

@@ -24,7 +24,7 @@ from openlfr.clock import utc_now
 from openlfr.errors import OpenLFRError
 from openlfr.governance.deployments import Status
 from openlfr.governance.guard import MatchGuard
-from openlfr.services import deployments
+from openlfr.services import camera_secrets, deployments
 from openlfr.services.context import Context
 from openlfr.services.live import (
     CameraDefaults,
@@ -74,7 +74,7 @@ class ScanDeployment:
                 purpose="openlfr scan from the command line",
                 starts_at=starts,
                 ends_at=ends,
-                cameras=[{"name": c.name, "source": c.url} for c in cameras],
+                cameras=camera_secrets.sealed(ctx.settings, [{"name": c.name, "source": c.url} for c in cameras]),
                 watchlist_name=watchlist,
                 threshold=None if target_fpir is not None else threshold,
                 target_fpir=target_fpir,
@@ -98,7 +98,12 @@ class ScanDeployment:
                 db,
                 "scan.start",
                 f"deployment:{row.id}",
-                {"cameras": row.cameras, "watchlist": watchlist, "threshold": threshold, "flags": flags},
+                {
+                    "cameras": camera_secrets.shown(row.cameras),
+                    "watchlist": watchlist,
+                    "threshold": threshold,
+                    "flags": flags,
+                },
             )
             deployment_id = row.id
         return cls(store, ctx, deployment_id, ends)
@@ -211,7 +216,9 @@ def prepare_scan(
             raise OpenLFRError(
                 f"deployment {deployment_id} holds {watchlist.model_id} embeddings; this machine makes {model_id}"
             )
-        cameras = request.cameras or [camera_of(c, request.defaults) for c in watchlist.cameras]
+        cameras = request.cameras or [
+            camera_of(camera_secrets.opened(settings, c), request.defaults) for c in watchlist.cameras
+        ]
         facts = load_facts()
         assert facts is not None
         pipeline = build_pipeline(

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ import numpy as np
 
 from openlfr.errors import OpenLFRError
 from openlfr.stream.frames import FrameFormat
+from openlfr.urls import CameraHostRefused, check_camera_host, redact_text, redact_url
 from openlfr.vision.types import Box
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class CameraConfig:
     """One camera: where to read it and what part of it matters."""
 
     name: str
-    url: str
+    url: str = field(repr=False)  # may carry the camera's credentials: shown only through ``shown_url``
     fps_cap: float = 0.0  # frames per second handed to analysis at most; 0 = every decoded frame
     roi: Box | None = None  # region of interest in frame pixels; None = the whole frame
     min_face_px: int = 0  # faces shorter than this are ignored; 0 = the pipeline default
@@ -64,6 +65,10 @@ class CameraConfig:
     @property
     def kind(self) -> SourceKind:
         return source_kind(self.url)
+
+    @property
+    def shown_url(self) -> str:
+        return redact_url(self.url)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class CaptureOptions:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     max_pixels: int = 3840 * 2160  # larger frames are scaled down on capture
+    allowed_hosts: str = ""  # the admin's camera networks and hosts (``openlfr.urls.check_camera_host``); "": all
 
 
 @dataclass
@@ -178,9 +184,10 @@ def write_i420(frame: av.VideoFrame, out: np.ndarray) -> None:
 
 def describe_error(camera: CameraConfig, exc: BaseException) -> str:
     """One sentence for the operator: which camera, which source, what went wrong."""
-    where = f"camera {camera.name!r} ({camera.url})"
+    where = f"camera {camera.name!r} ({camera.shown_url})"
     code = getattr(exc, "errno", None)
-    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    # FFmpeg's errors quote the URL they failed on (PyAV adds it as the file name): redacted like any other.
+    reason = redact_text(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
     if isinstance(exc, av.error.FileNotFoundError) or code == errno.ENOENT:
         return f"{where}: no such file or stream"
     if isinstance(exc, av.error.InvalidDataError):
@@ -231,15 +238,20 @@ class Capture:
         if kind is SourceKind.FILE:
             path = Path(url)
             if not path.exists():
-                raise SourceError(f"camera {camera.name!r} ({url}): no such file")
+                raise SourceError(f"camera {camera.name!r} ({camera.shown_url}): no such file")
             if not path.is_file():
-                raise SourceError(f"camera {camera.name!r} ({url}): not a file")
+                raise SourceError(f"camera {camera.name!r} ({camera.shown_url}): not a file")
         elif kind is SourceKind.DEVICE:
             fmt = "v4l2"
             if url.startswith("camera:"):
                 url = f"/dev/video{url.split(':', 1)[1] or '0'}"
-        elif urlsplit(url).scheme.lower() in ("rtsp", "rtsps"):
-            container_options["rtsp_transport"] = "tcp"  # no lost UDP packets, and it passes firewalls
+        else:
+            try:  # at each connection: the list may have changed since the draft, and so may the host's addresses
+                check_camera_host(url, options.allowed_hosts)
+            except CameraHostRefused as refused:
+                raise SourceError(f"camera {camera.name!r} ({camera.shown_url}): {refused}") from None
+            if urlsplit(url).scheme.lower() in ("rtsp", "rtsps"):
+                container_options["rtsp_transport"] = "tcp"  # no lost UDP packets, and it passes firewalls
         try:
             container = av.open(
                 url,
@@ -251,7 +263,7 @@ class Capture:
             raise SourceError(describe_error(camera, exc)) from None
         if not container.streams.video:
             container.close()
-            raise SourceError(f"camera {camera.name!r} ({camera.url}): no video stream in this source")
+            raise SourceError(f"camera {camera.name!r} ({camera.shown_url}): no video stream in this source")
         return container
 
     # ----- reading -----
@@ -290,7 +302,7 @@ class Capture:
                 continue
             try:
                 yield from self._decode(container, stop, live=True, started=started)
-                ended = f"camera {self.camera.name!r} ({self.camera.url}): the stream ended"
+                ended = f"camera {self.camera.name!r} ({self.camera.shown_url}): the stream ended"
             except (av.error.FFmpegError, OSError) as exc:
                 ended = describe_error(self.camera, exc)
             finally:

@@ -1,0 +1,108 @@
+"""Camera URLs sealed at rest: a URL that carries a secret (a password, a query value: ``openlfr.urls.holds_secret``)
+is stored as its redacted form in ``source``, which every answer, page, audit entry and note may show, and the
+real URL encrypted in ``sealed`` (Fernet: AES-128-CBC with HMAC-SHA256, from PyCA's ``cryptography``), with a
+key kept outside the database like the audit key: ``OPENLFR_CAMERA_KEY`` or the file ``camera.key`` made once
+(mode 0600) in the data directory. A copy of the database, its backups and its WAL show no camera's credentials
+without the key. Only the capture's side opens it (:func:`opened`, called where a pipeline's cameras are built).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import select
+
+from openlfr.errors import OpenLFRError
+from openlfr.settings import Settings
+from openlfr.store import Store
+from openlfr.store.governance_models import Deployment
+from openlfr.urls import holds_secret, redact_url
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "camera.key"
+SEALED = "sealed"
+
+
+class CameraKeyError(OpenLFRError):
+    """The camera key is missing, damaged or not the one a camera URL was sealed with."""
+
+
+def camera_key(settings: Settings) -> Fernet:
+    """The key from settings, else the key file created once (mode 0600) in the data directory."""
+    if settings.camera_key:
+        return _fernet(settings.camera_key.encode(), "OPENLFR_CAMERA_KEY")
+    path = Path(settings.data_dir) / KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(Fernet.generate_key())
+    return _fernet(path.read_bytes().strip(), str(path))
+
+
+def _fernet(key: bytes, where: str) -> Fernet:
+    try:
+        return Fernet(key)
+    except ValueError:
+        raise CameraKeyError(f"{where}: the camera key is damaged (not a Fernet key); restore it from backup") from None
+
+
+def sealed(settings: Settings, cameras: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The camera records to store: each URL that holds a secret redacted in ``source``, sealed in ``sealed``."""
+    key: Fernet | None = None
+    out = []
+    for camera in cameras:
+        source = str(camera.get("source", ""))
+        if SEALED in camera or not holds_secret(source):
+            out.append(dict(camera))
+            continue
+        key = key or camera_key(settings)
+        out.append({**camera, "source": redact_url(source), SEALED: key.encrypt(source.encode()).decode()})
+    return out
+
+
+def opened(settings: Settings, camera: dict[str, Any]) -> dict[str, Any]:
+    """A stored camera record with its real URL, for the capture that reads the camera, and nothing else."""
+    if SEALED not in camera:
+        return camera
+    try:
+        source = camera_key(settings).decrypt(str(camera[SEALED]).encode()).decode()
+    except InvalidToken:
+        raise CameraKeyError(
+            f"camera {camera.get('name')!r}: its URL was sealed with another camera key than this server's "
+            "(OPENLFR_CAMERA_KEY or camera.key in the data directory): give every server and worker the same key"
+        ) from None
+    return {name: value for name, value in camera.items() if name != SEALED} | {"source": source}
+
+
+def shown(cameras: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Camera records as anyone may see them: URLs redacted, nothing sealed."""
+    return [
+        {name: value for name, value in camera.items() if name != SEALED}
+        | ({"source": redact_url(str(camera["source"]))} if "source" in camera else {})
+        for camera in cameras
+    ]
+
+
+def seal_stored(store: Store, settings: Settings) -> int:
+    """Seal the camera URLs of deployments stored before URLs were sealed (at start-up); how many rows changed."""
+    changed = 0
+    with store.session() as db:
+        for row in db.scalars(select(Deployment)):
+            cameras = sealed(settings, list(row.cameras or []))
+            if cameras != row.cameras:
+                row.cameras = cameras
+                changed += 1
+        db.commit()
+    if changed:
+        log.info("camera URLs with credentials sealed in %d stored deployments", changed)
+    return changed
