@@ -7,8 +7,12 @@ first human action: an alert without one is simply waiting for its decision, so 
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from openlfr.clock import utc_now
 from openlfr.errors import NotFound
@@ -18,7 +22,6 @@ from openlfr.governance.deployments import TransitionRefused
 from openlfr.governance.roles import Role
 from openlfr.services.console import require_second_verifier
 from openlfr.services.context import Context
-from openlfr.services.deployments import apply
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview
 
@@ -80,38 +83,87 @@ def _human(ctx: Context) -> Role:
     return role
 
 
-def decide(db: Session, ctx: Context, alert_id: int, decision: Decision) -> AlertReview:
+# What the adjudication rules judge: a step is written only where these are still what the rule was shown.
+_ADJUDICATION_FACTS = (AlertReview.decision, AlertReview.decided_by, AlertReview.verified_by, AlertReview.outcome)
+
+
+def _compare_and_set(
+    db: Session,
+    alert_id: int,
+    rule: Callable[[AlertReview], dict[str, Any]],
+    facts: tuple[InstrumentedAttribute[Any], ...] = _ADJUDICATION_FACTS,
+) -> AlertReview:
+    """One step of an alert's review as one atomic compare-and-set: ``rule`` judges the review as read, and its
+    changes are written by one ``UPDATE ... WHERE`` the ``facts`` it judged are still as read. Both databases
+    make a concurrent writer of the row wait for the first to commit, then judge the WHERE on what it wrote;
+    so of two people acting at once one wins, and the other is judged again on the winner's review and refused
+    (``TransitionRefused``, 409): never a second write, a second audit entry, or an error of the store."""
     review = review_for(db, alert_id)
-    apply(saved(db, review), adjudication.decide(review, ctx.actor, _human(ctx), decision, utc_now()))
+    changes = rule(review)
+    if review not in db:  # still waiting: its row is made first, once, whoever else makes it at the same moment
+        dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
+        db.execute(
+            dialect.insert(AlertReview)
+            .values(review.column_values())
+            .on_conflict_do_nothing(index_elements=["alert_id"])
+        )
+    as_read = (
+        column.is_(None) if getattr(review, column.key) is None else column == getattr(review, column.key)
+        for column in facts
+    )
+    written = db.execute(
+        update(AlertReview)
+        .where(AlertReview.alert_id == alert_id, *as_read)
+        .values(changes)
+        .execution_options(synchronize_session=False)
+    )
+    current = db.get(AlertReview, alert_id, populate_existing=True)
+    if current is None:
+        raise NotFound(f"no alert {alert_id}")
+    if int(getattr(written, "rowcount", 0) or 0) != 1:
+        rule(current)  # refused for what the winner did
+        raise TransitionRefused("someone else acted on this alert at the same moment; reload it and look again")
+    return current
+
+
+def decide(db: Session, ctx: Context, alert_id: int, decision: Decision) -> AlertReview:
+    role, now = _human(ctx), utc_now()
+    review = _compare_and_set(db, alert_id, lambda seen: adjudication.decide(seen, ctx.actor, role, decision, now))
     ctx.audit(db, "alert.decide", f"alert:{alert_id}", {"decision": decision.value, "deployment": review.deployment_id})
     return review
 
 
 def verify(db: Session, ctx: Context, alert_id: int) -> AlertReview:
-    review = review_for(db, alert_id)
-    apply(saved(db, review), adjudication.verify(review, ctx.actor, _human(ctx), utc_now()))
+    role, now = _human(ctx), utc_now()
+    review = _compare_and_set(db, alert_id, lambda seen: adjudication.verify(seen, ctx.actor, role, now))
     ctx.audit(db, "alert.verify", f"alert:{alert_id}", {"deployment": review.deployment_id})
     return review
 
 
 def record_outcome(db: Session, ctx: Context, alert_id: int, outcome: Outcome) -> AlertReview:
-    review = review_for(db, alert_id)
+    role, now = _human(ctx), utc_now()
     second = require_second_verifier(db, ctx.settings)
-    apply(saved(db, review), adjudication.record_outcome(review, ctx.actor, _human(ctx), outcome, second, utc_now()))
+    review = _compare_and_set(
+        db, alert_id, lambda seen: adjudication.record_outcome(seen, ctx.actor, role, outcome, second, now)
+    )
     ctx.audit(db, "alert.outcome", f"alert:{alert_id}", {"outcome": outcome.value, "deployment": review.deployment_id})
     return review
 
 
 def hold(db: Session, ctx: Context, alert_id: int, reason: str) -> AlertReview:
     """An authoriser keeps an alert's probe image past the retention period, for an investigation."""
-    review = review_for(db, alert_id)
-    if ctx.as_role is not Role.AUTHORISER:
-        raise TransitionRefused("only an authoriser can hold an alert for an investigation")
-    if review.probe_purged_at is not None:
-        raise TransitionRefused("the probe image was already purged")
-    if len(reason.strip()) < 10:
-        raise TransitionRefused("name the investigation (at least 10 characters)")
-    saved(db, review)
-    review.held_by, review.held_at, review.hold_reason = ctx.actor, utc_now(), reason.strip()
+    held_at = utc_now()
+
+    def rule(seen: AlertReview) -> dict[str, Any]:
+        if ctx.as_role is not Role.AUTHORISER:
+            raise TransitionRefused("only an authoriser can hold an alert for an investigation")
+        if seen.probe_purged_at is not None:
+            raise TransitionRefused("the probe image was already purged")
+        if len(reason.strip()) < 10:
+            raise TransitionRefused("name the investigation (at least 10 characters)")
+        return {"held_by": ctx.actor, "held_at": held_at, "hold_reason": reason.strip()}
+
+    # Written only while the probe is still there: a purge committed meanwhile refuses the hold.
+    review = _compare_and_set(db, alert_id, rule, facts=(AlertReview.probe_purged_at,))
     ctx.audit(db, "alert.hold", f"alert:{alert_id}", {"reason": review.hold_reason})
     return review
