@@ -29,13 +29,11 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from openlfr.clock import utc, utc_now
 from openlfr.errors import AccountError, LoginRefused, LoginThrottled, NotFound
 from openlfr.governance.deployments import TransitionRefused
-from openlfr.governance.deployments import TransitionRefused
 from openlfr.governance.passwords import password_problem
 from openlfr.governance.roles import Role
 from openlfr.services.context import Context
 from openlfr.settings import Settings
 from openlfr.store.governance_models import LoginFailure, User, UserSession
-from openlfr.store.locks import serialise
 from openlfr.store.locks import serialise
 from openlfr.text import visible_text
 
@@ -375,7 +373,6 @@ def enable(session: Session, ctx: Context, user: User) -> None:
 def change_role(session: Session, ctx: Context, user: User, role: Role) -> tuple[str, int]:
     """A new role; the account's sessions end (they carry the role they were opened with). Returns the old role
     and how many sessions ended."""
-    keep_an_administrator(session, ctx, user, stays_admin=role is Role.ADMIN)
     keep_an_administrator(session, ctx, user, stays_admin=role is Role.ADMIN)
     before, user.role = user.role, role.value
     ended = end_sessions(session, user)
