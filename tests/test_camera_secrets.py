@@ -130,3 +130,22 @@ def test_capture_errors_show_the_url_redacted(tmp_path: Path) -> None:
     assert PASSWORD not in str(failed.value) and TOKEN not in str(failed.value)
     assert "rtsp://camadmin:***@127.0.0.1:9/stream1" in str(failed.value)
     assert PASSWORD not in repr(camera)
+
+
+def test_camera_urls_stored_before_sealing_are_sealed_at_start_up(app) -> None:  # type: ignore[no-untyped-def]
+    """A deployment written before URLs were sealed (its row holds the plain URL) is sealed when a server starts."""
+    from openlfr.services.camera_secrets import opened
+    from openlfr.store.governance_models import Deployment
+
+    deployment_id = drafted(app, [{"name": "gate", "source": "rtsp://127.0.0.1:8554/cam"}])
+    with app.state.server.sessions() as db:
+        db.execute(sa.update(Deployment).values(cameras=[{"name": "gate", "source": RTSP}]))
+        db.commit()
+    with TestClient(build_app()) as started:  # the lifespan runs: what a server does at start-up
+        assert started.get("/health/live").status_code == 200
+    with app.state.server.sessions() as db:
+        cameras = db.get(Deployment, deployment_id).cameras
+    assert PASSWORD not in repr(cameras) and cameras[0]["source"] == redact_url(RTSP)
+    assert opened(app.state.server.settings, cameras[0])["source"] == RTSP
+    key = Path(app.state.server.settings.data_dir) / "camera.key"
+    assert key.stat().st_mode & 0o777 == 0o600

@@ -39,13 +39,18 @@ def camera_key(settings: Settings) -> Fernet:
     path = Path(settings.data_dir) / KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under another name, then linked into place: a process starting beside this one reads
+        # either no key file or the whole key, never a half-written one.
+        draft = path.with_name(f".{KEY_FILE}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(Fernet.generate_key())
+            pass  # another process made it first: its key is the one
+        finally:
+            draft.unlink()
     return _fernet(path.read_bytes().strip(), str(path))
 
 
