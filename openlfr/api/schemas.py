@@ -19,26 +19,44 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from openlfr.clock import utc_now
+from openlfr.errors import InvalidText
 from openlfr.governance import deployments
 from openlfr.governance.adjudication import Decision, Outcome
 from openlfr.governance.roles import Role
 from openlfr.services.camera_secrets import shown as redacted_cameras
+from openlfr.text import visible_text
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 
 
-Text200 = Annotated[str, Field(min_length=1, max_length=200)]
+def _visible(*, names: bool = False, lines: bool = False) -> AfterValidator:
+    """Refuses, naming the field, a character that is not shown as itself (``openlfr.text.visible_text``)."""
+
+    def check(value: str, info: ValidationInfo) -> str:
+        try:
+            return visible_text(value, f"'{info.field_name}'", names=names, lines=lines)
+        except InvalidText as refused:
+            raise ValueError(str(refused)) from None
+
+    return AfterValidator(check)
+
+
+# Every name and id a person reads (identifiers: no joiners; display names: the joiners some scripts need; free
+# text of several lines: new lines and tabs too).
+Identifier = _visible()
+DisplayName = _visible(names=True)
+FreeText = _visible(lines=True)
 # A time a person may name: years 1970-2999 in UTC, so that neither its conversion to UTC nor the durations the
 # governance rules add to it (retention after a window's end) can leave the calendar (year 9999 -05:00, 0001 +05:00).
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,18 +74,12 @@ def _in_calendar(value: datetime) -> datetime:
 
 
 UtcTime = Annotated[AwareDatetime, AfterValidator(_in_calendar)]
-Text5000 = Annotated[str, Field(min_length=1, max_length=5000)]
-
-
-def _no_control(value: str) -> str:
-    if _CONTROL.search(value.replace("\n", "").replace("\r", "").replace("\t", "")):
-        raise ValueError("contains control characters")
-    return value
+Text5000 = Annotated[str, Field(min_length=1, max_length=5000), FreeText]
 
 
 class CameraIn(Strict):
     name: Annotated[str, Field(min_length=1, max_length=64)]
-    source: Annotated[str, Field(min_length=1, max_length=1000)]
+    source: Annotated[str, Field(min_length=1, max_length=1000), Identifier]
 
     @field_validator("name")
     @classmethod
@@ -79,7 +91,6 @@ class CameraIn(Strict):
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
-        _no_control(value)
         parsed = urlparse(value)
         if parsed.scheme in STREAM_SCHEMES and parsed.netloc:
             return value
@@ -94,31 +105,21 @@ class CameraIn(Strict):
 
 
 class DraftIn(Strict):
-    name: Text200
-    place: Annotated[str, Field(min_length=1, max_length=300)]
+    name: Annotated[str, Field(min_length=1, max_length=200), DisplayName]
+    place: Annotated[str, Field(min_length=1, max_length=300), DisplayName]
     purpose: Text5000
     starts_at: UtcTime
     ends_at: UtcTime
     cameras: Annotated[list[CameraIn], Field(min_length=1, max_length=16)]
-    watchlist: Text200
+    watchlist: Annotated[str, Field(min_length=1, max_length=200), Identifier]
     threshold: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None
     target_fpir: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None
     # "retrospective": the cameras' sources are recorded files (under the admin's rfr_source_dirs); with an
     # urgent_reason it runs before its authorisation, which must follow within rfr_authorise_within_hours.
     kind: Literal["live", "retrospective"] = "live"
-    urgent_reason: Annotated[str | None, Field(min_length=1, max_length=5000)] = None
+    urgent_reason: Annotated[str, Field(min_length=1, max_length=5000), FreeText] | None = None
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
-
-    @field_validator("name", "place", "purpose", "watchlist")
-    @classmethod
-    def _text(cls, value: str) -> str:
-        return _no_control(value)
-
-    @field_validator("urgent_reason")
-    @classmethod
-    def _reason(cls, value: str | None) -> str | None:
-        return None if value is None else _no_control(value)
 
     @field_validator("threshold", "target_fpir", mode="before")
     @classmethod
@@ -150,10 +151,10 @@ class OutcomeIn(Strict):
 
 
 class UserIn(Strict):
-    username: Annotated[str, Field(min_length=2, max_length=64)]
+    username: Annotated[str, Field(min_length=2, max_length=64), Identifier]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
     role: Role
-    display_name: Annotated[str, Field(max_length=200)] = ""
+    display_name: Annotated[str, Field(max_length=200), DisplayName] = ""
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=False)
 
@@ -186,8 +187,8 @@ class SettingsIn(Strict):
 
 
 class WatchlistIn(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=100)]
-    purpose: Annotated[str, Field(max_length=5000)] = ""
+    name: Annotated[str, Field(min_length=1, max_length=100), Identifier]
+    purpose: Annotated[str, Field(max_length=5000), FreeText] = ""
 
 
 class Out(BaseModel):

@@ -30,6 +30,7 @@ from openlfr.errors import OpenLFRError
 from openlfr.services.enrolment import import_folder
 from openlfr.store.categories import CATEGORY_VALUES
 from openlfr.store.watchlists import get_watchlist
+from openlfr.text import escaped
 
 
 @watchlist_app.command("import")
@@ -126,4 +127,4 @@ def _print_import_table(name: str, rows: list[ImportRow], counts: dict[str, int]
             )
     wide_console().print(table)
     if ignored:
-        typer.echo(f"ignored (not person folders): {', '.join(ignored)}")
+        typer.echo(f"ignored (not person folders): {', '.join(map(escaped, ignored))}")

@@ -22,10 +22,10 @@ from openlfr.errors import EnrolmentRefused, OpenLFRError
 from openlfr.store.db import StoreError
 from openlfr.store.models import CATEGORY_VALUES, Person, ReferenceImage, Watchlist
 from openlfr.store.watchlists import ActiveReferences, ListedPerson, active_references, find_person
+from openlfr.text import escaped, visible_text
 from openlfr.watchlist.score import match_score
 
 WATCHLIST_NAME = re.compile(r"^[\w][\w .:@+-]{0,99}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -85,18 +85,28 @@ class DuplicateIndex:
         self._people[person.id] = person
 
 
-def check_text(label: str, value: str, max_chars: int) -> str:
+def check_text(label: str, value: str, max_chars: int, *, names: bool = False) -> str:
+    """``value`` stripped, or a refusal naming ``label``: empty, too long, or holding a character not shown as
+    itself (``openlfr.text.visible_text``; ``names``: a display name, which may hold the joiners of some scripts)."""
     value = value.strip()
     if not value:
         raise OpenLFRError(f"{label} is empty")
     if len(value) > max_chars:
         raise OpenLFRError(f"{label} is longer than {max_chars} characters")
-    if _CONTROL.search(value):
-        raise OpenLFRError(f"{label} contains control characters")
-    return value
+    return visible_text(value, label, names=names)
+
+
+def check_reference_id(value: str) -> str:
+    """A person's id as it is stored, or ``EnrolmentRefused`` (quoting the id escaped, so it cannot turn round)."""
+    try:
+        return check_text("the person's id", value, 100)
+    except OpenLFRError as exc:
+        raise EnrolmentRefused(escaped(value.strip()[:100]) or "(no id)", [("", str(exc))]) from None
 
 
 def create_watchlist(session: Session, name: str, purpose: str, actor: str, now: datetime) -> Watchlist:
+    visible_text(name, "the watchlist name")
+    visible_text(purpose, "the watchlist's purpose", lines=True)
     if not WATCHLIST_NAME.match(name):
         raise OpenLFRError(
             f"{name!r} is not a usable watchlist name: 1-100 letters, digits, spaces or . : @ + - _, "
@@ -124,10 +134,7 @@ def enrol(
     duplicates: DuplicateIndex | None = None,
 ) -> Person:
     """Put a person (or more photos of someone already listed) on the watchlist, or raise EnrolmentRefused."""
-    try:
-        reference_id = check_text("the person's id", details.reference_id, 100)
-    except OpenLFRError as exc:
-        raise EnrolmentRefused(details.reference_id.strip()[:100] or "(no id)", [("", str(exc))]) from None
+    reference_id = check_reference_id(details.reference_id)
     refused = [(photo.source, photo.reason or "refused") for photo in photos if not photo.accepted]
     if refused:
         raise EnrolmentRefused(reference_id, refused)
@@ -197,7 +204,9 @@ def _new_person(
     if details.category not in CATEGORY_VALUES:
         raise EnrolmentRefused(reference_id, [("", f"unknown category {details.category!r}: one of {_categories()}")])
     try:
-        display_name = check_text("the display name", details.display_name, 200)
+        display_name = check_text("the display name", details.display_name, 200, names=True)
+        visible_text(details.reason, "the reason for listing", lines=True)
+        visible_text(details.legal_basis, "the legal basis", lines=True)
     except OpenLFRError as exc:
         raise EnrolmentRefused(reference_id, [("", str(exc))]) from None
     expires_at = details.expires_at or default_expiry

@@ -26,7 +26,7 @@ from openlfr.enrolment.engines import process_engine
 from openlfr.enrolment.gate import FaceChoice, QualityGate
 from openlfr.enrolment.importer import ImportRow, analyse_folders, scan_folder
 from openlfr.enrolment.photos import PhotoResult, analyse_photos
-from openlfr.enrolment.service import DuplicateIndex, PersonDetails
+from openlfr.enrolment.service import DuplicateIndex, PersonDetails, check_reference_id
 from openlfr.errors import EnrolmentRefused
 from openlfr.services import upload_staging
 from openlfr.services.context import Context
@@ -170,6 +170,12 @@ def import_folder(
     rows: dict[str, ImportRow] = {}
     to_enrol = []
     for person in people:
+        try:
+            check_reference_id(person.reference_id)  # before its photos are analysed, for nothing
+        except EnrolmentRefused as refused:
+            reasons = [reason for _, reason in refused.problems]
+            rows[person.reference_id] = ImportRow(refused.reference_id, "refused", 0, reasons)
+            continue
         if person.reference_id in listed:
             rows[person.reference_id] = ImportRow(person.reference_id, "skipped", 0, ["already on the list"])
         elif not person.photos:
