@@ -151,6 +151,7 @@ class E:
     details: dict[str, Any] = field(default_factory=dict)
     prev_hash: str = ""
     hash: str = ""
+    clock_at: datetime | None = None
 
 
 KEY = b"k" * 32
@@ -205,6 +206,28 @@ def test_audit_chain_names_the_first_broken_entry() -> None:
     duplicated.insert(4, duplicated[1])
     verdict = audit.verify_chain(duplicated, KEY, head(good))
     assert verdict.problem == "inserted"
+
+
+def rehashed_from(entries: list[E], index: int) -> list[E]:
+    """The chain re-hashed with the key from ``index`` on, as its key holder could after changing an entry."""
+    for at in range(index, len(entries)):
+        entries[at].prev_hash = entries[at - 1].hash if at else audit.GENESIS
+        entries[at].hash = audit.hash_of(entries[at], KEY)
+    return entries
+
+
+def test_audit_time_runs_forward_and_verify_names_a_backdated_entry() -> None:
+    assert audit.chain_time(T0, None) == T0
+    assert audit.chain_time(T0 - HOUR, T0) == T0  # the clock set back: the previous entry's date
+    assert audit.chain_time(T0 + HOUR, T0) == T0 + HOUR
+    backdated = chain(6)
+    backdated[3].at = backdated[2].at - timedelta(microseconds=1)
+    verdict = audit.verify_chain(rehashed_from(backdated, 3), KEY, head(backdated))
+    assert (verdict.ok, verdict.first_bad_seq, verdict.problem) == (False, 4, "backdated")
+    assert "before entry 3" in verdict.message
+    same_time = chain(6)
+    same_time[3].at = same_time[2].at  # two entries at one instant are in order
+    assert audit.verify_chain(rehashed_from(same_time, 3), KEY, head(same_time)).ok
 
 
 def test_an_anchor_catches_a_cut_that_the_head_was_set_back_to_hide() -> None:

@@ -76,8 +76,9 @@ def test_audit_verify_catches_direct_database_edits(store_url: str) -> None:
         with store.engine.begin() as c:
             c.execute(
                 sa.text(
-                    "INSERT INTO audit_log (id, seq, at, actor, role, action, target, details, prev_hash, hash) "
-                    "VALUES (:id, :seq, :at, :actor, :role, :action, :target, :details, :prev_hash, :hash)"
+                    "INSERT INTO audit_log "
+                    "(id, seq, at, clock_at, actor, role, action, target, details, prev_hash, hash) "
+                    "VALUES (:id, :seq, :at, :clock_at, :actor, :role, :action, :target, :details, :prev_hash, :hash)"
                 ),
                 {**saved, "details": _json_text(saved["details"])},
             )

@@ -11,9 +11,15 @@ Someone who can write the database could still cut entries off the end *and* set
 database (a published record, a ticket, an e-mail); ``verify_anchor`` later checks that the chain still holds
 that very entry.
 
+Time runs forward along the chain: an entry is dated no earlier than the one before it (the later of the
+clock's reading and its predecessor's date, so a clock set back cannot make the log tell events out of order),
+and keeps the clock's own reading (``clock_at``) under its hash. Entries written before that reading was kept
+have none, and are hashed without it, so their chains still verify.
+
 ``verify_chain`` walks the entries in sequence order and names the first one that is not what was written:
-``altered`` (an entry's content changed), ``removed`` (one or more entries are missing) or ``inserted``
-(an entry that was never written by the application).
+``altered`` (an entry's content changed), ``removed`` (one or more entries are missing), ``inserted``
+(an entry that was never written by the application) or ``backdated`` (dated before its predecessor, which
+the application never writes).
 """
 
 from __future__ import annotations
@@ -41,10 +47,24 @@ class EntryFacts(Protocol):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    clock_at: datetime | None
+
+
+def chain_time(clock: datetime, previous: datetime | None) -> datetime:
+    """An entry's date: the clock's reading, unless the entry before it is dated later (the clock was set back)."""
+    return clock if previous is None or utc(clock) >= utc(previous) else previous
 
 
 def canonical(
-    seq: int, at: datetime, actor: str, role: str, action: str, target: str, details: Mapping[str, Any], prev: str
+    seq: int,
+    at: datetime,
+    actor: str,
+    role: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any],
+    prev: str,
+    clock_at: datetime | None = None,
 ) -> bytes:
     record = {
         "seq": seq,
@@ -56,6 +76,8 @@ def canonical(
         "details": details,
         "prev": prev,
     }
+    if clock_at is not None:  # entries written before the clock's reading was kept are hashed as they were
+        record["clock"] = utc(clock_at).isoformat(timespec="microseconds")
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
@@ -74,6 +96,7 @@ def hash_of(entry: EntryFacts, key: bytes, seq: int | None = None) -> str:
         entry.target,
         dict(entry.details or {}),
         entry.prev_hash,
+        entry.clock_at,
     )
     return entry_hash(key, payload)
 
@@ -87,7 +110,7 @@ class AuditVerdict:
     ok: bool
     entries: int
     first_bad_seq: int | None = None
-    problem: str | None = None  # "altered" | "removed" | "inserted"
+    problem: str | None = None  # "altered" | "removed" | "inserted" | "backdated"
     detail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,12 +133,17 @@ class AuditVerdict:
 def verify_chain(entries: Sequence[EntryFacts], key: bytes, head: tuple[int, str] | None) -> AuditVerdict:
     """Check the chain in sequence order (``entries`` sorted by seq); ``head`` is the stored (seq, hash) or None."""
     prev_hash = GENESIS
+    prev_at: datetime | None = None
     expected = 1
     head_seq = head[0] if head is not None else None
     for index, entry in enumerate(entries):
         intact = genuine(entry, key)
         if intact and entry.seq == expected and entry.prev_hash == prev_hash:
-            prev_hash, expected = entry.hash, expected + 1
+            if prev_at is not None and utc(entry.at) < prev_at:
+                when, before = utc(entry.at).isoformat(), prev_at.isoformat()
+                detail = f"dated {when}, before entry {entry.seq - 1} at {before}"
+                return AuditVerdict(False, len(entries), entry.seq, "backdated", detail)
+            prev_hash, prev_at, expected = entry.hash, utc(entry.at), expected + 1
             continue
         if head_seq is not None and entry.seq > head_seq:
             return AuditVerdict(False, len(entries), entry.seq, "inserted", "beyond the last entry the server wrote")

@@ -12,9 +12,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from openlfr.clock import utc_now
+from openlfr.clock import utc, utc_now
 from openlfr.errors import OpenLFRError
-from openlfr.governance.audit import GENESIS, AuditVerdict, canonical, entry_hash, verify_anchor, verify_chain
+from openlfr.governance.audit import (
+    GENESIS,
+    AuditVerdict,
+    canonical,
+    chain_time,
+    entry_hash,
+    verify_anchor,
+    verify_chain,
+)
 from openlfr.settings import Settings
 from openlfr.store.governance_models import AuditEntry, AuditHead
 
@@ -60,7 +68,8 @@ def record(
     """Append an entry in the caller's transaction: it commits (or rolls back) with the action it records.
 
     Incrementing the head row first takes its write lock (a row lock on PostgreSQL, the database lock on
-    SQLite), so concurrent appends queue up instead of forking the chain.
+    SQLite), so concurrent appends queue up instead of forking the chain, and each is dated, under that lock, no
+    earlier than the entry before it (``chain_time``); ``now`` (default: the clock) is kept as ``clock_at``.
     """
     ensure_head(session)
     seq, prev = session.execute(
@@ -69,12 +78,22 @@ def record(
         .values(seq=AuditHead.seq + 1)
         .returning(AuditHead.seq, AuditHead.hash)
     ).one()
-    at = now or utc_now()
+    clock = utc(now or utc_now())
+    at = chain_time(clock, session.scalar(select(AuditEntry.at).where(AuditEntry.seq == seq - 1)))
     # Hash exactly what the database will hand back: JSON primitives only.
     clean = json.loads(json.dumps(details or {}, default=str))
-    digest = entry_hash(key, canonical(seq, at, actor, role, action, target, clean, prev))
+    digest = entry_hash(key, canonical(seq, at, actor, role, action, target, clean, prev, clock))
     entry = AuditEntry(
-        seq=seq, at=at, actor=actor, role=role, action=action, target=target, details=clean, prev_hash=prev, hash=digest
+        seq=seq,
+        at=at,
+        clock_at=clock,
+        actor=actor,
+        role=role,
+        action=action,
+        target=target,
+        details=clean,
+        prev_hash=prev,
+        hash=digest,
     )
     session.add(entry)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
