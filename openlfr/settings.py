@@ -135,8 +135,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     session_hours: float = 12.0
     cookie_secure: bool = False  # force the Secure flag (it is set anyway whenever the request came over https)
-    login_max_failures: int = 5  # failed logins per user name within the window before it is locked out
-    login_ip_max_failures: int = 20  # the same, per client address
+    # Failed logins for one user name from one address within the window before that address is refused logins
+    # for it: a stranger's guesses from elsewhere do not lock the user out of their own address.
+    login_max_failures: int = 5
+    # Failed logins and failed bearer tokens from one client address, whatever the names, before it is refused both.
+    login_ip_max_failures: int = 20
+    # Failed logins for one user name from all addresses together (NIST SP 800-63B's ceiling for an account).
+    login_name_max_failures: int = 100
     login_window_seconds: int = 900
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

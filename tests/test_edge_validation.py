@@ -114,8 +114,9 @@ def test_a_nul_in_the_login_name_is_refused_for_anybody(served) -> None:  # type
 
 
 def test_a_500_carries_the_headers_and_no_traceback(served) -> None:  # type: ignore[no-untyped-def]
-    _, server = served
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    app, server = served
+    token = token_for(app, "olly")  # who asks is decided first: an anonymous request gets its 401 and no further
+    with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
         answer = client.get("/api/test-failure")
         assert_refused_plainly(answer, "a fault", lambda s: s == 500)
         assert "secret.py" not in answer.text
@@ -123,6 +124,7 @@ def test_a_500_carries_the_headers_and_no_traceback(served) -> None:  # type: ig
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     connection.putrequest("POST", "/api/deployments")
     connection.putheader("Content-Type", "application/json")
+    connection.putheader("Authorization", f"Bearer {token}")
     connection.putheader("Content-Length", "2000000")
     connection.endheaders()
     refused = connection.getresponse()

@@ -29,7 +29,8 @@ from openlfr.alerts.dispatch import TRANSIENT as DATABASE_UNAVAILABLE
 from openlfr.api.asgi import HttpMiddleware
 from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, own_write
 from openlfr.api.enrol_upload import MAX_FILES
-from openlfr.errors import EnrolmentRefused, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
+from openlfr.api.gate import AuthenticateFirst, answers_json
+from openlfr.errors import EnrolmentRefused, LoginThrottled, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.services.accounts import Principal
 from openlfr.text import first_line
@@ -176,8 +177,7 @@ class SecurityHeaders(HttpMiddleware):
 
 
 def _wants_json(request: Request) -> bool:
-    path = request.url.path
-    return path.startswith("/api/") or path in ("/openapi.json", "/docs", "/health")
+    return answers_json(request.url.path)
 
 
 def _audit_refusal(request: Request, message: str) -> None:
@@ -194,7 +194,13 @@ HtmlErrorPage = Callable[[Request, int, str], Response]
 # The status of each error a person can act on, answered with its sentence. Handlers are found along the
 # exception's class hierarchy, so the most specific type wins: any other OpenLFRError (a rule, a bad name, a
 # missing watchlist...) is a 400.
-PLAIN_ANSWERS: dict[type[Exception], int] = {NotFound: 404, UploadTooLarge: 413, UploadRefused: 400, OpenLFRError: 400}
+PLAIN_ANSWERS: dict[type[Exception], int] = {
+    NotFound: 404,
+    UploadTooLarge: 413,
+    UploadRefused: 400,
+    LoginThrottled: 429,
+    OpenLFRError: 400,
+}
 # The database did not answer in time (another process holds SQLite's write lock, PostgreSQL is unreachable or
 # restarting, no connection free): 503 rather than 500, since the same request may well succeed shortly.
 RETRY_AFTER_S = 5
@@ -339,9 +345,11 @@ def mount_docs(app: FastAPI) -> None:
 def install_http_plumbing(
     app: FastAPI, settings_max_json: int, settings_max_upload: int, settings_max_footage: int = 0
 ) -> None:
-    """Body limits before any handler reads a body, and security headers on every answer (added last: the
-    outermost middleware, so whatever answers inside it, the body limit included, gets them)."""
+    """Who asks before anything else (``gate``: the body limit's answer would tell a stranger which routes take
+    uploads), body limits before any handler reads a body, and security headers on every answer (added last: the
+    outermost middleware, so whatever answers inside it, the gate and the body limit included, gets them)."""
     app.add_middleware(
         BodyLimit, max_json=settings_max_json, max_upload=settings_max_upload, max_footage=settings_max_footage
     )
+    app.add_middleware(AuthenticateFirst)
     app.add_middleware(SecurityHeaders)

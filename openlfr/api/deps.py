@@ -18,10 +18,12 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from openlfr.clock import utc_now
 from openlfr.governance.roles import Role
-from openlfr.services import accounts
+from openlfr.services import accounts, throttle
 from openlfr.services.accounts import Principal, PrincipalCache
 from openlfr.services.context import Context
+from openlfr.services.throttle import RefusedAddresses
 from openlfr.settings import Settings
 from openlfr.store import Store
 
@@ -29,6 +31,7 @@ SESSION_COOKIE = "openlfr_session"
 LOGIN_CSRF_COOKIE = "openlfr_login_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+AUTHENTICATED = "authenticated"  # where ``api.gate`` leaves who asks, in the request's state
 
 
 @dataclass
@@ -38,6 +41,7 @@ class ServerState:
     sessions: sessionmaker[Session]
     audit_key: bytes
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    refused_addresses: RefusedAddresses = field(default_factory=RefusedAddresses)  # too many failed tokens
 
 
 class NotAuthenticated(Exception):
@@ -87,19 +91,32 @@ def credential(request: Request) -> tuple[str, str] | None:
 
 
 async def authenticate(request: Request) -> Principal | None:
-    """Who asks: remembered (no thread, no database) or looked up in a session of its own, closed at once, so no
-    connection is held while the route waits for a worker thread or a long answer (an event stream) lasts."""
+    """Who asks: found already for this request (``api.gate``), remembered (no thread, no database) or looked up
+    in a session of its own, closed at once, so no connection is held while the route waits for a worker thread
+    or a long answer (an event stream) lasts. A bearer token from an address with too many failures is refused
+    (``LoginThrottled``) before it is looked up, and one that matches no session is counted against its address."""
+    found: Principal | None = getattr(request.state, AUTHENTICATED, None)
+    if found is not None:
+        return found
     carried = credential(request)
     if carried is None:
         return None
-    state = server(request)
+    state, ip = server(request), client_ip(request)
+    bearer = carried[1] == "token"
+    if bearer and state.refused_addresses.refuses(ip):
+        raise throttle.refusal_of_tokens(state.settings)
     known = state.principals.get(*carried)
     if known is not None:
         return known
 
     def look_up() -> Principal | None:
         with state.sessions() as db:
-            return state.principals.lookup(db, *carried)
+            if bearer:
+                throttle.check_token_address(db, state.settings, state.refused_addresses, ip, utc_now())
+            principal = state.principals.lookup(db, *carried)
+            if principal is None and bearer:
+                throttle.token_failed(db, state.settings, state.refused_addresses, ip, utc_now())
+            return principal
 
     return await run_in_threadpool(look_up)
 

@@ -3,9 +3,10 @@
 Passwords are hashed with argon2id. A session is a random token: the browser holds it in an HttpOnly,
 SameSite=Strict cookie, an API client sends it as a bearer token; the database keeps only its SHA-256, so a
 copy of the database logs nobody in. Each browser session has its own CSRF token, which every state-changing
-request must echo in the ``X-CSRF-Token`` header. Failed logins are counted per user name and per address;
-past the limit the login is refused (HTTP 429) before the password is even checked. Each attempt is counted
-before its password is checked, atomically, so a burst of concurrent guesses gets no more checks than the limit.
+request must echo in the ``X-CSRF-Token`` header. Failed logins are counted per user name and address, and per
+address (``services.throttle``); past the limit the login is refused (HTTP 429) before the password is even
+checked. Each attempt is counted before its password is checked, atomically, so a burst of concurrent guesses
+gets no more checks than the limit.
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cachetools import TTLCache
-from sqlalchemy import Select, bindparam, delete, func, select
-from sqlalchemy import text as sa_text
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import Select, bindparam, delete, select
+from sqlalchemy.orm import Session
 
 from openlfr.clock import utc, utc_now
-from openlfr.errors import AccountError, LoginRefused, LoginThrottled, NotFound
+from openlfr.errors import AccountError, LoginRefused, NotFound
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.governance.passwords import password_problem
 from openlfr.governance.roles import Role
+from openlfr.services import throttle
 from openlfr.services.context import Context
 from openlfr.settings import Settings
-from openlfr.store.governance_models import LoginFailure, User, UserSession
+from openlfr.store.governance_models import User, UserSession
 from openlfr.store.locks import serialise
 from openlfr.text import visible_text
 
@@ -129,43 +130,6 @@ def password_matches(settings: Settings, user: User, password: str) -> bool:
         return False
 
 
-def _recent_failures(session: Session, column: InstrumentedAttribute[str], value: str, since: datetime) -> int:
-    count = session.scalar(
-        select(func.count()).select_from(LoginFailure).where(column == value, LoginFailure.at >= since)
-    )
-    return int(count or 0)
-
-
-def _lock_key(kind: str, value: str) -> int:
-    """A 64-bit PostgreSQL advisory-lock key for a user name or an address."""
-    return int.from_bytes(hashlib.sha256(f"openlfr-login:{kind}:{value}".encode()).digest()[:8], "big", signed=True)
-
-
-def _reserve_attempt(session: Session, settings: Settings, name: str, ip: str, now: datetime) -> None:
-    """Count this attempt as a failure before its password is checked, and commit that: concurrent attempts
-    each see every earlier one, so at most the limit are ever checked. Refused (and nothing kept) past the limit.
-
-    The count and the insert are one step: on SQLite the transaction takes the write lock first (``BEGIN
-    IMMEDIATE``), on PostgreSQL advisory locks on the name and the address serialise attempts for either."""
-    if session.in_transaction():
-        session.commit()
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        for kind, value in (("name", name), ("ip", ip)):
-            session.execute(sa_text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(kind, value)})
-    since = utc(now) - timedelta(seconds=settings.login_window_seconds)
-    if _recent_failures(session, LoginFailure.username, name, since) >= settings.login_max_failures or (
-        _recent_failures(session, LoginFailure.ip, ip, since) >= settings.login_ip_max_failures
-    ):
-        session.rollback()
-        minutes = max(1, round(settings.login_window_seconds / 60))
-        raise LoginThrottled(f"too many failed logins; try again in {minutes} minutes")
-    session.add(LoginFailure(username=name, ip=ip, at=utc(now)))
-    session.commit()
-
-
 _CHECK_SLOTS: dict[int, threading.BoundedSemaphore] = {}
 _CHECK_SLOTS_LOCK = threading.Lock()
 
@@ -185,12 +149,13 @@ def _check_slot(settings: Settings) -> threading.BoundedSemaphore:
 def check_login(session: Session, settings: Settings, username: str, password: str, ip: str, now: datetime) -> User:
     """The user, if the password is right and the throttle allows.
 
-    The attempt is first recorded as a failure and committed (``_reserve_attempt``); only then is the password
-    checked, outside any transaction, in one of the process's few verification slots. A right password removes
-    the name's failures (the caller commits that with the new session); a wrong one leaves its failure counted.
+    The attempt is first recorded as a failure and committed (``throttle.reserve_login``); only then is the
+    password checked, outside any transaction, in one of the process's few verification slots. A right password
+    removes the name's failures from this address (the caller commits that with the new session); a wrong one
+    leaves its failure counted.
     """
     name = username.strip().lower()[:64]
-    _reserve_attempt(session, settings, name, ip, now)
+    throttle.reserve_login(session, settings, name, ip, now)
     user = session.scalar(select(User).where(User.username == name))
     stored_hash = user.password_hash if user is not None and user.active else None
     session.commit()  # no connection held during the slow check
@@ -208,7 +173,7 @@ def check_login(session: Session, settings: Settings, username: str, password: s
                 hasher.verify(_dummy_hash(settings), password)
     if not ok or user is None:
         raise LoginRefused("wrong user name or password")
-    session.execute(delete(LoginFailure).where(LoginFailure.username == name))
+    throttle.login_succeeded(session, name, ip)
     return user
 
 
