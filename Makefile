@@ -13,16 +13,17 @@ DEBIAN_PACKAGES := postgresql mosquitto chromium gstreamer1.0-rtsp gir1.2-gst-rt
 OPENLFR_TEST_DATA ?= $(abspath ../shared/data)
 export OPENLFR_TEST_DATA
 
-.PHONY: install demo test lint typecheck layers system-deps bench clean
+.PHONY: install lock demo test lint typecheck layers system-deps bench clean
 
 install: $(STAMP) $(DEMO_PHOTOS)
 
-$(STAMP): pyproject.toml
+# Exactly the locked set (requirements-dev.lock, written by `make lock` from pyproject.toml's ranges), every file
+# checked against its sha256; the lock is closed, so nothing is resolved here (--no-deps). OpenLFR itself is
+# built with the locked setuptools (--no-build-isolation), not whatever is newest.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip 'setuptools<81' wheel
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["openlfr"]["no-deps"])' \
-		| xargs $(BIN)/pip install --quiet --no-deps
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@$(MAKE) --no-print-directory system-deps DEBIAN_PACKAGES='$(MODEL_TOOLS)'
 	$(BIN)/openlfr models build >/dev/null
 	touch $(STAMP)
@@ -41,6 +42,12 @@ system-deps:
 			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else echo "not root: tests needing$$missing will skip"; fi; \
 	fi
+
+# Re-resolve pyproject.toml's ranges into requirements.lock (runtime: the image, systemd installs) and
+# requirements-dev.lock (make install, CI), hashed, keeping the current pins the ranges allow. To move packages on:
+# make lock UPGRADE=--upgrade (all) or UPGRADE='--upgrade-package numpy'; then make install and make test.
+lock: $(STAMP)
+	PYTHON=$(BIN)/python UV=$(BIN)/uv deploy/lock.sh
 
 demo: install
 	$(BIN)/openlfr demo --out demo-faces.png
