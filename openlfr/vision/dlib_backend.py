@@ -8,6 +8,7 @@ import dlib
 import numpy as np
 
 from openlfr.vision.model_files import LANDMARKS_5_FILE, LANDMARKS_68_FILE, MMOD_FILE, RESNET_FILE, model_file
+from openlfr.vision.plausible import plausible
 from openlfr.vision.types import DLIB_FIVE, Box, Detection, unit_rows
 
 # dlib's face chip for its ResNet: 150x150 with 25% padding around the landmark-normalised face.
@@ -40,10 +41,12 @@ class HogDetector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         rects, scores, _ = self._detector.run(image, self.upsample, self.threshold)
         rows, cols = image.shape[:2]
-        return [
-            Detection(_clip_box(rect, rows, cols), float(score), self.name)
-            for rect, score in zip(rects, scores, strict=True)
-        ]
+        return plausible(
+            [
+                Detection(_clip_box(rect, rows, cols), float(score), self.name)
+                for rect, score in zip(rects, scores, strict=True)
+            ]
+        )
 
 
 class MmodDetector:
@@ -61,7 +64,7 @@ class MmodDetector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         found = self._detector(image, self.upsample)
         rows, cols = image.shape[:2]
-        return [Detection(_clip_box(d.rect, rows, cols), float(d.confidence), self.name) for d in found]
+        return plausible([Detection(_clip_box(d.rect, rows, cols), float(d.confidence), self.name) for d in found])
 
 
 def make_detector(name: str, upsample: int) -> HogDetector | MmodDetector:

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from openlfr.vision.onnx_embedder import _session
+from openlfr.vision.plausible import SECOND_LOOK_ABOVE_PX, plausible
 from openlfr.vision.types import Box, Detection
 
 ANCHOR_STRIDES = (8, 16, 32)
@@ -39,6 +40,11 @@ MAX_CANDIDATES = 2000
 OVERVIEW_ABOVE_SIDE = 1024
 OVERVIEW_SIDE = 640
 LARGE_FACE_PX = 256
+# A second look at a face found large in the network's input (see ``plausible``): around it, scaled so it is
+# about this tall, at this score; it stands if a detection there overlaps it this much.
+CONFIRM_FACE_PX = 160
+CONFIRM_MIN_SCORE = 0.3
+CONFIRM_IOU = 0.4
 
 # Where RetinaFace puts the five points in its own box (medians over 1,000 LFW faces, as fractions of the box),
 # for a face known only by its box when even a search around the box finds nothing.
@@ -196,7 +202,9 @@ class RetinaFaceDetector:
         ]
         return rest + large
 
-    def _detect_once(self, image: np.ndarray, scale: float, min_score: float | None) -> list[Detection]:
+    def _detect_once(
+        self, image: np.ndarray, scale: float, min_score: float | None, second_look: bool = True
+    ) -> list[Detection]:
         rows, cols = image.shape[:2]
         small = resized(image, scale)
         height, width = small.shape[:2]
@@ -215,7 +223,22 @@ class RetinaFaceDetector:
             box = Box(max(0, round(x0)), max(0, round(y0)), min(cols, round(x1)), min(rows, round(y1)))
             if box.width > 0 and box.height > 0:
                 found.append(Detection(box, float(score), self.name, five))
+        found = plausible(found)
+        if second_look:
+            found = [d for d in found if d.box.height / factor_y <= SECOND_LOOK_ABOVE_PX or self.confirmed(image, d)]
         return found
+
+    def confirmed(self, image: np.ndarray, detection: Detection) -> bool:
+        """Whether a face found large is found again around itself at the size the network knows best."""
+        rows, cols = image.shape[:2]
+        box = detection.box
+        margin_x, margin_y = box.width // 2, box.height // 2
+        left, top = max(0, box.left - margin_x), max(0, box.top - margin_y)
+        right, bottom = min(cols, box.right + margin_x), min(rows, box.bottom + margin_y)
+        local = Box(box.left - left, box.top - top, box.right - left, box.bottom - top)
+        region = image[top:bottom, left:right]
+        again = self._detect_once(region, CONFIRM_FACE_PX / box.height, CONFIRM_MIN_SCORE, second_look=False)
+        return any(d.box.iou(local) >= CONFIRM_IOU for d in again)
 
     def landmarks(self, image: np.ndarray, box: Box) -> np.ndarray:
         """The five points of a face known only by its box: RetinaFace on the region around it.
