@@ -118,6 +118,8 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
         assert state["progress"] == 1.0 and state["frames"] > 0
         processed = _audit(app, "deployment.processed")
         assert len(processed) == 1 and processed[0].actor == "system"
+        assert state["coverage"] == 1.0 == processed[0].details["coverage"]  # every frame decoded: all was read
+        assert processed[0].details["frames_decoded"] == 275 == state["media_frames"]
         [began] = _audit(app, "deployment.processing_started")
         assert began.actor == "system" and "before_authorisation" not in began.details  # it was authorised first
         started = datetime.fromisoformat(state["processing_started_at"])
@@ -375,12 +377,11 @@ def test_uploaded_footage_is_searched_then_deleted(monkeypatch: pytest.MonkeyPat
     state.store.close()
 
 
-def _remux_faststart_half(clip: Path, out: Path) -> None:
-    """The clip remuxed with its index first (``-movflags +faststart``), then cut to half its bytes: a file that
-    promises all 275 frames and holds about half of them."""
+def _remux_faststart_half(clip: Path, whole: Path, out: Path) -> None:
+    """The clip remuxed with its index first (``-movflags +faststart``: ``whole``), then cut to half its bytes
+    (``out``): a file that promises all 275 frames and holds about half of them."""
     import av
 
-    whole = out.with_suffix(".whole.mp4")
     with av.open(str(clip)) as source, av.open(str(whole), "w", options={"movflags": "+faststart"}) as remuxed:
         video = source.streams.video[0]
         stream = remuxed.add_stream_from_template(video)
@@ -389,7 +390,6 @@ def _remux_faststart_half(clip: Path, out: Path) -> None:
                 packet.stream = stream
                 remuxed.mux(packet)
     data = whole.read_bytes()
-    whole.unlink()
     out.write_bytes(data[: len(data) // 2])
 
 
@@ -454,12 +454,12 @@ def test_truncated_or_lying_footage_is_not_reported_as_fully_searched(
     """Issue 17 item 7: progress and the record come from the frames decoded. The Hamilton clip cut to half its bytes
     (its index first, so it still promises 275 frames and 9.18 s) and an mkv whose header claims 1e9 s are searched
     by the real pipeline: each is processed, and its page, API answer, record and audit entry say how little of
-    it could be read (``coverage``), never 1.0."""
+    it could be read (``coverage``), never 1.0 (the whole clip reads 1.0: the first test)."""
     clip = require_data("video", "short_hamilton_clip.mp4")
     footage = tmp_path / "footage"
     footage.mkdir()
-    half, lying = footage / "half.mp4", footage / "lying.mkv"
-    _remux_faststart_half(clip, half)
+    whole, half, lying = tmp_path / "whole.mp4", footage / "half.mp4", footage / "lying.mkv"
+    _remux_faststart_half(clip, whole, half)
     _lying_mkv(lying)
     configure(monkeypatch, OPENLFR_RFR_SOURCE_DIRS=str(footage))
     app = build_app(pipelines=True)
@@ -482,8 +482,8 @@ def test_truncated_or_lying_footage_is_not_reported_as_fully_searched(
         lines = {deployment_id: _record_line(ava, deployment_id) for deployment_id in ids}
     app.state.server.store.close()
 
-    half_state, lying_state = states[ids[0]], states[ids[1]]
-    print("half clip:", {k: half_state[k] for k in ("coverage", "progress", "media_done_seconds", "frames")})
+    half_state, lying_state = (states[deployment_id] for deployment_id in ids)
+    print("half clip:", {k: half_state.get(k) for k in ("coverage", "progress", "media_done_seconds", "frames")})
     assert half_state["progress"] < 0.7 and lying_state["progress"] < 0.01  # 1.0 before issue 17
     assert half_state["media_frames"] == 275 and 9.0 < half_state["media_seconds"] < 9.3
     assert 0.3 < half_state["coverage"] < 0.7, half_state
