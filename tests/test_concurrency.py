@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,8 +18,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from openlfr.clock import utc_now
 from openlfr.governance.roles import Role
 from openlfr.services import accounts
+from openlfr.services.retention import PurgeReport, enforce_once
+from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview, AuditEntry, User
 from tests.postgres import PostgresServer
 from tests.serverkit import PASSWORD, LiveServer, add_alert, add_cast, add_watchlist, build_app, configure
@@ -91,27 +94,40 @@ def call(served: Served, login: str, path: str, body: dict[str, Any] | None = No
 
 
 Call = tuple[str, str, dict[str, Any] | None]  # who, POST where, with which body
+Job = Callable[[threading.Barrier], Any]  # made ready, waits at the barrier, then acts
 
 
-def race(served: Served, calls: Sequence[Call]) -> list[int]:
-    """Each (login, path, body) POSTed from its own thread, all released at once; their statuses in order."""
-    barrier = threading.Barrier(len(calls))
-    statuses: list[int] = [0] * len(calls)
+def at_once(jobs: Sequence[Job]) -> list[Any]:
+    """Each job in its own thread, all released together once every one is ready; their results in order."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[Any] = [None] * len(jobs)
 
-    def send(index: int, login: str, path: str, body: dict[str, Any] | None) -> None:
-        headers = {"Authorization": f"Bearer {served.tokens[login]}"}
-        with httpx.Client(base_url=served.url, headers=headers, timeout=60) as client:
-            assert client.get("/api/me").status_code == 200  # connected, and the token known, before the race
-            barrier.wait(timeout=60)
-            statuses[index] = client.post(path, json=body).status_code
+    def run(index: int, job: Job) -> None:
+        results[index] = job(barrier)
 
-    threads = [threading.Thread(target=send, args=(i, *c)) for i, c in enumerate(calls)]
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     assert all(not thread.is_alive() for thread in threads)
-    return statuses
+    return results
+
+
+def post(served: Served, login: str, path: str, body: dict[str, Any] | None) -> Job:
+    def job(barrier: threading.Barrier) -> int:
+        headers = {"Authorization": f"Bearer {served.tokens[login]}"}
+        with httpx.Client(base_url=served.url, headers=headers, timeout=60) as client:
+            assert client.get("/api/me").status_code == 200  # connected, and the token known, before the race
+            barrier.wait(timeout=60)
+            return client.post(path, json=body).status_code
+
+    return job
+
+
+def race(served: Served, calls: Sequence[Call]) -> list[int]:
+    """Each (login, path, body) POSTed from its own thread, all released at once; their statuses in order."""
+    return at_once([post(served, *call) for call in calls])
 
 
 def one_winner(statuses: list[int], losers: tuple[int, ...] = (409,)) -> int:
@@ -203,6 +219,33 @@ def test_two_admins_acting_on_each_other_at_once_leave_one_admin(
         assert admins == 1
         entries = served.entries(action, f"user:{a.username}", f"user:{b.username}")
         assert [e.actor for e in entries] == [calls[winner][0]]
+
+
+def test_a_hold_racing_the_probe_purge_keeps_the_probe_exactly_when_held(served: Served) -> None:
+    """An authoriser holds an alert for an investigation just as retention purges its (overdue) probe image: either
+    the hold wins and the probe stays, or the purge wins and the hold is refused; never held with the probe gone."""
+    state = served.app.state.server
+    served.token_for("ava")
+
+    def sweep(barrier: threading.Barrier) -> PurgeReport:
+        barrier.wait(timeout=60)
+        return enforce_once(state.store, state.settings)
+
+    overdue = utc_now() - timedelta(seconds=state.settings.probe_retention_seconds) - timedelta(days=1)
+    for round_ in range(ROUNDS):
+        alert = add_alert(served.app, served.deployment, track_id=4000 + round_, when=overdue)
+        hold = post(served, "ava", f"/api/alerts/{alert}/hold", {"reason": f"Operation Falcon, round {round_}"})
+        status, report = at_once([hold, sweep])
+        stored = review(served, alert)
+        probe = served.scalar(sa.select(Alert.probe_jpeg).where(Alert.id == alert))
+        holds = served.entries("alert.hold", f"alert:{alert}")
+        if status == 200:
+            assert (stored.held_by, stored.probe_purged_at, probe is not None) == ("ava", None, True)
+            assert alert not in report.probes_purged and [e.actor for e in holds] == ["ava"]
+        else:
+            assert status == 409, status
+            assert (stored.held_by, stored.probe_purged_at is not None, probe) == (None, True, None)
+            assert alert in report.probes_purged and holds == []
 
 
 def test_the_audit_log_is_intact_after_the_races(served: Served) -> None:

@@ -13,14 +13,13 @@ from sqlalchemy import delete, func, not_, select, update
 from sqlalchemy.orm import Session
 
 from openlfr.clock import utc_now
-from openlfr.errors import NotFound
 from openlfr.governance import retention
 from openlfr.governance.retention import RetentionPolicy
 from openlfr.services import deployments, photo_search
 from openlfr.services.audit_log import audit_key
 from openlfr.services.background import Periodic
 from openlfr.services.context import Context
-from openlfr.services.reviews import review_for, saved
+from openlfr.services.reviews import claim_probe_purge
 from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.alert_models import Alert
@@ -100,15 +99,12 @@ def enforce_retention(db: Session, ctx: Context, policy: RetentionPolicy, now: d
         .where(Alert.probe_jpeg.is_not(None), Alert.created_at <= cutoff, AlertReview.held_by.is_(None))
     ).all()
     for alert_id, created_at, held_by in due:
-        if retention.probe_due(created_at, held_by is not None, policy, moment):
+        # Held meanwhile (after ``due`` was read), the probe stays: the claim is judged on the review as it is now.
+        if retention.probe_due(created_at, held_by is not None, policy, moment) and claim_probe_purge(
+            db, alert_id, moment
+        ):
             db.execute(update(Alert).where(Alert.id == alert_id).values(probe_jpeg=None))
             purged.append(alert_id)
-    for alert_id in purged:
-        try:
-            review = review_for(db, alert_id)
-        except NotFound:
-            continue  # an alert outside any deployment (a bare `openlfr scan`): its image is gone all the same
-        saved(db, review).probe_purged_at = moment
     if purged:
         ctx.audit(db, "retention.probes_purged", "alerts", {"alerts": purged})
     removed = remove_expired_entries(db, ctx, policy, moment)

@@ -8,6 +8,7 @@ first human action: an alert without one is simply waiting for its decision, so 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -67,13 +68,6 @@ def alerts_with_reviews(
     if deployment_id is not None:
         query = query.where(Alert.deployment_id == deployment_id)
     return [(alert, review or waiting_review(alert)) for alert, review in db.execute(query).all()]
-
-
-def saved(db: Session, review: AlertReview) -> AlertReview:
-    """The review, added to the session if it was still a waiting (unsaved) one."""
-    if review not in db:
-        db.add(review)
-    return review
 
 
 def _human(ctx: Context) -> Role:
@@ -167,3 +161,22 @@ def hold(db: Session, ctx: Context, alert_id: int, reason: str) -> AlertReview:
     review = _compare_and_set(db, alert_id, rule, facts=(AlertReview.probe_purged_at,))
     ctx.audit(db, "alert.hold", f"alert:{alert_id}", {"reason": review.hold_reason})
     return review
+
+
+def claim_probe_purge(db: Session, alert_id: int, moment: datetime) -> bool:
+    """Whether retention may purge the alert's probe image now, its review marked purged in the same step; False
+    when the alert is held for an investigation, however recently. This and ``hold`` are compare-and-sets on the
+    same review row, so of a hold and a purge at once one wins: never an alert held with its probe gone."""
+
+    def rule(seen: AlertReview) -> dict[str, Any]:
+        if seen.held_by is not None:
+            raise TransitionRefused(f"held for an investigation by {seen.held_by}")
+        return {"probe_purged_at": moment}
+
+    try:
+        _compare_and_set(db, alert_id, rule, facts=(AlertReview.held_by,))
+    except NotFound:
+        return True  # an alert outside any deployment (a bare `openlfr scan`): nobody can hold it
+    except TransitionRefused:
+        return False
+    return True
