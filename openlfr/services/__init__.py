@@ -11,6 +11,7 @@ format for people at the keyboard, accounts of the server and the server itself.
 - ``records``: the published record of deployments over a period
 - ``retention``: destroy what is due (snapshots, probe images, expired entries), on demand or in a loop
 - ``accounts``: accounts, passwords, sessions and tokens, and the audited changes to them
+- ``throttle``: failed logins and bearer tokens counted per name and address, and per address (429 past a limit)
 - ``watchlists``: create, enrol (one use case for the CLI, uploads and folder imports), remove, expire, list
 - ``live``: one builder of a live pipeline from settings, a watchlist snapshot and sources
 - ``deployment_runs``: the scheduler running the live deployments (``openlfr serve`` and ``openlfr worker``)
