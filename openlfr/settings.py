@@ -128,7 +128,7 @@ class Settings(BaseSettings):
 
     # Operator server (`openlfr serve`)
     server_host: str = "127.0.0.1"
-    server_port: int = 8400
+    server_port: int = Field(default=8400, ge=1, le=65535)
     # Prometheus metrics (counts only) without a login on their own address, for `openlfr serve`, `worker` and `scan`;
     # port 0: off (the server's /metrics still answers admins). Bind it where only the metrics collector reaches.
     metrics_host: str = "127.0.0.1"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from openlfr.bench.equitability import LabelsError, read_labels
+from openlfr.bench.equitability_design import PermutationDesign
 from openlfr.bench.equitability_stats import (
-    PermutationDesign,
     clopper_pearson,
     clustered_rate,
     equal_rates_test,

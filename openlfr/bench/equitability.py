@@ -24,9 +24,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from openlfr.bench.equitability_design import PermutationDesign
 from openlfr.bench.equitability_stats import (
     CONFIDENCE,
-    PermutationDesign,
     clustered_rate,
     equal_rates_test,
     fnir_errors,

@@ -28,22 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import beta
 
+from openlfr.bench.equitability_design import ALPHA, GRID_STEP, PERMUTATIONS
+
 CONFIDENCE = 0.95
-ALPHA = 0.05
-PERMUTATIONS = 999
-GRID_STEP = 0.01
 _TIE = 1e-9  # statistics this close count as equal: the same table computed in another order
-
-
-@dataclass(frozen=True)
-class PermutationDesign:
-    """How groups are compared: the spacing of the thresholds tested, the permutations drawn, the family-wise
-    error rate, and the seed that makes the draws repeatable."""
-
-    grid_step: float = GRID_STEP
-    permutations: int = PERMUTATIONS
-    alpha: float = ALPHA
-    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,12 @@ from typing import Annotated
 
 import typer
 
+from openlfr.cli.common import get_settings
+from openlfr.cli.help_text import App
 from openlfr.errors import OpenLFRError
-from openlfr.governance.audit import parse_anchor
-from openlfr.services import audit_log
-from openlfr.services.retention import enforce_once
-from openlfr.settings import get_settings
-from openlfr.store import open_store
 
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
-retention_app = typer.Typer(help="Retention: destroy what is due now.", no_args_is_help=True)
+audit_app = App(help="The tamper-evident audit log.", no_args_is_help=True)
+retention_app = App(help="Retention: destroy what is due now.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +28,10 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Check the audit log's hash chain; name the first entry altered, removed or inserted. Exit 1 if broken."""
+    from openlfr.governance.audit import parse_anchor
+    from openlfr.services import audit_log
+    from openlfr.store import open_store
+
     try:
         anchored = parse_anchor(anchor) if anchor is not None else None
     except ValueError as exc:
@@ -54,6 +55,9 @@ def audit_verify(
 def audit_anchor() -> None:
     """Print the log's head as SEQ:HASH. Keep it outside the database; `audit verify --anchor` then proves that
     nothing up to that entry was cut off the end, even by someone who can rewrite the database."""
+    from openlfr.services import audit_log
+    from openlfr.store import open_store
+
     settings = get_settings()
     store = open_store(settings)
     try:
@@ -69,6 +73,9 @@ def audit_anchor() -> None:
 @retention_app.command("run")
 def retention_run() -> None:
     """Close finished deployment windows; destroy the snapshots, probe images and expired watchlist entries due now."""
+    from openlfr.services.retention import enforce_once
+    from openlfr.store import open_store
+
     settings = get_settings()
     store = open_store(settings)
     try:

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 
 from openlfr.cli.bench_equitability import register as register_equitability
-from openlfr.cli.common import JsonOption, WorkersOption
-from openlfr.settings import get_settings
+from openlfr.cli.common import JsonOption, WorkersOption, get_settings
+from openlfr.cli.help_text import App
 
-bench_app = typer.Typer(help="Benchmarks on real data.")
+bench_app = App(help="Benchmarks on real data.")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,9 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from openlfr.bench.equitability_stats import ALPHA, GRID_STEP, PERMUTATIONS, PermutationDesign
-from openlfr.cli.common import JsonOption, WorkersOption
-from openlfr.settings import get_settings
+from openlfr.bench.equitability_design import ALPHA, GRID_STEP, PERMUTATIONS, PermutationDesign
+from openlfr.cli.common import JsonOption, WorkersOption, get_settings
 
 
 def register(bench: typer.Typer) -> None:

@@ -1,5 +1,8 @@
 """The ``openlfr`` command: the top-level app, ``faces`` and ``demo``, and the command groups of the other modules
-of this package (one module per group), registered in the order ``openlfr --help`` lists them."""
+of this package (one module per group), registered in the order ``openlfr --help`` lists them.
+
+Each command imports what it needs when it runs (the face models, NumPy, SQLAlchemy, FastAPI): ``openlfr --help``
+and a mistyped option answer at once (benchmarks/cli_startup.py; tests/test_cli_snags.py checks none is loaded)."""
 
 from __future__ import annotations
 
@@ -11,22 +14,30 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from openlfr import __version__
+from openlfr.cli.common import get_settings
+from openlfr.cli.help_text import App
 from openlfr.errors import OpenLFRError
-from openlfr.settings import get_settings
-from openlfr.vision.draw import draw_faces
-from openlfr.vision.engine import build_engine
-from openlfr.vision.image_io import load_rgb, save_rgb
 
-app = typer.Typer(
-    help="OpenLFR: live facial recognition for watchlist deployments, with the safeguards built in.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = App(no_args_is_help=True)
 
 console = Console(stderr=True, soft_wrap=True)
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"openlfr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def openlfr(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """OpenLFR: live facial recognition for watchlist deployments, with the safeguards built in."""
 
 
 @app.command("faces")
@@ -37,6 +48,12 @@ def faces(
     detector: Annotated[str | None, typer.Option(help="retinaface, hog or mmod (default from settings).")] = None,
 ) -> None:
     """Find the faces in an image: box, detector score and quality."""
+    from rich.table import Table
+
+    from openlfr.vision.draw import draw_faces
+    from openlfr.vision.engine import build_engine
+    from openlfr.vision.image_io import load_rgb, save_rgb
+
     settings = get_settings()
     pixels = load_rgb(image, settings.max_image_pixels)
     engine = build_engine(settings, detector=detector)

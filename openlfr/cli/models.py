@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from openlfr.settings import get_settings
+from openlfr.cli.common import get_settings
+from openlfr.cli.help_text import App
 
-models_app = typer.Typer(help="Model files: fetch and convert the face models into the model cache (install time).")
+models_app = App(help="Model files: fetch and convert the face models into the model cache (install time).")
 
 
 def register(app: typer.Typer) -> None:

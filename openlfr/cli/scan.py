@@ -1,38 +1,23 @@
-"""``openlfr scan``: watch video sources for the people on a watchlist. ``register(app)`` adds it to the CLI."""
+"""``openlfr scan``: watch video sources for the people on a watchlist. ``register(app)`` adds it to the CLI.
+
+The options are read and the sources checked here; the scan itself runs in ``openlfr.cli.scan_run``, imported
+when it starts (the face models and the pipeline are slow to load, and a scan that cannot start loads neither)."""
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
-import threading
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
-from openlfr.alerts.database import DeliveryLedger
-from openlfr.alerts.record import AlertRecord
-from openlfr.alerts.sinks import AlertSink, JsonLinesSink, MqttSink, WebhookSink
+from openlfr.cli.common import get_settings
 from openlfr.errors import OpenLFRError
-from openlfr.services import metrics
-from openlfr.services.context import Context
-from openlfr.services.live import CameraDefaults, camera_of, roi_box
-from openlfr.services.scans import ScanRequest, prepare_scan
-from openlfr.settings import Settings, get_settings
-from openlfr.store.db import Store, open_store
-from openlfr.stream.runner import CameraState, RunSummary
-from openlfr.stream.source import CameraConfig, default_camera_name
-from openlfr.vision.types import Box
-from openlfr.watchlist.calibration import parse_rate
 
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+if TYPE_CHECKING:
+    from openlfr.settings import Settings
+    from openlfr.stream.source import CameraConfig
+    from openlfr.vision.types import Box
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +25,8 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_roi(text: str | None) -> Box | None:
+    from openlfr.services.live import roi_box
+
     return roi_box(text)
 
 
@@ -59,6 +46,9 @@ def cameras_from(
     sources: list[str], cameras_file: Path | None, fps_cap: float, min_face: int | None, roi: Box | None
 ) -> list[CameraConfig]:
     """Cameras from the command line (defaults for all) and from a TOML file (``[[camera]]`` tables)."""
+    from openlfr.services.live import CameraDefaults, camera_of
+    from openlfr.stream.source import default_camera_name
+
     defaults = CameraDefaults(fps_cap=fps_cap, roi=roi, min_face_px=min_face or 0)
     cameras: list[CameraConfig] = []
     names: set[str] = set()
@@ -84,86 +74,52 @@ def cameras_from(
     return cameras
 
 
-class Output:
-    """What the person (or the program) reading the scan sees: JSON lines, or readable lines."""
+def check_sources(cameras: list[CameraConfig]) -> None:
+    """Each video file given is there and holds a video FFmpeg can read, checked before a model is loaded or the
+    scan recorded: a scan that could not start leaves no deployment behind. Streams and local cameras are the
+    pipeline's to open (and reopen): a camera may come up a moment later."""
+    import av
 
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.lock = threading.Lock()
+    from openlfr.stream.source import SourceKind, describe_error
 
-    def line(self, document: dict[str, Any]) -> None:
-        with self.lock:
-            sys.stdout.write(json.dumps(document) + "\n")
-            sys.stdout.flush()
-
-    def error(self, camera: str, message: str) -> None:
-        with self.lock:
-            err.print(f"[red]error:[/red] {message}")
-        if self.as_json:
-            self.line({"type": "error", "camera": camera, "message": message})
-
-    def notice(self, camera: str, message: str) -> None:
-        with self.lock:
-            err.print(f"[yellow]{message}[/yellow]")
-
-
-class HumanAlertSink:
-    """Readable alert lines on stdout (without --json)."""
-
-    name = "console"
-
-    def __init__(self, output: Output) -> None:
-        self.output = output
-
-    def announce(self, alert: AlertRecord) -> None:
-        who = f"{alert.person_ref} ({alert.person_name})" if alert.person_name else alert.person_ref
-        with self.output.lock:
-            typer.echo(
-                f"ALERT #{alert.id} {alert.seen_at:%H:%M:%S} camera {alert.camera} track {alert.track_id}: "
-                f"{who} score {alert.score:.3f} (threshold {alert.threshold:.3f}), {alert.latency_ms:.0f} ms"
-            )
-
-    def close(self, timeout: float) -> None:
-        return None
-
-
-def _interrupts(stop: Callable[[], None]) -> Callable[[], None]:
-    """First Ctrl-C stops the cameras gracefully (counts and summary kept); a second one aborts."""
-    previous = signal.getsignal(signal.SIGINT)
-    pressed = {"count": 0}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        pressed["count"] += 1
-        if pressed["count"] > 1:
-            raise KeyboardInterrupt
-        err.print("stopping the cameras (Ctrl-C again to abort)")
-        stop()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handler)
-
-    def restore() -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, previous)
-
-    return restore
+    for camera in cameras:
+        if camera.kind is not SourceKind.FILE:
+            continue
+        path = Path(camera.url)
+        if not path.is_file():
+            raise OpenLFRError(f"{camera.url}: {'not a file' if path.exists() else 'no such file'}")
+        try:
+            with av.open(camera.url) as container:
+                has_video = bool(container.streams.video)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OpenLFRError(describe_error(camera, exc)) from None
+        if not has_video:
+            raise OpenLFRError(f"camera {camera.name!r} ({camera.url}): no video stream in this file")
 
 
 def scan(
     sources: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Video files, stream URLs (rtsp://, http://, ...) or local cameras (/dev/video0, camera:0)."
+            metavar="SOURCE",
+            help="Video files, stream URLs (rtsp://, http://, ...) or local cameras (/dev/video0, camera:0).",
         ),
     ] = None,
-    watchlist: Annotated[str | None, typer.Option("--watchlist", help="The watchlist to search for.")] = None,
+    watchlist: Annotated[
+        str | None,
+        typer.Option(
+            "--watchlist", metavar="NAME", help="The watchlist to search for (required without --deployment)."
+        ),
+    ] = None,
     threshold: Annotated[
-        float | None, typer.Option("--threshold", min=0.0, max=1.0, help="Alert at this match score.")
+        float | None, typer.Option("--threshold", metavar="SCORE", min=0.0, max=1.0, help="Alert at this match score.")
     ] = None,
     target_fpir: Annotated[
         str | None,
         typer.Option(
-            "--target-fpir", help="Or: a false-alert rate per face ('1e-3', '1 in 33000'); sets the threshold."
+            "--target-fpir",
+            metavar="RATE",
+            help="Or: a false-alert rate per face ('1e-3', '1 in 33000'); sets the threshold.",
         ),
     ] = None,
     realtime: Annotated[
@@ -172,34 +128,44 @@ def scan(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: alerts, then a summary.")] = False,
     cameras_file: Annotated[
         Path | None,
-        typer.Option("--cameras", help="TOML file of camera tables (name, url, fps_cap, roi, min_face_px)."),
+        typer.Option(
+            "--cameras", metavar="FILE", help="TOML file of camera tables (name, url, fps_cap, roi, min_face_px)."
+        ),
     ] = None,
     webhook: Annotated[
-        list[str] | None, typer.Option("--webhook", help="POST each alert to this URL (repeatable).")
+        list[str] | None, typer.Option("--webhook", metavar="URL", help="POST each alert to this URL (repeatable).")
     ] = None,
     mqtt: Annotated[
         list[str] | None,
         typer.Option(
-            "--mqtt", help="Publish each alert to this MQTT broker: HOST:PORT/TOPIC (port and topic optional)."
+            "--mqtt",
+            metavar="HOST:PORT/TOPIC",
+            help="Publish each alert to this MQTT broker: HOST:PORT/TOPIC (port and topic optional).",
         ),
     ] = None,
     fps_cap: Annotated[
-        float, typer.Option("--fps-cap", min=0.0, help="Analyse at most this many frames a second.")
+        float, typer.Option("--fps-cap", metavar="FPS", min=0.0, help="Analyse at most this many frames a second.")
     ] = 0.0,
     min_face: Annotated[
-        int | None, typer.Option("--min-face", min=1, help="Ignore faces shorter than this (px).")
+        int | None, typer.Option("--min-face", metavar="PX", min=1, help="Ignore faces shorter than this (px).")
     ] = None,
-    roi: Annotated[str | None, typer.Option("--roi", help="Region of interest LEFT,TOP,RIGHT,BOTTOM (px).")] = None,
+    roi: Annotated[
+        str | None, typer.Option("--roi", metavar="L,T,R,B", help="Region of interest LEFT,TOP,RIGHT,BOTTOM (px).")
+    ] = None,
     evidence: Annotated[
-        str | None, typer.Option("--evidence", help="K/N: K of a track's last N samples (2/5).")
+        str | None, typer.Option("--evidence", metavar="K/N", help="K/N: K of a track's last N samples (2/5).")
     ] = None,
     deployment: Annotated[
-        int | None, typer.Option("--deployment", help="Run inside this authorised deployment (its watchlist snapshot).")
+        int | None,
+        typer.Option(
+            "--deployment", metavar="ID", help="Run inside this authorised deployment (its watchlist snapshot)."
+        ),
     ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
             "--metrics-port",
+            metavar="PORT",
             min=0,
             max=65535,
             help="Answer Prometheus metrics (counts only) on this port of metrics_host (127.0.0.1) while scanning.",
@@ -220,6 +186,15 @@ def scan(
     cameras = cameras_from(sources, cameras_file, fps_cap, min_face, area)
     if not cameras and deployment is None:
         raise OpenLFRError("no sources: give video files or stream URLs (or --cameras FILE)")
+    from openlfr.cli.scan_run import run_scan
+    from openlfr.services import metrics
+    from openlfr.services.context import Context
+    from openlfr.services.live import CameraDefaults
+    from openlfr.services.scans import ScanRequest
+    from openlfr.store.db import open_store
+    from openlfr.store.watchlists import get_watchlist
+    from openlfr.watchlist.calibration import parse_rate
+
     # --evidence is this run's stream setting: the pipeline reads it from the settings, as on every other path.
     settings = settings.model_copy(
         update={"stream": settings.stream.model_copy(update={"evidence_k": k, "evidence_n": n})}
@@ -242,89 +217,18 @@ def scan(
             "evidence": f"{k}/{n}",
         },
     )
-    port = settings.metrics_port if metrics_port is None else metrics_port
-    stop_metrics = metrics.serve_metrics(settings.metrics_host, port) if port else None
     store = open_store(settings)
+    stop_metrics = None
     try:
-        _run_scan(store, Context.local(settings), request, as_json, webhook or [], mqtt or [])
+        if watchlist:
+            with store.session() as session:
+                get_watchlist(session, watchlist)
+        # Before a model is loaded or the scan recorded: a scan that cannot start leaves nothing behind.
+        check_sources(cameras)
+        port = settings.metrics_port if metrics_port is None else metrics_port
+        stop_metrics = metrics.serve_metrics(settings.metrics_host, port) if port else None
+        run_scan(store, Context.local(settings), request, as_json, webhook or [], mqtt or [])
     finally:
         store.close()
         if stop_metrics is not None:
             stop_metrics()
-
-
-def _run_scan(
-    store: Store, ctx: Context, request: ScanRequest, as_json: bool, webhooks: list[str], brokers: list[str]
-) -> None:
-    output = Output(as_json)
-    ledger = DeliveryLedger(store)
-    sinks: list[AlertSink] = [JsonLinesSink(sys.stdout, output.lock) if as_json else HumanAlertSink(output)]
-    sinks += [WebhookSink(url, ledger) for url in webhooks]
-    sinks += [MqttSink(address, ledger) for address in brokers]
-    planned = prepare_scan(store, ctx, request, sinks=sinks, on_error=output.error, on_notice=output.notice)
-    watchlist, runner, dispatcher = planned.watchlist, planned.pipeline.runner, planned.pipeline.dispatcher
-    if not as_json:
-        err.print(
-            f"watchlist {watchlist.name!r}: {watchlist.gallery.person_count} people, {watchlist.size} references; "
-            f"{watchlist.note}"
-        )
-    restore = _interrupts(runner.stop)
-    interrupted = False
-    live = Live(console=err, refresh_per_second=2, transient=True) if not as_json and err.is_terminal else None
-    if live is not None:
-        counted = runner.on_stats  # the metrics' (services.live): the display comes on top
-
-        def show(states: dict[str, CameraState]) -> None:
-            if counted is not None:
-                counted(states)
-            live.update(Text(status_line(states)))
-
-        runner.on_stats = show
-        live.start()
-    try:
-        summary = runner.run()
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
-    finally:
-        if live is not None:
-            live.stop()
-        restore()
-        dispatcher.close(timeout=10.0)
-    planned.finish(summary, interrupted or runner.stopped)
-    _print_summary(output, summary)
-    if summary.errors and len(summary.errors) == len(planned.cameras):
-        raise OpenLFRError("no camera could be read")
-
-
-def status_line(states: dict[str, CameraState]) -> str:
-    """One line per camera for the live display: what has been decoded, analysed, dropped, seen, alerted."""
-    rows = []
-    for name, state in states.items():
-        c = state.counters
-        rows.append(
-            f"{name}: {c.decoded} frames, {c.processed} analysed, {c.dropped} dropped, {c.faces_seen} faces, "
-            f"{c.tracks} tracks, {c.alerts} alerts" + (" - stopped" if state.finished else "")
-        )
-    return "\n".join(rows)
-
-
-def _print_summary(output: Output, summary: RunSummary) -> None:
-    if output.as_json:
-        for name, state in summary.cameras.items():
-            counters = state.counters.as_dict()
-            output.line({"type": "camera", "camera": name, **counters, "error": state.error})
-        output.line(summary.line())
-        return
-    line = summary.line()
-    for name, state in summary.cameras.items():
-        c = state.counters
-        status = f"[red]{state.error}[/red]" if state.error else "ok"
-        err.print(
-            f"camera {name}: {c.decoded} frames decoded, {c.processed} analysed, {c.dropped} dropped, "
-            f"{c.faces_seen} faces seen, {c.tracks} tracks, {c.alerts} alerts - {status}"
-        )
-    typer.echo(
-        f"{line['frames']} frames, {line['faces_seen']} faces seen, {line['tracks']} tracks, {line['alerts']} alerts; "
-        f"{line['fps']} frames/s; latency p50 {line['latency_ms_p50']} ms, p95 {line['latency_ms_p95']} ms"
-    )

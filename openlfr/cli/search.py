@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from openlfr.cli.common import ByOption, FaceOption, JsonOption, face_choice, wide_console
-from openlfr.services.context import Context
-from openlfr.services.photo_search import MAX_TOP, MIN_REASON_CHARS, PhotoSearchResult, SearchRequest, search_photo
-from openlfr.settings import get_settings
-from openlfr.store.db import open_store
-from openlfr.store.watchlists import get_watchlist
-from openlfr.vision.engine import build_engine
-from openlfr.vision.image_io import load_rgb
+from openlfr.cli.common import ByOption, FaceOption, JsonOption, face_choice, get_settings, wide_console
+from openlfr.governance.searches import MAX_TOP, MIN_REASON_CHARS
+
+if TYPE_CHECKING:
+    from openlfr.services.photo_search import PhotoSearchResult
 
 
 def register(app: typer.Typer) -> None:
@@ -26,16 +23,20 @@ def register(app: typer.Typer) -> None:
 
 def search(
     image: Annotated[Path, typer.Argument(help="The photo to search with.")],
-    watchlist: Annotated[str, typer.Option("--watchlist", help="The watchlist to search.")],
+    watchlist: Annotated[str, typer.Option("--watchlist", metavar="NAME", help="The watchlist to search.")],
     reason: Annotated[
-        str, typer.Option("--reason", help=f"Why you are searching ({MIN_REASON_CHARS}+ characters; audited).")
-    ] = "",
-    top: Annotated[int, typer.Option("--top", help=f"How many candidates to show (1-{MAX_TOP}).")] = 5,
+        str,
+        typer.Option(
+            "--reason", metavar="TEXT", help=f"Why you are searching ({MIN_REASON_CHARS}+ characters; audited)."
+        ),
+    ],
+    top: Annotated[int, typer.Option("--top", metavar="N", help=f"How many candidates to show (1-{MAX_TOP}).")] = 5,
     face: FaceOption = None,
     investigation: Annotated[
         str | None,
         typer.Option(
             "--investigation",
+            metavar="NAME",
             help="Record the search for this investigation (keeps the searched face until probe retention ends).",
         ),
     ] = None,
@@ -43,6 +44,13 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search a watchlist for the face in a photo: the top candidates with their scores and false-match rates."""
+    from openlfr.services.context import Context
+    from openlfr.services.photo_search import SearchRequest, search_photo
+    from openlfr.store.db import open_store
+    from openlfr.store.watchlists import get_watchlist
+    from openlfr.vision.engine import build_engine
+    from openlfr.vision.image_io import load_rgb
+
     choice = face_choice(face)
     # Checked before the photo is read or a model loaded: a refused search does nothing at all.
     request = SearchRequest(watchlist, reason, top, choice, investigation).checked()

@@ -1,6 +1,7 @@
 """``openlfr watchlist ...``: create watchlists, enrol people (one at a time or a folder), list, show, remove,
 expire, re-embed under the current model. Every command works on the configured store (SQLite by default,
-PostgreSQL by ``OPENLFR_DATABASE_URL``).
+PostgreSQL by ``OPENLFR_DATABASE_URL``). Each command imports the store, the services and the face models when it
+runs (they are slow to load, and ``openlfr --help`` needs none of them).
 """
 
 from __future__ import annotations
@@ -10,31 +11,26 @@ import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from openlfr.cli.common import ByOption, FaceOption, JsonOption, face_choice, wide_console
+from openlfr.cli.common import ByOption, FaceOption, JsonOption, face_choice, get_settings, wide_console
+from openlfr.cli.help_text import App
 from openlfr.clock import utc_now
-from openlfr.enrolment.gate import QualityGate
-from openlfr.enrolment.photos import analyse_photos
-from openlfr.enrolment.service import PersonDetails
 from openlfr.errors import OpenLFRError
-from openlfr.services import watchlists
-from openlfr.services.context import Context
-from openlfr.services.enrolment import enrol_person
-from openlfr.services.reembed import reembed_watchlist
-from openlfr.settings import get_settings
 from openlfr.store.categories import CATEGORY_VALUES
-from openlfr.store.db import Store, open_store
-from openlfr.store.models import Person, Watchlist
-from openlfr.store.watchlists import get_person, get_watchlist
-from openlfr.vision.engine import build_engine
 
-watchlist_app = typer.Typer(
+if TYPE_CHECKING:
+    from openlfr.enrolment.service import PersonDetails
+    from openlfr.services.context import Context
+    from openlfr.store.db import Store
+    from openlfr.store.models import Person, Watchlist
+
+watchlist_app = App(
     help="Watchlists: create them, enrol people from reference photos (quality-gated), list, show, remove, expire.",
     no_args_is_help=True,
 )
@@ -75,11 +71,15 @@ def parse_when(text: str, now: datetime) -> datetime:
 
 
 def configured_store() -> Store:
+    from openlfr.store.db import open_store
+
     return open_store(get_settings())
 
 
 def acting(by: str | None) -> Context:
     """The person at the keyboard (``--by NAME``, else ``cli:<login>``), for the audit log."""
+    from openlfr.services.context import Context
+
     return Context.local(get_settings(), by)
 
 
@@ -96,6 +96,8 @@ def listing_details(
 ) -> PersonDetails:
     """What `add` and `import` are told about a listing, ``--expires`` read as a moment before any photo is; who
     is listed comes with each person."""
+    from openlfr.enrolment.service import PersonDetails
+
     expires_at = parse_when(expires, now) if expires else None
     return PersonDetails(
         reference_id="", category=category, reason=reason, legal_basis=legal_basis, expires_at=expires_at
@@ -130,6 +132,8 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create an empty watchlist."""
+    from openlfr.services import watchlists
+
     now = utc_now()
     ctx = acting(by)
     with configured_store().session() as session:
@@ -162,6 +166,12 @@ def add(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol a person from one or more photos, or add photos to someone already listed. All or nothing."""
+    from openlfr.enrolment.gate import QualityGate
+    from openlfr.enrolment.photos import analyse_photos
+    from openlfr.services.enrolment import enrol_person
+    from openlfr.store.watchlists import get_watchlist
+    from openlfr.vision.engine import build_engine
+
     photos = [*(image or []), *(more_images or [])]
     if not person.strip():
         raise OpenLFRError("say who this is: --person ID")
@@ -198,6 +208,8 @@ def add(
 @watchlist_app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """All watchlists, with how many people are searchable now and how many have expired."""
+    from openlfr.services import watchlists
+
     with configured_store().session() as session:
         summaries = watchlists.list_watchlists(session)
     if as_json:
@@ -273,6 +285,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """The people on a watchlist: category, photos, expiry, and whether they are searched now."""
+    from openlfr.store.watchlists import get_person, get_watchlist
+
     now = utc_now()
     with configured_store().session() as session:
         watchlist: Watchlist = get_watchlist(session, name)
@@ -330,6 +344,9 @@ def remove(
     by: ByOption = None,
 ) -> None:
     """Delete a person (or, with --yes, the whole watchlist) with their photos and embeddings."""
+    from openlfr.services import watchlists
+    from openlfr.store.watchlists import get_watchlist
+
     ctx = acting(by)
     with configured_store().session() as session:
         if person is not None:
@@ -354,6 +371,9 @@ def expire_(
     by: ByOption = None,
 ) -> None:
     """Stop searching for a person, or everyone on a watchlist, now (or at --at). Never extends an expiry."""
+    from openlfr.services import watchlists
+    from openlfr.store.watchlists import get_watchlist
+
     ctx = acting(by)
     now = utc_now()
     when = parse_when(at, now) if at else now
@@ -377,6 +397,10 @@ def reembed(
 ) -> None:
     """Give every listed person's photos an embedding of the current model, from the stored face pictures, so a
     list enrolled under another model is searched again. All or nothing per person; the old embeddings stay."""
+    from openlfr.services.reembed import reembed_watchlist
+    from openlfr.store.watchlists import get_watchlist
+    from openlfr.vision.engine import build_engine
+
     ctx = acting(by)
     store = configured_store()
     with store.session() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -25,12 +25,12 @@ from openlfr.cli.watchlist import (
     watchlist_app,
 )
 from openlfr.clock import utc_now
-from openlfr.enrolment.importer import ImportRow
 from openlfr.errors import OpenLFRError
-from openlfr.services.enrolment import import_folder
 from openlfr.store.categories import CATEGORY_VALUES
-from openlfr.store.watchlists import get_watchlist
 from openlfr.text import escaped
+
+if TYPE_CHECKING:
+    from openlfr.enrolment.importer import ImportRow
 
 
 @watchlist_app.command("import")
@@ -50,6 +50,9 @@ def import_(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol a folder of people; each person is enrolled whole or not at all. Exit 1 if any was refused."""
+    from openlfr.services.enrolment import import_folder  # the face models: loaded when the command runs
+    from openlfr.store.watchlists import get_watchlist
+
     check_category(category)
     choice = face_choice(face)
     now = utc_now()

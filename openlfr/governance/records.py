@@ -16,6 +16,8 @@ from datetime import datetime
 from openlfr.clock import utc
 from openlfr.governance.adjudication import Decision, Outcome
 
+NO_RATE = "-"  # the false-alert rate "1 in N" of a deployment without false alerts (an empty cell in the CSV)
+
 
 @dataclass(frozen=True)
 class DeploymentRecord:
@@ -106,7 +108,7 @@ def build_record(
         engaged_no_further_action=outcomes.count(Outcome.ENGAGED_NO_FURTHER_ACTION.value),
         not_located=outcomes.count(Outcome.NOT_LOCATED.value),
         false_alert_rate=round(rate, 8),
-        false_alert_one_in=f"1 in {round(1 / rate):,}" if rate > 0 else "-",
+        false_alert_one_in=f"1 in {round(1 / rate):,}" if rate > 0 else NO_RATE,
         coverage=coverage,
         audit_anchor=audit_anchor,
     )
@@ -119,10 +121,17 @@ def _spreadsheet_safe(value: object) -> object:
     return value
 
 
+def _cell(column: str, value: object) -> object:
+    """A CSV cell: empty for a rate there is not (no false alerts; pages show "-"), else spreadsheet-safe text."""
+    if column == "false_alert_one_in" and value == NO_RATE:
+        return ""
+    return _spreadsheet_safe(value)
+
+
 def records_csv(records: Sequence[DeploymentRecord]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=DeploymentRecord.columns(), lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: _spreadsheet_safe(v) for k, v in asdict(record).items()})
+        writer.writerow({k: _cell(k, v) for k, v in asdict(record).items()})
     return buffer.getvalue()

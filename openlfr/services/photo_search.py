@@ -40,6 +40,7 @@ from openlfr.enrolment.photos import ChosenFace, choose_and_analyse, embed_face,
 from openlfr.errors import OpenLFRError
 from openlfr.governance import retention
 from openlfr.governance.retention import RetentionPolicy
+from openlfr.governance.searches import MAX_INVESTIGATION_CHARS, MAX_REASON_CHARS, MAX_TOP, MIN_REASON_CHARS
 from openlfr.services import audit_log
 from openlfr.services.context import Context
 from openlfr.services.live import build_gallery
@@ -54,10 +55,6 @@ from openlfr.vision.types import Detection, Face, Quality
 from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, fpir, load_calibration
 from openlfr.watchlist.search import Candidate
 
-MIN_REASON_CHARS = 20
-MAX_REASON_CHARS = 5000
-MAX_TOP = 50
-MAX_INVESTIGATION_CHARS = 100
 AUDIT_ACTION = "search.photo"
 REFERENCE_VIEWED = "search.reference_viewed"
 REFERENCE_REFUSED = "search.reference_refused"
