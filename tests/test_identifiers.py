@@ -5,6 +5,7 @@ naming the field and the character; ordinary names in any script still pass."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from openlfr.errors import InvalidText
 from openlfr.governance.roles import Role
@@ -94,6 +96,16 @@ def test_the_command_line_and_a_folder_import_refuse_a_bidi_id(tmp_path: Path, a
         assert refused.returncode != 0
         lines = [line for line in refused.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and fragment in lines[0] and "U+" in lines[0], refused.stderr
+    by = openlfr("watchlist", "create", "event-2", "--by", f"PC 123{RLO}4")
+    user = subprocess.run(
+        [str(OPENLFR_BIN), "users", "create", "zed", "--role", "operator", "--name", f"Zed{RLO}", "--password-stdin"],
+        input="Quartz-Heron-Lantern-1987\nQuartz-Heron-Lantern-1987\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    for refused, fragment in ((by, "--by"), (user, "display name")):
+        assert refused.returncode != 0 and fragment in refused.stderr and "U+202E" in refused.stderr, refused.stderr
     listing = json.loads(openlfr("watchlist", "list", "--json").stdout)["watchlists"]
     assert [(w["name"], w["active_people"]) for w in listing] == [("event-1", 0)]
 
@@ -110,8 +122,11 @@ def client(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         application.state.server.store.close()
 
 
-def test_the_api_refuses_hidden_characters_in_names_and_ids(client) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_refuses_hidden_characters_in_names_and_ids(client, astronaut) -> None:  # type: ignore[no-untyped-def]
     admin, drafter, authoriser = client
+    buffer = io.BytesIO()
+    Image.fromarray(astronaut[0:300, 80:380]).save(buffer, "PNG")
+    face_png = buffer.getvalue()
     start = datetime.now(UTC) + timedelta(hours=1)
     refusals = [
         (admin, "/api/watchlists", {"name": f"list{RLO}x", "purpose": "tests"}, "name"),
@@ -130,6 +145,9 @@ def test_the_api_refuses_hidden_characters_in_names_and_ids(client) -> None:  # 
         answer = who.post(url, json=body)
         assert 400 <= answer.status_code < 500, (url, field, answer.text)
         assert field in answer.text and "U+" in answer.text, answer.text
+    form = {"person": f"{RLO}evil_rtl", "display_name": "Evil", "category": "other"}
+    enrolled = admin.post("/api/watchlists/wanted/people", data=form, files=[("images", ("face.png", face_png))])
+    assert enrolled.status_code == 422 and "U+202E" in enrolled.text and RLO not in enrolled.text, enrolled.text
     assert [w["name"] for w in admin.get("/api/watchlists").json()] == ["wanted"]
     assert "zed" not in [u["username"] for u in admin.get("/api/users").json()]
     assert drafter.get("/api/deployments").json() == []

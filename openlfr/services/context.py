@@ -17,6 +17,7 @@ from openlfr.errors import OpenLFRError
 from openlfr.governance.roles import Role
 from openlfr.services import audit_log
 from openlfr.settings import Settings
+from openlfr.text import visible_text
 
 CLI_ROLE = "cli"
 SYSTEM = "system"
@@ -36,7 +37,7 @@ def local_actor(by: str | None = None) -> str:
     if by is not None:
         if not by.strip():
             raise OpenLFRError("--by is empty")
-        return by.strip()[:100]
+        return visible_text(by.strip(), "--by")[:100]
     try:
         return f"cli:{getpass.getuser()}"[:64]
     except (KeyError, OSError):

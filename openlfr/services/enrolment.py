@@ -117,6 +117,7 @@ def enrol_uploads(
     uploads: Sequence[Upload],
 ) -> dict[str, Any]:
     existing(db, watchlist_name)  # before any photo is decoded
+    check_reference_id(person)
     details = PersonDetails(
         reference_id=person, display_name=display_name, category=category, reason=reason, legal_basis=legal_basis
     )
