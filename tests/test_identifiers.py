@@ -104,7 +104,10 @@ def test_the_command_line_and_a_folder_import_refuse_a_bidi_id(tmp_path: Path, a
         text=True,
         timeout=120,
     )
-    for refused, fragment in ((by, "--by"), (user, "display name")):
+    cameras = tmp_path / "cameras.toml"
+    cameras.write_text(f'[[camera]]\nname = "door{RLO}way"\nurl = "{photos.face}"\n')
+    scan = openlfr("scan", "--watchlist", "event-1", "--cameras", cameras)
+    for refused, fragment in ((by, "--by"), (user, "display name"), (scan, "the name of camera 1")):
         assert refused.returncode != 0 and fragment in refused.stderr and "U+202E" in refused.stderr, refused.stderr
     listing = json.loads(openlfr("watchlist", "list", "--json").stdout)["watchlists"]
     assert [(w["name"], w["active_people"]) for w in listing] == [("event-1", 0)]

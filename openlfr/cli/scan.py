@@ -13,6 +13,7 @@ import typer
 
 from openlfr.cli.common import get_settings
 from openlfr.errors import OpenLFRError
+from openlfr.text import escaped, visible_text
 
 if TYPE_CHECKING:
     from openlfr.settings import Settings
@@ -62,39 +63,52 @@ def cameras_from(
         for index, entry in enumerate(document.get("camera", []), 1):
             if not isinstance(entry, dict) or "url" not in entry:
                 raise OpenLFRError(f"{cameras_file}: camera {index} needs a url")
-            name = str(entry.get("name") or default_camera_name(str(entry["url"]), names))
+            given = entry.get("name")
+            if given:
+                visible_text(str(given), f"{cameras_file}: the name of camera {index}")
+            # A name made from a file's or a stream's own name is shown escaped, not refused: it was not chosen.
+            name = str(given or escaped(default_camera_name(str(entry["url"]), names)))
             if name in names:
                 raise OpenLFRError(f"{cameras_file}: two cameras are named {name!r}")
             names.add(name)
             cameras.append(camera_of({**entry, "name": name}, defaults, url_key="url"))
     for url in sources:
-        name = default_camera_name(url, names)
+        name = escaped(default_camera_name(url, names))
         names.add(name)
         cameras.append(camera_of({"name": name, "url": url}, defaults, url_key="url"))
     return cameras
 
 
 def check_sources(cameras: list[CameraConfig]) -> None:
-    """Each video file given is there and holds a video FFmpeg can read, checked before a model is loaded or the
-    scan recorded: a scan that could not start leaves no deployment behind. Streams and local cameras are the
-    pipeline's to open (and reopen): a camera may come up a moment later."""
+    """Refuse a scan none of whose sources can be read, before a model is loaded or the scan recorded: a scan
+    that could never start leaves no deployment behind. A video file is read here (there, and a video FFmpeg can
+    open); a stream or a local camera is the pipeline's to open and reopen (it may come up a moment later), so a
+    scan with one starts. A scan that can start reports each unreadable file as its camera's error, as before."""
+    from openlfr.stream.source import SourceKind
+
+    if any(camera.kind is not SourceKind.FILE for camera in cameras):
+        return
+    problems = [problem for problem in map(_file_problem, cameras) if problem is not None]
+    if problems and len(problems) == len(cameras):
+        raise OpenLFRError("; ".join(problems))
+
+
+def _file_problem(camera: CameraConfig) -> str | None:
+    """Why a video file cannot be read, or None."""
     import av
 
-    from openlfr.stream.source import SourceKind, describe_error
+    from openlfr.stream.source import describe_error
 
-    for camera in cameras:
-        if camera.kind is not SourceKind.FILE:
-            continue
-        path = Path(camera.url)
-        if not path.is_file():
-            raise OpenLFRError(f"{camera.url}: {'not a file' if path.exists() else 'no such file'}")
-        try:
-            with av.open(camera.url) as container:
-                has_video = bool(container.streams.video)
-        except (av.error.FFmpegError, OSError) as exc:
-            raise OpenLFRError(describe_error(camera, exc)) from None
-        if not has_video:
-            raise OpenLFRError(f"camera {camera.name!r} ({camera.url}): no video stream in this file")
+    path = Path(camera.url)
+    if not path.is_file():
+        return f"{camera.url}: {'not a file' if path.exists() else 'no such file'}"
+    try:
+        with av.open(camera.url) as container:
+            if not container.streams.video:
+                return f"camera {camera.name!r} ({camera.url}): no video stream in this file"
+    except (av.error.FFmpegError, OSError) as exc:
+        return describe_error(camera, exc)
+    return None
 
 
 def scan(
