@@ -33,9 +33,9 @@ from tests.serverkit import FAST_HASHING
 
 HEAVY = ("numpy", "onnxruntime", "fastapi", "uvicorn", "sqlalchemy", "av", "cv2", "scipy", "dlib", "faiss")
 
-# Runs in a fresh interpreter: every command's help and the heavy libraries it loaded; then scans of a missing, an
-# unreadable and a readable video with a model file that is not there: the first two must fail on their source
-# (checked before any model), the third on the model (the models would have been loaded next).
+# Runs in a fresh interpreter: every command's help and the heavy libraries it loaded; then scans with a model file
+# that is not there, of a missing, an unreadable and a readable video, and of a missing one beside a readable one.
+# The first two must fail on their source (checked before any model); the others start, and fail on the model.
 WALK = """
 import json, sys
 import typer.main
@@ -53,8 +53,8 @@ shown = lambda p: runner.invoke(app, [*p, "--help"], prog_name="openlfr").output
 helps = {{" ".join(p): shown(p) for p in paths(typer.main.get_command(app), [])}}
 after_help = [name for name in heavy if name in sys.modules]
 scans = {{}}
-for name, source in zip(("missing", "unreadable", "readable"), sys.argv[1:]):
-    done = runner.invoke(app, ["scan", source, "--watchlist", "wanted"])
+for name, sources in json.loads(sys.argv[1]).items():
+    done = runner.invoke(app, ["scan", *sources, "--watchlist", "wanted"])
     scans[name] = {{"code": done.exit_code, "error": str(done.exception)}}
 print(json.dumps({{"helps": helps, "after_help": after_help, "scans": scans}}))
 """
@@ -90,13 +90,19 @@ def walked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("walk")
     not_a_video = folder / "notes.mp4"
     not_a_video.write_text("this is not a video\n")
-    sources = [folder / "no-such-clip.mp4", not_a_video, tiny_video(folder / "grey.mp4")]
+    missing, readable = str(folder / "no-such-clip.mp4"), str(tiny_video(folder / "grey.mp4"))
+    scans = {
+        "missing": [missing],
+        "unreadable": [str(not_a_video)],
+        "readable": [readable],
+        "mixed": [missing, readable],
+    }
     env = {**os.environ, "OPENLFR_DATA_DIR": str(folder / "data"), "COLUMNS": "160"}
     env.pop("OPENLFR_DATABASE_URL", None)
     created = subprocess.run([str(OPENLFR_BIN), "watchlist", "create", "wanted"], env=env, capture_output=True)
     assert created.returncode == 0, created.stderr
     done = subprocess.run(
-        [sys.executable, "-c", WALK.format(heavy=HEAVY), *map(str, sources)],
+        [sys.executable, "-c", WALK.format(heavy=HEAVY), json.dumps(scans)],
         capture_output=True,
         text=True,
         env={**env, "OPENLFR_EMBEDDER_MODEL": str(folder / "no-such-model.onnx")},
@@ -132,7 +138,8 @@ def test_a_scan_checks_its_sources_before_loading_models_or_recording(walked: di
     assert scans["missing"]["code"] == 1 and "no-such-clip.mp4: no such file" in scans["missing"]["error"]
     assert scans["unreadable"]["code"] == 1 and "not a video" in scans["unreadable"]["error"]
     assert "notes.mp4" in scans["unreadable"]["error"]
-    assert scans["readable"]["code"] == 1 and "no such model file" in scans["readable"]["error"]  # models were next
+    for started in ("readable", "mixed"):  # the models come next, and are not there
+        assert scans[started]["code"] == 1 and "no such model file" in scans[started]["error"]
     with sqlite3.connect(walked["database"]) as db:
         assert db.execute("SELECT count(*) FROM deployments").fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM audit_log WHERE action LIKE 'scan.%'").fetchone() == (0,)
