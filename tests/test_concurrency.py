@@ -19,8 +19,10 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from openlfr.clock import utc_now
+from openlfr.governance.deployments import TransitionRefused
 from openlfr.governance.roles import Role
 from openlfr.services import accounts
+from openlfr.services.context import Context
 from openlfr.services.retention import PurgeReport, enforce_once
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview, AuditEntry, User
@@ -29,6 +31,7 @@ from tests.serverkit import PASSWORD, LiveServer, add_alert, add_cast, add_watch
 from tests.test_server_alerts import live_deployment
 
 ROUNDS = 20
+pytestmark = pytest.mark.slow
 
 
 @dataclass
@@ -219,6 +222,14 @@ def test_two_admins_acting_on_each_other_at_once_leave_one_admin(
         assert admins == 1
         entries = served.entries(action, f"user:{a.username}", f"user:{b.username}")
         assert [e.actor for e in entries] == [calls[winner][0]]
+    # The one administrator left cannot be disabled or demoted by anyone, at the command line either.
+    state = served.app.state.server
+    with state.sessions() as db:
+        last = db.scalars(sa.select(User).where(User.role == Role.ADMIN.value, User.active.is_(True))).one()
+        with pytest.raises(TransitionRefused, match="last active administrator"):
+            accounts.disable(db, Context.local(state.settings, "root"), last)
+        with pytest.raises(TransitionRefused, match="last active administrator"):
+            accounts.change_role(db, Context.local(state.settings, "root"), last, Role.AUDITOR)
 
 
 def test_a_hold_racing_the_probe_purge_keeps_the_probe_exactly_when_held(served: Served) -> None:
