@@ -186,7 +186,7 @@ def test_new_people_need_a_name_a_known_category_and_a_future_expiry(
         (PersonDetails("A", display_name="A", category="other", expires_at=NOW - timedelta(1)), "already passed"),
         (PersonDetails("A" * 101, display_name="A", category="other"), "the person's id is longer than 100"),
         (PersonDetails("  ", display_name="A", category="other"), "the person's id is empty"),
-        (PersonDetails("A", display_name="bell\x07", category="other"), "the display name contains U+0007"),
+        (PersonDetails("A", display_name="bell\x07", category="other"), r"the display name contains U\+0007"),
     ]
     for details, message in cases:
         with pytest.raises(EnrolmentRefused, match=message), store.session() as session:
