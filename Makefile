@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := postgresql mosquitto chromium gstreamer1.0-rtsp gir1.2-gst-rt
 OPENLFR_TEST_DATA ?= $(abspath ../shared/data)
 export OPENLFR_TEST_DATA
 
-.PHONY: install lock demo test lint typecheck layers system-deps bench clean
+.PHONY: install lock demo test lint typecheck layers system-deps bench docs clean
 
 install: $(STAMP) $(DEMO_PHOTOS)
 
@@ -65,6 +65,11 @@ layers: install
 
 test: install system-deps lint typecheck layers
 	$(BIN)/pytest -q
+
+# The documentation site (mkdocs.yml, docs/) into build/site; `make test` builds it too, with --strict
+# (tests/test_docs.py): a broken link or anchor fails. Nothing is fetched.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
