@@ -1,14 +1,17 @@
-"""One typed settings object for the whole system, read from ``OPENLFR_*`` environment variables."""
+"""One typed settings object for the whole system, read from ``OPENLFR_*`` environment variables over the
+configuration file (``openlfr.toml``, its sections mapped onto these fields: openlfr/config_file.py)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_cache_dir, user_data_dir
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from openlfr.config_file import ConfigFileSource, NestedEnvSource, SinkSettings, config_path, section_table
 from openlfr.errors import OpenLFRError
 
 
@@ -198,6 +201,37 @@ class Settings(BaseSettings):
     scan_target_fpir: float = 1e-3
     # A scan records itself as a deployment of the local user; it may match for at most this long.
     scan_max_hours: float = 12.0
+    # Where alerts are sent, by name: the file's [sinks.NAME] sections (parsed and checked; the sinks issue uses them).
+    sinks: dict[str, SinkSettings] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The flat names first (OPENLFR_SERVER_PORT), then the nested ones (OPENLFR_SERVER__PORT), then the file.
+        return (
+            init_settings,
+            env_settings,
+            NestedEnvSource(settings_cls),
+            dotenv_settings,
+            ConfigFileSource(settings_cls, config_path()),
+            file_secret_settings,
+        )
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream_variables_over_the_file(cls, value: Any) -> Any:
+        """A [stream] section (or OPENLFR_STREAM__KEY) arrives as a dict, which pydantic validates without reading
+        the environment: the flat OPENLFR_STREAM_* variables are laid over it here, so they still win."""
+        if not isinstance(value, dict):
+            return value
+        from_environment = StreamSettings()
+        return {**value, **from_environment.model_dump(include=from_environment.model_fields_set)}
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -213,8 +247,22 @@ class SettingsError(OpenLFRError):
 def get_settings() -> Settings:
     try:
         return Settings()
-    except ValidationError as exc:  # one line naming the variable, never pydantic's report
+    except ValidationError as exc:  # one line naming the variable or the file's key, never pydantic's report
         first = exc.errors()[0]
-        prefix = "OPENLFR_STREAM_" if exc.title == StreamSettings.__name__ else "OPENLFR_"
-        name = prefix + "_".join(str(part) for part in first["loc"]).upper()
-        raise SettingsError(f"{name}={first.get('input')!s}: {first['msg']}") from exc
+        raise SettingsError(f"{_where(exc.title, first['loc'])}={first.get('input')!s}: {first['msg']}") from exc
+
+
+def _where(title: str, loc: tuple[int | str, ...]) -> str:
+    """The variable a refused value was read from, and its ``[section] key`` when a configuration file is used."""
+    parts = [str(part) for part in loc]
+    if title == StreamSettings.__name__ or parts[0] == "stream":
+        variable, place = "OPENLFR_STREAM_" + "_".join(parts[-1:]).upper(), f"[stream] {parts[-1]}"
+    elif parts[0] == "sinks":
+        variable, place = "OPENLFR_SINKS__" + "__".join(parts[1:3]).upper(), f"[sinks.{'.'.join(parts[1:2])}]"
+    else:
+        variable = "OPENLFR_" + "_".join(parts).upper()
+        found = [
+            (s, k) for s, keys in section_table(Settings.model_fields).items() for k, f in keys.items() if f == parts[0]
+        ]
+        place = (f"[{found[0][0]}] {found[0][1]}" if found[0][0] else found[0][1]) if found else parts[0]
+    return f"{variable} (or {place} in {config_path()})" if config_path() is not None else variable

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 
 from openlfr import __version__
+from openlfr.cli import logs
 from openlfr.cli.common import get_settings
 from openlfr.cli.help_text import App
 from openlfr.errors import OpenLFRError
@@ -36,8 +38,24 @@ def openlfr(
     version: Annotated[
         bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit.")
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            dir_okay=False,
+            help="The configuration file (default: $OPENLFR_CONFIG, or none).",
+        ),
+    ] = None,
+    log_format: Annotated[
+        logs.LogFormat, typer.Option("--log-format", help="How logs are written.")
+    ] = logs.LogFormat.TEXT,
 ) -> None:
     """OpenLFR: live facial recognition for watchlist deployments, with the safeguards built in."""
+    if config is not None:
+        # Read by the settings (openlfr/config_file.py), in this process and in the ones it starts.
+        os.environ["OPENLFR_CONFIG"] = str(config)
+    logs.configure(log_format.value)
 
 
 @app.command("faces")
@@ -116,7 +134,7 @@ def demo(
     run_demo(get_settings(), data, out)
 
 
-from openlfr.cli import audit, bench, models, scan, search, server, users, watchlist  # noqa: E402
+from openlfr.cli import audit, backup, bench, config, init, models, scan, search, server, users, watchlist  # noqa: E402
 
 bench.register(app)
 app.command("demo")(demo)
@@ -128,10 +146,13 @@ app.add_typer(bench.bench_app, name="bench")
 app.add_typer(watchlist.watchlist_app, name="watchlist")
 users.register(app)
 audit.register(app)
+init.register(app)
+backup.register(app)
+config.register(app)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=logs.TEXT_FORMAT)
     try:
         app()
     except OpenLFRError as exc:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import typer
 
 from openlfr import __version__
+from openlfr.cli import logs
 from openlfr.cli.common import get_settings
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def serve(
             host=host,
             port=port,
             log_level="warning",
+            log_config=logs.uvicorn_log_config(),  # None under --log-format json: uvicorn logs through the root's
             access_log=False,  # request lines can carry names and ids; the audit log is the record
             proxy_headers=False,
         )
