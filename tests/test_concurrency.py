@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -260,5 +260,11 @@ def test_a_hold_racing_the_probe_purge_keeps_the_probe_exactly_when_held(served:
 
 
 def test_the_audit_log_is_intact_after_the_races(served: Served) -> None:
-    answer = httpx.get(served.url + "/api/audit/verify", headers={"Authorization": f"Bearer {served.tokens['aud']}"})
+    """Every race appended to one chain, dated in the order written (``audit verify`` checks that as well)."""
+    headers = {"Authorization": f"Bearer {served.tokens['aud']}"}
+    answer = httpx.get(served.url + "/api/audit/verify", headers=headers, timeout=60)
     assert answer.status_code == 200 and answer.json()["ok"], answer.text
+    newest_first = httpx.get(served.url + "/api/audit?limit=1000", headers=headers, timeout=60).json()
+    times = [datetime.fromisoformat(entry["at"]) for entry in reversed(newest_first)]
+    assert times and times == sorted(times)
+    assert all(entry["clock_at"] is not None for entry in newest_first)

@@ -27,7 +27,8 @@ def audit_verify(
         str | None, typer.Option(help="SEQ:HASH printed earlier by `openlfr audit anchor`: that entry must remain.")
     ] = None,
 ) -> None:
-    """Check the audit log's hash chain; name the first entry altered, removed or inserted. Exit 1 if broken."""
+    """Check the audit log's hash chain; name the first entry altered, removed, inserted or dated
+    before its predecessor. Exit 1 if broken."""
     from openlfr.governance.audit import parse_anchor
     from openlfr.services import audit_log
     from openlfr.store import open_store
