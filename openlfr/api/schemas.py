@@ -30,7 +30,6 @@ from openlfr.governance import deployments
 from openlfr.governance.adjudication import Decision, Outcome
 from openlfr.governance.roles import Role
 from openlfr.services.camera_secrets import shown as redacted_cameras
-from openlfr.services.footage import is_reference
 from openlfr.text import visible_text
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -95,13 +94,12 @@ class CameraIn(Strict):
         parsed = urlparse(value)
         if parsed.scheme in STREAM_SCHEMES and parsed.netloc:
             return value
-        if re.fullmatch(r"(camera:\d{1,2}|/dev/video\d{1,2})", value) or is_reference(value):
+        if re.fullmatch(r"(camera:\d{1,2}|/dev/video\d{1,2})", value):
             return value
         path = Path(value)
         if not path.is_absolute() or ".." in path.parts:
             raise ValueError(
-                "a camera source is a stream URL (rtsp://, http://, ...), camera:N, uploaded footage (footage:NAME, as "
-                "PUT /api/footage answers it) or an absolute file path"
+                "a camera source is a stream URL (rtsp://, http://, ...), camera:N, or an absolute file path"
             )
         return value
 
@@ -348,7 +346,7 @@ class DeploymentOut(Out):
 
 
 class FootageOut(BaseModel):
-    """Footage uploaded for a retrospective search: ``source`` (``footage:NAME``) is what a draft's camera names."""
+    """Footage uploaded for a retrospective search: ``source`` is what a draft's camera names."""
 
     source: str
     bytes: int
