@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -178,3 +179,69 @@ def serve_and_log_in(command: str, env: dict[str, str], username: str) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def fenced(page: Path, language: str) -> str:
+    [block] = re.findall(rf"^```{language}\n(.*?)^```", page.read_text(), re.S | re.M)
+    return block
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and its key, standing in for the example's."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    keys = [str(key), "-out", str(cert)]
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=lfr",
+            "-days",
+            "1",
+            "-keyout",
+            *keys,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_the_nginx_example_is_valid(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (Debian package nginx-light; make system-deps installs it as root)")
+    cert, key = certificate
+    server = fenced(DOCS / "tls.md", "nginx")
+    server = server.replace("/etc/ssl/lfr/fullchain.pem", str(cert)).replace("/etc/ssl/lfr/privkey.pem", str(key))
+    server = server.replace("listen 443", "listen 127.0.0.1:443").replace("listen 80", "listen 127.0.0.1:80")
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nevents {{}}\nhttp {{\naccess_log off;\n{server}}}\n")
+    result = subprocess.run(
+        [nginx, "-t", "-q", "-e", str(tmp_path / "error.log"), "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_caddy_example_is_valid(tmp_path: Path) -> None:
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("caddy is not installed (Debian package caddy; make system-deps installs it as root)")
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(fenced(DOCS / "tls.md", "caddyfile"))
+    home = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [caddy, "validate", "--adapter", "caddyfile", "--config", str(caddyfile)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **home},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
