@@ -26,8 +26,8 @@ def upgrade() -> None:
         table.add_column(sa.Column("coverage", sa.Double(), nullable=True))
     with op.batch_alter_table("camera_progress") as table:
         table.add_column(sa.Column("frames", sa.Integer(), nullable=False, server_default="0"))
-        table.add_column(sa.Column("covered_s", sa.Double(), nullable=False, server_default="0"))
-        table.add_column(sa.Column("gap_s", sa.Double(), nullable=False, server_default="0"))
+        table.add_column(sa.Column("covered_s", sa.Float(), nullable=False, server_default="0"))
+        table.add_column(sa.Column("gap_s", sa.Float(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
