@@ -139,8 +139,24 @@ def _key_bytes(settings: Settings, member: str) -> bytes | None:
 def create_backup(
     store: Store, ctx: Context, destination: Path, with_keys: bool = False
 ) -> tuple[Path, dict[str, Any]]:
-    """Write the archive (refusing to overwrite a file; a folder gets a dated name in it) and audit it."""
-    settings = ctx.settings
+    """Write the archive and audit it (``backup.created``, with the digest of the manifest it was signed with)."""
+    written, manifest, body = write_archive(store, ctx.settings, ctx.key, destination, with_keys)
+    with store.session() as db:
+        details = {
+            "archive": written.name,
+            "manifest_sha256": hashlib.sha256(body).hexdigest(),
+            "database": manifest["database"],
+            "keys_included": with_keys,
+        }
+        ctx.audit(db, "backup.created", f"backup:{written.name}", details)
+    return written, manifest
+
+
+def write_archive(
+    store: Store, settings: Settings, audit_key: bytes, destination: Path, with_keys: bool = False
+) -> tuple[Path, dict[str, Any], bytes]:
+    """The archive (never over a file; a folder gets a dated name in it), its manifest, and the manifest's bytes
+    as signed."""
     now = utc_now()
     if destination.is_dir():
         destination = destination / f"openlfr-{now.strftime('%Y%m%dT%H%M%SZ')}.tar"
@@ -190,19 +206,11 @@ def create_backup(
         }
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()
         (folder / MANIFEST).write_bytes(body)
-        (folder / SIGNATURE).write_text(manifest_signature(ctx.key, body) + "\n")
+        (folder / SIGNATURE).write_text(manifest_signature(audit_key, body) + "\n")
         draft = folder / "archive.tar"
         os.close(os.open(draft, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # it holds faces: its owner's only
         with tarfile.open(draft, "w") as archive:
             for name, path in [(MANIFEST, folder / MANIFEST), (SIGNATURE, folder / SIGNATURE), *members.items()]:
                 archive.add(path, arcname=name, recursive=False)
         os.replace(draft, destination)
-    with store.session() as db:
-        details = {
-            "archive": destination.name,
-            "manifest_sha256": hashlib.sha256(body).hexdigest(),
-            "database": manifest["database"],
-            "keys_included": with_keys,
-        }
-        ctx.audit(db, "backup.created", f"backup:{destination.name}", details)
-    return destination, manifest
+    return destination, manifest, body
