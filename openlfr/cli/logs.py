@@ -11,6 +11,7 @@ from typing import Any
 
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 _json_chosen = False
+_added: list[logging.Handler] = []  # handlers configure() added itself, removed when text is chosen again
 
 
 class LogFormat(StrEnum):
@@ -34,12 +35,28 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(log_format: str) -> None:
-    """Send every logger's records through the root's one handler in the chosen format (WARNING and above)."""
+    """JSON: the root logger's stream handlers (``main`` sets one up) write JSON; text: as they were. Other
+    handlers (a test runner's capture) are left alone."""
     global _json_chosen
     _json_chosen = log_format == "json"
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if _json_chosen else logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    root = logging.getLogger()
+    if not _json_chosen:
+        for handler in list(root.handlers):
+            if handler in _added:
+                root.removeHandler(handler)
+                _added.remove(handler)
+            elif isinstance(handler.formatter, JsonFormatter):
+                handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        return
+    plain = [handler for handler in root.handlers if type(handler) is logging.StreamHandler]
+    if not plain:
+        plain = [logging.StreamHandler()]
+        root.addHandler(plain[0])
+        _added.extend(plain)
+        if root.level == logging.NOTSET or root.level > logging.WARNING:
+            root.setLevel(logging.WARNING)
+    for handler in plain:
+        handler.setFormatter(JsonFormatter())
 
 
 def uvicorn_log_config() -> dict[str, Any] | None:
