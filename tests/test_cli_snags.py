@@ -131,6 +131,8 @@ def test_help_shows_real_placeholders_and_marks_what_is_required(walked: dict[st
     assert "*" in row["reason"] and "*" in row["watchlist"]  # required, and shown so
     assert "TEXT" in row["reason"] and row["json"].split("--json", 1)[1].split()[0] == "Print"  # a flag: no value
     assert re.search(r"--port\s+PORT\s+\[1<=x<=65535\]", helps["serve"])
+    assert re.search(r"\*\s+--person\s+ID\s", helps["watchlist add"])
+    assert "Usage: openlfr watchlist add [OPTIONS] NAME [PHOTO]..." in helps["watchlist add"]
 
 
 def test_a_scan_checks_its_sources_before_loading_models_or_recording(walked: dict[str, Any]) -> None:

@@ -148,10 +148,10 @@ def create(
 @watchlist_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="The watchlist.")],
+    person: Annotated[str, typer.Option("--person", metavar="ID", help="The person's id (the force's reference).")],
     more_images: Annotated[
-        list[Path] | None, typer.Argument(help="More photos (after --image).", show_default=False)
+        list[Path] | None, typer.Argument(metavar="PHOTO", help="More photos (after --image).", show_default=False)
     ] = None,
-    person: Annotated[str, typer.Option("--person", help="The person's id (the force's reference).")] = "",
     display_name: Annotated[str | None, typer.Option("--name", help="Display name (needed for a new person).")] = None,
     category: Annotated[str | None, typer.Option(help=f"One of {', '.join(CATEGORY_VALUES)}.")] = None,
     image: Annotated[
