@@ -23,14 +23,14 @@ from openlfr.api.app import install_error_answers, install_http_plumbing, mount_
 from openlfr.api.deps import ServerState, authenticate
 from openlfr.api.metrics import install_metrics
 from openlfr.api.routes import router
+from openlfr.runtime.background import RetentionLoop
+from openlfr.runtime.health import DatabaseProbe
+from openlfr.runtime.live_events import EventBoard
+from openlfr.runtime.scheduler import Scheduler
+from openlfr.runtime.tiles import TileBoard
 from openlfr.services import camera_secrets, upload_staging
 from openlfr.services.audit_log import audit_key
-from openlfr.services.health import DatabaseProbe
-from openlfr.services.live_events import EventBoard
 from openlfr.services.metrics import PIPELINES
-from openlfr.services.retention import RetentionLoop
-from openlfr.services.scheduler import Scheduler
-from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings, get_settings
 from openlfr.store import open_store
 from openlfr.web.pages import mount_console, render_error

@@ -273,9 +273,9 @@ def test_an_alert_for_a_listing_ended_after_authorisation_is_refused(store_url: 
 
 def test_a_running_deployment_brings_its_snapshot_down_to_the_listings(store_url: str) -> None:
     """The watch every run keeps: ended entries are tightened once (one audit), and the run is told which."""
+    from openlfr.runtime.listing_watch import ListingWatch
     from openlfr.services import watchlists
     from openlfr.services.context import Context
-    from openlfr.services.listing_watch import ListingWatch
     from openlfr.store.governance_models import AuditEntry
 
     now = datetime.now(UTC)

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from openlfr.cli.scan import cameras_from, parse_roi
+from openlfr.runtime.deployment_run import DeploymentRun
+from openlfr.runtime.tiles import TileBoard
 from openlfr.services.context import Context
-from openlfr.services.deployment_runs import DeploymentRun
 from openlfr.services.deployments import authorise, create_draft
 from openlfr.services.live import CameraDefaults, LivePipeline
 from openlfr.services.scans import ScanRequest, prepare_scan
-from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings, get_settings
 from openlfr.store import Store, open_store
 from openlfr.store.models import Person, Watchlist

@@ -144,7 +144,7 @@ def test_guard_sees_a_cancellation_within_its_refresh(app) -> None:  # type: ign
 
 
 def test_scheduler_runs_only_live_deployments(app) -> None:  # type: ignore[no-untyped-def]
-    from openlfr.services.scheduler import Scheduler
+    from openlfr.runtime.scheduler import Scheduler
 
     ids = {state: insert(app, state) for state in [*REFUSED, "live"]}
     scheduler = Scheduler(app.state.server.store, app.state.server.settings, app.state.tiles)
@@ -163,7 +163,7 @@ def test_camera_pipeline_on_the_hamilton_clip_matches_only_when_live(monkeypatch
     add_user(app, "olly", Role.OPERATOR)
     add_user(app, "ava", Role.AUTHORISER)
     add_watchlist(app, name="filler", people=3, images_each=1)
-    from openlfr.services.deployment_runs import DeploymentRun
+    from openlfr.runtime.deployment_run import DeploymentRun
     from openlfr.services.live import snapshot_watchlist as load_snapshot
     from openlfr.stream.evidence import EvidenceRule
     from openlfr.stream.pipeline import CameraPipeline, PipelineConfig
@@ -255,7 +255,7 @@ def test_camera_tiles_show_only_alerted_faces(astronaut: np.ndarray) -> None:
 
     from PIL import Image
 
-    from openlfr.services.tiles import TileFace, render_tile
+    from openlfr.runtime.tiles import TileFace, render_tile
     from openlfr.vision.types import Box
 
     face = Box(170, 40, 270, 150)  # the astronaut's face in scikit-image's picture (512x512)

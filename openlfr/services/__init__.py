@@ -14,7 +14,9 @@ format for people at the keyboard, accounts of the server and the server itself.
 - ``throttle``: failed logins and bearer tokens counted per name and address, and per address (429 past a limit)
 - ``watchlists``: create, enrol (one use case for the CLI, uploads and folder imports), remove, expire, list
 - ``live``: one builder of a live pipeline from settings, a watchlist snapshot and sources
-- ``deployment_runs``: the scheduler running the live deployments (``openlfr serve`` and ``openlfr worker``)
 - ``scans``: ``openlfr scan`` as a recorded, time-boxed deployment of the local user
-- ``console`` / ``audit_log`` / ``tiles``: console settings, the audit chain, in-memory camera pictures
+- ``console`` / ``audit_log``: console settings, the audit chain
+
+What runs while a deployment is live (the scheduler, camera leases and runs, tiles, the event board, ``/health``)
+is ``openlfr.runtime``, the layer above this one.
 """

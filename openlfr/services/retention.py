@@ -1,6 +1,6 @@
 """Retention enforced by code: what is due is destroyed (watchlist snapshots, alert probe images, expired
 watchlist entries) and audited, while every count, decision and outcome stays. ``enforce_once`` is
-``openlfr retention run`` and one round of the server's loop (``RetentionLoop``).
+``openlfr retention run`` and one round of the server's loop (``openlfr.runtime.background.RetentionLoop``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from openlfr.governance import retention
 from openlfr.governance.retention import RetentionPolicy
 from openlfr.services import deployments, photo_search
 from openlfr.services.audit_log import audit_key
-from openlfr.services.background import Periodic
 from openlfr.services.context import Context
 from openlfr.services.reviews import claim_probe_purge
 from openlfr.settings import Settings
@@ -141,16 +140,3 @@ def forget_stale_logins(db: Session, settings: Settings) -> None:
     moment = utc_now()
     db.execute(delete(UserSession).where(UserSession.expires_at <= moment))
     db.execute(delete(LoginFailure).where(LoginFailure.at < moment - timedelta(seconds=settings.login_window_seconds)))
-
-
-class RetentionLoop(Periodic):
-    """Runs ``enforce_once`` every ``interval`` seconds on a daemon thread until stopped."""
-
-    def __init__(self, store: Store, settings: Settings, interval: float) -> None:
-        super().__init__("openlfr-retention", interval, join_timeout_s=10)
-        self.store, self.settings = store, settings
-
-    def round(self) -> None:
-        report = enforce_once(self.store, self.settings)
-        if report.anything:
-            log.info("retention: %s", report.summary())

@@ -5,7 +5,7 @@ Every engine made by ``make_engine`` watches its own statements: a transaction t
 ``NOTIFY`` on ``CHANNEL`` sent inside the transaction (PostgreSQL delivers it at commit, to every process that
 listens: other server replicas, whatever process wrote); in every case the engine's subscribers in this process are
 called when the connection goes back to the pool, after the commit. Writes from another process on SQLite are not
-announced: whoever follows the tables also polls (``openlfr.services.live_events``).
+announced: whoever follows the tables also polls (``openlfr.runtime.live_events``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Live camera pictures for the console: the latest frame of a live camera, every face that raised no alert
-pixelated. Held in memory only (``openlfr.services.tiles``)."""
+pixelated. Held in memory only (``openlfr.runtime.tiles``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Server-sent events for the console: ``queue`` whenever the alert queue changes, ``cameras`` when a deployment
 goes live or stops, ``logout`` when the login ends. A stream holds no database connection while it waits: the
-server's one :class:`~openlfr.services.live_events.EventBoard` follows the database (alerts raised by a separate
+server's one :class:`~openlfr.runtime.live_events.EventBoard` follows the database (alerts raised by a separate
 worker or another replica too) and every open stream waits on it."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from openlfr.api.deps import SESSION_COOKIE, AlertViewerPrincipal, server
+from openlfr.runtime.live_events import EventBoard
 from openlfr.services import accounts
-from openlfr.services.live_events import EventBoard
 
 router = APIRouter(prefix="/api", tags=["live"])
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from openlfr.clock import utc_now
-from openlfr.services.background import Periodic
+from openlfr.runtime.background import Periodic
 from openlfr.services.context import Context
 from openlfr.store import Store
 from openlfr.store.governance_models import Deployment, SnapshotPerson

@@ -1,9 +1,13 @@
-"""Work the server repeats on a daemon thread (retention, the deployment scheduler) until stopped."""
+"""Work the server repeats on a daemon thread (retention, the deployment scheduler, listing watches) until stopped."""
 
 from __future__ import annotations
 
 import logging
 import threading
+
+from openlfr.services.retention import enforce_once
+from openlfr.settings import Settings
+from openlfr.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +37,16 @@ class Periodic:
             except Exception:  # keep going on the next round; the failure is logged, not swallowed
                 log.exception("%s: round failed", self._thread.name)
             self._stop.wait(self.interval)
+
+
+class RetentionLoop(Periodic):
+    """Runs ``enforce_once`` every ``interval`` seconds on a daemon thread until stopped."""
+
+    def __init__(self, store: Store, settings: Settings, interval: float) -> None:
+        super().__init__("openlfr-retention", interval, join_timeout_s=10)
+        self.store, self.settings = store, settings
+
+    def round(self) -> None:
+        report = enforce_once(self.store, self.settings)
+        if report.anything:
+            log.info("retention: %s", report.summary())

@@ -1,6 +1,6 @@
 """A deployment run's books: what it tells the operator (per-camera notes, audit entries), what it counted (frames,
 faces seen, tracks, alerts: the only trace of the faces that raised no alert), where each camera got to (for a
-resume), and its camera's lease. ``DeploymentRun`` (``openlfr.services.deployment_runs``) keeps them in memory and
+resume), and its camera's lease. ``DeploymentRun`` (``openlfr.runtime.deployment_run``) keeps them in memory and
 one bookkeeping thread per run writes them every ``BOOKS_S``, so a locked or absent database never stalls the
 pipeline; what the database refuses waits, and the trouble is an incident (audited when it answers again).
 

@@ -9,10 +9,10 @@ import socket
 import uuid
 from typing import Any
 
+from openlfr.runtime.background import Periodic
+from openlfr.runtime.deployment_run import POLL_S, DeploymentRun
+from openlfr.runtime.tiles import TileBoard
 from openlfr.services import deployments
-from openlfr.services.background import Periodic
-from openlfr.services.deployment_runs import POLL_S, DeploymentRun
-from openlfr.services.tiles import TileBoard
 from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.db import StoreError

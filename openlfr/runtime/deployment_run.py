@@ -53,13 +53,13 @@ from openlfr.alerts.dispatch import AlertDispatcher
 from openlfr.clock import utc, utc_now
 from openlfr.governance.deployments import GovernanceError, Kind, may_match
 from openlfr.governance.guard import MatchGuard
+from openlfr.runtime.books import RunBooks, first_line
+from openlfr.runtime.listing_watch import ListingWatch
+from openlfr.runtime.tiles import TileBoard, tile_faces
 from openlfr.services import camera_secrets
 from openlfr.services.audit_log import audit_key
 from openlfr.services.context import Context
-from openlfr.services.listing_watch import ListingWatch
 from openlfr.services.live import CameraDefaults, LivePipeline, build_pipeline, camera_of, snapshot_watchlist
-from openlfr.services.run_books import RunBooks, first_line
-from openlfr.services.tiles import TileBoard, tile_faces
 from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.alert_models import Alert
