@@ -245,3 +245,30 @@ def test_the_caddy_example_is_valid(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("page", ["deploying.md", "sinks.md"])
+def test_the_configuration_file_examples_pass_config_check(page: str, tmp_path: Path) -> None:
+    example = tmp_path / "openlfr.toml"
+    example.write_text(fenced(DOCS / page, "toml"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLFR_")}
+    result = subprocess.run(
+        [str(VENV_BIN / "openlfr"), "--config", str(example), "config", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_cameras_file_example_is_read_as_written(tmp_path: Path) -> None:
+    from openlfr.cli.scan import cameras_from
+    from openlfr.vision.types import Box
+
+    example = tmp_path / "cameras.toml"
+    example.write_text(fenced(DOCS / "cameras.md", "toml"))
+    entrance, concourse = cameras_from([], example, fps_cap=0.0, min_face=None, roi=None)
+    assert (entrance.name, entrance.fps_cap, entrance.roi) == ("entrance", 10.0, None)
+    assert entrance.url.startswith("rtsp://") and concourse.url.startswith("rtsp://")
+    assert (concourse.name, concourse.roi, concourse.min_face_px) == ("concourse", Box(0, 200, 1920, 1080), 40)
