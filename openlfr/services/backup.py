@@ -115,7 +115,7 @@ def _copy_sqlite(source: Path, target: Path) -> None:
     live = sqlite3.connect(source, timeout=30)
     copy = sqlite3.connect(target)
     try:
-        live.backup(copy, pages=1024)
+        live.backup(copy)  # one step under one read snapshot: WAL lets the server write on meanwhile
         copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no WAL beside it
     finally:
         copy.close()

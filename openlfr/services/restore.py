@@ -163,6 +163,8 @@ def _place_key(settings: Settings, name: str, key: bytes, origin: str) -> None:
     if origin in ("settings", str(path)):
         return
     if path.exists():
+        if path.read_bytes().strip() == key:
+            return
         raise BackupError(f"{path} holds another key already; move it away or restore with that key")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
