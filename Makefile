@@ -14,7 +14,7 @@ DEBIAN_PACKAGES := postgresql mosquitto chromium gstreamer1.0-rtsp gir1.2-gst-rt
 OPENLFR_TEST_DATA ?= $(abspath ../shared/data)
 export OPENLFR_TEST_DATA
 
-.PHONY: install lock demo test lint typecheck layers system-deps bench docs clean
+.PHONY: install lock image demo test lint typecheck layers system-deps bench docs clean
 
 install: $(STAMP) $(DEMO_PHOTOS)
 
@@ -50,6 +50,44 @@ system-deps:
 lock: $(STAMP)
 	PYTHON=$(BIN)/python UV=$(BIN)/uv deploy/lock.sh
 
+# The container image (Containerfile), built with podman. Its Debian base: IMAGE_BASE from a registry where one is
+# reachable (make image IMAGE_BASE=docker.io/library/debian:bookworm-slim); by default made here once with
+# mmdebstrap from Debian's packages and imported, since no container registry may be reachable. Layers are cached
+# on this machine: a second `make image` rebuilds only what changed (the code; the models come from a build cache).
+# This machine's podman quirks stay here: runc and lower ulimits (deploy/podman/containers.conf), the host's
+# network, and the site's CA bundle (a TLS-inspecting proxy) as a build secret for pip and npm.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= localhost/openlfr:$(VERSION)
+IMAGE_BASE ?= localhost/openlfr-base:bookworm
+SITE_CA ?= /etc/ssl/certs/ca-certificates.crt
+DEBIAN_MIRROR ?= http://deb.debian.org
+PODMAN_PACKAGES := podman runc uidmap mmdebstrap podman-compose golang-github-containernetworking-plugin-dnsname
+export CONTAINERS_CONF := $(abspath deploy/podman/containers.conf)
+PODMAN_BUILD = podman build --format docker --network=host $(if $(wildcard $(SITE_CA)),--secret id=site-ca$(,)src=$(SITE_CA))
+, := ,
+
+image:
+	@$(MAKE) --no-print-directory system-deps DEBIAN_PACKAGES='$(PODMAN_PACKAGES)'
+	@if [ "$(IMAGE_BASE)" = localhost/openlfr-base:bookworm ] && ! podman image exists $(IMAGE_BASE); then \
+		echo "making the Debian base $(IMAGE_BASE) with mmdebstrap"; tar=$$(mktemp); \
+		mmdebstrap --quiet --mode=root --variant=apt --format=tar --include=ca-certificates \
+			--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+			--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' bookworm - \
+			"deb $(DEBIAN_MIRROR)/debian bookworm main" "deb $(DEBIAN_MIRROR)/debian bookworm-updates main" \
+			"deb $(DEBIAN_MIRROR)/debian-security bookworm-security main" >$$tar \
+		&& podman import --change 'CMD ["bash"]' $$tar $(IMAGE_BASE) >/dev/null; \
+		status=$$?; rm -f $$tar; [ $$status = 0 ] || exit $$status; \
+	fi
+	@start=$$(date +%s); \
+	$(PODMAN_BUILD) --build-arg BASE=$(IMAGE_BASE) --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null) \
+		--build-arg SOURCE=$$(git remote get-url origin 2>/dev/null || echo "file://$(CURDIR)") -t $(IMAGE) . \
+	&& for name in postgres mosquitto; do \
+		$(PODMAN_BUILD) --quiet --build-arg BASE=$(IMAGE_BASE) -f deploy/images/$$name.Containerfile \
+			-t localhost/openlfr-$$name:bookworm deploy/images >/dev/null || exit 1; done \
+	&& echo "image $(IMAGE) built in $$(( $$(date +%s) - start )) s," \
+		"$$(( $$(podman image inspect --format '{{.Size}}' $(IMAGE)) / 1000000 )) MB"
+
 demo: install
 	$(BIN)/openlfr demo --out demo-faces.png
 
@@ -64,7 +102,10 @@ typecheck: install
 layers: install
 	$(BIN)/lint-imports
 
+# The image first (cached after its first build), for tests/test_container.py's smoke test; where podman cannot
+# run that test skips saying why, except in CI (CI set), where both fail.
 test: install system-deps lint typecheck layers
+	@$(MAKE) --no-print-directory image || { [ -z "$$CI" ] && echo "make image failed: the container smoke test will skip"; }
 	$(BIN)/pytest -q
 
 # The documentation site (mkdocs.yml, docs/) into build/site; `make test` builds it too, with --strict
