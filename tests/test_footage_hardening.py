@@ -5,7 +5,11 @@
 - no answer names a server path (an upload that is not video, a draft's file), and a draft says the same for a
   file that does not exist as for one that exists outside the directories allowed (nothing to probe with);
 - a partial upload (``*.part``) stranded by a SIGKILL is cleared by the next start-up's sweep, audited, while
-  kept footage stays.
+  kept footage stays;
+- uploaded footage is named by an opaque reference (``footage:NAME``), which the upload answers and a draft names:
+  neither the upload's answer nor the deployment's answer, page or record holds any part of the data directory's
+  path (nor does a draft that names the upload's file by its path), a file from an allowed directory is shown
+  relative to it, and the capture opens the file a reference names while it shows the reference.
 
 The checks share one server (the last one kills and restarts it).
 """
@@ -23,7 +27,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from openlfr.services import camera_secrets
 from openlfr.services.footage import FOOTAGE_DIR
+from openlfr.services.live import CameraDefaults, camera_of
+from openlfr.settings import Settings
+from openlfr.stream.source import Capture, SourceError
 from tests.serverkit import draft_body
 from tests.test_upload_limits import Serve, admin_token, operator_token, server_store
 
@@ -41,6 +49,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     server = Serve(tmp_path_factory.mktemp("footage-serve"))
     server.env["OPENLFR_RFR_MAX_UPLOAD_BYTES"] = str(MAX_FOOTAGE)
     server.env["OPENLFR_MAX_UPLOAD_BYTES"] = str(MAX_FOOTAGE // 10)  # a form of photos: at most ten of these
+    server.env["OPENLFR_RFR_SOURCE_DIRS"] = str(server.root / "allowed")
     server.start()
     server.admin = admin_token(server)  # type: ignore[attr-defined]  # and the watchlist drafts name
     server.token = operator_token(server)  # type: ignore[attr-defined]
@@ -132,6 +141,74 @@ def test_no_answer_names_a_server_path_and_a_draft_cannot_probe_the_file_system(
         answers[name] = answer.json()["detail"]
         assert str(serve.root) not in answers[name] and str(source) not in answers[name], answers[name]
     assert answers["exists"] == answers["missing"] == answers["folder"], answers
+
+
+def tiny_video(out: Path, frames: int = 12) -> Path:
+    """A small grey video (64x48, 10 fps, MPEG-4 in AVI) made with PyAV."""
+    import av
+    import numpy as np
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 10, np.uint8), format="rgb24")
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+    return out
+
+
+def test_uploaded_footage_is_named_by_a_reference_and_no_answer_shows_the_data_directory(serve: Serve) -> None:
+    clip = tiny_video(serve.tmp / "upload" / "street clip.avi")
+    uploaded = httpx.put(
+        f"{serve.url}/api/footage?name=street clip.avi", content=clip.read_bytes(), headers=bearer(serve), timeout=60
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    source = uploaded.json()["source"]
+    assert source.startswith("footage:") and source.endswith("street_clip.avi"), source
+    [kept] = [p for p in (serve.data / FOOTAGE_DIR).iterdir() if p.name.endswith("street_clip.avi")]
+    allowed = tiny_video(serve.root / "allowed" / "station" / "platform.avi")
+
+    shown: dict[str, str] = {"upload": uploaded.text}
+    start = datetime.now(UTC)
+    drafts = [("reference", source), ("path of the upload", str(kept)), ("allowed file", str(allowed))]
+    for label, named in drafts:
+        body = draft_body(start, kind="retrospective", cameras=[{"name": "cam", "source": named}])
+        drafted = httpx.post(f"{serve.url}/api/deployments", json=body, headers=bearer(serve), timeout=60)
+        assert drafted.status_code == 201, drafted.text
+        number = drafted.json()["id"]
+        [camera] = drafted.json()["cameras"]
+        # The upload, however the draft named it, is shown as its reference; an allowed file relative to its folder.
+        assert camera["source"] == (source if label != "allowed file" else "station/platform.avi"), camera
+        shown[f"{label}: draft"] = drafted.text
+        for what, path in [("answer", f"/api/deployments/{number}"), ("page", f"/deployments/{number}")]:
+            answer = httpx.get(f"{serve.url}{path}", headers=bearer(serve), timeout=60)
+            assert answer.status_code == 200, answer.text
+            shown[f"{label}: {what}"] = answer.text
+        record = httpx.get(f"{serve.url}/api/deployments/{number}/record", headers=bearer(serve), timeout=60)
+        assert record.status_code == 200, record.text
+        shown[f"{label}: record"] = record.text
+    for what, text in shown.items():
+        for path_sign in (str(serve.root), str(serve.root.parent), str(serve.data), FOOTAGE_DIR, "pytest-"):
+            assert path_sign not in text, (what, path_sign, text)
+
+    # A deployment stored before uploads had references is stored again (at start-up) naming the reference.
+    settings = Settings(data_dir=serve.data)
+    assert camera_secrets.sealed(settings, [{"name": "cam", "source": str(kept)}]) == [
+        {"name": "cam", "source": source}
+    ]
+    # The capture opens the file a reference names, and shows the reference, never the path, when it fails.
+    camera = camera_of(camera_secrets.opened(settings, {"name": "cam", "source": source}), CameraDefaults())
+    assert Path(camera.url) == kept and camera.shown_url == source
+    assert sum(1 for _ in Capture(camera).frames()) == 12
+    gone = camera_of(
+        camera_secrets.opened(settings, {"name": "cam", "source": "footage:0123456789abcdef-gone.avi"}),
+        CameraDefaults(),
+    )
+    with pytest.raises(SourceError) as failed:
+        list(Capture(gone).frames())
+    assert str(serve.data) not in str(failed.value) and "footage:" in str(failed.value), failed.value
 
 
 def test_a_partial_upload_left_by_a_sigkill_is_swept_at_start_up(serve: Serve) -> None:

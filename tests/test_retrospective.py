@@ -354,15 +354,18 @@ def test_uploaded_footage_is_searched_then_deleted(monkeypatch: pytest.MonkeyPat
     assert olly.request("PUT", "/api/footage?name=p.mp4", content=larger.read_bytes()).status_code == 201
     uploaded = olly.request("PUT", "/api/footage?name=hamilton clip.mp4", content=clip.read_bytes())
     assert uploaded.status_code == 201, uploaded.text
-    source = Path(uploaded.json()["source"])
-    assert source.parent == folder and source.read_bytes() == clip.read_bytes()
+    reference = uploaded.json()["source"]  # what a draft names; the file's path on the server is never answered
+    assert reference.startswith("footage:") and str(folder) not in uploaded.text
+    source = folder / reference.removeprefix("footage:")
+    assert source.read_bytes() == clip.read_bytes()
     assert 9.0 < uploaded.json()["seconds"] < 10.1
     assert _audit(app, "footage.upload")[-1].details["sha256"] == uploaded.json()["sha256"]
 
-    body = draft_body(datetime.now(UTC), kind="retrospective", cameras=[{"name": "stage", "source": str(source)}])
+    body = draft_body(datetime.now(UTC), kind="retrospective", cameras=[{"name": "stage", "source": reference}])
     drafted = olly.post("/api/deployments", json=body)
     assert drafted.status_code == 201, drafted.text
     deployment = drafted.json()
+    assert deployment["cameras"] == [{"name": "stage", "source": reference}]
     assert ava.post(f"/api/deployments/{deployment['id']}/authorise", json={"justification": JUSTIFICATION}).is_success
     state = app.state.server
     enforce_once(state.store, state.settings)

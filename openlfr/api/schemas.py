@@ -30,6 +30,7 @@ from openlfr.governance import deployments
 from openlfr.governance.adjudication import Decision, Outcome
 from openlfr.governance.roles import Role
 from openlfr.services.camera_secrets import shown as redacted_cameras
+from openlfr.services.footage import is_reference
 from openlfr.text import visible_text
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -94,12 +95,13 @@ class CameraIn(Strict):
         parsed = urlparse(value)
         if parsed.scheme in STREAM_SCHEMES and parsed.netloc:
             return value
-        if re.fullmatch(r"(camera:\d{1,2}|/dev/video\d{1,2})", value):
+        if re.fullmatch(r"(camera:\d{1,2}|/dev/video\d{1,2})", value) or is_reference(value):
             return value
         path = Path(value)
         if not path.is_absolute() or ".." in path.parts:
             raise ValueError(
-                "a camera source is a stream URL (rtsp://, http://, ...), camera:N, or an absolute file path"
+                "a camera source is a stream URL (rtsp://, http://, ...), camera:N, uploaded footage (footage:NAME, as "
+                "PUT /api/footage answers it) or an absolute file path"
             )
         return value
 
@@ -118,6 +120,8 @@ class DraftIn(Strict):
     # urgent_reason it runs before its authorisation, which must follow within rfr_authorise_within_hours.
     kind: Literal["live", "retrospective"] = "live"
     urgent_reason: Annotated[str, Field(min_length=1, max_length=5000), FreeText] | None = None
+    # The configured sinks (OPENLFR_SINKS) its alerts and decisions go to, by name.
+    sinks: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=16)] = []
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
 
@@ -283,6 +287,14 @@ class ReembedOut(Out):
     expired_skipped: int
 
 
+class CameraStateOut(BaseModel):
+    """A camera's health: connecting, streaming, stalled, reconnecting, failed or finished (no URL in ``reason``)."""
+
+    state: str
+    since: datetime
+    reason: str
+
+
 class DeploymentOut(Out):
     """A deployment row, with its phase and whether it may match judged at one moment (``as_of``)."""
 
@@ -294,6 +306,7 @@ class DeploymentOut(Out):
     ends_at: datetime
     cameras: list[dict[str, Any]]
     watchlist: str = Field(validation_alias="watchlist_name")
+    sinks: list[str] = []  # where its alerts and decisions are sent (configured sinks, by name)
     threshold: float | None
     target_fpir: float | None
     status: str
@@ -329,6 +342,8 @@ class DeploymentOut(Out):
     may_match: bool = False
     may_match_reason: str = ""
     progress: float | None = None  # a retrospective search's share of its footage analysed so far (0 to 1)
+    # Each camera's health (``GET /api/deployments/{id}`` only): name -> state, since when, why.
+    camera_states: dict[str, CameraStateOut] = Field(default_factory=dict)
 
     @field_validator("cameras")
     @classmethod
@@ -346,7 +361,7 @@ class DeploymentOut(Out):
 
 
 class FootageOut(BaseModel):
-    """Footage uploaded for a retrospective search: ``source`` is what a draft's camera names."""
+    """Footage uploaded for a retrospective search: ``source`` (``footage:NAME``) is what a draft's camera names."""
 
     source: str
     bytes: int

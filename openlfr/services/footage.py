@@ -6,6 +6,11 @@ by its hash; refused, nothing of it stays. The retention sweep (``sweep``) delet
 naming it has stopped (ended or cancelled; an urgent one lapsed), or ``rfr_unused_footage_hours`` after its
 upload if no search that runs or will run names it (unnamed, or named by drafts nobody authorised); the file is
 overwritten with zeros before it is unlinked, and each deletion is audited.
+
+An upload is known by its reference, ``footage:NAME`` (its hash and the name it was sent under): the upload answers
+it, a draft's camera names it, and answers, pages, records and errors show it. Only where the capture opens the
+file is it turned into a path (``file_of``, through ``camera_secrets.opened``), so that no answer shows where on
+the server the data directory lies.
 """
 
 from __future__ import annotations
@@ -33,11 +38,40 @@ from openlfr.store.governance_models import Deployment
 FOOTAGE_DIR = "rfr-footage"
 PART = ".part"
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+SCHEME = "footage:"
+# A kept upload's name: its hash's first 16 hex digits, then the name it was sent under, made safe (never a path).
+KEPT_NAME = re.compile(r"[0-9a-f]{16}-[A-Za-z0-9._-]{1,80}")
 WIPE_CHUNK = 1 << 20
 
 
 def footage_dir(settings: Settings) -> Path:
     return settings.data_dir / FOOTAGE_DIR
+
+
+def reference(path: Path) -> str:
+    """What an upload kept at ``path`` is known by: ``footage:NAME``."""
+    return f"{SCHEME}{path.name}"
+
+
+def is_reference(source: str) -> bool:
+    """Whether ``source`` is the form of an upload's reference (a name, never a path)."""
+    name = source.removeprefix(SCHEME)
+    return name != source and KEPT_NAME.fullmatch(name) is not None and not name.endswith(PART)
+
+
+def file_of(settings: Settings, source: str) -> Path | None:
+    """The file a reference names (whether it exists or not); None if ``source`` is no upload's reference."""
+    return footage_dir(settings) / source.removeprefix(SCHEME) if is_reference(source) else None
+
+
+def named(settings: Settings, source: str) -> str | None:
+    """The upload a camera's ``source`` names, as its reference: a reference, or (a deployment drafted before uploads
+    had references) the path of a file in the footage directory; None for anything else."""
+    if file_of(settings, source) is not None:
+        return source
+    path = Path(source)
+    inside = path.is_absolute() and path.parent == footage_dir(settings) and KEPT_NAME.fullmatch(path.name)
+    return reference(path) if inside else None
 
 
 async def receive(settings: Settings, chunks: AsyncIterator[bytes]) -> tuple[Path, int, str]:
@@ -70,6 +104,8 @@ def keep(
     """Name a received upload by its hash once ``seconds_of`` (the video check) accepts it, audited; (its path,
     its seconds of video)."""
     stem = SAFE_NAME.sub("_", Path(name).name)[-80:] or "footage"
+    if stem.endswith(PART):  # a kept upload never looks like one cut short (the start-up sweep wipes those)
+        stem = f"{stem[: -len(PART)]}_part"
     final = part.with_name(f"{sha256[:16]}-{stem}")
     try:
         seconds = float(seconds_of(part))
@@ -112,10 +148,12 @@ def sweep(db: Session, ctx: Context, now: datetime | None = None) -> list[str]:
     users: dict[str, list[Deployment]] = {}
     for row in db.scalars(select(Deployment).where(Deployment.kind == Kind.RETROSPECTIVE.value)):
         for camera in row.cameras:
-            users.setdefault(str(camera.get("source", "")), []).append(row)
+            upload = named(ctx.settings, str(camera.get("source", "")))
+            if upload is not None:
+                users.setdefault(upload, []).append(row)
     deleted = []
     for path in sorted(folder.iterdir()):
-        naming = users.get(str(path), [])
+        naming = users.get(reference(path), [])
         phases = [deployments.phase(row, moment) for row in naming]
         if any(phase in (Phase.SCHEDULED, Phase.LIVE, Phase.URGENT) for phase in phases):
             continue  # a search runs, or will

@@ -27,6 +27,7 @@ from openlfr.alerts.record import AlertFound
 from openlfr.alerts.sinks import AlertSink
 from openlfr.clock import utc_now
 from openlfr.errors import NotFound, OpenLFRError
+from openlfr.services.camera_secrets import SHOWN
 from openlfr.services.metrics import PIPELINES, AlertMetricsSink
 from openlfr.settings import Settings
 from openlfr.store.db import Store
@@ -161,10 +162,12 @@ class CameraDefaults:
 
 def camera_of(record: dict[str, Any], defaults: CameraDefaults, url_key: str = "source") -> CameraConfig:
     """One camera from a record (a deployment's ``{"name", "source"}``, a cameras file's ``{"name", "url"}``),
-    whose own ``fps_cap``, ``roi`` and ``min_face_px`` win over the defaults."""
+    whose own ``fps_cap``, ``roi`` and ``min_face_px`` win over the defaults; a record opened by
+    ``camera_secrets.opened`` says in ``shown`` what its messages show instead of the file it opens."""
     return CameraConfig(
         name=str(record["name"]),
         url=str(record[url_key]),
+        shown_as=str(record.get(SHOWN) or ""),
         fps_cap=float(record.get("fps_cap", defaults.fps_cap)),
         roi=roi_box(record["roi"]) if record.get("roi") else defaults.roi,
         min_face_px=int(record.get("min_face_px", defaults.min_face_px) or 0),

@@ -29,18 +29,17 @@ from openlfr.clock import utc, utc_now
 from openlfr.errors import UploadRefused, UploadTooLarge
 from openlfr.governance import deployments
 from openlfr.governance.deployments import GovernanceError, Kind, Status
-from openlfr.services import footage
+from openlfr.services import camera_secrets, footage
 from openlfr.services.context import Context
 from openlfr.settings import Settings
-from openlfr.store.alert_models import Alert, AlertDelivery
+from openlfr.store.alert_models import Alert, Delivery
 from openlfr.store.governance_models import AlertReview, Deployment, SnapshotImage, SnapshotPerson
 from openlfr.store.progress_models import CameraProgress
 
 
-def allowed_dirs(settings: Settings) -> list[Path]:
-    """The admin's directories of recorded footage, and the one uploads are kept in."""
-    chosen = [Path(part).expanduser().resolve() for part in settings.rfr_source_dirs.split(os.pathsep) if part.strip()]
-    return [*chosen, footage.footage_dir(settings).resolve()]
+def source_dirs(settings: Settings) -> list[Path]:
+    """The admin's directories of recorded footage (uploads are kept in another: ``footage.footage_dir``)."""
+    return [Path(part).expanduser().resolve() for part in settings.rfr_source_dirs.split(os.pathsep) if part.strip()]
 
 
 PROBE_PACKETS = 120  # packets read at most to find the first frames (a keyframe may come after a few)
@@ -100,22 +99,25 @@ def file_seconds(path: Path, shown: str = "the file", max_pixels: int | None = N
     return probe(path, shown, max_pixels).seconds
 
 
-def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> VideoFacts:
-    """Refuse a retrospective search's sources unless each is a video file under an allowed directory whose first
-    frames decode, within ``max_upload_pixels``; the seconds of footage in them all, and the frames they promise.
+def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> tuple[VideoFacts, list[dict[str, Any]]]:
+    """Refuse a retrospective search's sources unless each is a video file retrospective searches may read (an
+    upload, or a file under an allowed directory) whose first frames decode, within ``max_upload_pixels``; the
+    seconds of footage in them all and the frames they promise, and the cameras as they are stored: an upload as
+    its reference (``footage:NAME``, however the draft named it), a file of an allowed directory as its path
+    relative to that directory, its full path kept apart for the capture (``camera_secrets.FILE``).
 
     A path that does not exist, one outside the allowed directories and one that is not a file get the same
     answer, which names no path: a drafter cannot learn from it what lies where on the server."""
-    roots = allowed_dirs(settings)
+    uploads, chosen = footage.footage_dir(settings).resolve(), source_dirs(settings)
     seconds, frames = 0.0, 0
     promised = True  # every file says how many frames it holds
+    stored = []
     for camera in cameras:
-        name = camera.get("name")
-        try:
-            path = Path(str(camera.get("source", ""))).resolve(strict=True)
-        except (OSError, RuntimeError):
-            path = None
-        if path is None or not any(path.is_relative_to(root) for root in roots) or not path.is_file():
+        name, source = camera.get("name"), str(camera.get("source", ""))
+        path = readable(footage.file_of(settings, source) or Path(source))
+        upload = path is not None and path.parent == uploads and footage.KEPT_NAME.fullmatch(path.name) is not None
+        root = next((root for root in chosen if path is not None and path.is_relative_to(root)), None)
+        if path is None or not (upload or root is not None):
             raise GovernanceError(
                 f"camera {name!r}: not a video file retrospective searches may read (one under a directory the "
                 "admin allowed for them, OPENLFR_RFR_SOURCE_DIRS, or footage uploaded with PUT /api/footage)"
@@ -127,14 +129,27 @@ def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> VideoFac
         seconds += facts.seconds
         frames += facts.frames or 0
         promised = promised and facts.frames is not None
-    return VideoFacts(seconds, frames if promised else None)
+        if upload or root is None:  # (no root: an upload)
+            stored.append({**camera, "source": footage.reference(path)})
+        else:
+            stored.append({**camera, "source": str(path.relative_to(root)), camera_secrets.FILE: str(path)})
+    return VideoFacts(seconds, frames if promised else None), stored
+
+
+def readable(path: Path) -> Path | None:
+    """``path`` resolved, if it is an absolute path to a file (None for whatever else: nothing tells them apart)."""
+    try:
+        resolved = path.resolve(strict=True) if path.is_absolute() else None
+    except (OSError, RuntimeError):
+        return None
+    return resolved if resolved is not None and resolved.is_file() else None
 
 
 def destroy_alerts(db: Session, deployment_id: int) -> int:
-    """Delete a deployment's alerts with their probe images, reviews and deliveries; how many there were."""
+    """Delete a deployment's alerts with their probe images, reviews and outbox rows; how many there were."""
     ids = list(db.scalars(select(Alert.id).where(Alert.deployment_id == deployment_id)))
+    db.execute(delete(Delivery).where(Delivery.deployment_id == deployment_id))
     if ids:
-        db.execute(delete(AlertDelivery).where(AlertDelivery.alert_id.in_(ids)))
         db.execute(delete(Alert).where(Alert.id.in_(ids)))
     db.execute(delete(AlertReview).where(AlertReview.deployment_id == deployment_id))
     return len(ids)

@@ -56,6 +56,7 @@ class CameraConfig:
 
     name: str
     url: str = field(repr=False)  # may carry the camera's credentials: shown only through ``shown_url``
+    shown_as: str = ""  # what to show instead of ``url`` (an uploaded file's reference, not its path on the server)
     fps_cap: float = 0.0  # frames per second handed to analysis at most; 0 = every decoded frame
     roi: Box | None = None  # region of interest in frame pixels; None = the whole frame
     min_face_px: int = 0  # faces shorter than this are ignored; 0 = the pipeline default
@@ -68,7 +69,7 @@ class CameraConfig:
 
     @property
     def shown_url(self) -> str:
-        return redact_url(self.url)
+        return self.shown_as or redact_url(self.url)
 
 
 @dataclass(frozen=True)
