@@ -120,8 +120,6 @@ class DraftIn(Strict):
     # urgent_reason it runs before its authorisation, which must follow within rfr_authorise_within_hours.
     kind: Literal["live", "retrospective"] = "live"
     urgent_reason: Annotated[str, Field(min_length=1, max_length=5000), FreeText] | None = None
-    # The configured sinks (OPENLFR_SINKS) its alerts and decisions go to, by name.
-    sinks: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=16)] = []
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
 
@@ -287,14 +285,6 @@ class ReembedOut(Out):
     expired_skipped: int
 
 
-class CameraStateOut(BaseModel):
-    """A camera's health: connecting, streaming, stalled, reconnecting, failed or finished (no URL in ``reason``)."""
-
-    state: str
-    since: datetime
-    reason: str
-
-
 class DeploymentOut(Out):
     """A deployment row, with its phase and whether it may match judged at one moment (``as_of``)."""
 
@@ -306,7 +296,6 @@ class DeploymentOut(Out):
     ends_at: datetime
     cameras: list[dict[str, Any]]
     watchlist: str = Field(validation_alias="watchlist_name")
-    sinks: list[str] = []  # where its alerts and decisions are sent (configured sinks, by name)
     threshold: float | None
     target_fpir: float | None
     status: str
@@ -342,8 +331,6 @@ class DeploymentOut(Out):
     may_match: bool = False
     may_match_reason: str = ""
     progress: float | None = None  # a retrospective search's share of its footage analysed so far (0 to 1)
-    # Each camera's health (``GET /api/deployments/{id}`` only): name -> state, since when, why.
-    camera_states: dict[str, CameraStateOut] = Field(default_factory=dict)
 
     @field_validator("cameras")
     @classmethod

@@ -32,7 +32,7 @@ from openlfr.governance.deployments import GovernanceError, Kind, Status
 from openlfr.services import camera_secrets, footage
 from openlfr.services.context import Context
 from openlfr.settings import Settings
-from openlfr.store.alert_models import Alert, Delivery
+from openlfr.store.alert_models import Alert, AlertDelivery
 from openlfr.store.governance_models import AlertReview, Deployment, SnapshotImage, SnapshotPerson
 from openlfr.store.progress_models import CameraProgress
 
@@ -146,10 +146,10 @@ def readable(path: Path) -> Path | None:
 
 
 def destroy_alerts(db: Session, deployment_id: int) -> int:
-    """Delete a deployment's alerts with their probe images, reviews and outbox rows; how many there were."""
+    """Delete a deployment's alerts with their probe images, reviews and deliveries; how many there were."""
     ids = list(db.scalars(select(Alert.id).where(Alert.deployment_id == deployment_id)))
-    db.execute(delete(Delivery).where(Delivery.deployment_id == deployment_id))
     if ids:
+        db.execute(delete(AlertDelivery).where(AlertDelivery.alert_id.in_(ids)))
         db.execute(delete(Alert).where(Alert.id.in_(ids)))
     db.execute(delete(AlertReview).where(AlertReview.deployment_id == deployment_id))
     return len(ids)
