@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
 
@@ -86,16 +86,44 @@ class ConfigError(OpenLFRError):
     """The configuration file cannot be read, or names a section or key that does not exist."""
 
 
+SinkEvent = Literal["alert", "decision", "camera"]
+
+
 class SinkSettings(BaseModel):
-    """One ``[sinks.NAME]`` section: where alerts are sent (validated now; the sinks issue puts them to work)."""
+    """One sink: an entry of ``OPENLFR_SINKS`` (a JSON object, name -> these keys) or a ``[sinks.NAME]`` section.
+    ``openlfr.alerts.outbox`` sends it the events of the deployments that name it (docs/sinks.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["webhook", "mqtt", "jsonl"]
+    type: Literal["webhook", "mqtt", "jsonl"]
     url: str  # https://... for a webhook, mqtt://host:port/topic, or a file path for jsonl
     secret: str | None = None  # a webhook's HMAC signing secret or the broker's password: never shown
     secret_file: Path | None = None  # the same, read from a file (compose and systemd secrets)
     enabled: bool = True
+    # What it hears of: alerts; decisions (an operator's decision, the second operator's verification, the outcome);
+    # camera health. A deployment's events reach only the sinks it names.
+    events: tuple[SinkEvent, ...] = ("alert", "decision", "camera")
+    # The probe crop (base64 JPEG) in an alert's payload: off unless the admin opts in (audited when served).
+    include_probe: bool = False
+    timeout_seconds: float = Field(default=5.0, gt=0.0, le=60.0)  # one attempt's connect, send and answer
+    username: str | None = None  # an MQTT broker's user (its password is the secret)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_is_type(cls, value: Any) -> Any:
+        """``kind`` was the key's first name (in files written before ``type``)."""
+        if isinstance(value, dict) and "kind" in value and "type" not in value:
+            value = {("type" if key == "kind" else key): item for key, item in value.items()}
+        return value
+
+    def secret_value(self) -> str | None:
+        """The secret, read from ``secret_file`` when it names one (read each time: a rotated file takes effect)."""
+        if self.secret_file is not None:
+            return self.secret_file.read_text(encoding="utf-8").strip()
+        return self.secret
+
+
+SINK_KEYS = frozenset({*SinkSettings.model_fields, "kind"})
 
 
 def section_table(fields: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -140,7 +168,7 @@ def read_file(settings_cls: type[BaseSettings], path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"{path}: not a valid TOML file: {exc}") from None
     table = section_table(settings_cls.model_fields)
-    stream_model, sink_model = _models(settings_cls)
+    stream_model, _ = _models(settings_cls)
     sections = {*table, STREAM, SINKS} - {TOP}
     for name, value in data.items():
         if not isinstance(value, dict):
@@ -151,7 +179,7 @@ def read_file(settings_cls: type[BaseSettings], path: Path) -> dict[str, Any]:
             for sink, values in value.items():
                 if not isinstance(values, dict):
                     raise ConfigError(f"{path}: [sinks] {sink!r} must be a section, [sinks.{sink}]")
-                _check_keys(path, f"sinks.{sink}", values, sink_model.model_fields)
+                _check_keys(path, f"sinks.{sink}", values, SINK_KEYS)
             continue
         if name not in sections:
             raise ConfigError(f"{path}: unknown section [{name}]{_nearest(name, sections)}")
@@ -182,7 +210,7 @@ def flatten(settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> dict[s
 def nested_environment(settings_cls: type[BaseSettings]) -> dict[str, Any]:
     """``OPENLFR_SECTION__KEY`` (and ``OPENLFR_SINKS__NAME__KEY``) variables as sections, like the file's."""
     table = section_table(settings_cls.model_fields)
-    stream_model, sink_model = _models(settings_cls)
+    stream_model, _ = _models(settings_cls)
     out: dict[str, Any] = {}
     for variable, value in os.environ.items():
         upper = variable.upper()
@@ -191,7 +219,7 @@ def nested_environment(settings_cls: type[BaseSettings]) -> dict[str, Any]:
         parts = upper.removeprefix(ENV_PREFIX).lower().split(NESTED)
         section, rest = parts[0], parts[1:]
         if section == SINKS and len(rest) == 2:
-            _check_keys(Path(variable), f"sinks.{rest[0]}", {rest[1]: None}, sink_model.model_fields)
+            _check_keys(Path(variable), f"sinks.{rest[0]}", {rest[1]: None}, SINK_KEYS)
             out.setdefault(SINKS, {}).setdefault(rest[0], {})[rest[1]] = value
         elif len(rest) == 1 and (section == STREAM or section in table):
             known = stream_model.model_fields if section == STREAM else table[section]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from openlfr import __version__ as version
+from openlfr.alerts.delivery import DeliveryWorker, export_metrics
 from openlfr.api.app import install_error_answers, install_http_plumbing, mount_docs
 from openlfr.api.deps import ServerState, authenticate
 from openlfr.api.metrics import install_metrics
@@ -30,7 +31,7 @@ from openlfr.runtime.scheduler import Scheduler
 from openlfr.runtime.tiles import TileBoard
 from openlfr.services import camera_secrets, upload_staging
 from openlfr.services.audit_log import audit_key
-from openlfr.services.metrics import PIPELINES
+from openlfr.services.metrics import PIPELINES, REGISTRY
 from openlfr.settings import Settings, get_settings
 from openlfr.store import open_store
 from openlfr.web.pages import mount_console, render_error
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     tiles = TileBoard(blur_scene=settings.tile_blur_scene)
     scheduler = Scheduler(store, settings, tiles) if pipelines else None
     probe = DatabaseProbe(store)
+    # The outbox's sender: alerts and decisions to the sinks (openlfr.alerts.delivery), in every server process.
+    delivery = DeliveryWorker(store, settings.sinks, settings.delivery_retry_max_seconds)
     # Who a token is, remembered briefly: forgotten at each change to accounts or sessions the event board hears
     # of (a commit in this process, a NOTIFY from another), and after each person's write (``api.deps.write``).
     events = EventBoard(store, on_accounts=state.principals.forget)
@@ -55,6 +58,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         camera_secrets.seal_stored(store, settings)  # camera URLs stored before they were sealed
         events.start()
         stoppers.append(events.stop)
+        delivery.start()
+        stoppers.append(delivery.stop)
+        stoppers.append(export_metrics(delivery, REGISTRY))
         if background:
             loop = RetentionLoop(store, settings, settings.retention_interval_seconds)
             loop.start()
@@ -111,7 +117,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
             "database": "up" if database["ok"] else "down",
         }
         if await authenticate(request) is not None:
-            body |= {"database_probe": database, "pipelines": runs}
+            sinks = await run_in_threadpool(delivery.status)  # a sink that keeps failing is shown here
+            body |= {"database_probe": database, "pipelines": runs, "sinks": sinks}
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     mount_docs(app)
@@ -132,10 +139,15 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     PIPELINES.watch_store(store)
     forget = PIPELINES.watch_runs(scheduler.status)
     scheduler.start()
+    delivery = DeliveryWorker(store, settings.sinks, settings.delivery_retry_max_seconds)
+    delivery.start()
+    unexport = export_metrics(delivery, REGISTRY)
     try:
         while not stop.wait(1.0):
             pass
     finally:
+        delivery.stop()
+        unexport()
         scheduler.stop()
         forget()
         store.close()

@@ -201,8 +201,13 @@ class Settings(BaseSettings):
     scan_target_fpir: float = 1e-3
     # A scan records itself as a deployment of the local user; it may match for at most this long.
     scan_max_hours: float = 12.0
-    # Where alerts are sent, by name: the file's [sinks.NAME] sections (parsed and checked; the sinks issue uses them).
+    # Where a deployment's events are sent, by name: OPENLFR_SINKS (a JSON object, name -> SinkSettings) or the
+    # file's [sinks.NAME] sections. A deployment names the ones it uses (docs/sinks.md).
     sinks: dict[str, SinkSettings] = Field(default_factory=dict)
+    # A failed delivery is tried again after 1 s, doubling up to this, until the alert's probe retention ends.
+    delivery_retry_max_seconds: float = Field(default=60.0, ge=0.1, le=3600.0)
+    # The console's address as officers reach it, for the alert's link in a sink's payload (empty: no link).
+    server_public_url: str = ""
 
     @classmethod
     def settings_customise_sources(

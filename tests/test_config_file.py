@@ -51,7 +51,7 @@ detect_interval_s = 0.25
 min_face_px = 40
 
 [sinks.control-room]
-kind = "webhook"
+type = "webhook"
 url = "https://alerts.example.org/hook"
 secret = "{SECRETS[2]}"
 """
@@ -126,7 +126,7 @@ def test_the_environment_overrides_the_file(config_file: Path, monkeypatch: pyte
             "min_face_pix = 40",
             "unknown key 'min_face_pix' in [stream]; did you mean 'min_face_px'?",
         ),
-        ('kind = "webhook"', 'knd = "webhook"', "in [sinks.control-room]; did you mean 'kind'?"),
+        ('type = "webhook"', 'tpye = "webhook"', "in [sinks.control-room]; did you mean 'type'?"),
         ('data_dir = "/srv/openlfr"', 'datadir = "/srv/openlfr"', "top of the file; did you mean 'data_dir'?"),
     ],
 )

@@ -167,7 +167,7 @@ def test_scan_announces_to_a_webhook_and_an_mqtt_broker(enrolled: tuple[Path, Pa
         listener.disconnect()
         broker.stop()
     (alert,) = [json.loads(line) for line in done.stdout.splitlines() if '"alert"' in line]
-    assert len(posted) == 2 and posted[0]["uid"] == posted[1]["uid"], "retried once after the 500, then delivered"
-    assert posted[1]["person"] == alert["person"] == "E-1" and posted[1]["track"] == alert["track"]
+    assert len(posted) == 2 and posted[0]["key"] == posted[1]["key"], "retried once after the 500, then delivered"
+    assert posted[1]["person"]["reference_id"] == alert["person"] == "E-1" and posted[1]["camera"] == "entrance"
     (message,) = [json.loads(payload) for payload in received]
-    assert message["uid"] == posted[1]["uid"] and message["camera"] == "entrance"
+    assert message["key"] == posted[1]["key"] and message["camera"] == "entrance"

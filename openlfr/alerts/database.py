@@ -1,4 +1,4 @@
-"""Alerts in the database: committed before anyone is told, and a ledger of which sink delivered which alert.
+"""Alerts in the database: committed before anyone is told, with their events for the sinks in the same transaction.
 
 A sighting is written once: an alert's natural key (deployment, camera, track, person) is unique in the
 database (``uq_alerts_sighting``), and writing a sighting that is already there (a pipeline restarted on the
@@ -15,15 +15,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Hashable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NotRequired, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from openlfr.alerts.outbox import enqueue_alert
 from openlfr.alerts.record import AlertFound, AlertRecord
+from openlfr.clock import utc_now
 from openlfr.errors import OpenLFRError
-from openlfr.store.alert_models import Alert, AlertDelivery
+from openlfr.store.alert_models import Alert
 from openlfr.store.db import Store, record_from
 from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, Watchlist
@@ -117,7 +119,7 @@ class AlertDatabase:
         person = str(found.person_id)
         row = Alert(
             uid=str(uuid.uuid4()),
-            created_at=datetime.now(UTC),
+            created_at=utc_now(),
             seen_at=found.seen_at,
             deployment_id=deployment_id,
             watchlist_name=watchlist_name,
@@ -156,7 +158,9 @@ class AlertDatabase:
                     .options(sa.orm.undefer(Alert.probe_jpeg))
                 ).one()
                 return record_of(earlier), False
-        row.id = new_id
+            row.id = new_id
+            # The outbox: one row per sink of the deployment, committed with the alert or not at all.
+            enqueue_alert(session, row, found.probe_jpeg)
         # Frame-to-alert latency: from the deciding frame's arrival to the alert being durable.
         latency = (time.monotonic() - found.arrival) * 1000.0
         with self.store.session() as session:
@@ -181,60 +185,3 @@ def record_of(row: Alert, *, probe_jpeg: bytes | None = None, latency_ms: float 
         probe_jpeg=row.probe_jpeg if probe_jpeg is None else probe_jpeg,
         latency_ms=row.latency_ms if latency_ms is None else latency_ms,
     )
-
-
-class DeliveryLedger:
-    """Which sink has delivered which alert, in the database, so an alert goes out once even across restarts."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def _row(self, session: sa.orm.Session, alert_id: int, sink: str) -> AlertDelivery:
-        row = session.scalars(
-            sa.select(AlertDelivery).where(AlertDelivery.alert_id == alert_id, AlertDelivery.sink == sink)
-        ).one_or_none()
-        if row is None:
-            row = AlertDelivery(alert_id=alert_id, sink=sink, attempts=0)
-            session.add(row)
-        return row
-
-    def delivered(self, alert_id: int, sink: str) -> bool:
-        with self.store.session() as session:
-            return (
-                session.scalar(
-                    sa.select(AlertDelivery.id).where(
-                        AlertDelivery.alert_id == alert_id,
-                        AlertDelivery.sink == sink,
-                        AlertDelivery.delivered_at.is_not(None),
-                    )
-                )
-                is not None
-            )
-
-    def attempt_failed(self, alert_id: int, sink: str, error: str) -> None:
-        with self.store.session() as session:
-            row = self._row(session, alert_id, sink)
-            row.attempts = (row.attempts or 0) + 1
-            row.last_error = error[:2000]
-
-    def mark_delivered(self, alert_id: int, sink: str) -> None:
-        with self.store.session() as session:
-            row = self._row(session, alert_id, sink)
-            row.attempts = (row.attempts or 0) + 1
-            row.delivered_at = datetime.now(UTC)
-            row.last_error = None
-
-    def undelivered(self, sink: str, within: timedelta) -> list[AlertRecord]:
-        """Alerts of the last ``within`` this sink has not delivered (to resend after a restart)."""
-        since = datetime.now(UTC) - within
-        delivered = sa.select(AlertDelivery.alert_id).where(
-            AlertDelivery.sink == sink, AlertDelivery.delivered_at.is_not(None)
-        )
-        with self.store.session() as session:
-            rows = session.scalars(
-                sa.select(Alert)
-                .where(Alert.created_at >= since, Alert.id.not_in(delivered))
-                .options(sa.orm.undefer(Alert.probe_jpeg))
-                .order_by(Alert.id)
-            ).all()
-            return [record_of(row) for row in rows]

@@ -15,18 +15,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import exc as sa_exc
-
 from openlfr.alerts.database import AlertDatabase, ListingEnded
 from openlfr.alerts.record import AlertFound, AlertRecord
 from openlfr.alerts.sinks import AlertSink
+from openlfr.store.db import UNAVAILABLE
+from openlfr.text import first_line
 
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.5  # the first retry of a write the database did not take; doubled up to RETRY_MAX_S
 RETRY_MAX_S = 5.0
-# Errors that say "the database did not answer" (locked, unreachable, restarting): retried for as long as it takes.
-TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, sa_exc.DisconnectionError)
 OTHER_ATTEMPTS = 5  # any other error is a bug or bad data: retried this often, then refused loudly
 
 
@@ -158,10 +156,11 @@ class AlertDispatcher:
             try:
                 written = self.handle(found) is not None
             except Exception as exc:
-                # The store answers a driver's OperationalError as a StoreError caused by it.
-                transient = isinstance(exc, TRANSIENT) or isinstance(exc.__cause__, TRANSIENT)
+                # The store answers a driver's OperationalError as a StoreError caused by it; "the database did
+                # not answer" (locked, unreachable, restarting) is retried for as long as it takes.
+                transient = isinstance(exc, UNAVAILABLE) or isinstance(exc.__cause__, UNAVAILABLE)
                 other_failures += 0 if transient else 1
-                text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                text = f"{type(exc).__name__}: {first_line(exc)}"[:300]
                 with self._wake:
                     first = self._failing_since is None
                     if first:

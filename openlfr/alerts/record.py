@@ -3,7 +3,6 @@ and announced (``AlertRecord``, the record every sink receives)."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +32,7 @@ class AlertFound:
 @dataclass(frozen=True)
 class AlertRecord:
     id: int  # the database id: the console and the review use it
-    uid: str  # a random id for the outside world (webhook idempotency key, MQTT)
+    uid: str  # a random id for the outside world: the key of its events in the outbox (Idempotency-Key)
     created_at: datetime  # committed at (UTC)
     seen_at: datetime  # the deciding frame arrived at (UTC)
     camera: str
@@ -62,29 +61,3 @@ class AlertRecord:
             "score": round(self.score, 4),
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
         }
-
-    def document(self, include_probe: bool = False) -> dict[str, Any]:
-        """The full alert for webhooks and MQTT; the probe crop (base64 JPEG) only when asked for."""
-        body: dict[str, Any] = {
-            "id": self.id,
-            "uid": self.uid,
-            "created_at": self.created_at.isoformat(),
-            "seen_at": self.seen_at.isoformat(),
-            "camera": self.camera,
-            "track": self.track_id,
-            "person": self.person_ref,
-            "person_name": self.person_name,
-            "reference_image_id": self.reference_image_id,
-            "score": round(self.score, 4),
-            "threshold": round(self.threshold, 4),
-            "model_id": self.model_id,
-            "watchlist": self.watchlist_name,
-            "candidates": self.candidates,
-            "evidence": self.evidence,
-            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
-            "media_time_s": self.media_time_s,
-            "deployment_id": self.deployment_id,
-        }
-        if include_probe and self.probe_jpeg is not None:
-            body["probe_jpeg_base64"] = base64.b64encode(self.probe_jpeg).decode("ascii")
-        return body

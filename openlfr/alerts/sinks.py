@@ -1,38 +1,40 @@
-"""Where a committed alert is announced: JSON lines on stdout, a webhook, an MQTT broker.
+"""Where events go: the alert line on stdout (``scan --json``), and the senders of the outbox's rows to a webhook,
+an MQTT broker or a JSON-lines file (``openlfr.alerts.delivery`` calls them; ``openlfr.alerts.outbox`` holds the
+rows).
 
-Every sink gets an alert only after it is in the database. Sinks that cross a network deliver from a
-background thread (a slow receiver never holds up the cameras), retry with exponential backoff, and record
-each delivery in a ledger, so an alert id is delivered once: a repeated announcement, or a restart that
-resends what was pending, does not deliver it again. The webhook also sends the alert's ``uid`` as an
-``Idempotency-Key`` header, for receivers that de-duplicate themselves.
+A webhook gets the event as a JSON body signed with HMAC-SHA256 under the sink's secret, as Stripe's and GitHub's
+webhooks are: ``OpenLFR-Signature: t=<unix time>,v1=<hex HMAC of "<t>.<body>">``, so a receiver checks both who
+sent it and that it is fresh; ``Idempotency-Key`` is the event's stable key, the same on every attempt. TLS is
+verified, every attempt bounded by the sink's timeout. An MQTT broker gets the same body, QoS 1, on a persistent
+session (a fixed client id, clean start off), on ``<topic>/<event>/<camera>``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from openlfr.alerts.record import AlertRecord
+from openlfr.config_file import SinkSettings
 from openlfr.errors import OpenLFRError
 
 log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "OpenLFR-Signature"
 
 
 class SinkError(OpenLFRError):
     """A sink is misconfigured (bad URL, bad broker address)."""
 
 
-class PermanentFailure(Exception):
-    """The receiver refused the alert in a way retrying will not fix (e.g. HTTP 400)."""
-
-
 class AlertSink(Protocol):
+    """Who hears of a committed alert in this process (the ``scan --json`` line, the pipeline's metrics)."""
+
     name: str
 
     def announce(self, alert: AlertRecord) -> None:
@@ -40,35 +42,8 @@ class AlertSink(Protocol):
         ...
 
     def close(self, timeout: float) -> None:
-        """Finish pending deliveries for up to ``timeout`` seconds, then stop."""
+        """Finish for up to ``timeout`` seconds, then stop."""
         ...
-
-
-class Ledger(Protocol):
-    def delivered(self, alert_id: int, sink: str) -> bool: ...
-    def attempt_failed(self, alert_id: int, sink: str, error: str) -> None: ...
-    def mark_delivered(self, alert_id: int, sink: str) -> None: ...
-
-
-class MemoryLedger:
-    """A ledger for one process (tests, or running without a database)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.done: set[tuple[int, str]] = set()
-        self.failures: dict[tuple[int, str], int] = {}
-
-    def delivered(self, alert_id: int, sink: str) -> bool:
-        with self._lock:
-            return (alert_id, sink) in self.done
-
-    def attempt_failed(self, alert_id: int, sink: str, error: str) -> None:
-        with self._lock:
-            self.failures[(alert_id, sink)] = self.failures.get((alert_id, sink), 0) + 1
-
-    def mark_delivered(self, alert_id: int, sink: str) -> None:
-        with self._lock:
-            self.done.add((alert_id, sink))
 
 
 class JsonLinesSink:
@@ -89,150 +64,101 @@ class JsonLinesSink:
         return None
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 8
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
+class Sender(Protocol):
+    def send(self, key: str, kind: str, payload: dict[str, Any]) -> None:
+        """Deliver once, or raise (the row is tried again later)."""
+        ...
 
-    def delay(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1))
+    def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """How a networked sink delivers: retries, how long one attempt may wait, whether the probe crop goes too."""
-
-    retry: RetryPolicy = RetryPolicy()
-    timeout_s: float = 5.0
-    include_probe: bool = False
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``OpenLFR-Signature`` header's value for ``body`` sent at ``timestamp`` (unix seconds)."""
+    digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
 
 
-class RetryingSink:
-    """A background deliverer: a bounded queue, retries with backoff, the ledger for once-per-id delivery."""
+class WebhookSender:
+    """HTTP POST, 2xx = delivered; anything else (or no answer within the timeout) is tried again later."""
 
-    name = "retrying"
-    max_pending = 10_000
+    def __init__(self, name: str, config: SinkSettings) -> None:
+        import httpx
 
-    def __init__(self, ledger: Ledger, delivery: Delivery) -> None:
-        self.ledger = ledger
-        self.policy = delivery.retry
-        self.include_probe = delivery.include_probe
-        self.delivered = 0
-        self.failed = 0
-        self._queue: queue.Queue[AlertRecord | None] = queue.Queue(self.max_pending)
-        self._in_flight: set[int] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
-        self._thread.start()
+        if not config.url.startswith(("http://", "https://")):
+            raise SinkError(f"sink {name}: a webhook URL starts with http:// or https://")
+        self.config = config
+        self._client = httpx.Client(timeout=config.timeout_seconds, verify=True, follow_redirects=False)
 
-    def deliver(self, alert: AlertRecord) -> None:
-        """Send once; raise ``PermanentFailure`` or any other exception (retried)."""
-        raise NotImplementedError
+    def send(self, key: str, kind: str, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key, "OpenLFR-Event": kind}
+        secret = self.config.secret_value()
+        if secret:
+            headers[SIGNATURE_HEADER] = signature(secret, int(time.time()), body)
+        status = self._client.post(self.config.url, content=body, headers=headers).status_code
+        if not 200 <= status < 300:
+            raise RuntimeError(f"HTTP {status}")
 
-    def payload(self, alert: AlertRecord) -> str:
-        """What every networked sink sends: the alert document, with the probe crop only if configured."""
-        return json.dumps(alert.document(self.include_probe))
+    def close(self) -> None:
+        self._client.close()
 
-    def announce(self, alert: AlertRecord) -> None:
-        with self._lock:
-            if alert.id in self._in_flight:
-                return
-            self._in_flight.add(alert.id)
-        try:
-            self._queue.put_nowait(alert)
-        except queue.Full:
-            log.error(
-                "%s: %d alerts waiting, alert %d not queued (it stays in the database)",
-                self.name,
-                self.max_pending,
-                alert.id,
-            )
 
-    def _run(self) -> None:
-        while True:
-            alert = self._queue.get()
-            if alert is None:
-                return
-            try:
-                self._deliver_with_retries(alert)
-            finally:
-                with self._lock:
-                    self._in_flight.discard(alert.id)
+class MqttSender:
+    """QoS 1 on a persistent session: the broker keeps what a subscriber of the same session missed."""
 
-    def _deliver_with_retries(self, alert: AlertRecord) -> None:
-        if self.ledger.delivered(alert.id, self.name):
-            return
-        for attempt in range(1, self.policy.max_attempts + 1):
-            try:
-                self.deliver(alert)
-            except PermanentFailure as exc:
-                self.ledger.attempt_failed(alert.id, self.name, f"refused: {exc}")
-                log.error("%s refused alert %d: %s (not retried)", self.name, alert.id, exc)
-                self.failed += 1
-                return
-            except Exception as exc:
-                self.ledger.attempt_failed(alert.id, self.name, str(exc) or type(exc).__name__)
-                if attempt == self.policy.max_attempts or self._stop.is_set():
-                    log.error("%s: alert %d not delivered after %d attempts: %s", self.name, alert.id, attempt, exc)
-                    self.failed += 1
-                    return
-                log.warning("%s: alert %d attempt %d failed (%s); retrying", self.name, alert.id, attempt, exc)
-                self._stop.wait(self.policy.delay(attempt))
-                continue
-            self.ledger.mark_delivered(alert.id, self.name)
-            self.delivered += 1
-            return
+    def __init__(self, name: str, config: SinkSettings, client_id: str) -> None:
+        import paho.mqtt.client as mqtt
 
-    def close(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        self._queue.put(None)
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread.is_alive():
-            # Give up waiting: cut the backoff short; whatever is pending stays undelivered in the ledger.
-            self._stop.set()
-            self._thread.join(2.0)
-        self.shutdown()
+        self.host, self.port, self.topic = parse_broker(config.url)
+        self.timeout_s = config.timeout_seconds
+        self._connected = threading.Event()
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
+        )
+        if config.username:
+            client.username_pw_set(config.username, config.secret_value())
+        client.on_connect = lambda c, u, flags, reason, props: self._connected.set() if not reason.is_failure else None
+        client.on_disconnect = lambda c, u, flags, reason, props: self._connected.clear()
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.connect_async(self.host, self.port, keepalive=30)
+        client.loop_start()
+        self._client = client
 
-    def shutdown(self) -> None:
+    def send(self, key: str, kind: str, payload: dict[str, Any]) -> None:
+        if not self._connected.wait(self.timeout_s):
+            raise ConnectionError(f"not connected to the MQTT broker {self.host}:{self.port}")
+        topic = f"{self.topic}/{kind}/{safe_topic_level(str(payload.get('camera') or 'deployment'))}"
+        info = self._client.publish(topic, json.dumps(payload, sort_keys=True), qos=1)
+        info.wait_for_publish(self.timeout_s)
+        if not info.is_published():
+            raise TimeoutError(f"the broker did not acknowledge within {self.timeout_s} s")
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+class JsonlSender:
+    """One JSON object per line appended to a file (a collector that tails it)."""
+
+    def __init__(self, config: SinkSettings) -> None:
+        self.path = Path(config.url)
+
+    def send(self, key: str, kind: str, payload: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(payload, sort_keys=True) + "\n")
+
+    def close(self) -> None:
         return None
 
 
-class WebhookSink(RetryingSink):
-    """HTTP POST of the alert document as JSON. 2xx = delivered; 408, 429 and 5xx are retried; other 4xx not."""
-
-    def __init__(
-        self,
-        url: str,
-        ledger: Ledger,
-        delivery: Delivery = Delivery(),
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        import httpx
-
-        if not url.startswith(("http://", "https://")):
-            raise SinkError(f"a webhook URL starts with http:// or https://, got {url!r}")
-        self.url = url
-        self.name = f"webhook:{url}"
-        self._client = httpx.Client(timeout=delivery.timeout_s, headers=headers or {})
-        super().__init__(ledger, delivery)
-
-    def deliver(self, alert: AlertRecord) -> None:
-        response = self._client.post(
-            self.url,
-            content=self.payload(alert),
-            headers={"Content-Type": "application/json", "Idempotency-Key": alert.uid},
-        )
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        if 400 <= status < 500 and status not in (408, 429):
-            raise PermanentFailure(f"HTTP {status}")
-        raise RuntimeError(f"HTTP {status}")
-
-    def shutdown(self) -> None:
-        self._client.close()
+def sender_for(name: str, config: SinkSettings, owner: str) -> Sender:
+    if config.type == "webhook":
+        return WebhookSender(name, config)
+    if config.type == "mqtt":
+        client_id = "openlfr-" + hashlib.sha256(f"{name}|{owner}".encode()).hexdigest()[:16]
+        return MqttSender(name, config, client_id)
+    return JsonlSender(config)
 
 
 def parse_broker(address: str) -> tuple[str, int, str]:
@@ -247,45 +173,6 @@ def parse_broker(address: str) -> tuple[str, int, str]:
     except ValueError:
         raise SinkError(f"bad MQTT port in {address!r}") from None
     return host, port, topic.strip("/") or "openlfr/alerts"
-
-
-class MqttSink(RetryingSink):
-    """Publishes the alert document (QoS 1) on ``<prefix>/<camera>``; paho-mqtt reconnects by itself."""
-
-    def __init__(
-        self,
-        address: str,
-        ledger: Ledger,
-        delivery: Delivery = Delivery(),
-        client_factory: Callable[[], Any] | None = None,
-    ) -> None:
-        import paho.mqtt.client as mqtt
-
-        self.host, self.port, self.topic = parse_broker(address)
-        self.name = f"mqtt:{self.host}:{self.port}/{self.topic}"
-        self.timeout_s = delivery.timeout_s
-        self._connected = threading.Event()
-        client = client_factory() if client_factory else mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        client.on_connect = lambda c, u, flags, reason, props: self._connected.set() if not reason.is_failure else None
-        client.on_disconnect = lambda c, u, flags, reason, props: self._connected.clear()
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.connect_async(self.host, self.port, keepalive=30)
-        client.loop_start()
-        self._client = client
-        super().__init__(ledger, delivery)
-
-    def deliver(self, alert: AlertRecord) -> None:
-        if not self._connected.wait(self.timeout_s):
-            raise ConnectionError(f"not connected to the MQTT broker {self.host}:{self.port}")
-        topic = f"{self.topic}/{safe_topic_level(alert.camera)}"
-        info = self._client.publish(topic, self.payload(alert), qos=1)
-        info.wait_for_publish(self.timeout_s)
-        if not info.is_published():
-            raise TimeoutError(f"the broker did not acknowledge within {self.timeout_s} s")
-
-    def shutdown(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
 
 
 def safe_topic_level(name: str) -> str:

@@ -25,7 +25,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openlfr.alerts.dispatch import TRANSIENT as DATABASE_UNAVAILABLE
 from openlfr.api.asgi import HttpMiddleware
 from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, own_write
 from openlfr.api.enrol_upload import MAX_FILES
@@ -33,6 +32,7 @@ from openlfr.api.gate import AuthenticateFirst, answers_json
 from openlfr.errors import EnrolmentRefused, LoginThrottled, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.services.accounts import Principal
+from openlfr.store.db import UNAVAILABLE as DATABASE_UNAVAILABLE
 from openlfr.text import first_line
 
 log = logging.getLogger(__name__)

@@ -120,6 +120,8 @@ class DraftIn(Strict):
     # urgent_reason it runs before its authorisation, which must follow within rfr_authorise_within_hours.
     kind: Literal["live", "retrospective"] = "live"
     urgent_reason: Annotated[str, Field(min_length=1, max_length=5000), FreeText] | None = None
+    # The configured sinks (OPENLFR_SINKS) its alerts and decisions go to, by name.
+    sinks: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=16)] = []
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
 
@@ -296,6 +298,7 @@ class DeploymentOut(Out):
     ends_at: datetime
     cameras: list[dict[str, Any]]
     watchlist: str = Field(validation_alias="watchlist_name")
+    sinks: list[str] = []  # where its alerts and decisions are sent (configured sinks, by name)
     threshold: float | None
     target_fpir: float | None
     status: str

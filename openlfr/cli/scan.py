@@ -43,6 +43,23 @@ def parse_evidence(text: str | None, settings: Settings) -> tuple[int, int]:
     return k, n
 
 
+def scan_sinks(settings: Settings, names: list[str], webhooks: list[str], brokers: list[str]) -> list[str]:
+    """The sinks of a scan by name: configured ones (``--sink``), and ``webhook:URL`` / ``mqtt:ADDRESS`` for the
+    addresses given on the command line, which a later scan naming the same address resends to."""
+    from openlfr.alerts.sinks import parse_broker
+
+    for name in names:
+        if name not in settings.sinks:
+            known = ", ".join(sorted(settings.sinks)) or "none"
+            raise OpenLFRError(f"no sink named {name!r} is configured (OPENLFR_SINKS; configured: {known})")
+    for url in webhooks:
+        if not url.startswith(("http://", "https://")):
+            raise OpenLFRError(f"a webhook URL starts with http:// or https://, got {url!r}")
+    for address in brokers:
+        parse_broker(address)
+    return [*names, *(f"webhook:{url}" for url in webhooks), *(f"mqtt:{address}" for address in brokers)]
+
+
 def cameras_from(
     sources: list[str], cameras_file: Path | None, fps_cap: float, min_face: int | None, roi: Box | None
 ) -> list[CameraConfig]:
@@ -157,6 +174,12 @@ def scan(
             help="Publish each alert to this MQTT broker: HOST:PORT/TOPIC (port and topic optional).",
         ),
     ] = None,
+    sink: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sink", metavar="NAME", help="Send each alert to this configured sink (OPENLFR_SINKS; repeatable)."
+        ),
+    ] = None,
     fps_cap: Annotated[
         float, typer.Option("--fps-cap", metavar="FPS", min=0.0, help="Analyse at most this many frames a second.")
     ] = 0.0,
@@ -195,6 +218,9 @@ def scan(
         raise OpenLFRError("say which watchlist to search: --watchlist NAME (or --deployment ID)")
     if deployment is not None and (watchlist or threshold is not None or target_fpir is not None):
         raise OpenLFRError("--deployment brings its own watchlist and threshold: drop --watchlist/--threshold")
+    sinks = scan_sinks(settings, sink or [], webhook or [], mqtt or [])
+    if deployment is not None and sinks:
+        raise OpenLFRError("--deployment sends to the sinks it was authorised with: drop --sink/--webhook/--mqtt")
     area = parse_roi(roi)
     k, n = parse_evidence(evidence, settings)
     cameras = cameras_from(sources, cameras_file, fps_cap, min_face, area)
@@ -221,6 +247,7 @@ def scan(
         target_fpir=parse_rate(target_fpir) if target_fpir is not None else None,
         deployment_id=deployment,
         realtime=realtime,
+        sinks=sinks,
         flags={
             "watchlist": watchlist,
             "threshold": threshold,
@@ -228,6 +255,7 @@ def scan(
             "realtime": realtime,
             "webhook": webhook or [],
             "mqtt": mqtt or [],
+            "sinks": sink or [],
             "evidence": f"{k}/{n}",
         },
     )
@@ -241,7 +269,7 @@ def scan(
         check_sources(cameras)
         port = settings.metrics_port if metrics_port is None else metrics_port
         stop_metrics = metrics.serve_metrics(settings.metrics_host, port) if port else None
-        run_scan(store, Context.local(settings), request, as_json, webhook or [], mqtt or [])
+        run_scan(store, Context.local(settings), request, as_json)
     finally:
         store.close()
         if stop_metrics is not None:

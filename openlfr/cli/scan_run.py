@@ -15,14 +15,17 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
+from sqlalchemy import select
 
-from openlfr.alerts.database import DeliveryLedger
+from openlfr.alerts.delivery import DeliveryWorker
+from openlfr.alerts.outbox import sink_config
 from openlfr.alerts.record import AlertRecord
-from openlfr.alerts.sinks import AlertSink, JsonLinesSink, MqttSink, WebhookSink
+from openlfr.alerts.sinks import AlertSink, JsonLinesSink
 from openlfr.errors import OpenLFRError
 from openlfr.services.context import Context
 from openlfr.services.scans import ScanRequest, prepare_scan
 from openlfr.store.db import Store
+from openlfr.store.governance_models import Deployment
 from openlfr.stream.runner import CameraState, RunSummary
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -93,15 +96,14 @@ def _interrupts(stop: Callable[[], None]) -> Callable[[], None]:
     return restore
 
 
-def run_scan(
-    store: Store, ctx: Context, request: ScanRequest, as_json: bool, webhooks: list[str], brokers: list[str]
-) -> None:
+DELIVERY_WAIT_S = 15.0  # at the end of a scan, for the sinks to take what is still pending
+
+
+def run_scan(store: Store, ctx: Context, request: ScanRequest, as_json: bool) -> None:
     output = Output(as_json)
-    ledger = DeliveryLedger(store)
     sinks: list[AlertSink] = [JsonLinesSink(sys.stdout, output.lock) if as_json else HumanAlertSink(output)]
-    sinks += [WebhookSink(url, ledger) for url in webhooks]
-    sinks += [MqttSink(address, ledger) for address in brokers]
     planned = prepare_scan(store, ctx, request, sinks=sinks, on_error=output.error, on_notice=output.notice)
+    delivery = _delivery(store, ctx, planned.pipeline.deployment_id)
     watchlist, runner, dispatcher = planned.watchlist, planned.pipeline.runner, planned.pipeline.dispatcher
     if not as_json:
         err.print(
@@ -131,10 +133,38 @@ def run_scan(
             live.stop()
         restore()
         dispatcher.close(timeout=10.0)
+        if delivery is not None:
+            _finish_delivery(delivery, planned.pipeline.deployment_id)
     planned.finish(summary, interrupted or runner.stopped)
     _print_summary(output, summary)
     if summary.errors and len(summary.errors) == len(planned.cameras):
         raise OpenLFRError("no camera could be read")
+
+
+def _delivery(store: Store, ctx: Context, deployment_id: int | None) -> DeliveryWorker | None:
+    """The outbox's sender for this scan's sinks (also resending what an earlier scan left for them)."""
+    if deployment_id is None:
+        return None
+    with store.session() as db:
+        names = list(db.scalar(select(Deployment.sinks).where(Deployment.id == deployment_id)) or [])
+    configs = {name: config for name in names if (config := sink_config(name, ctx.settings.sinks)) is not None}
+    if not configs:
+        return None
+    worker = DeliveryWorker(store, configs, ctx.settings.delivery_retry_max_seconds)
+    worker.start()
+    return worker
+
+
+def _finish_delivery(worker: DeliveryWorker, deployment_id: int | None) -> None:
+    """Wait a little for the sinks, then say plainly what stays pending (sent by the next scan to the same sink,
+    or by ``openlfr serve``/``worker`` for a configured sink)."""
+    left = worker.drain(deployment_id, DELIVERY_WAIT_S)
+    worker.stop(timeout=5.0)
+    for sink, count in left.items():
+        err.print(
+            f"[yellow]{count} event(s) not delivered to {sink} yet: they stay in the outbox and are sent by the "
+            "next scan to the same sink (or by openlfr serve/worker, where the sink is configured)[/yellow]"
+        )
 
 
 def status_line(states: dict[str, CameraState]) -> str:

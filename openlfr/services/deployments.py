@@ -60,6 +60,7 @@ def create_draft(
     target_fpir: float | None,
     kind: str = Kind.LIVE.value,
     urgent_reason: str | None = None,
+    sinks: list[str] | None = None,
 ) -> Deployment:
     """A draft; a retrospective one's files are checked and measured, and an urgent one (``urgent_reason``) takes
     its snapshot now, for it runs before its authorisation."""
@@ -83,6 +84,7 @@ def create_draft(
         raise GovernanceError("camera names must differ")
     if not watchlists.watchlist_exists(db, watchlist):
         raise GovernanceError(f"no watchlist named {watchlist!r}")
+    sinks = _known_sinks(ctx, sinks or [])
     media = None
     if retrospective_search:  # each file checked; stored as shown (no path on the server), opened by the capture
         media, cameras = retrospective.check_sources(ctx.settings, cameras)
@@ -102,6 +104,7 @@ def create_draft(
         ends_at=utc(ends_at),
         cameras=camera_secrets.sealed(ctx.settings, cameras),
         watchlist_name=watchlist,
+        sinks=sinks,
         threshold=threshold,
         target_fpir=target_fpir,
         status=deployments.Status.DRAFT.value,
@@ -121,6 +124,7 @@ def create_draft(
         "watchlist": watchlist,
         "starts_at": row.starts_at.isoformat(),
         "kind": row.kind,
+        "sinks": sinks,
     }
     if row.urgent_until is not None:
         # Said plainly in the audit: this search matches before anybody authorised it.
@@ -141,6 +145,15 @@ def create_draft(
     return row
 
 
+def _known_sinks(ctx: Context, names: list[str]) -> list[str]:
+    """The sinks a draft names: each configured on this server (``OPENLFR_SINKS``), each once."""
+    unknown = [name for name in names if name not in ctx.settings.sinks]
+    if unknown:
+        known = ", ".join(sorted(ctx.settings.sinks)) or "none"
+        raise GovernanceError(f"no sink named {unknown[0]!r} is configured on this server (configured: {known})")
+    return list(dict.fromkeys(names))
+
+
 def authorise(
     db: Session, ctx: Context, deployment_id: int, justification: str, now: datetime | None = None
 ) -> Deployment:
@@ -152,7 +165,8 @@ def authorise(
         raise TransitionRefused("only a person can authorise a deployment")
     max_hours = ctx.settings.deployment_max_window_hours
     apply(row, deployments.authorise(row, ctx.actor, role, justification, moment, max_hours))
-    details: dict[str, Any] = {"justification": row.justification}
+    # Where its alerts and decisions go is part of what the authoriser approves.
+    details: dict[str, Any] = {"justification": row.justification, "sinks": list(row.sinks or [])}
     if row.urgent_until is not None and row.snapshot_taken_at is not None:
         # What is authorised is what ran (or runs): the snapshot taken at the urgent draft.
         details |= {

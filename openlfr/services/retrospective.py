@@ -32,7 +32,7 @@ from openlfr.governance.deployments import GovernanceError, Kind, Status
 from openlfr.services import camera_secrets, footage
 from openlfr.services.context import Context
 from openlfr.settings import Settings
-from openlfr.store.alert_models import Alert, AlertDelivery
+from openlfr.store.alert_models import Alert, Delivery
 from openlfr.store.governance_models import AlertReview, Deployment, SnapshotImage, SnapshotPerson
 from openlfr.store.progress_models import CameraProgress
 
@@ -50,6 +50,20 @@ PROBE_FRAMES = 2  # frames that must decode before a file is accepted
 class VideoFacts:
     seconds: float  # what its header says: the video stream's duration (its container's when the stream is silent)
     frames: int | None  # the frames it promises: the stream's count, else its duration at its frame rate
+    # When the footage began, as its own metadata says (the container's ``creation_time``); None where it says none.
+    started_at: datetime | None = None
+
+
+# The camera's key for when its file's footage began, where the file's metadata says (an alert shows it).
+RECORDED_FROM = "recorded_from"
+
+
+def recorded_from(metadata: dict[str, str]) -> datetime | None:
+    """The footage's own start time from a container's metadata (``creation_time``, ISO 8601), if it holds one."""
+    try:
+        return utc(datetime.fromisoformat(metadata["creation_time"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def probe(path: Path, shown: str = "the file", max_pixels: int | None = None) -> VideoFacts:
@@ -77,7 +91,7 @@ def probe(path: Path, shown: str = "the file", max_pixels: int | None = None) ->
                 raise UploadRefused(f"{shown} does not say how long it is")
             rate = float(stream.average_rate or stream.guessed_rate or 0)
             frames = int(stream.frames) or (round(seconds * rate) if rate > 0 else None)
-            return VideoFacts(seconds, frames)
+            return VideoFacts(seconds, frames, recorded_from(dict(container.metadata)))
     except av.error.FFmpegError as exc:
         # FFmpeg's own message ends with the file's path: only its reason is told.
         raise UploadRefused(f"{shown} cannot be read as video: {exc.strerror or 'not a video'}") from None
@@ -129,10 +143,11 @@ def check_sources(settings: Settings, cameras: list[dict[str, Any]]) -> tuple[Vi
         seconds += facts.seconds
         frames += facts.frames or 0
         promised = promised and facts.frames is not None
+        began = {RECORDED_FROM: facts.started_at.isoformat()} if facts.started_at is not None else {}
         if upload or root is None:  # (no root: an upload)
-            stored.append({**camera, "source": footage.reference(path)})
+            stored.append({**camera, "source": footage.reference(path), **began})
         else:
-            stored.append({**camera, "source": str(path.relative_to(root)), camera_secrets.FILE: str(path)})
+            stored.append({**camera, "source": str(path.relative_to(root)), camera_secrets.FILE: str(path), **began})
     return VideoFacts(seconds, frames if promised else None), stored
 
 
@@ -146,10 +161,10 @@ def readable(path: Path) -> Path | None:
 
 
 def destroy_alerts(db: Session, deployment_id: int) -> int:
-    """Delete a deployment's alerts with their probe images, reviews and deliveries; how many there were."""
+    """Delete a deployment's alerts with their probe images, reviews and outbox rows; how many there were."""
     ids = list(db.scalars(select(Alert.id).where(Alert.deployment_id == deployment_id)))
+    db.execute(delete(Delivery).where(Delivery.deployment_id == deployment_id))
     if ids:
-        db.execute(delete(AlertDelivery).where(AlertDelivery.alert_id.in_(ids)))
         db.execute(delete(Alert).where(Alert.id.in_(ids)))
     db.execute(delete(AlertReview).where(AlertReview.deployment_id == deployment_id))
     return len(ids)

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from openlfr.alerts import outbox
 from openlfr.clock import utc_now
 from openlfr.errors import NotFound
 from openlfr.governance import adjudication
@@ -124,6 +125,7 @@ def decide(db: Session, ctx: Context, alert_id: int, decision: Decision) -> Aler
     role, now = _human(ctx), utc_now()
     review = _compare_and_set(db, alert_id, lambda seen: adjudication.decide(seen, ctx.actor, role, decision, now))
     ctx.audit(db, "alert.decide", f"alert:{alert_id}", {"decision": decision.value, "deployment": review.deployment_id})
+    _announce(db, alert_id, "decision", {"decision": decision.value, "by": ctx.actor, "at": now.isoformat()})
     return review
 
 
@@ -131,6 +133,7 @@ def verify(db: Session, ctx: Context, alert_id: int) -> AlertReview:
     role, now = _human(ctx), utc_now()
     review = _compare_and_set(db, alert_id, lambda seen: adjudication.verify(seen, ctx.actor, role, now))
     ctx.audit(db, "alert.verify", f"alert:{alert_id}", {"deployment": review.deployment_id})
+    _announce(db, alert_id, "verification", {"decision": review.decision, "by": ctx.actor, "at": now.isoformat()})
     return review
 
 
@@ -141,7 +144,14 @@ def record_outcome(db: Session, ctx: Context, alert_id: int, outcome: Outcome) -
         db, alert_id, lambda seen: adjudication.record_outcome(seen, ctx.actor, role, outcome, second, now)
     )
     ctx.audit(db, "alert.outcome", f"alert:{alert_id}", {"outcome": outcome.value, "deployment": review.deployment_id})
+    _announce(db, alert_id, "outcome", {"outcome": outcome.value, "by": ctx.actor, "at": now.isoformat()})
     return review
+
+
+def _announce(db: Session, alert_id: int, step: str, facts: dict[str, Any]) -> None:
+    """The step as an event for the deployment's sinks, in the step's own transaction (the outbox): a force's
+    systems learn that a match was confirmed, and verified by a second person, before anyone acts on it."""
+    outbox.enqueue_review(db, alert_id, step, facts)
 
 
 def hold(db: Session, ctx: Context, alert_id: int, reason: str) -> AlertReview:

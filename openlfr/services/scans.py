@@ -15,7 +15,7 @@ authorisation, its watchlist snapshot and threshold), guarded by ``may_match``. 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,6 +63,7 @@ class ScanDeployment:
         threshold_note: str,
         flags: dict[str, Any],
         watchlist_size: int,
+        sinks: Sequence[str] = (),
     ) -> ScanDeployment:
         actor = ctx.actor
         starts = utc_now()
@@ -76,6 +77,7 @@ class ScanDeployment:
                 ends_at=ends,
                 cameras=camera_secrets.sealed(ctx.settings, [{"name": c.name, "source": c.url} for c in cameras]),
                 watchlist_name=watchlist,
+                sinks=list(sinks),
                 threshold=None if target_fpir is not None else threshold,
                 target_fpir=target_fpir,
                 status=Status.AUTHORISED.value,
@@ -155,6 +157,7 @@ class ScanRequest:
     deployment_id: int | None = None
     realtime: bool = False
     flags: dict[str, Any] | None = None
+    sinks: list[str] = field(default_factory=list)  # where its alerts go (configured names, webhook:URL, mqtt:...)
 
 
 @dataclass
@@ -251,6 +254,7 @@ def prepare_scan(
         watchlist.note,
         request.flags or {},
         watchlist.size,
+        request.sinks,
     )
     pipeline = build_pipeline(
         store,

@@ -1,4 +1,4 @@
-"""The live pipeline's tables: alerts, and which sink has delivered which alert.
+"""The live pipeline's tables: alerts, and the outbox of events for the sinks.
 
 An alert row is written (and committed) before anyone is told about it, so an announced alert always exists.
 It is the only place the pipeline writes anything about a face, and only for a face that matched: the probe
@@ -55,17 +55,31 @@ class Alert(Base):
     latency_ms: Mapped[float | None] = mapped_column(sa.Double, nullable=True)  # deciding frame -> commit
 
 
-class AlertDelivery(Base):
-    """One (alert, sink) pair: a webhook or broker is told about an alert once, even across restarts."""
+class Delivery(Base):
+    """One event for one sink: the transactional outbox. Written in the transaction that commits what it announces
+    (an alert, a decision on it, a camera's change of state), sent by a delivery worker until the sink took it or
+    the row expires (``openlfr.alerts.outbox``)."""
 
-    __tablename__ = "alert_deliveries"
-    __table_args__ = (sa.UniqueConstraint("alert_id", "sink", name="uq_alert_deliveries_alert_sink"),)
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("alerts.id", ondelete="CASCADE", name="fk_alert_deliveries_alert"), index=True
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # One event, one row per sink: the key is what the receiver de-duplicates on (``Idempotency-Key``).
+        sa.UniqueConstraint("sink", "key", name="uq_deliveries_sink_key"),
+        sa.Index("ix_deliveries_pending", "sink", "delivered_at", "given_up_at"),
     )
-    sink: Mapped[str] = mapped_column(sa.String(300))  # e.g. "webhook:https://host/path", "mqtt:host:1883/topic"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)  # commit order: sent in this order per deployment
+    sink: Mapped[str] = mapped_column(sa.String(200))  # a configured sink's name
+    key: Mapped[str] = mapped_column(sa.String(200))  # the event's stable key (an alert's uid, "uid:decision")
+    kind: Mapped[str] = mapped_column(sa.String(32))  # alert, decision, verification, outcome, camera
+    deployment_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)  # never an image, unless the sink's admin opted in
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # not sent after this (the alert's probe retention)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the next attempt, not before
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # Who is sending it, until when: one sender per row across processes (see ``openlfr.alerts.outbox.claim``).
+    lease_by: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    given_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)

@@ -29,7 +29,14 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import LargeBinary, TypeDecorator
 
@@ -69,6 +76,10 @@ _MIGRATION_LOCK_KEY = 0x0F3E_17F2
 
 class StoreError(OpenLFRError):
     """The database cannot be opened, reached or upgraded, or a record the user named does not exist."""
+
+
+# The driver's errors that say "the database did not answer" (locked, unreachable, restarting): worth retrying.
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
 
 
 class Base(DeclarativeBase):

@@ -76,6 +76,8 @@ class Deployment(Base):
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # [{"name": "entrance", "source": "rtsp://..."}]
     cameras: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The configured sinks (``OPENLFR_SINKS``) its alerts and decisions go to, by name: part of what is authorised.
+    sinks: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     watchlist_name: Mapped[str] = mapped_column(String(200))
     threshold: Mapped[float | None] = mapped_column(Double, nullable=True)
     target_fpir: Mapped[float | None] = mapped_column(Double, nullable=True)

@@ -1,0 +1,285 @@
+"""The transactional outbox: an event for the sinks of a deployment is a row written in the transaction that commits
+what it announces, so an event exists exactly when its cause does (a rolled-back alert or decision sends nothing;
+a committed one is sent even if every process dies the next instant).
+
+``enqueue(session, deployment_id, kind, payload, key=...)`` is the one way in: the alert's commit
+(``openlfr.alerts.database``), a decision, verification or outcome (``openlfr.services.reviews``), a camera's change
+of state. It writes one row per sink the deployment names whose ``events`` include the kind. The delivery workers
+(``openlfr.alerts.delivery``) send the rows: ``claim`` leases the due ones, one sender per row across processes;
+``finish`` records what the sink said. Rows go out in commit order per (sink, deployment): only the oldest row not
+yet delivered of each is ever claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from openlfr.clock import utc_now
+from openlfr.config_file import SinkEvent, SinkSettings
+from openlfr.settings import Settings, get_settings
+from openlfr.store.alert_models import Alert, Delivery
+from openlfr.store.db import Store
+from openlfr.store.governance_models import Deployment, SnapshotPerson
+from openlfr.store.models import Person, Watchlist
+from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, load_calibration
+
+log = logging.getLogger(__name__)
+
+# Which of a sink's ``events`` an event kind belongs to.
+EVENT_GROUPS: dict[str, SinkEvent] = {
+    "alert": "alert",
+    "decision": "decision",
+    "verification": "decision",
+    "outcome": "decision",
+    "camera": "camera",
+}
+RETRY_FIRST_S = 1.0
+
+
+def adhoc_sink(name: str) -> SinkSettings | None:
+    """``openlfr scan --webhook URL`` / ``--mqtt ADDRESS`` name their sink by its address: ``webhook:URL``,
+    ``mqtt:ADDRESS`` (alerts only, unsigned: a one-shot scan has no configured secret)."""
+    kind, _, url = name.partition(":")
+    if kind in ("webhook", "mqtt") and url:
+        return SinkSettings(type=kind, url=url, events=("alert",))  # type: ignore[arg-type]
+    return None
+
+
+def sink_config(name: str, sinks: Mapping[str, SinkSettings]) -> SinkSettings | None:
+    return sinks.get(name) or adhoc_sink(name)
+
+
+def enqueue(
+    session: Session,
+    deployment_id: int | None,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    key: str,
+    expires_at: datetime | None = None,
+    sinks: Mapping[str, SinkSettings] | None = None,
+) -> int:
+    """An event for the sinks of deployment ``deployment_id``, in ``session``'s transaction: one row for each sink
+    the deployment names that subscribes to ``kind`` (``alert``, ``decision``, ``verification``, ``outcome``,
+    ``camera``); how many rows. ``key`` is the event's stable key (the receiver's ``Idempotency-Key``): an event
+    enqueued twice under one key is sent once. Not sent after ``expires_at`` (default: the probe retention)."""
+    if deployment_id is None:
+        return 0
+    names = session.scalar(sa.select(Deployment.sinks).where(Deployment.id == deployment_id)) or []
+    if not names:
+        return 0
+    settings = get_settings()
+    configured = settings.sinks if sinks is None else sinks
+    now = utc_now()
+    expires = expires_at or now + timedelta(seconds=settings.probe_retention_seconds)
+    group = EVENT_GROUPS[kind]
+    rows = []
+    for name in names:
+        config = sink_config(name, configured)
+        if config is None:
+            log.error(
+                "deployment %d names sink %r, which is not configured: its %s event is not sent",
+                deployment_id,
+                name,
+                kind,
+            )
+            continue
+        if not config.enabled or group not in config.events:
+            continue
+        body = {"event": kind, "key": key, "deployment_id": deployment_id, **payload}
+        if kind == "alert" and not config.include_probe:
+            body.pop("probe_jpeg_base64", None)
+        rows.append(
+            {
+                "sink": name,
+                "key": key,
+                "kind": kind,
+                "deployment_id": deployment_id,
+                "payload": body,
+                "created_at": now,
+                "expires_at": expires,
+                "due_at": now,
+                "attempts": 0,
+            }
+        )
+    if rows:
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(dialect.insert(Delivery).values(rows).on_conflict_do_nothing(index_elements=["sink", "key"]))
+    return len(rows)
+
+
+def alert_payload(session: Session, alert: Alert, probe_jpeg: bytes | None = None) -> dict[str, Any]:
+    """What a sink hears of an alert: who, where, how sure, when, and the console's link. No image and no
+    embedding (``probe_jpeg_base64`` only for a sink whose admin opted in: ``enqueue`` drops it for the rest)."""
+    settings = get_settings()
+    deployment = session.get(Deployment, alert.deployment_id) if alert.deployment_id is not None else None
+    retrospective = deployment is not None and deployment.kind == "retrospective"
+    fmr = _false_match_rate(settings, alert.model_id, alert.score)
+    base = settings.server_public_url.rstrip("/") or f"http://{settings.server_host}:{settings.server_port}"
+    body: dict[str, Any] = {
+        "alert_id": alert.id,
+        "deployment": None if deployment is None else deployment.name,
+        "camera": alert.camera,
+        "person": {
+            "reference_id": alert.person_ref,
+            "name": alert.person_name,
+            "category": _category(session, alert),
+        },
+        "score": round(alert.score, 4),
+        "threshold": round(alert.threshold, 4),
+        "false_match_rate": fmr,
+        "seen_at": alert.seen_at.isoformat(),
+        "committed_at": alert.created_at.isoformat(),
+        # A retrospective search's sighting is recorded footage: its time is the offset in the file.
+        "kind": "retrospective" if retrospective else "live",
+        "footage": "recorded footage" if retrospective else "live",
+        "media_time": alert.media_time_s if retrospective else None,
+        "url": f"{base}/alerts/{alert.id}",
+    }
+    if probe_jpeg is not None:
+        import base64
+
+        body["probe_jpeg_base64"] = base64.b64encode(probe_jpeg).decode("ascii")
+    return body
+
+
+def enqueue_alert(session: Session, alert: Alert, probe_jpeg: bytes | None) -> int:
+    """The alert's event, in the alert's own transaction; sent until its probe retention ends."""
+    if alert.deployment_id is None:
+        return 0
+    expires = alert.created_at + timedelta(seconds=get_settings().probe_retention_seconds)
+    payload = alert_payload(session, alert, probe_jpeg)
+    return enqueue(session, alert.deployment_id, "alert", payload, key=alert.uid, expires_at=expires)
+
+
+def enqueue_review(session: Session, alert_id: int, kind: str, facts: Mapping[str, Any]) -> int:
+    """A decision, verification or outcome on an alert, in the transaction that records it; its key is the
+    alert's stable key and the step, so a receiver de-duplicates each step on its own."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        return 0
+    expires = alert.created_at + timedelta(seconds=get_settings().probe_retention_seconds)
+    payload = {"alert_id": alert.id, "alert_key": alert.uid, "camera": alert.camera, **facts}
+    return enqueue(session, alert.deployment_id, kind, payload, key=f"{alert.uid}:{kind}", expires_at=expires)
+
+
+def _category(session: Session, alert: Alert) -> str | None:
+    if alert.deployment_id is not None:
+        found = session.scalar(
+            sa.select(SnapshotPerson.category).where(
+                SnapshotPerson.deployment_id == alert.deployment_id, SnapshotPerson.person_ref == alert.person_ref
+            )
+        )
+        if found is not None:
+            return found
+    return session.scalar(
+        sa.select(Person.category)
+        .join(Watchlist, Watchlist.id == Person.watchlist_id)
+        .where(Watchlist.name == alert.watchlist_name, Person.reference_id == alert.person_ref)
+    )
+
+
+def _false_match_rate(settings: Settings, model_id: str, score: float) -> float | None:
+    table = _calibration(model_id, settings.calibration_file, settings.data_dir)
+    return None if table is None else float(f"{table.fmr_at(score)[0]:.3g}")
+
+
+@lru_cache(maxsize=8)
+def _calibration(model_id: str, explicit: Path | None, data_dir: Path) -> CalibrationTable | None:
+    try:
+        return load_calibration(model_id, explicit=explicit, data_dir=data_dir)
+    except CalibrationError:
+        return None
+
+
+# ----- the senders' side -----
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row leased to this sender: what to send, where."""
+
+    id: int
+    sink: str
+    key: str
+    kind: str
+    deployment_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+def claim(store: Store, sink: str, owner: str, lease_s: float, limit: int = 20) -> list[Claimed]:
+    """Lease the due rows of ``sink`` to ``owner`` for ``lease_s`` seconds: of each deployment only the oldest row
+    not yet delivered (commit order), and only if nobody else holds it. One sender per row across processes: on
+    PostgreSQL the rows are read ``FOR UPDATE SKIP LOCKED``, on SQLite under the database's write lock, taken first;
+    on both, the lease is written only where no lease was taken meanwhile. Rows past their expiry are given up."""
+    now = utc_now()
+    with store.session() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if not postgres:  # the write lock first: the read below then sees every other sender's lease
+            session.execute(sa.update(Delivery).where(Delivery.id == -1).values(attempts=Delivery.attempts))
+        pending = (Delivery.sink == sink, Delivery.delivered_at.is_(None), Delivery.given_up_at.is_(None))
+        heads = sa.select(sa.func.min(Delivery.id)).where(*pending).group_by(Delivery.deployment_id)
+        free = sa.or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)
+        query = (
+            sa.select(Delivery)
+            .where(Delivery.id.in_(heads), Delivery.due_at <= now, free)
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        claimed = []
+        for row in session.scalars(query).all():
+            if row.expires_at <= now:
+                row.given_up_at, row.last_error = now, f"not delivered before it expired ({row.attempts} attempts)"
+                log.error("sink %s: %s event %s given up: %s", sink, row.kind, row.key, row.last_error)
+                continue
+            leased = session.execute(
+                sa.update(Delivery)
+                .where(Delivery.id == row.id, free, Delivery.delivered_at.is_(None))
+                .values(lease_by=owner, lease_until=now + timedelta(seconds=lease_s))
+                .execution_options(synchronize_session=False)
+            )
+            if int(getattr(leased, "rowcount", 0) or 0) == 1:
+                claimed.append(
+                    Claimed(row.id, row.sink, row.key, row.kind, row.deployment_id, dict(row.payload), row.attempts)
+                )
+        return claimed
+
+
+def finish(store: Store, row: Claimed, owner: str, error: str | None, retry_max_s: float) -> None:
+    """Record an attempt: delivered (``error`` None), or due again after a backoff that doubles per attempt."""
+    now = utc_now()
+    attempts = row.attempts + 1
+    values: dict[str, Any] = {"attempts": attempts, "lease_by": None, "lease_until": None}
+    if error is None:
+        values |= {"delivered_at": now, "last_error": None}
+    else:
+        delay = min(retry_max_s, RETRY_FIRST_S * 2 ** min(attempts - 1, 20))
+        values |= {"due_at": now + timedelta(seconds=delay), "last_error": error[:2000]}
+    with store.session() as session:
+        session.execute(sa.update(Delivery).where(Delivery.id == row.id).values(values))
+
+
+def pending_counts(store: Store, deployment_id: int | None = None) -> dict[str, int]:
+    """Rows not yet delivered nor given up, by sink (of one deployment, when given)."""
+    query = (
+        sa.select(Delivery.sink, sa.func.count())
+        .where(Delivery.delivered_at.is_(None), Delivery.given_up_at.is_(None))
+        .group_by(Delivery.sink)
+    )
+    if deployment_id is not None:
+        query = query.where(Delivery.deployment_id == deployment_id)
+    with store.session() as session:
+        return {sink: int(count) for sink, count in session.execute(query).all()}

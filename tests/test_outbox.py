@@ -1,0 +1,133 @@
+"""Delivery from the server through the transactional outbox, on SQLite and PostgreSQL: an alert's commit writes
+one row per sink of its deployment in its own transaction; the delivery worker sends it, signed, to a webhook and
+an MQTT broker, with no image bytes, and then the operator's decision, the second operator's verification and the
+outcome as events of their own. A sink the deployment does not subscribe to an event kind never sees it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from openlfr.alerts.database import AlertDatabase
+from openlfr.alerts.delivery import DeliveryWorker
+from openlfr.governance.roles import Role
+from openlfr.settings import get_settings
+from openlfr.store.alert_models import Delivery
+from openlfr.store.governance_models import AuditEntry
+from openlfr.stream.pipeline import AlertFound
+from tests.serverkit import JUSTIFICATION, add_user, add_watchlist, build_app, configure, draft_body, login
+from tests.sinkkit import SECRET, SigningReceiver, Subscriber
+from tests.streamkit import Mosquitto
+from tests.waitkit import wait_for
+
+PROBE = b"\xff\xd8\xff\xe0probe-bytes-of-a-face"
+
+
+def found(person: str, track: int) -> AlertFound:
+    return AlertFound(
+        camera="entrance",
+        track_id=track,
+        person_id=person,
+        reference_id=3,
+        score=0.91,
+        threshold=0.6,
+        candidates=[(person, 3, 0.91)],
+        probe_jpeg=PROBE,
+        arrival=time.monotonic(),
+        seen_at=datetime.now(UTC),
+        clock=1.0,
+        media_time=1.0,
+        model_id="test-model",
+        evidence={"samples": 3, "supporting": 2},
+    )
+
+
+def sinks_setting(tmp_path: Path, webhook: str, broker_port: int, **hook: object) -> str:
+    secret_file = tmp_path / "hook.secret"
+    secret_file.write_text(SECRET + "\n")
+    return json.dumps(
+        {
+            "hook": {"type": "webhook", "url": webhook, "secret_file": str(secret_file), **hook},
+            "bus": {"type": "mqtt", "url": f"127.0.0.1:{broker_port}/force", "events": ["alert"]},
+        }
+    )
+
+
+def test_an_alert_and_its_decisions_reach_a_signed_webhook_and_mqtt(
+    monkeypatch: pytest.MonkeyPatch, store_url: str, tmp_path: Path
+) -> None:
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    receiver = SigningReceiver()
+    subscriber = Subscriber(broker.port, "force/#")
+    configure(monkeypatch, OPENLFR_SINKS=sinks_setting(tmp_path, receiver.url, broker.port))
+    app = build_app()
+    worker: DeliveryWorker | None = None
+    try:
+        for name, role in [("olly", Role.OPERATOR), ("omar", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
+            add_user(app, name, role)
+        add_watchlist(app)
+        olly, omar, ava = login(app, "olly"), login(app, "omar"), login(app, "ava")
+        start = datetime.now(UTC) - timedelta(seconds=5)
+        refused = olly.post("/api/deployments", json=draft_body(start, sinks=["nowhere"]))
+        assert refused.status_code in (400, 409, 422) and "nowhere" in refused.text
+        drafted = olly.post("/api/deployments", json=draft_body(start, sinks=["hook", "bus"])).json()
+        assert drafted["sinks"] == ["hook", "bus"]
+        authorised = ava.post(f"/api/deployments/{drafted['id']}/authorise", json={"justification": JUSTIFICATION})
+        assert authorised.status_code == 200, authorised.text
+        assert ava.get(f"/api/deployments/{drafted['id']}").json()["sinks"] == ["hook", "bus"]  # shown to them
+        store = app.state.server.store
+        with store.session() as db:  # and kept in the authorised facts
+            details = db.scalar(sa.select(AuditEntry.details).where(AuditEntry.action == "deployment.authorise"))
+        assert details is not None and details["sinks"] == ["hook", "bus"]
+
+        record, new = AlertDatabase(store).write(
+            found("P001", 7), watchlist_name="wanted", names={"P001": "Person 1"}, deployment_id=drafted["id"]
+        )
+        assert new
+        with store.session() as db:  # written with the alert, before any sender ran
+            rows = db.execute(sa.select(Delivery.sink, Delivery.key, Delivery.kind).order_by(Delivery.id)).all()
+        assert [tuple(row) for row in rows] == [("hook", record.uid, "alert"), ("bus", record.uid, "alert")]
+
+        worker = DeliveryWorker(store, get_settings().sinks, retry_max_s=1.0, poll_s=0.2)
+        worker.start()
+        wait_for("the webhook's alert", lambda: len(receiver.accepted) >= 1, 30)
+        wait_for("the MQTT alert", lambda: len(subscriber.messages) >= 1, 30)
+        alert = receiver.events[0]
+        assert receiver.accepted == [record.uid] and receiver.unsigned == 0
+        assert alert["event"] == "alert" and alert["alert_id"] == record.id and alert["deployment_id"] == drafted["id"]
+        assert alert["person"] == {"reference_id": "P001", "name": "Person 1", "category": "wanted_offence"}
+        assert alert["camera"] == "entrance" and alert["score"] == 0.91 and alert["kind"] == "live"
+        assert alert["url"].endswith(f"/alerts/{record.id}") and "false_match_rate" in alert
+        for body in receiver.bodies.values():  # no image: neither the bytes nor their base64
+            assert b"probe" not in body and base64.b64encode(PROBE)[:12] not in body and b"\xff\xd8" not in body
+        topic, message = subscriber.messages[0]
+        assert topic == "force/alert/entrance" and message == alert
+
+        assert olly.post(f"/api/alerts/{record.id}/decision", json={"decision": "confirmed"}).status_code == 200
+        assert omar.post(f"/api/alerts/{record.id}/verify").status_code == 200
+        assert olly.post(f"/api/alerts/{record.id}/outcome", json={"outcome": "arrested"}).status_code == 200
+        wait_for("the decision events", lambda: len(receiver.accepted) >= 4, 30)
+        kinds = [(event["event"], event.get("by")) for event in receiver.events]
+        assert kinds == [("alert", None), ("decision", "olly"), ("verification", "omar"), ("outcome", "olly")]
+        assert receiver.events[1]["decision"] == "confirmed" and receiver.events[2]["alert_key"] == record.uid
+        assert receiver.accepted[1:] == [f"{record.uid}:{kind}" for kind in ("decision", "verification", "outcome")]
+        time.sleep(1.0)  # the broker's sink subscribes to alerts only: nothing else arrives there
+        assert [event["event"] for _, event in subscriber.messages] == ["alert"]
+        assert receiver.conflicts == 0 and receiver.overlaps == 0 and len(receiver.accepted) == 4
+        with store.session() as db:
+            pending = db.scalar(sa.select(sa.func.count()).where(Delivery.delivered_at.is_(None)))
+        assert pending == 0
+    finally:
+        if worker is not None:
+            worker.stop()
+        subscriber.close()
+        receiver.close()
+        broker.stop()
+        app.state.server.store.close()
