@@ -139,11 +139,12 @@ def test_backup_of_a_running_server_restores_the_same_records(
     refused = [(flipped, audit_key, "altered")]
     if store_url.startswith("sqlite"):
         refused.append((_tampered(archive, tmp_path / "edited.tar", _edit_a_row), audit_key, "signature"))
+    target = Settings(data_dir=data_dir, database_url=target_url)  # in this process: the CLI's path is below
     for bad, key, says in refused:
-        answer = _openlfr(target_env, "restore", str(bad), "--audit-key", str(key))
-        assert answer.returncode == 2 and says in answer.stderr, answer.stderr
-    answer = _openlfr(target_env, "restore", str(archive))
-    assert answer.returncode == 2 and "audit key is needed" in answer.stderr, answer.stderr
+        with pytest.raises(BackupError, match=says):
+            restore_backup(target, bad, "test", key)
+    with pytest.raises(BackupError, match="audit key is needed"):
+        restore_backup(target, archive, "test")
     assert not (data_dir / "openlfr.db").exists() and not (data_dir / "audit.key").exists()
     assert _tables(target_url) == []
 
@@ -161,8 +162,8 @@ def test_backup_of_a_running_server_restores_the_same_records(
     assert (data_dir / "audit.key").read_bytes().strip() == audit_key.read_bytes().strip()
     assert oct((data_dir / "audit.key").stat().st_mode & 0o777) == "0o600"
 
-    again = _openlfr(target_env, "restore", str(archive), "--audit-key", str(audit_key))
-    assert again.returncode == 2 and "not empty" in again.stderr, again.stderr
+    with pytest.raises(BackupError, match="not empty"):
+        restore_backup(target, archive, "test", audit_key)
 
 
 def _edit_a_row(folder: Path) -> None:
