@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from openlfr.errors import ModelError
+from openlfr.text import first_line
 from openlfr.vision.model_files import RESNET_FILE, file_sha256, model_file
 from openlfr.vision.types import unit_rows
 
@@ -31,7 +32,7 @@ def _session(model: bytes | str, threads: int) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises its own exception types for every kind of bad file
-        raise ModelError(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}") from exc
+        raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
 
 
 def resnet_onnx_path(cache_dir: Path) -> Path:
