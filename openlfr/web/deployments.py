@@ -29,6 +29,7 @@ def deployments_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLR
         rows=[(r, deployments.phase(r, moment).value) for r in rows],
         watchlists=watchlists.list_watchlists(db, moment) if can_draft else [],
         can_draft=can_draft,
+        sinks=request.app.state.server.settings.sinks if can_draft else {},
     )
 
 

@@ -33,6 +33,7 @@ function formJson(form) {
     if (!el.name || el.disabled || el.type === "submit" || el.dataset.path) continue;
     const kind = el.dataset.type || "";
     if (kind === "bool") { body[el.name] = el.checked; continue; }
+    if (kind === "list") { body[el.name] = body[el.name] || []; if (el.checked) body[el.name].push(el.value); continue; }
     const value = el.value.trim();
     if (kind === "number") { if (value !== "") body[el.name] = Number(value); continue; }
     if (kind === "one-in") { if (value !== "") body.target_fpir = 1 / Number(value); continue; }
