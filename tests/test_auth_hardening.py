@@ -76,6 +76,12 @@ def test_anonymous_requests_meet_authentication_before_the_route_table(serve: Se
             answer = anonymous.request(method, path, content=body)
             assert answer.status_code == 401, (method, path, answer.status_code, answer.text)
             assert answer.json() == {"detail": "log in first"} and answer.headers["www-authenticate"] == "Bearer"
+        # A page a browser asks for is answered with the login page; the browser's own fetches (its favicon, an
+        # image) are not: sent to /login they would replace the login form's CSRF cookie, expiring the form.
+        page = anonymous.get("/queue", headers={"accept": "text/html,application/xhtml+xml"})
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Fqueue"
+        icon = anonymous.get("/favicon.ico", headers={"accept": "image/avif,image/webp,*/*"})
+        assert icon.status_code == 401 and "set-cookie" not in icon.headers
         # Logged in, the route table answers as before: the probes above were refused for who asked, not what.
         assert olly.get("/api/footage").status_code == 405
         assert olly.post("/api/no/such/route").status_code == 404

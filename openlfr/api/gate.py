@@ -45,6 +45,13 @@ async def _send_json(send: Send, status: int, detail: str, headers: dict[str, st
     await _answer(send, status, {"content-type": "application/json", **headers}, body)
 
 
+def wants_a_page(request: Request) -> bool:
+    """Whether a browser asks to show this as a page (so the login page is the answer). A browser's own fetches (the
+    favicon, images, scripts) are answered 401: sent to the login page, they would load it behind the user's back
+    and replace the login form's CSRF cookie, so the form the user is looking at would expire."""
+    return request.method in {"GET", "HEAD"} and "text/html" in request.headers.get("accept", "")
+
+
 class AuthenticateFirst(HttpMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -59,7 +66,7 @@ class AuthenticateFirst(HttpMiddleware):
             await _send_json(send, 429, str(refused), {"retry-after": window})
             return
         if principal is None:
-            if answers_json(path):
+            if answers_json(path) or not wants_a_page(request):
                 await _send_json(send, 401, "log in first", {"www-authenticate": "Bearer"})
             else:
                 query = scope.get("query_string", b"").decode("latin-1")
