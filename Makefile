@@ -50,7 +50,8 @@ system-deps:
 lock: $(STAMP)
 	PYTHON=$(BIN)/python UV=$(BIN)/uv deploy/lock.sh
 
-# The container image (Containerfile), built with podman. Its Debian base: IMAGE_BASE from a registry where one is
+# The container image (Containerfile), built with podman, and beside it (at once) the PostgreSQL and Mosquitto
+# stand-ins compose.yaml's smoke test runs (deploy/images: Debian's packages, where no registry is reachable). Its Debian base: IMAGE_BASE from a registry where one is
 # reachable (make image IMAGE_BASE=docker.io/library/debian:bookworm-slim); by default made here once with
 # mmdebstrap from Debian's packages and imported, since no container registry may be reachable. Layers are cached
 # on this machine: a second `make image` rebuilds only what changed (the code; the models come from a build cache).
@@ -78,14 +79,18 @@ image:
 		&& podman import --change 'CMD ["bash"]' $$tar $(IMAGE_BASE) >/dev/null; \
 		status=$$?; rm -f $$tar; [ $$status = 0 ] || exit $$status; \
 	fi
-	@start=$$(date +%s); \
+	@start=$$(date +%s); pids=""; \
+	for name in postgres mosquitto; do \
+		$(PODMAN_BUILD) --quiet --build-arg BASE=$(IMAGE_BASE) -f deploy/images/$$name.Containerfile \
+			-t localhost/openlfr-$$name:bookworm deploy/images >.image-$$name.log 2>&1 & pids="$$pids $$!"; \
+	done; \
 	$(PODMAN_BUILD) --build-arg BASE=$(IMAGE_BASE) --build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null) \
-		--build-arg SOURCE=$$(git remote get-url origin 2>/dev/null || echo "file://$(CURDIR)") -t $(IMAGE) . \
-	&& for name in postgres mosquitto; do \
-		$(PODMAN_BUILD) --quiet --build-arg BASE=$(IMAGE_BASE) -f deploy/images/$$name.Containerfile \
-			-t localhost/openlfr-$$name:bookworm deploy/images >/dev/null || exit 1; done \
-	&& echo "image $(IMAGE) built in $$(( $$(date +%s) - start )) s," \
+		--build-arg SOURCE=$$(git remote get-url origin 2>/dev/null || echo "file://$(CURDIR)") -t $(IMAGE) .; \
+	status=$$?; for pid in $$pids; do wait $$pid || status=1; done; \
+	[ $$status = 0 ] || cat .image-postgres.log .image-mosquitto.log; rm -f .image-postgres.log .image-mosquitto.log; \
+	[ $$status = 0 ] || exit $$status; \
+	echo "image $(IMAGE) built in $$(( $$(date +%s) - start )) s," \
 		"$$(( $$(podman image inspect --format '{{.Size}}' $(IMAGE)) / 1000000 )) MB"
 
 demo: install

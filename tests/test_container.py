@@ -6,6 +6,7 @@ Skips, saying why, only where podman cannot run or the image was not built; in C
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -34,6 +35,8 @@ IMAGE = os.environ.get("OPENLFR_IMAGE", f"localhost/openlfr:{VERSION}")
 POSTGRES_IMAGE = os.environ.get("OPENLFR_POSTGRES_IMAGE", "localhost/openlfr-postgres:bookworm")
 MOSQUITTO_IMAGE = os.environ.get("OPENLFR_MOSQUITTO_IMAGE", "localhost/openlfr-mosquitto:bookworm")
 CONTAINERS_CONF = ROOT / "deploy" / "podman" / "containers.conf"
+# the site's CA bundle (a TLS-inspecting proxy): read-only in the containers, as `make image` gives it to the build
+SITE_CA = Path(os.environ.get("SITE_CA", "/etc/ssl/certs/ca-certificates.crt"))
 ADMIN_PASSWORD = "a container smoke test " + secrets.token_hex(8)
 START_DEADLINE_S = 600  # a hang guard on a busy machine, not a budget
 
@@ -51,7 +54,10 @@ class Stack:
     port: int
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return run(["podman-compose", "-p", self.project, "-f", str(ROOT / "compose.yaml"), *args], self.env, timeout)
+        files = ["-f", str(ROOT / "compose.yaml")]
+        if "SITE_CA" in self.env:
+            files += ["-f", str(ROOT / "deploy" / "compose.site-ca.yaml")]
+        return run(["podman-compose", "-p", self.project, *files, *args], self.env, timeout)
 
     def container(self, service: str) -> str:
         return f"{self.project}_{service}_1"  # podman-compose's naming
@@ -118,6 +124,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         OPENLFR_SECRETS=str(secrets_dir),
         OPENLFR_PORT=str(port),
     )
+    if SITE_CA.is_file():
+        env["SITE_CA"] = str(SITE_CA)
     stack = Stack(f"openlfrsmoke{os.getpid()}", env, port)
     try:
         # podman-compose does not wait for depends_on's service_healthy (docker compose does): the database first
@@ -152,6 +160,10 @@ def test_the_image_runs_a_scan_inside_beside_postgresql(stack: Stack, capsys: py
     for service in ("serve", "worker"):
         uid = run(["podman", "exec", stack.container(service), "id", "-u"], stack.env, 60).stdout.strip()
         assert uid.isdigit() and int(uid) != 0, (service, uid)
+
+    if "SITE_CA" in stack.env:  # the site's CA bundle is the containers' system bundle
+        inside = run(["podman", "exec", serve, "sha256sum", "/etc/ssl/certs/ca-certificates.crt"], stack.env, 60)
+        assert inside.stdout.split()[:1] == [hashlib.sha256(SITE_CA.read_bytes()).hexdigest()]
 
     first_admin(stack)
     assert "admin" in stack.openlfr("users", "list")
