@@ -32,6 +32,7 @@ from openlfr.runtime.tiles import TileBoard
 from openlfr.services import camera_secrets, upload_staging
 from openlfr.services.audit_log import audit_key
 from openlfr.services.metrics import PIPELINES, REGISTRY
+from openlfr.services.sink_settings import audit_sinks
 from openlfr.settings import Settings, get_settings
 from openlfr.store import open_store
 from openlfr.web.pages import mount_console, render_error
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         stoppers: list[Callable[[], None]] = []
         upload_staging.sweep(store, settings)  # what uploads interrupted by a crash left behind
         camera_secrets.seal_stored(store, settings)  # camera URLs stored before they were sealed
+        audit_sinks(store, settings)  # where alerts go, and whether with the probe crop, is on the record
         events.start()
         stoppers.append(events.stop)
         delivery.start()
@@ -135,6 +137,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     """The live pipelines of live deployments without the web server, until ``stop`` is set."""
     store = open_store(settings)
     camera_secrets.seal_stored(store, settings)
+    audit_sinks(store, settings)
     scheduler = Scheduler(store, settings, TileBoard(blur_scene=settings.tile_blur_scene))
     PIPELINES.watch_store(store)
     forget = PIPELINES.watch_runs(scheduler.status)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from openlfr.alerts.database import AlertDatabase
 from openlfr.alerts.delivery import DeliveryWorker
 from openlfr.governance.roles import Role
+from openlfr.services.sink_settings import audit_sinks
 from openlfr.settings import get_settings
 from openlfr.store.alert_models import Delivery
 from openlfr.store.governance_models import AuditEntry
@@ -130,4 +131,42 @@ def test_an_alert_and_its_decisions_reach_a_signed_webhook_and_mqtt(
         subscriber.close()
         receiver.close()
         broker.stop()
+        app.state.server.store.close()
+
+
+def test_the_probe_crop_goes_only_where_the_admin_opted_in_and_the_choice_is_audited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sinks = {
+        "plain": {"type": "webhook", "url": "https://hooks.example.org/plain"},
+        "pictures": {"type": "webhook", "url": "https://user:pw@hooks.example.org/p?token=t0k", "include_probe": True},
+    }
+    configure(monkeypatch, OPENLFR_SINKS=json.dumps(sinks))
+    app = build_app()
+    try:
+        store = app.state.server.store
+        assert audit_sinks(store, get_settings()) == 2
+        assert audit_sinks(store, get_settings()) == 0, "audited again only when they change"
+        with store.session() as db:
+            entries = dict(db.execute(sa.select(AuditEntry.target, AuditEntry.details)).all())
+        assert entries["sink:pictures"]["include_probe"] is True and entries["sink:plain"]["include_probe"] is False
+        assert "pw" not in json.dumps(entries) and "t0k" not in json.dumps(entries)  # no credentials on the record
+        for name, role in [("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
+            add_user(app, name, role)
+        add_watchlist(app)
+        olly, ava = login(app, "olly"), login(app, "ava")
+        body = draft_body(datetime.now(UTC) - timedelta(seconds=5), sinks=["plain", "pictures"])
+        drafted = olly.post("/api/deployments", json=body).json()
+        assert ava.post(f"/api/deployments/{drafted['id']}/authorise", json={"justification": JUSTIFICATION}).is_success
+        AlertDatabase(store).write(found("P001", 7), watchlist_name="wanted", names={}, deployment_id=drafted["id"])
+        with store.session() as db:
+            payloads = dict(db.execute(sa.select(Delivery.sink, Delivery.payload)).all())
+        assert "probe_jpeg_base64" not in payloads["plain"]
+        assert base64.b64decode(payloads["pictures"]["probe_jpeg_base64"]) == PROBE
+        monkeypatch.setenv(
+            "OPENLFR_SINKS", json.dumps({**sinks, "pictures": {**sinks["pictures"], "include_probe": False}})
+        )
+        get_settings.cache_clear()
+        assert audit_sinks(store, get_settings()) == 1, "turning it off is on the record too"
+    finally:
         app.state.server.store.close()

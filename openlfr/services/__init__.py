@@ -16,6 +16,7 @@ format for people at the keyboard, accounts of the server and the server itself.
 - ``live``: one builder of a live pipeline from settings, a watchlist snapshot and sources
 - ``scans``: ``openlfr scan`` as a recorded, time-boxed deployment of the local user
 - ``console`` / ``audit_log``: console settings, the audit chain
+- ``sink_settings``: each configured sink's settings audited when they change (the probe crop opt-in above all)
 
 What runs while a deployment is live (the scheduler, camera leases and runs, tiles, the event board, ``/health``)
 is ``openlfr.runtime``, the layer above this one.
