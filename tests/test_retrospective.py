@@ -4,6 +4,10 @@
    authorisation is refused, authorised by another, read as fast as the machine allows (every frame), exactly one
    alert (Lin-Manuel Miranda), adjudicated in the console in a real browser, a record line of kind
    ``retrospective``. The processing's wall time and the clip's length go to test-artifacts/rfr-timings.json.
+   Its alert is marked as recorded footage (issue 18 item 6) in the API, the queue, the alert page, the record and
+   the sinks' payload, with where in the file it was: within 1 s of the first frame in which the face engine,
+   run on its own over the file's frames, finds Lin-Manuel Miranda; and the footage's own start time, from the
+   file's metadata. A live alert says "live", with no media time.
 2. An urgent search runs before its authorisation; nobody authorises it within the time allowed (a tiny
    ``OPENLFR_RFR_AUTHORISE_WITHIN_HOURS``): the sweep destroys its alerts (gone from the database file too), its
    snapshot, cancels it and audits the refusal as ``system``; authorising it afterwards is refused. One authorised
@@ -17,6 +21,7 @@ import csv
 import io
 import json
 import shutil
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,15 +72,50 @@ def _retrospective(clip: Path, watchlist: str, **extra: Any) -> dict[str, Any]:
     return {**clip_deployment_body(clip, watchlist), "name": "Hamilton footage", "kind": "retrospective", **extra}
 
 
+RECORDED_AT = datetime(2016, 3, 14, 19, 2, 7, tzinfo=UTC)  # the footage's own start time, written in its metadata
+
+
+def _with_recording_time(clip: Path, folder: Path) -> Path:
+    """The clip, remuxed (same frames) with a ``creation_time`` in its metadata, as a camera would write it."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("no ffmpeg (Debian package ffmpeg; `make system-deps` as root)")
+    copy = folder / "hamilton.mp4"
+    stamp = RECORDED_AT.strftime("%Y-%m-%dT%H:%M:%SZ")
+    command = ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-map", "0", "-c", "copy"]
+    subprocess.run([*command, "-metadata", f"creation_time={stamp}", str(copy)], check=True, timeout=60)
+    return copy
+
+
+def _first_sighting_s(engine: Any, video: Path, still: Path, threshold: float) -> float:
+    """Seconds into ``video`` (presentation time) of the first frame, of every third, in which the face engine alone
+    (no tracker, no evidence rule, no alert) finds a face matching ``still`` at ``threshold``: where the person
+    appears, measured apart from the pipeline whose alert is checked against it."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from openlfr.watchlist.score import match_score
+
+    reference = max(engine.faces(np.asarray(Image.open(still).convert("RGB"))), key=lambda face: face.score)
+    with av.open(str(video)) as container:
+        for index, frame in enumerate(container.decode(container.streams.video[0])):
+            if index % 3 == 0:
+                faces = engine.faces(frame.to_ndarray(format="rgb24"))
+                scores = [match_score(float(np.dot(f.embedding, reference.embedding)), engine.model_id) for f in faces]
+                if scores and max(scores) >= threshold:
+                    return float(frame.time)
+    raise AssertionError(f"the engine never finds {still.name} in {video.name}")
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, engine: Any
 ) -> None:
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         pytest.skip(f"no browser at {CHROMIUM} (Debian package chromium; `make system-deps` as root)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    clip = require_data("video", "short_hamilton_clip.mp4")
+    clip = _with_recording_time(require_data("video", "short_hamilton_clip.mp4"), tmp_path)
     stills = require_data("stills")
     configure(monkeypatch, OPENLFR_RFR_SOURCE_DIRS=str(clip.parent), OPENLFR_RETENTION_INTERVAL_SECONDS="5")
     app = build_app(background=True, pipelines=True)
@@ -139,6 +179,27 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
         assert [a["person_name"] for a in alerts] == ["Lin-Manuel Miranda"], alerts
         assert olly.get("/api/alerts").json()[0]["alert_id"] == alerts[0]["alert_id"]  # the one review queue
 
+        # Recorded footage, and where in it: the file, the seconds into it, the moment in the footage.
+        [alert] = alerts
+        assert (alert["kind"], alert["footage"], alert["media_file"]) == (
+            "retrospective",
+            "recorded footage",
+            clip.name,
+        )
+        appears = _first_sighting_s(engine, clip, stills / "lin-manuel-miranda.png", state["effective_threshold"])
+        print(f"Lin-Manuel Miranda first found at {appears:.2f} s; the alert says {alert['media_time']} s")
+        assert abs(alert["media_time"] - appears) <= 1.0, (alert["media_time"], appears)
+        assert datetime.fromisoformat(alert["media_started_at"]) == RECORDED_AT
+        assert datetime.fromisoformat(alert["media_at"]) == RECORDED_AT + timedelta(seconds=alert["media_time"])
+        assert datetime.fromisoformat(alert["alert_at"]) > RECORDED_AT + timedelta(days=365)  # processed, years on
+        with app.state.server.sessions() as db:  # what each sink of the deployment is sent
+            from openlfr.alerts.outbox import alert_payload
+            from openlfr.store.alert_models import Alert
+
+            payload = alert_payload(db, db.get(Alert, alert["alert_id"]))
+        assert (payload["kind"], payload["footage"]) == ("retrospective", "recorded footage")
+        assert payload["media_time"] == alert["media_time"]
+
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
@@ -148,7 +209,12 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
                 operator = pages["olly"]
                 row = operator.locator(".alert-row", has_text="Lin-Manuel Miranda").first
                 row.wait_for(timeout=20_000)
+                assert row.locator("[data-testid=footage]").inner_text() == "recorded footage"
+                assert f"{clip.name} at {alert['media_time']:.1f} s" in row.inner_text()
                 row.click()
+                assert "recorded footage" in operator.locator("[data-testid=footage]").inner_text()
+                shown = operator.locator("[data-testid=media-time]").inner_text()
+                assert f"{clip.name} at {alert['media_time']:.1f} s" in shown and "2016-03-14 19:02:" in shown
                 operator.click("button.decision-confirmed")
                 operator.wait_for_selector("[data-testid=stage]:has-text('awaiting verification')")
                 second = pages["omar"]
@@ -168,6 +234,7 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
                 operator.goto(f"{server.url}/records")
                 published = operator.locator("tr", has_text="Hamilton footage")
                 assert published.locator("[data-testid=kind]").inner_text() == "retrospective"
+                assert published.locator("[data-testid=footage]").inner_text() == "of recorded footage"
             finally:
                 browser.close()
 
@@ -293,6 +360,21 @@ def test_retrospective_sources_and_urgency_are_checked(monkeypatch: pytest.Monke
     assert "cannot wait" in refused(kind="retrospective", cameras=inside, urgent_reason="now")
     live = olly.post("/api/deployments", json=draft_body(start))
     assert live.status_code == 201 and live.json()["kind"] == "live" and live.json()["urgent_until"] is None
+
+    # A live camera's alert says "live"; its stored media time (the position in the camera's connection) is no
+    # place in any footage: null.
+    from openlfr.store.alert_models import Alert
+
+    authorised = login(app, "ava").post(
+        f"/api/deployments/{live.json()['id']}/authorise", json={"justification": JUSTIFICATION}
+    )
+    assert authorised.status_code == 200, authorised.text
+    alert_id = add_alert(app, live.json()["id"], "P001")
+    with app.state.server.sessions() as db:
+        db.execute(sa.update(Alert).where(Alert.id == alert_id).values(media_time_s=12.5))
+    alert = olly.get(f"/api/alerts/{alert_id}").json()
+    assert (alert["kind"], alert["footage"], alert["media_time"], alert["media_file"]) == ("live", "live", None, None)
+    assert '<dd data-testid="footage">live</dd>' in olly.get(f"/alerts/{alert_id}").text
     app.state.server.store.close()
 
 

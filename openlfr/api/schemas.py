@@ -386,6 +386,14 @@ class AlertOut(ReviewOut):
     candidates: list[dict[str, Any]]
     has_probe: bool
     has_reference: bool
+    # A retrospective search's sighting is in recorded footage (``alert_at`` is when it was processed): where in the
+    # footage it was. A live camera's alert: kind "live", footage "live", the media fields null.
+    kind: Literal["live", "retrospective"]
+    footage: Literal["live", "recorded footage"]
+    media_time: float | None  # seconds into the file
+    media_file: str | None  # the file as the search names it (never its path on the server)
+    media_started_at: datetime | None  # when the footage began, where the file's metadata says
+    media_at: datetime | None  # the moment in the footage: media_started_at + media_time
 
 
 class AuditEntryOut(Out):
