@@ -87,6 +87,7 @@ def test_an_alert_and_its_decisions_reach_a_signed_webhook_and_mqtt(
         with store.session() as db:  # and kept in the authorised facts
             details = db.scalar(sa.select(AuditEntry.details).where(AuditEntry.action == "deployment.authorise"))
         assert details is not None and details["sinks"] == ["hook", "bus"]
+        assert ava.get(f"/api/deployments/{drafted['id']}/record").json()["sinks"] == "hook, bus"  # and the record
 
         record, new = AlertDatabase(store).write(
             found("P001", 7), watchlist_name="wanted", names={"P001": "Person 1"}, deployment_id=drafted["id"]

@@ -44,6 +44,8 @@ class DeploymentRecord:
     not_located: int
     false_alert_rate: float  # false alerts / faces seen
     false_alert_one_in: str  # "1 in 33,000", or "-" when there were none
+    # Where its alerts and decisions were sent: the configured sinks it was authorised with, by name ("" for none).
+    sinks: str = ""
     # A retrospective search's share of its footage actually read (0 to 1; below 1 when a file was truncated or
     # damaged); None for a live deployment, or a search not processed yet.
     coverage: float | None = None
@@ -71,6 +73,7 @@ def build_record(
     audit_anchor: str = "",
     kind: str = "live",
     coverage: float | None = None,
+    sinks: Sequence[str] = (),
 ) -> DeploymentRecord:
     """``reviews``: one (decision, verified_by, outcome) per alert; (None, None, None) for an undecided alert."""
     start = utc(starts_at)
@@ -109,6 +112,7 @@ def build_record(
         not_located=outcomes.count(Outcome.NOT_LOCATED.value),
         false_alert_rate=round(rate, 8),
         false_alert_one_in=f"1 in {round(1 / rate):,}" if rate > 0 else NO_RATE,
+        sinks=", ".join(sinks),
         coverage=coverage,
         audit_anchor=audit_anchor,
     )

@@ -71,6 +71,7 @@ def record_of(db: Session, row: Deployment) -> records.DeploymentRecord:
         audit_anchor=end_anchor(db, row, phase),
         kind=row.kind,
         coverage=row.coverage,
+        sinks=list(row.sinks or []),
     )
 
 
