@@ -25,6 +25,7 @@ from openlfr.api.deps import ServerState, authenticate
 from openlfr.api.metrics import install_metrics
 from openlfr.api.routes import router
 from openlfr.runtime.background import RetentionLoop
+from openlfr.runtime.camera_health import cameras_down
 from openlfr.runtime.health import DatabaseProbe
 from openlfr.runtime.live_events import EventBoard
 from openlfr.runtime.scheduler import Scheduler
@@ -104,23 +105,28 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
 
     @app.get("/health", include_in_schema=False)
     async def health(request: Request) -> JSONResponse:
-        """503 unless the database reads and writes and every pipeline of this process runs without trouble.
+        """503 unless the database reads and writes, every camera of a live deployment streams (or has finished its
+        file) and every pipeline of this process runs without trouble.
         Anybody gets the status and whether the database is up; the detail (pipelines, their notes and holders,
         the database's error) only whoever is logged in: it names deployments, cameras, hosts and paths."""
 
-        def look() -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+        def look() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], bool]:
             database = probe()
             runs = scheduler.status() if scheduler is not None else []
-            return database, runs, database["ok"] and (scheduler is None or scheduler.healthy)
+            down = []
+            if database["ok"]:  # every process's cameras, from the database: a dead camera is never "ok"
+                with store.session() as db:
+                    down = cameras_down(db)
+            return database, runs, down, database["ok"] and not down and (scheduler is None or scheduler.healthy)
 
-        database, runs, healthy = await run_in_threadpool(look)
+        database, runs, down, healthy = await run_in_threadpool(look)
         body: dict[str, Any] = {
             "status": "ok" if healthy else "degraded",
             "database": "up" if database["ok"] else "down",
         }
         if await authenticate(request) is not None:
             sinks = await run_in_threadpool(delivery.status)  # a sink that keeps failing is shown here
-            body |= {"database_probe": database, "pipelines": runs, "sinks": sinks}
+            body |= {"database_probe": database, "pipelines": runs, "cameras_down": down, "sinks": sinks}
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     mount_docs(app)

@@ -16,8 +16,8 @@ from openlfr.errors import OpenLFRError
 
 
 class StreamSettings(BaseSettings):
-    """The live pipeline's configuration (``openlfr.stream.pipeline.PipelineConfig`` is this class), read from
-    ``OPENLFR_STREAM_*``. What runs on which frame is explained in openlfr/stream/pipeline.py."""
+    """The live pipeline's configuration (``settings.stream``: the runner and its camera processes read it there,
+    nowhere else), from ``OPENLFR_STREAM_*``. What runs on which frame is explained in openlfr/stream/pipeline.py."""
 
     model_config = SettingsConfigDict(env_prefix="OPENLFR_STREAM_", extra="ignore", frozen=True)
 
@@ -177,12 +177,15 @@ class Settings(BaseSettings):
     rfr_max_upload_bytes: int = Field(default=4_000_000_000, ge=1)
     rfr_unused_footage_hours: float = Field(default=24.0, gt=0)
     # A worker holds each camera it runs under a lease of this many seconds, renewed every sixth of it; a dead
-    # worker's cameras are taken over by another within it (services/deployment_runs.py).
+    # worker's cameras are taken over by another within it (runtime/deployment_run.py).
     camera_lease_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)
     # A deployment's pipeline that fails this many times in a row for the same reason (a source that cannot be
     # decoded) is not restarted again: its run stays "failed" and says why, instead of restarting until the window
-    # ends (services/deployment_runs.py).
+    # ends (runtime/deployment_run.py).
     pipeline_max_same_failures: int = Field(default=5, ge=1)
+    # A camera with no new frame for this long is "stalled" (console, /health, metrics, sinks): OPENLFR_STREAM_
+    # STALL_SECONDS, beside the pipeline's settings but read by the run that watches it (runtime/camera_health.py).
+    stream_stall_seconds: float = Field(default=5.0, gt=0.0, le=3600.0)
     worker_name: str = ""  # how this machine signs its camera leases; empty: the host name
     # The camera networks and hosts a live camera may be read from, chosen by the admin who runs the server: CIDR
     # networks (10.20.0.0/16) and host names (cam1.example.org; a leading dot, .example.org, allows every name under

@@ -29,7 +29,15 @@ from openlfr.api.asgi import HttpMiddleware
 from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, own_write
 from openlfr.api.enrol_upload import MAX_FILES
 from openlfr.api.gate import AuthenticateFirst, answers_json
-from openlfr.errors import EnrolmentRefused, LoginThrottled, NotFound, OpenLFRError, UploadRefused, UploadTooLarge
+from openlfr.errors import (
+    EnrolmentRefused,
+    LoginRefused,
+    LoginThrottled,
+    NotFound,
+    OpenLFRError,
+    UploadRefused,
+    UploadTooLarge,
+)
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.services.accounts import Principal
 from openlfr.store.db import UNAVAILABLE as DATABASE_UNAVAILABLE
@@ -191,16 +199,24 @@ def _audit_refusal(request: Request, message: str) -> None:
 
 HtmlErrorPage = Callable[[Request, int, str], Response]
 
-# The status of each error a person can act on, answered with its sentence. Handlers are found along the
-# exception's class hierarchy, so the most specific type wins: any other OpenLFRError (a rule, a bad name, a
-# missing watchlist...) is a 400.
+# The status of each error a person can act on, answered with its sentence: the one place an error's status is
+# written (the console's login page reads it here too). Handlers are found along the exception's class hierarchy,
+# so the most specific type wins: any other OpenLFRError (a rule, a bad name, a missing watchlist...) is a 400.
 PLAIN_ANSWERS: dict[type[Exception], int] = {
     NotFound: 404,
     UploadTooLarge: 413,
     UploadRefused: 400,
     LoginThrottled: 429,
+    LoginRefused: 401,
     OpenLFRError: 400,
 }
+
+
+def status_of(error: BaseException) -> int:
+    """The status ``error`` is answered with: that of its nearest type in ``PLAIN_ANSWERS`` (else 400)."""
+    return next((PLAIN_ANSWERS[kind] for kind in type(error).__mro__ if kind in PLAIN_ANSWERS), 400)
+
+
 # The database did not answer in time (another process holds SQLite's write lock, PostgreSQL is unreachable or
 # restarting, no connection free): 503 rather than 500, since the same request may well succeed shortly.
 RETRY_AFTER_S = 5
@@ -296,7 +312,7 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
     async def _store_refused(request: Request, exc: StatementError) -> Response:
         # A value the store's own types refuse (a time outside the calendar in UTC) comes wrapped by SQLAlchemy.
         if isinstance(exc.orig, OpenLFRError):
-            return answer(request, int(getattr(exc.orig, "status", 400)), str(exc.orig))
+            return answer(request, status_of(exc.orig), str(exc.orig))
         return await _internal(request, exc)
 
     @app.exception_handler(Exception)

@@ -287,6 +287,14 @@ class ReembedOut(Out):
     expired_skipped: int
 
 
+class CameraStateOut(BaseModel):
+    """A camera's health: connecting, streaming, stalled, reconnecting, failed or finished (no URL in ``reason``)."""
+
+    state: str
+    since: datetime
+    reason: str
+
+
 class DeploymentOut(Out):
     """A deployment row, with its phase and whether it may match judged at one moment (``as_of``)."""
 
@@ -334,6 +342,8 @@ class DeploymentOut(Out):
     may_match: bool = False
     may_match_reason: str = ""
     progress: float | None = None  # a retrospective search's share of its footage analysed so far (0 to 1)
+    # Each camera's health (``GET /api/deployments/{id}`` only): name -> state, since when, why.
+    camera_states: dict[str, CameraStateOut] = Field(default_factory=dict)
 
     @field_validator("cameras")
     @classmethod

@@ -19,13 +19,15 @@ from typing import Any
 
 from sqlalchemy import update
 
+from openlfr.alerts import outbox
 from openlfr.alerts.dispatch import AlertDispatcher
 from openlfr.clock import utc_now
+from openlfr.runtime.camera_health import CameraStateChanged, CameraWatch
 from openlfr.services import deployments, retrospective
 from openlfr.services.context import Context
 from openlfr.store import Store
 from openlfr.store.governance_models import Deployment
-from openlfr.store.progress_models import camera_notes, claim, release, save_progress
+from openlfr.store.progress_models import camera_notes, claim, release, save_camera_state, save_progress
 from openlfr.stream.runner import CameraState
 from openlfr.urls import redact_text
 
@@ -72,6 +74,8 @@ class RunBooks:
     _progress: dict[str, tuple[float, int, int, tuple[int, float, float]]]
     _saved_progress: dict[str, tuple[float, int, tuple[int, float, float]]]
     _counted_before: dict[str, tuple[int, float]]
+    cameras: CameraWatch
+    _camera_events: list[CameraStateChanged]
 
     def note(self, camera: str, message: str) -> None:
         """What the operator should know about a camera, on the deployment's page (any URL in it redacted)."""
@@ -110,6 +114,32 @@ class RunBooks:
             f"the database answers again after {now - since:.0f} s (no answer since {began} UTC); {lost}",
         )
 
+    def _camera_changed(self, event: CameraStateChanged) -> None:
+        """A camera's state changed: stored, audited and announced by the bookkeeping thread."""
+        health = event.health
+        log.log(
+            logging.INFO if health.state.up else logging.WARNING,
+            "deployment %d: camera %s is %s (%s)",
+            self.deployment_id,
+            event.camera,
+            health.state,
+            health.reason,
+        )
+        with self._lock:
+            self._camera_events.append(event)
+
+    def _write_camera_states(self) -> None:
+        while self._camera_events:
+            event = self._camera_events[0]
+            health = event.health
+            with self.store.session() as db:
+                save_camera_state(db, self.deployment_id, event.camera, health.state.value, health.since, health.reason)
+                self.ctx.audit(db, "camera.state_changed", f"deployment:{self.deployment_id}", event.payload())
+                # The deployment's sinks that subscribe to camera events hear of it, in the same transaction.
+                outbox.enqueue(db, self.deployment_id, "camera", event.payload(), key=event.key)
+            with self._lock:
+                self._camera_events.pop(0)
+
     def _audit(self, action: str, details: dict[str, Any]) -> None:
         with self._lock:
             self._audits.append((action, {**details, "at": utc_now().isoformat()}))
@@ -119,6 +149,8 @@ class RunBooks:
             finished = not (self.thread is not None and self.thread.is_alive())
             if not finished:
                 self._renew_lease()
+                if not self._stop.is_set():  # a run told to stop stops its frames: that is no stall
+                    self.cameras.look()
             clean = self._write_books(force=finished)
             if (finished and clean) or self._abandon.is_set():
                 break
@@ -177,6 +209,7 @@ class RunBooks:
                     with self._lock:
                         self._note_dirty = True
                     raise
+            self._write_camera_states()
             while self._audits:
                 action, details = self._audits[0]
                 with self.store.session() as db:
@@ -197,7 +230,7 @@ class RunBooks:
             self.database_error = None
             self._database_trouble(None)
         with self._lock:
-            return not self._note_dirty and not self._audits and self._counts_flushed()
+            return not self._note_dirty and not self._audits and not self._camera_events and self._counts_flushed()
 
     def _totals(self) -> dict[str, dict[str, int]]:
         cameras = set(self._done_counts) | set(self._live_counts)
@@ -257,6 +290,7 @@ class RunBooks:
                 retrospective.record_progress(db, self.ctx, self.deployment_id)
 
     def _on_stats(self, states: dict[str, CameraState]) -> None:
+        self.cameras.pipeline_reports(states)
         for name, state in states.items():
             if state.ready and self.notes.get(name, "").endswith("starting"):
                 self.note(name, "running")

@@ -54,6 +54,7 @@ from openlfr.clock import utc, utc_now
 from openlfr.governance.deployments import GovernanceError, Kind, may_match
 from openlfr.governance.guard import MatchGuard
 from openlfr.runtime.books import RunBooks, first_line
+from openlfr.runtime.camera_health import CameraStateChanged, CameraStatus, CameraWatch
 from openlfr.runtime.listing_watch import ListingWatch
 from openlfr.runtime.tiles import TileBoard, tile_faces
 from openlfr.services import camera_secrets
@@ -123,6 +124,7 @@ class DeploymentRun(RunBooks):
         self.notes: dict[str, str] = {}
         self._note_dirty = False
         self._audits: list[tuple[str, dict[str, Any]]] = []
+        self._camera_events: list[CameraStateChanged] = []  # changes of camera state, not yet written
         self._done_counts: dict[str, dict[str, int]] = {}  # of the pipelines that ran before (restarts)
         self._live_counts: dict[str, dict[str, int]] = {}  # of the pipeline running now
         self._flushed: dict[str, dict[str, int]] = {}
@@ -139,6 +141,7 @@ class DeploymentRun(RunBooks):
         self._counted_before: dict[str, tuple[int, float]] = {}  # camera -> (frames, gap_s) its earlier runs stored
         # A listing ended after authorisation: the pipeline is rebuilt from the (updated) snapshot at once.
         self.listings = ListingWatch(store, self.ctx, deployment_id, self._listings_ended)
+        self.cameras = CameraWatch(deployment_id, settings.stream_stall_seconds, self._camera_changed)
         self._reloading = False
 
     @property
@@ -187,6 +190,7 @@ class DeploymentRun(RunBooks):
         )
         for camera in cameras:
             self.note(camera.name, "starting")
+        self.cameras.pipeline_starting([camera.name for camera in cameras], restart=self.restarts > 0)
         # A live deployment's file stands in for a camera (tests, demonstrations): it plays at its own pace, as a
         # camera would. A retrospective search reads its files as fast as the machine allows, every frame.
         self.pipeline = build_pipeline(
@@ -200,8 +204,8 @@ class DeploymentRun(RunBooks):
             match_until=self.ends_at,
             realtime=not self.retrospective,
             retry_for_window=not self.retrospective,
-            on_error=self.note,
-            on_notice=self.note,
+            on_error=self._camera_error,
+            on_notice=self._camera_notice,
             on_stats=self._on_stats,
             on_view=self._on_view,
             view_interval_s=TILE_INTERVAL_S,
@@ -269,6 +273,9 @@ class DeploymentRun(RunBooks):
                     break
                 self.restarts += 1
                 self.state, self.last_failure = "restarting", failure
+                self.cameras.all(
+                    CameraStatus.RECONNECTING, f"the pipeline failed ({failure}); restart in {delay:.0f} s"
+                )
                 log.warning(
                     "deployment %d: the pipeline failed (%s); restart %d in %.0f s",
                     self.deployment_id,
@@ -316,6 +323,7 @@ class DeploymentRun(RunBooks):
         for name in summary.cameras:
             if name not in errors:
                 self.note(name, "the source ended")
+                self.cameras.set(name, CameraStatus.FINISHED, "the file was read to its end")
         self.source_ended = not errors
         return "; ".join(errors.values()) if errors else None
 
@@ -328,6 +336,7 @@ class DeploymentRun(RunBooks):
             "deployment %d: the pipeline failed the same way %d times (%s): stopped", self.deployment_id, times, failure
         )
         self.note("", f"stopped: the pipeline failed the same way {times} times in a row ({failure}); not restarted")
+        self.cameras.all(CameraStatus.FAILED, f"given up after {times} failures in a row: {failure}")
         self._audit("deployment.pipeline_failed", {"failures": times, "reason": failure, "restarts": self.restarts})
 
     def _window_open(self) -> bool:
@@ -377,6 +386,7 @@ class DeploymentRun(RunBooks):
             "database_error": (held.last_error if failing is not None and held else None) or self.database_error,
             "notes": notes,
             "resumed_at_s": dict(self.resumed_at),
+            "cameras": {name: {**h.as_dict(), "up": h.state.up} for name, h in self.cameras.states().items()},
         }
 
     @property
@@ -397,6 +407,16 @@ class DeploymentRun(RunBooks):
         self._reloading = True
         if self.runner is not None:
             self.runner.stop()
+
+    def _camera_notice(self, camera: str, message: str) -> None:
+        self.note(camera, message)
+        self.cameras.notice(camera, message)
+
+    def _camera_error(self, camera: str, message: str) -> None:
+        """A camera's source failed: the run restarts the pipeline (or gives up, which says ``failed``)."""
+        self.note(camera, message)
+        if camera:
+            self.cameras.set(camera, CameraStatus.RECONNECTING, message)
 
     def _on_view(self, view: FrameView) -> None:
         if self.tiles.wants(self.deployment_id, view.camera):

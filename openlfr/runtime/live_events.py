@@ -5,6 +5,10 @@ signature in one short session whenever a change is announced (``openlfr.store.c
 process or server replica on PostgreSQL, a commit in this process on SQLite) and on a cheap poll besides (other
 processes writing to SQLite, a deployment window opening or closing with no write at all). One listening
 connection per process on PostgreSQL, none per stream.
+
+The board also announces each camera's change of state (``openlfr.runtime.camera_health``), whichever process
+runs the camera: as a typed :class:`~openlfr.runtime.camera_health.CameraStateChanged` to whoever subscribed
+(``subscribe_camera_states``), and to the console's streams as a ``cameras`` event (tiles and banners).
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from openlfr.runtime.camera_health import CameraHealth, CameraStateChanged, CameraStatus, live_cameras
 from openlfr.services.accounts import ACCOUNT_TABLES
-from openlfr.services.deployments import live_deployments
 from openlfr.store import Store, changes
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview
@@ -34,22 +39,41 @@ LISTEN_RETRY_S = 1.0  # a lost PostgreSQL listening connection is reopened this 
 
 
 def queue_signature(db: Session) -> dict[str, Any]:
-    """What changes when the queue changes: a new alert, or a decision, check or outcome on one; and which
-    deployments are live."""
+    """What changes when the queue changes: a new alert, or a decision, check or outcome on one; which
+    deployments are live, and the state of each of their cameras."""
     alerts = db.execute(
         select(func.count(), func.max(Alert.id)).select_from(Alert).where(Alert.deployment_id.is_not(None))
     ).one()
     reviews = db.execute(
         select(func.count(AlertReview.decision), func.count(AlertReview.verified_by), func.count(AlertReview.outcome))
     ).one()
+    live = live_cameras(db)
     return {
         "alerts": alerts[0],
         "latest": alerts[1],
         "decided": reviews[0],
         "verified": reviews[1],
         "outcomes": reviews[2],
-        "live": sorted(row.id for row in live_deployments(db)),
+        "live": sorted(group.deployment_id for group in live),
+        "cameras": sorted(
+            [group.deployment_id, name, health.state.value, health.since.isoformat(), health.reason]
+            for group in live
+            for name, health in group.states.items()
+        ),
     }
+
+
+def camera_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[CameraStateChanged]:
+    """The cameras whose state differs between two signatures (a camera new to the board counts as changed)."""
+    old = {(row[0], row[1]): CameraStatus(row[2]) for row in (before or {}).get("cameras", [])}
+    changed = []
+    for deployment_id, camera, state, since, reason in after.get("cameras", []):
+        status = CameraStatus(state)
+        previous = old.get((deployment_id, camera))
+        if previous is not status:
+            health = CameraHealth(status, datetime.fromisoformat(since), reason)
+            changed.append(CameraStateChanged(deployment_id, camera, health, previous))
+    return changed
 
 
 @dataclass(frozen=True)
@@ -82,6 +106,7 @@ class EventBoard:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._moved: asyncio.Event | None = None
         self._unsubscribe: Any = None
+        self._camera_subscribers: list[Callable[[CameraStateChanged], None]] = []
 
     # ----- life -----
 
@@ -124,6 +149,16 @@ class EventBoard:
                 break
         return self.state
 
+    def subscribe_camera_states(self, callback: Callable[[CameraStateChanged], None]) -> Callable[[], None]:
+        """Call ``callback`` (on the board's thread) with each camera's change of state; returns the unsubscribe."""
+        self._camera_subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._camera_subscribers:
+                self._camera_subscribers.remove(callback)
+
+        return unsubscribe
+
     def poke(self) -> None:
         """Recompute now (a change this process knows of)."""
         self._due.set()
@@ -158,6 +193,15 @@ class EventBoard:
             if signature != old.signature or accounts_moved:
                 self._latest = BoardState(old.version + 1, signature, old.accounts + int(accounts_moved))
                 self._publish(self._latest)
+                self._announce_cameras(camera_changes(old.signature, signature))
+
+    def _announce_cameras(self, changes: list[CameraStateChanged]) -> None:
+        for change in changes:
+            for callback in list(self._camera_subscribers):
+                try:
+                    callback(change)
+                except Exception:  # one subscriber's bug must not keep the others, or the board, from going on
+                    log.exception("a subscriber to camera states failed")
 
     def _publish(self, state: BoardState) -> None:
         loop = self._loop

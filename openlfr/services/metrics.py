@@ -168,9 +168,12 @@ class PipelineMetrics(Collector):
             states = dict(self._states)
             sources = list(self._state_sources.values())
             errors = dict(self._database_errors)
+        cameras_up: dict[tuple[str, str], tuple[str, bool]] = {}  # (deployment, camera) -> (state, up)
         for source in sources:
             for run in source():
                 states[_label(run["deployment"])] = str(run["state"])
+                for camera, health in run.get("cameras", {}).items():
+                    cameras_up[(_label(run["deployment"]), camera)] = (str(health["state"]), bool(health["up"]))
         labels = list(CAMERA_LABELS)
         for metric, attribute, documentation in CAMERA_COUNTERS:
             family = CounterMetricFamily(metric, documentation, labels=labels)
@@ -205,6 +208,23 @@ class PipelineMetrics(Collector):
         for deployment, state in sorted(states.items()):
             gauge.add_metric([deployment, state], 1.0)
         yield gauge
+        up = GaugeMetricFamily(
+            "openlfr_camera_up",
+            "1 while the camera streams (or has read its file to the end); 0 while it connects, stalls, reconnects "
+            "or has failed.",
+            labels=labels,
+        )
+        camera_state = GaugeMetricFamily(
+            "openlfr_camera_state",
+            "1 for the state of each camera this process runs (connecting, streaming, stalled, reconnecting, failed, "
+            "finished).",
+            labels=[*labels, "state"],
+        )
+        for (deployment, camera), (state, is_up) in sorted(cameras_up.items()):
+            up.add_metric([deployment, camera], 1.0 if is_up else 0.0)
+            camera_state.add_metric([deployment, camera, state], 1.0)
+        yield up
+        yield camera_state
         database = CounterMetricFamily(
             "openlfr_database_errors", "Errors the database raised, by error class.", labels=["error"]
         )

@@ -40,6 +40,11 @@ class CameraProgress(Base):
     frames: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
     covered_s: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0, server_default="0")
     gap_s: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0, server_default="0")
+    # The camera's health (``openlfr.runtime.camera_health``), written by the process that runs it, read by the
+    # server that answers the API and /health: connecting, streaming, stalled, reconnecting, failed, finished.
+    state: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    state_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    state_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 
 
 def load_progress(session: Session, deployment_id: int) -> dict[str, CameraProgress]:
@@ -152,3 +157,21 @@ def camera_notes(session: Session, deployment_id: int, camera: str, note: str) -
 def expire_lease(session: Session, deployment_id: int, camera: str, holder: str) -> None:
     """End a lease now, if ``holder`` still has it (its process is known to be gone)."""
     _update_if_held(session, deployment_id, camera, holder, {"lease_until": utc_now() - timedelta(seconds=1)})
+
+
+def save_camera_state(
+    session: Session, deployment_id: int, camera: str, state: str, since: datetime, reason: str
+) -> None:
+    """Store a camera's health (its row is made when missing: a run says ``connecting`` before its first count)."""
+    row = session.get(CameraProgress, (deployment_id, camera))
+    if row is None:
+        row = CameraProgress(deployment_id=deployment_id, camera=camera, runs=0, updated_at=utc_now())
+        session.add(row)
+    row.state, row.state_since, row.state_reason = state, since, reason
+
+
+def camera_state_rows(session: Session, deployment_ids: list[int]) -> list[CameraProgress]:
+    """The camera rows of these deployments, with their health and their lease."""
+    if not deployment_ids:
+        return []
+    return list(session.scalars(sa.select(CameraProgress).where(CameraProgress.deployment_id.in_(deployment_ids))))

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from openlfr.api.deps import DB, DRAFTS, SEES_ALERTS, AnyPrincipal
 from openlfr.clock import utc_now
 from openlfr.governance import deployments
+from openlfr.runtime.camera_health import DeploymentCameras, camera_states
 from openlfr.services import records, reviews, watchlists
 from openlfr.services.deployments import all_deployments, get_deployment
 from openlfr.web.render import render
@@ -37,13 +38,17 @@ def deployments_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLR
 def deployment_page(deployment_id: int, request: Request, principal: AnyPrincipal, db: DB) -> HTMLResponse:
     row = get_deployment(db, deployment_id)
     moment = utc_now()
+    permission = deployments.may_match(row, moment)
+    cameras = DeploymentCameras(row.id, row.name, camera_states(db, row, live=permission.allowed))
     return render(
         request,
         "deployment.html",
         principal,
         d=row,
         phase=deployments.phase(row, moment).value,
-        permission=deployments.may_match(row, moment),
+        permission=permission,
+        cameras=cameras,
+        cameras_down=permission.allowed and bool(cameras.down),
         record=records.record_of(db, row),
         reviews=reviews.alerts_with_reviews(db, row.id, limit=5000, newest_first=False),
         sees_alerts=principal.role in SEES_ALERTS,

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from openlfr.api.deps import DB, AlertViewerPrincipal, server
 from openlfr.governance import adjudication
+from openlfr.runtime.camera_health import live_cameras
 from openlfr.services import alert_source, reviews
 from openlfr.services.console import require_second_verifier
-from openlfr.services.deployments import get_deployment, live_deployments
+from openlfr.services.deployments import get_deployment
 from openlfr.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -29,14 +30,22 @@ def _queue_items(db: Session, request: Request) -> tuple[list[dict[str, Any]], l
     return waiting, done[:30], second
 
 
-def _live_tiles(db: Session) -> list[dict[str, Any]]:
-    return [{"deployment": row, "camera": camera["name"]} for row in live_deployments(db) for camera in row.cameras]
+def _live_tiles(db: Session) -> dict[str, Any]:
+    """The live cameras' tiles, each with its health (a camera down shows red, with since when and why), and a
+    banner for each deployment with a camera down."""
+    groups = live_cameras(db)
+    tiles = [
+        {"deployment_id": group.deployment_id, "deployment": group.name, "camera": name, "health": health}
+        for group in groups
+        for name, health in group.states.items()
+    ]
+    return {"tiles": tiles, "banners": [f"{group.name}: {group.banner}" for group in groups if group.down]}
 
 
 @router.get("/queue")
 def queue(request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
     waiting, done, second = _queue_items(db, request)
-    return render(request, "queue.html", principal, waiting=waiting, done=done, second=second, tiles=_live_tiles(db))
+    return render(request, "queue.html", principal, waiting=waiting, done=done, second=second, **_live_tiles(db))
 
 
 @router.get("/queue/items")
@@ -47,7 +56,7 @@ def queue_items(request: Request, principal: AlertViewerPrincipal, db: DB) -> HT
 
 @router.get("/queue/cameras")
 def queue_cameras(request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
-    return render(request, "queue_cameras.html", principal, tiles=_live_tiles(db))
+    return render(request, "queue_cameras.html", principal, **_live_tiles(db))
 
 
 @router.get("/alerts/{alert_id}")

@@ -19,7 +19,8 @@ from openlfr.api.deps import (
     own_write,
     server,
 )
-from openlfr.api.schemas import DeploymentOut, DraftIn, FootageOut, JustificationIn, ReasonIn
+from openlfr.api.schemas import CameraStateOut, DeploymentOut, DraftIn, FootageOut, JustificationIn, ReasonIn
+from openlfr.runtime.camera_health import camera_states
 from openlfr.services import deployments, footage, retrospective
 
 router = APIRouter(prefix="/api", tags=["deployments"])
@@ -40,7 +41,12 @@ def list_deployments(_: AnyPrincipal, db: DB) -> list[DeploymentOut]:
 
 @router.get("/deployments/{deployment_id}")
 def get_deployment(deployment_id: int, _: AnyPrincipal, db: DB) -> DeploymentOut:
-    return DeploymentOut.model_validate(deployments.get_deployment(db, deployment_id))
+    row = deployments.get_deployment(db, deployment_id)
+    shown = DeploymentOut.model_validate(row)
+    states = camera_states(db, row, live=shown.may_match)
+    return shown.model_copy(
+        update={"camera_states": {name: CameraStateOut(**health.as_dict()) for name, health in states.items()}}
+    )
 
 
 @router.post("/deployments/{deployment_id}/authorise")

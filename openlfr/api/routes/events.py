@@ -1,7 +1,7 @@
 """Server-sent events for the console: ``queue`` whenever the alert queue changes, ``cameras`` when a deployment
-goes live or stops, ``logout`` when the login ends. A stream holds no database connection while it waits: the
-server's one :class:`~openlfr.runtime.live_events.EventBoard` follows the database (alerts raised by a separate
-worker or another replica too) and every open stream waits on it."""
+goes live or stops or one of its cameras changes state, ``logout`` when the login ends. A stream holds no
+database connection while it waits: the server's one :class:`~openlfr.runtime.live_events.EventBoard` follows the
+database (alerts raised by a separate worker or another replica too) and every open stream waits on it."""
 
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse
             version, signature = current.version, current.signature
             if signature is None:
                 continue
-            if shown is None or signature["live"] != shown["live"]:
-                yield f"event: cameras\ndata: {json.dumps(signature['live'])}\n\n"
+            if shown is None or _cameras_part(signature) != _cameras_part(shown):
+                yield f"event: cameras\ndata: {json.dumps(_cameras_part(signature))}\n\n"
             if shown is None or _queue_part(signature) != _queue_part(shown):
                 yield f"event: queue\ndata: {json.dumps(signature)}\n\n"
             shown = signature
@@ -70,4 +70,8 @@ async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse
 
 
 def _queue_part(signature: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in signature.items() if k != "live"}
+    return {k: v for k, v in signature.items() if k not in ("live", "cameras")}
+
+
+def _cameras_part(signature: dict[str, Any]) -> dict[str, Any]:
+    return {"live": signature["live"], "cameras": signature.get("cameras", [])}
