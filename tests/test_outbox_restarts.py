@@ -19,13 +19,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
 
 from openlfr.alerts.database import AlertDatabase
 from openlfr.governance.roles import Role
 from openlfr.stream.pipeline import AlertFound
 from tests.conftest import OPENLFR_BIN
-from tests.serverkit import JUSTIFICATION, add_user, add_watchlist, build_app, configure, draft_body, free_port, login
+from tests.serverkit import (
+    JUSTIFICATION,
+    add_user,
+    add_watchlist,
+    bearer_token,
+    build_app,
+    configure,
+    draft_body,
+    free_port,
+    login,
+)
 from tests.sinkkit import SECRET, SigningReceiver
 from tests.waitkit import hang_guard, wait_for
 
@@ -94,7 +105,7 @@ def test_a_refusing_receiver_and_a_killed_server_lose_and_double_nothing(
     app = build_app()
     processes = Processes(tmp_path)
     try:
-        for name, role in [("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
+        for name, role in [("ann", Role.ADMIN), ("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
             add_user(app, name, role)
         add_watchlist(app)
         olly, ava = login(app, "olly"), login(app, "ava")
@@ -130,6 +141,16 @@ def test_a_refusing_receiver_and_a_killed_server_lose_and_double_nothing(
             for _ in range(2):
                 processes.start("worker")
         wait_for("refused attempts after the restart", lambda: receiver.refused >= refused + 3, 60, gone=processes.gone)
+        # A sink that keeps failing is shown: the console, /health's detail, /metrics.
+        page = login(app, "ann").get("/settings").text
+        assert 'data-testid="sink-hook"' in page and "failing since" in page and "HTTP 503" in page
+        bearer = {"Authorization": f"Bearer {bearer_token(app, 'ann')}"}
+        health = httpx.get(f"http://127.0.0.1:{port}/health", headers=bearer, timeout=30).json()
+        (shown,) = [sink for sink in health["sinks"] if sink["sink"] == "hook"]
+        assert shown["pending"] >= 1 and shown["type"] == "webhook"
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=bearer, timeout=30).text
+        assert 'openlfr_deliveries_pending{sink="hook"}' in metrics
+        assert 'openlfr_delivery_failures_total{sink="hook"}' in metrics
         receiver.refusing = False
         everything = {key for listed in keys.values() for key in listed}
         wait_for("every alert delivered", lambda: set(receiver.accepted) >= everything, 60, gone=processes.gone)

@@ -26,6 +26,7 @@ from openlfr.alerts.sinks import Sender, sender_for
 from openlfr.config_file import SinkSettings
 from openlfr.store import Store, changes
 from openlfr.text import first_line
+from openlfr.urls import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class DeliveryWorker:
                     sender = sender_for(name, config, self.owner)
                 rows = outbox.claim(self.store, name, self.owner, lease_s)
             except Exception as exc:  # the database away, a bad sink address: said, and tried again
-                self._note_failure(name, f"cannot read the outbox or open the sink: {first_line(exc)}")
+                self._note_failure(name, f"cannot read the outbox or open the sink: {redact_text(first_line(exc))}")
                 rows = []
             for row in rows:
                 if self._stop.is_set():
@@ -119,8 +120,8 @@ class DeliveryWorker:
             if sender is None:
                 raise RuntimeError("the sink could not be opened")
             sender.send(row.key, row.kind, row.payload)
-        except Exception as exc:
-            error = first_line(exc)
+        except Exception as exc:  # (a URL in the error may carry a token: shown without it)
+            error = redact_text(first_line(exc))
         try:
             outbox.finish(self.store, row, self.owner, error, self.retry_max_s)
         except Exception as exc:  # delivered but not recorded: sent again once its lease ends (same key)

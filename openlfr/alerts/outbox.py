@@ -13,7 +13,7 @@ yet delivered of each is ever claimed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -283,3 +283,42 @@ def pending_counts(store: Store, deployment_id: int | None = None) -> dict[str, 
         query = query.where(Delivery.deployment_id == deployment_id)
     with store.session() as session:
         return {sink: int(count) for sink, count in session.execute(query).all()}
+
+
+@dataclass(frozen=True)
+class SinkHealth:
+    """What the console shows of a sink: rows waiting, and since when and why the oldest keeps failing."""
+
+    sink: str
+    pending: int
+    failing_since: datetime | None  # the oldest pending row that has failed at least once: its commit time
+    attempts: int
+    last_error: str | None
+    given_up: int
+
+
+def sink_health(session: Session, names: Collection[str]) -> list[SinkHealth]:
+    out = []
+    for name in sorted(names):
+        waiting = (Delivery.sink == name, Delivery.delivered_at.is_(None), Delivery.given_up_at.is_(None))
+        pending = session.scalar(sa.select(sa.func.count()).where(*waiting)) or 0
+        oldest = session.execute(
+            sa.select(Delivery.created_at, Delivery.attempts, Delivery.last_error)
+            .where(*waiting, Delivery.attempts > 0)
+            .order_by(Delivery.id)
+            .limit(1)
+        ).first()
+        given_up = session.scalar(
+            sa.select(sa.func.count()).where(Delivery.sink == name, Delivery.given_up_at.is_not(None))
+        )
+        out.append(
+            SinkHealth(
+                name,
+                int(pending),
+                None if oldest is None else oldest[0],
+                0 if oldest is None else int(oldest[1]),
+                None if oldest is None else oldest[2],
+                int(given_up or 0),
+            )
+        )
+    return out

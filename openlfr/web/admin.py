@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
+from openlfr.alerts import outbox
 from openlfr.api.deps import (
     DB,
     AdminPrincipal,
@@ -89,6 +90,8 @@ def settings_page(request: Request, principal: AdminPrincipal, db: DB) -> HTMLRe
             "snapshot_hours": settings.snapshot_retention_seconds / 3600,
             "probe_days": settings.probe_retention_seconds / 86400,
         },
+        sinks=settings.sinks,
+        sink_health=outbox.sink_health(db, settings.sinks),  # a sink that keeps failing is shown here
     )
 
 
