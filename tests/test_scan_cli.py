@@ -172,7 +172,7 @@ def test_pedestrians_raise_no_alert_and_leave_nothing_but_counts(tmp_path: Path)
     rows_after = table_rows(data_dir / "openlfr.db")
     changed = {t for t in rows_after if rows_after[t] != rows_before.get(t)}
     assert changed == {"deployments", "audit_log", "audit_head"}, changed
-    assert rows_after["alerts"] == [] and rows_after["alert_deliveries"] == []
+    assert rows_after["alerts"] == [] and rows_after["deliveries"] == []
     (deployment,) = rows_after["deployments"]
     assert not any(isinstance(value, bytes) for value in deployment)
     connection = sqlite3.connect(data_dir / "openlfr.db")
