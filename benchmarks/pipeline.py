@@ -148,7 +148,6 @@ def realtime_pass(
 
     runner = PipelineRunner(
         [CameraConfig("bench", str(path))],
-        settings.stream,
         settings,
         watchlist.gallery,
         EvidenceRule(threshold, settings.stream.evidence_k, settings.stream.evidence_n),

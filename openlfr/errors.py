@@ -1,6 +1,6 @@
 """Errors a user can act on, matched by type. The CLI prints them as one line (never a traceback); the API
-answers each type with its own HTTP status (``openlfr.api.app.install_error_answers``), found by type, never by
-an attribute of the instance (a login refusal's ``status`` is a constant of its type).
+answers each type with its own HTTP status, found by type in one table (``openlfr.api.app.PLAIN_ANSWERS``), never by
+an attribute.
 
 Stage-specific refusals keep their home in their stage and subclass these (``StoreError``, ``SourceError``,
 ``CalibrationError``, ``GovernanceError``...); the types a front door answers differently live here.
@@ -40,19 +40,13 @@ class EnrolmentRefused(OpenLFRError):
 class InvalidText(OpenLFRError):
     """A text value cannot be stored as given (it holds a NUL character); ``openlfr.text.plain_text`` checks."""
 
-    status = 400
-
 
 class InvalidNumber(OpenLFRError):
     """A whole number outside what the database holds (64-bit signed), such as an id of 2^63 or more."""
 
-    status = 400
-
 
 class InvalidTime(OpenLFRError):
     """A time that cannot be expressed in UTC within years 1-9999 (year 9999 with a negative offset, say)."""
-
-    status = 400
 
 
 class UploadRefused(OpenLFRError):
@@ -70,10 +64,6 @@ class AccountError(OpenLFRError):
 class LoginRefused(OpenLFRError):
     """A login attempt failed: wrong name or password."""
 
-    status = 401
-
 
 class LoginThrottled(LoginRefused):
     """Too many failed logins for the name or the address; the password is not even checked."""
-
-    status = 429

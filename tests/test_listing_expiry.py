@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from openlfr.governance import deployments as rules
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.governance.roles import Role
-from openlfr.settings import Settings, get_settings
+from openlfr.settings import Settings, StreamSettings, get_settings
 from openlfr.store import open_store
 from openlfr.store.governance_models import SnapshotPerson
 from openlfr.store.models import Person, Watchlist
 from openlfr.stream.evidence import EvidenceRule
-from openlfr.stream.pipeline import AlertFound, CameraPipeline, PipelineConfig
+from openlfr.stream.pipeline import AlertFound, CameraPipeline
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.vision.dlib_backend import HogDetector
 from openlfr.vision.engine import model_id_for
@@ -97,7 +97,7 @@ def test_the_pipeline_raises_no_alert_after_the_listing_ends(engine, tmp_path: P
         gallery = Gallery(vectors, people, list(range(21)), engine.model_id, expires_at=expiry, clock=clock)
         camera = CameraConfig("door", str(clip))
         pipeline = CameraPipeline(
-            camera, PipelineConfig(cooldown_s=0.0), engine, HogDetector(0), gallery, EvidenceRule(0.8)
+            camera, StreamSettings(cooldown_s=0.0), engine, HogDetector(0), gallery, EvidenceRule(0.8)
         )
         alerts: list[AlertFound] = []
         for yuv, frame in yuv_frames(Capture(camera).frames()):

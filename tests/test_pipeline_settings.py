@@ -104,7 +104,8 @@ def _assert_settings_reached(pipeline: LivePipeline, threshold: float) -> None:
     assert (runner.rule.k, runner.rule.n) == (3, 7)  # OPENLFR_STREAM_EVIDENCE_K/N
     assert runner.rule.threshold == pytest.approx(threshold)  # picked from OPENLFR_CALIBRATION_FILE
     assert runner.options.slots == 5  # OPENLFR_STREAM_QUEUE_FRAMES
-    assert runner.config.min_face_px == 55 and runner.config.detect_interval_s == 0.4  # the stream section
+    stream = runner.settings.stream  # the stream section
+    assert stream.min_face_px == 55 and stream.detect_interval_s == 0.4
     (camera,) = runner.cameras
     assert camera.roi == ROI and camera.fps_cap == 4.0  # --roi / --fps-cap, or the deployment's camera record
     assert camera.min_face_px == 70  # --min-face, or the deployment's camera record

@@ -165,8 +165,9 @@ def test_camera_pipeline_on_the_hamilton_clip_matches_only_when_live(monkeypatch
     add_watchlist(app, name="filler", people=3, images_each=1)
     from openlfr.runtime.deployment_run import DeploymentRun
     from openlfr.services.live import snapshot_watchlist as load_snapshot
+    from openlfr.settings import StreamSettings
     from openlfr.stream.evidence import EvidenceRule
-    from openlfr.stream.pipeline import CameraPipeline, PipelineConfig
+    from openlfr.stream.pipeline import CameraPipeline
     from openlfr.stream.source import CameraConfig, Capture
     from openlfr.vision.engine import build_engine
     from openlfr.vision.image_io import load_rgb
@@ -185,7 +186,7 @@ def test_camera_pipeline_on_the_hamilton_clip_matches_only_when_live(monkeypatch
         guarded = GuardedGallery(counting, run.guard)
         pipeline = CameraPipeline(
             CameraConfig("stage", str(clip)),
-            PipelineConfig(),
+            StreamSettings(),
             engine,
             engine.detector,
             guarded,

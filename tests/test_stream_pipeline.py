@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from openlfr.settings import Settings
+from openlfr.settings import Settings, StreamSettings
 from openlfr.stream.evidence import EvidenceRule
-from openlfr.stream.pipeline import AlertFound, CameraPipeline, PipelineConfig
+from openlfr.stream.pipeline import AlertFound, CameraPipeline
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.stream.tracker import Track
 from openlfr.vision.engine import build_detector
@@ -63,12 +63,12 @@ def run_clip(
     engine,  # type: ignore[no-untyped-def]
     clip: Path,
     gallery: Gallery,
-    config: PipelineConfig | None = None,
+    config: StreamSettings | None = None,
     may_match: Callable[[], bool] = lambda: True,
 ) -> tuple[CameraPipeline, list[AlertFound], list[Track]]:
     camera = CameraConfig("door", str(clip))
     pipeline = CameraPipeline(
-        camera, config or PipelineConfig(), engine, live_detector(), gallery, EvidenceRule(0.8), may_match
+        camera, config or StreamSettings(), engine, live_detector(), gallery, EvidenceRule(0.8), may_match
     )
     started: list[Track] = []
     original_start = pipeline.tracker.start
@@ -87,11 +87,11 @@ def run_clip(
 
 
 def test_one_alert_per_track_and_a_cooldown_across_tracks(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
-    pipeline, alerts, tracks = run_clip(engine, clips["twice"], listed, PipelineConfig(cooldown_s=0.0))
+    pipeline, alerts, tracks = run_clip(engine, clips["twice"], listed, StreamSettings(cooldown_s=0.0))
     assert len(tracks) == 2, "the face leaves for longer than a track lives: two tracks"
     assert [(a.person_id, a.track_id) for a in alerts] == [("eileen", tracks[0].id), ("eileen", tracks[1].id)]
 
-    pipeline, alerts, tracks = run_clip(engine, clips["twice"], listed, PipelineConfig(cooldown_s=60.0))
+    pipeline, alerts, tracks = run_clip(engine, clips["twice"], listed, StreamSettings(cooldown_s=60.0))
     assert [a.track_id for a in alerts] == [tracks[0].id]
     assert pipeline.counters.suppressed == 1 and pipeline.counters.alerts == 1
 
@@ -116,7 +116,7 @@ def test_no_embedding_while_matching_is_not_allowed(engine, clips, listed) -> No
 
 
 def test_an_unlisted_face_costs_a_budget_and_leaves_nothing(engine, clips, unlisted) -> None:  # type: ignore[no-untyped-def]
-    pipeline, alerts, tracks = run_clip(engine, clips["long"], unlisted, PipelineConfig(embed_budget=4))
+    pipeline, alerts, tracks = run_clip(engine, clips["long"], unlisted, StreamSettings(embed_budget=4))
     assert not alerts and len(tracks) == 1
     assert pipeline.counters.embeddings == 4, "the budget, spent, and no more"
     assert pipeline.counters.faces_seen > 40, "the face was followed on every frame after the budget ran out"
@@ -127,7 +127,7 @@ def test_an_unlisted_face_costs_a_budget_and_leaves_nothing(engine, clips, unlis
 
 def test_samples_come_quickly_first_then_spaced_out(engine, clips, unlisted) -> None:  # type: ignore[no-untyped-def]
     """k samples as soon as the gap allows, then at doubling gaps: a long track does not embed every frame."""
-    config = PipelineConfig(embed_budget=50, embed_gap_s=0.15, better_by=1.0)
+    config = StreamSettings(embed_budget=50, embed_gap_s=0.15, better_by=1.0)
     times: list[float] = []
     original = CameraPipeline._judge
 
@@ -156,7 +156,7 @@ def test_a_region_of_interest_and_a_minimum_face_size(engine, clips, listed) -> 
     }
     seen = {}
     for case, camera in camera_cases.items():
-        pipeline = CameraPipeline(camera, PipelineConfig(), engine, live_detector(), listed, EvidenceRule(0.8))
+        pipeline = CameraPipeline(camera, StreamSettings(), engine, live_detector(), listed, EvidenceRule(0.8))
         for yuv, frame in yuv_frames(Capture(camera).frames()):
             pipeline.process(yuv, frame.clock, frame.arrival)
         pipeline.finish()
@@ -170,7 +170,7 @@ def test_detections_arriving_late_from_another_process_are_taken_in(engine, clip
     followed are not started twice; the face leaving and coming back makes a second track."""
     camera = CameraConfig("door", str(clips["twice"]))
     pipeline = CameraPipeline(
-        camera, PipelineConfig(cooldown_s=0.0), engine, live_detector(), listed, EvidenceRule(0.8)
+        camera, StreamSettings(cooldown_s=0.0), engine, live_detector(), listed, EvidenceRule(0.8)
     )
     late = LateDetector(live_detector(), lag=3)
     pipeline.remote = late
@@ -186,7 +186,7 @@ def test_detections_arriving_late_from_another_process_are_taken_in(engine, clip
 def test_a_late_detection_gives_a_track_back_the_face_it_lost(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
     """Local detection misses the face for a while; the next whole-picture detection finds it for the same track."""
     camera = CameraConfig("door", str(clips["long"]))
-    pipeline = CameraPipeline(camera, PipelineConfig(), engine, live_detector(), listed, EvidenceRule(0.8))
+    pipeline = CameraPipeline(camera, StreamSettings(), engine, live_detector(), listed, EvidenceRule(0.8))
     pipeline.remote = LateDetector(live_detector(), lag=2)
     follow = pipeline._follow
     blind = (1.0, 1.8)  # seconds during which local detection finds nothing

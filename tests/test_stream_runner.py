@@ -12,7 +12,7 @@ import pytest
 
 from openlfr.settings import Settings
 from openlfr.stream.evidence import EvidenceRule
-from openlfr.stream.pipeline import AlertFound, PipelineConfig
+from openlfr.stream.pipeline import AlertFound
 from openlfr.stream.runner import CameraState, PipelineRunner, RunnerOptions
 from openlfr.stream.source import CameraConfig, CaptureOptions
 from openlfr.watchlist.search import Gallery
@@ -41,7 +41,6 @@ def runner_for(
     errors: list[tuple[str, str]] = []
     runner = PipelineRunner(
         cameras,
-        PipelineConfig(),
         Settings(),
         gallery,
         EvidenceRule(0.8),

@@ -134,7 +134,20 @@ def demo(
     run_demo(get_settings(), data, out)
 
 
-from openlfr.cli import audit, backup, bench, config, init, models, scan, search, server, users, watchlist  # noqa: E402
+from openlfr.cli import (  # noqa: E402
+    audit,
+    backup,
+    bench,
+    config,
+    init,
+    models,
+    scan,
+    search,
+    server,
+    users,
+    watchlist,
+    watchlist_import,
+)
 
 bench.register(app)
 app.command("demo")(demo)
@@ -143,6 +156,7 @@ scan.register(app)
 search.register(app)
 models.register(app)
 app.add_typer(bench.bench_app, name="bench")
+watchlist_import.register(watchlist.watchlist_app)
 app.add_typer(watchlist.watchlist_app, name="watchlist")
 users.register(app)
 audit.register(app)

@@ -429,8 +429,3 @@ def reembed(
             err_console.print(f"refused {refused.person}: " + "; ".join(refused.reasons), markup=False)
     if report.refused:
         raise typer.Exit(1)
-
-
-from openlfr.cli import watchlist_import  # noqa: E402  (registers `watchlist import` on watchlist_app)
-
-__all__ = ["watchlist_app", "watchlist_import"]

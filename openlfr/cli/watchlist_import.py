@@ -22,7 +22,6 @@ from openlfr.cli.watchlist import (
     listing_details,
     people_progress,
     shown,
-    watchlist_app,
 )
 from openlfr.clock import utc_now
 from openlfr.errors import OpenLFRError
@@ -33,7 +32,11 @@ if TYPE_CHECKING:
     from openlfr.enrolment.importer import ImportRow
 
 
-@watchlist_app.command("import")
+def register(group: typer.Typer) -> None:
+    """Add ``import`` to the ``watchlist`` commands (``openlfr.cli.main`` does, once both modules are loaded)."""
+    group.command("import")(import_)
+
+
 def import_(
     name: Annotated[str, typer.Argument(help="The watchlist.")],
     folder: Annotated[Path, typer.Argument(help="One sub-folder per person; the folder name is id and name.")],

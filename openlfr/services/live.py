@@ -230,7 +230,6 @@ def build_pipeline(
 
     runner = PipelineRunner(
         cameras,
-        stream,
         settings,
         watchlist.gallery,
         EvidenceRule(threshold=watchlist.threshold, k=stream.evidence_k, n=stream.evidence_n),

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 
 from openlfr.alerts.record import AlertFound
+from openlfr.clock import utc_now
 from openlfr.settings import StreamSettings
 from openlfr.stream.detector import detect_in_area
 from openlfr.stream.evidence import EvidenceRule, decide
@@ -42,15 +43,12 @@ from openlfr.vision.image_io import encode_jpeg
 from openlfr.vision.types import Box, Detection, Face, FaceDetector
 from openlfr.watchlist.score import match_score
 
-# The pipeline's configuration is the stream section of the settings (``OPENLFR_STREAM_*``): one set of defaults.
-PipelineConfig = StreamSettings
-
 
 class CameraPipeline:
     def __init__(
         self,
         camera: CameraConfig,
-        config: PipelineConfig,
+        config: StreamSettings,  # the stream section of the settings (``OPENLFR_STREAM_*``)
         engine: FaceEngine,
         detector: FaceDetector,
         matcher: Matcher | None,
@@ -78,7 +76,7 @@ class CameraPipeline:
         self._last_sampled = float("-inf")  # clock of the last frame whose faces were sampled
         self.sampling = SamplingPolicy(config, rule.k if rule is not None else 1)
         self._detect_cost_s = 0.0  # wall time the last whole-picture detection took
-        self.live = False  # set for live and paced sources: see PipelineConfig.detect_share
+        self.live = False  # set for live and paced sources: see StreamSettings.detect_share
         self.remote: AsyncDetector | None = None  # whole-picture detection in another process (live sources)
         self._last_alert: dict[Hashable, float] = {}
         self._matching_now = False
@@ -410,7 +408,7 @@ class CameraPipeline:
             candidates=[(c.person_id, c.reference_id, float(c.score)) for c in best.candidates],
             probe_jpeg=encode_jpeg(crop),
             arrival=arrival,
-            seen_at=datetime.now(UTC) - timedelta(seconds=lag),
+            seen_at=utc_now() - timedelta(seconds=lag),
             clock=clock,
             media_time=media_time,
             model_id=self.engine.model_id,

@@ -23,7 +23,7 @@ from typing import Any
 from openlfr.alerts.record import AlertFound
 from openlfr.settings import Settings
 from openlfr.stream.evidence import EvidenceRule
-from openlfr.stream.pipeline import Matcher, PipelineConfig
+from openlfr.stream.pipeline import Matcher
 from openlfr.stream.run_state import CameraResume, CameraState, RunSummary
 from openlfr.stream.source import CameraConfig, Capture, CaptureOptions, SourceError, SourceKind
 from openlfr.stream.stats import LatencyHistogram
@@ -71,7 +71,7 @@ class _CameraRun:
             self.detector_queues = (ctx.Queue(), ctx.Queue())
             self.detector = ctx.Process(
                 target=detector_main,
-                args=(DetectorSpec(spec.settings, spec.config.detect_upsample), *self.detector_queues),
+                args=(DetectorSpec(spec.settings, spec.settings.stream.detect_upsample), *self.detector_queues),
                 name=f"openlfr-detector-{state.camera.name}",
                 daemon=True,
             )
@@ -112,7 +112,6 @@ class PipelineRunner:
     def __init__(
         self,
         cameras: Sequence[CameraConfig],
-        config: PipelineConfig,
         settings: Settings,
         matcher: Matcher | None,
         rule: EvidenceRule | None,
@@ -130,7 +129,6 @@ class PipelineRunner:
         if len(set(names)) != len(names):
             raise ValueError(f"camera names must be unique: {names}")
         self.cameras = list(cameras)
-        self.config = config
         self.settings = settings
         self.matcher = matcher
         self.rule = rule
@@ -242,7 +240,6 @@ class PipelineRunner:
             live = camera.kind is not SourceKind.FILE
             spec = WorkerSpec(
                 camera=camera,
-                config=self.config,
                 settings=self.settings,
                 matcher=self.matcher,
                 rule=self.rule,

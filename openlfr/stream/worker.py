@@ -33,7 +33,7 @@ from openlfr.settings import Settings
 from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.frames import FrameFormat, YuvFrame
 from openlfr.stream.lifeline import die_with_parent
-from openlfr.stream.pipeline import CameraPipeline, Matcher, PipelineConfig, TrackBox
+from openlfr.stream.pipeline import CameraPipeline, Matcher, TrackBox
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters
 
@@ -131,8 +131,7 @@ class WorkerSpec:
     """Everything a worker needs, sent once when it starts."""
 
     camera: CameraConfig
-    config: PipelineConfig
-    settings: Settings
+    settings: Settings  # its ``stream`` section configures the pipeline
     matcher: Matcher | None
     rule: EvidenceRule | None
     drop_stale: bool  # skip to the newest waiting frame (live and realtime sources)
@@ -223,14 +222,16 @@ def analysis_main(
             settings = settings.model_copy(update={"onnx_threads": 1})
         engine = build_engine(settings)
         # The configured detector for track-local searches (the pipeline scales each window itself).
-        detector = build_detector(settings, upsample=spec.config.detect_upsample, scale=1.0)
+        detector = build_detector(settings, upsample=spec.settings.stream.detect_upsample, scale=1.0)
 
         def may_match() -> bool:
             if spec.match_until is not None and time.time() >= spec.match_until:
                 return False
             return bool(matching.is_set())
 
-        pipeline = CameraPipeline(spec.camera, spec.config, engine, detector, spec.matcher, spec.rule, may_match)
+        pipeline = CameraPipeline(
+            spec.camera, spec.settings.stream, engine, detector, spec.matcher, spec.rule, may_match
+        )
         pipeline.live = spec.drop_stale
         pipeline.resume(spec.next_track_id, spec.last_alerts)
         if detector_queues is not None:
@@ -258,7 +259,7 @@ def analysis_main(
         freed.put((stale.ring, stale.slot))
         pipeline.counters.dropped += 1
 
-    backlog = LiveBacklog(tickets, spec.config.max_lag_s, give_back) if spec.drop_stale else None
+    backlog = LiveBacklog(tickets, spec.settings.stream.max_lag_s, give_back) if spec.drop_stale else None
     try:
         while True:
             try:

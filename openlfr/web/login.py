@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from openlfr.api.app import status_of
 from openlfr.api.deps import DB, LOGIN_CSRF_COOKIE, SESSION_COOKIE, AnyoneWrite, AnyPrincipal, client_ip, server
 from openlfr.clock import utc_now
 from openlfr.errors import LoginRefused
@@ -72,7 +73,7 @@ def login(
     except LoginRefused as refused:
         ctx.audit(db, "login.failed", f"user:{ctx.actor}", {"ip": client_ip(request), "reason": str(refused)})
         db.commit()
-        return _login_page(request, str(refused), refused.status, _safe_next(next) or "")
+        return _login_page(request, str(refused), status_of(refused), _safe_next(next) or "")
     lifetime = timedelta(hours=state.settings.session_hours)
     token = accounts.open_session(db, user, "cookie", lifetime)
     Context(state.settings, state.audit_key, user.username, user.role).audit(
