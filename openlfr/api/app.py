@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openlfr.api.asgi import HttpMiddleware
+from openlfr.api.contract import allowed_methods, install_contract
 from openlfr.api.deps import AnyPrincipal, Forbidden, NotAuthenticated, own_write
 from openlfr.api.enrol_upload import MAX_FILES
 from openlfr.api.gate import AuthenticateFirst, answers_json
@@ -289,7 +290,17 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        return answer(request, exc.status_code, str(exc.detail))
+        if exc.status_code != 405:
+            response = answer(request, exc.status_code, str(exc.detail))
+            response.headers.update(exc.headers or {})
+            return response
+        # Starlette's Allow names only the first route of the path (one route per method here): all of them.
+        allow = ", ".join(allowed_methods(app, request.url.path))
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": allow})
+        response = answer(request, 405, str(exc.detail))
+        response.headers["Allow"] = allow
+        return response
 
     def plain(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def handler(request: Request, exc: Exception) -> Response:
@@ -339,7 +350,10 @@ def _swagger_ui_files() -> str:
 
 
 def mount_docs(app: FastAPI) -> None:
-    """The OpenAPI document and Swagger UI, both behind a login; Swagger UI's files served from this machine."""
+    """The OpenAPI document (every route's error answers in it: ``api.contract``) and Swagger UI, both behind a
+    login; Swagger UI's files served from this machine."""
+
+    install_contract(app)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(_: AnyPrincipal) -> JSONResponse:

@@ -31,6 +31,8 @@ SESSION_COOKIE = "openlfr_session"
 LOGIN_CSRF_COOKIE = "openlfr_login_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The roles each ``allow`` check admits, read by ``api.contract`` to document which routes may answer 403.
+ADMITS: dict[Callable[..., object], frozenset[Role]] = {}
 AUTHENTICATED = "authenticated"  # where ``api.gate`` leaves who asks, in the request's state
 
 
@@ -137,6 +139,7 @@ def allow(*roles: Role) -> Callable[..., Awaitable[Principal]]:
             raise Forbidden("missing or wrong CSRF token; reload the page")
         return principal
 
+    ADMITS[check] = allowed
     return check
 
 
