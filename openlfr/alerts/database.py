@@ -160,7 +160,7 @@ class AlertDatabase:
                 return record_of(earlier), False
             row.id = new_id
             # The outbox: one row per sink of the deployment, committed with the alert or not at all.
-            enqueue_alert(session, row, found.probe_jpeg)
+            enqueue_alert(session, row)
         # Frame-to-alert latency: from the deciding frame's arrival to the alert being durable.
         latency = (time.monotonic() - found.arrival) * 1000.0
         with self.store.session() as session:

@@ -119,7 +119,8 @@ class DeliveryWorker:
         try:
             if sender is None:
                 raise RuntimeError("the sink could not be opened")
-            sender.send(row.key, row.kind, row.payload)
+            payload = outbox.with_probe(self.store, row) if self.sinks[name].include_probe else row.payload
+            sender.send(row.key, row.kind, payload)
         except Exception as exc:  # (a URL in the error may carry a token: shown without it)
             error = redact_text(first_line(exc))
         try:

@@ -12,6 +12,7 @@ yet delivered of each is ever claimed.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from openlfr.alerts.footage import footage_facts
 from openlfr.clock import utc_now
 from openlfr.config_file import SinkEvent, SinkSettings
 from openlfr.settings import Settings, get_settings
@@ -97,8 +99,6 @@ def enqueue(
         if not config.enabled or group not in config.events:
             continue
         body = {"event": kind, "key": key, "deployment_id": deployment_id, **payload}
-        if kind == "alert" and not config.include_probe:
-            body.pop("probe_jpeg_base64", None)
         rows.append(
             {
                 "sink": name,
@@ -118,12 +118,12 @@ def enqueue(
     return len(rows)
 
 
-def alert_payload(session: Session, alert: Alert, probe_jpeg: bytes | None = None) -> dict[str, Any]:
+def alert_payload(session: Session, alert: Alert) -> dict[str, Any]:
     """What a sink hears of an alert: who, where, how sure, when, and the console's link. No image and no
-    embedding (``probe_jpeg_base64`` only for a sink whose admin opted in: ``enqueue`` drops it for the rest)."""
+    embedding: the probe crop is never stored here (a sink whose admin opted in gets it added as it is sent, from
+    the alert's row, so retention's purge of the probe reaches it: ``probe_of``)."""
     settings = get_settings()
     deployment = session.get(Deployment, alert.deployment_id) if alert.deployment_id is not None else None
-    retrospective = deployment is not None and deployment.kind == "retrospective"
     fmr = _false_match_rate(settings, alert.model_id, alert.score)
     base = settings.server_public_url.rstrip("/") or f"http://{settings.server_host}:{settings.server_port}"
     body: dict[str, Any] = {
@@ -140,25 +140,19 @@ def alert_payload(session: Session, alert: Alert, probe_jpeg: bytes | None = Non
         "false_match_rate": fmr,
         "seen_at": alert.seen_at.isoformat(),
         "committed_at": alert.created_at.isoformat(),
-        # A retrospective search's sighting is recorded footage: its time is the offset in the file.
-        "kind": "retrospective" if retrospective else "live",
-        "footage": "recorded footage" if retrospective else "live",
-        "media_time": alert.media_time_s if retrospective else None,
+        # A retrospective search's sighting is recorded footage: where in the file, and when in the footage.
+        **footage_facts(deployment, alert),
         "url": f"{base}/alerts/{alert.id}",
     }
-    if probe_jpeg is not None:
-        import base64
-
-        body["probe_jpeg_base64"] = base64.b64encode(probe_jpeg).decode("ascii")
     return body
 
 
-def enqueue_alert(session: Session, alert: Alert, probe_jpeg: bytes | None) -> int:
+def enqueue_alert(session: Session, alert: Alert) -> int:
     """The alert's event, in the alert's own transaction; sent until its probe retention ends."""
     if alert.deployment_id is None:
         return 0
     expires = alert.created_at + timedelta(seconds=get_settings().probe_retention_seconds)
-    payload = alert_payload(session, alert, probe_jpeg)
+    payload = alert_payload(session, alert)
     return enqueue(session, alert.deployment_id, "alert", payload, key=alert.uid, expires_at=expires)
 
 
@@ -270,6 +264,19 @@ def finish(store: Store, row: Claimed, owner: str, error: str | None, retry_max_
         values |= {"due_at": now + timedelta(seconds=delay), "last_error": error[:2000]}
     with store.session() as session:
         session.execute(sa.update(Delivery).where(Delivery.id == row.id).values(values))
+
+
+def with_probe(store: Store, row: Claimed) -> dict[str, Any]:
+    """An alert's payload with its probe crop (base64 JPEG), for a sink whose admin opted in: read from the alert
+    as it is now, so nothing once purged by retention is ever sent."""
+    alert_id = row.payload.get("alert_id")
+    if row.kind != "alert" or not isinstance(alert_id, int):
+        return row.payload
+    with store.session() as session:
+        probe = session.scalar(sa.select(Alert.probe_jpeg).where(Alert.id == alert_id))
+    if probe is None:
+        return row.payload | {"probe_jpeg_base64": None}  # purged: said, not sent
+    return row.payload | {"probe_jpeg_base64": base64.b64encode(probe).decode("ascii")}
 
 
 def pending_counts(store: Store, deployment_id: int | None = None) -> dict[str, int]:
