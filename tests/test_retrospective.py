@@ -198,7 +198,8 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
 
             payload = alert_payload(db, db.get(Alert, alert["alert_id"]))
         assert (payload["kind"], payload["footage"]) == ("retrospective", "recorded footage")
-        assert payload["media_time"] == alert["media_time"]
+        assert (payload["media_time"], payload["media_file"]) == (alert["media_time"], clip.name)
+        assert datetime.fromisoformat(payload["media_at"]) == datetime.fromisoformat(alert["media_at"])
 
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -375,6 +376,12 @@ def test_retrospective_sources_and_urgency_are_checked(monkeypatch: pytest.Monke
     alert = olly.get(f"/api/alerts/{alert_id}").json()
     assert (alert["kind"], alert["footage"], alert["media_time"], alert["media_file"]) == ("live", "live", None, None)
     assert '<dd data-testid="footage">live</dd>' in olly.get(f"/alerts/{alert_id}").text
+    with app.state.server.sessions() as db:
+        from openlfr.alerts.outbox import alert_payload
+
+        payload = alert_payload(db, db.get(Alert, alert_id))
+    assert (payload["kind"], payload["footage"]) == ("live", "live")
+    assert payload["media_time"] is None and payload["media_at"] is None
     app.state.server.store.close()
 
 

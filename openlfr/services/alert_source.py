@@ -2,29 +2,23 @@
 candidates) and the deployment's watchlist snapshot (the person's category and reason, the reference picture).
 Retention destroys the snapshot and the probe; the alert then shows what is left.
 
-An alert of a retrospective search is a sighting in recorded footage, maybe hours or days old: it says so
-(``footage`` "recorded footage", ``kind`` "retrospective"), with where in the footage it was (the file, the seconds
-into it, and the time in the footage where the file's metadata says when it began) beside when it was processed.
-A live alert says "live".
+An alert of a retrospective search says it is recorded footage, and where in it the person was seen, beside when
+it was processed (``openlfr.alerts.footage``); a live alert says "live".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from openlfr.clock import utc
+from openlfr.alerts.footage import LIVE, RECORDED, MediaTime, is_recorded, media_time
 from openlfr.governance.deployments import Kind
-from openlfr.services.retrospective import RECORDED_FROM
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview, Deployment, SnapshotImage, SnapshotPerson
-
-RECORDED = "recorded footage"  # what every view of a retrospective search's alert calls its source
-LIVE = "live"
 
 
 @dataclass(frozen=True)
@@ -64,34 +58,6 @@ class AlertFacts:
         return None if self.media is None else self.media.at
 
 
-@dataclass(frozen=True)
-class MediaTime:
-    """Where in recorded footage a sighting was: the file (as the search names it, never a path on the server), the
-    seconds into it, and when the footage began if the file's metadata says (then also the moment in the footage)."""
-
-    file: str
-    seconds: float
-    started_at: datetime | None = None
-
-    @property
-    def at(self) -> datetime | None:
-        return None if self.started_at is None else self.started_at + timedelta(seconds=self.seconds)
-
-
-def media_time(deployment: Deployment | None, alert: Alert) -> MediaTime | None:
-    """The alert's place in the footage when it came from a retrospective search; None for a live camera (whose
-    stored media time is only the position in its connection, which tells nobody anything)."""
-    if deployment is None or deployment.kind != Kind.RETROSPECTIVE.value or alert.media_time_s is None:
-        return None
-    camera = next((c for c in deployment.cameras if c.get("name") == alert.camera), {})
-    began = camera.get(RECORDED_FROM)
-    return MediaTime(
-        file=str(camera.get("source", "")),
-        seconds=float(alert.media_time_s),
-        started_at=utc(datetime.fromisoformat(began)) if began else None,
-    )
-
-
 def _snapshot_person(db: Session, deployment_id: int, person_ref: str) -> SnapshotPerson | None:
     return db.scalars(
         select(SnapshotPerson).where(
@@ -109,7 +75,6 @@ def _reference_query(alert: Alert) -> Any:
 def facts(db: Session, alert: Alert, review: AlertReview) -> AlertFacts:
     person = _snapshot_person(db, review.deployment_id, alert.person_ref)
     deployment = db.get(Deployment, review.deployment_id)
-    retrospective = deployment is not None and deployment.kind == Kind.RETROSPECTIVE.value
     has_probe = db.scalar(select(Alert.id).where(Alert.id == alert.id, Alert.probe_jpeg.is_not(None))) is not None
     has_reference = alert.reference_image_id is not None and db.scalar(_reference_query(alert)) is not None
     categories = {
@@ -138,7 +103,7 @@ def facts(db: Session, alert: Alert, review: AlertReview) -> AlertFacts:
         candidates=candidates,
         has_probe=has_probe,
         has_reference=has_reference,
-        kind=Kind.RETROSPECTIVE.value if retrospective else Kind.LIVE.value,
+        kind=Kind.RETROSPECTIVE.value if is_recorded(deployment) else Kind.LIVE.value,
         media=media_time(deployment, alert),
     )
 

@@ -25,6 +25,7 @@ import av.error
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from openlfr.alerts.footage import RECORDED_FROM
 from openlfr.clock import utc, utc_now
 from openlfr.errors import UploadRefused, UploadTooLarge
 from openlfr.governance import deployments
@@ -52,10 +53,6 @@ class VideoFacts:
     frames: int | None  # the frames it promises: the stream's count, else its duration at its frame rate
     # When the footage began, as its own metadata says (the container's ``creation_time``); None where it says none.
     started_at: datetime | None = None
-
-
-# The camera's key for when its file's footage began, where the file's metadata says (an alert shows it).
-RECORDED_FROM = "recorded_from"
 
 
 def recorded_from(metadata: dict[str, str]) -> datetime | None:
