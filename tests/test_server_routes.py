@@ -21,7 +21,8 @@ DEPLOYMENT_KEYS = {
     "cancel_reason", "ended_at", "effective_threshold", "threshold_note", "watchlist_size", "snapshot_destroyed_at",
     "frames", "faces_seen", "alerts_raised", "may_match", "may_match_reason",
     "kind", "urgent_until", "urgent_reason", "authorisation_lapsed_at", "media_seconds", "media_done_seconds",
-    "processing_started_at", "processing_finished_at", "progress",
+    "processing_started_at", "processing_finished_at", "progress", "coverage", "media_frames", "sinks",
+    "camera_states",
 }  # fmt: skip
 REVIEW_KEYS = {
     "alert_id", "deployment_id", "alert_at", "person_ref", "decision", "decided_by", "verified_by", "outcome",
@@ -29,6 +30,7 @@ REVIEW_KEYS = {
 }  # fmt: skip
 ALERT_KEYS = REVIEW_KEYS | {
     "camera", "track", "score", "person_name", "category", "reason", "candidates", "has_probe", "has_reference",
+    "kind", "footage", "media_time", "media_file", "media_started_at", "media_at",
 }  # fmt: skip
 
 
