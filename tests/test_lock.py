@@ -40,10 +40,11 @@ def test_the_locks_hold_every_dependency_within_its_range() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     runtime = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
     no_deps = project["tool"]["openlfr"]["no-deps"]
+    dev_no_deps = project["tool"]["openlfr"]["dev-no-deps"]
     dev = project["project"]["optional-dependencies"]["dev"]
     locked, locked_dev = pins("requirements.lock"), pins("requirements-dev.lock")
     check([*runtime, *no_deps], locked, "requirements.lock")
-    check([*runtime, *no_deps, *dev], locked_dev, "requirements-dev.lock")
+    check([*runtime, *no_deps, *dev, *dev_no_deps], locked_dev, "requirements-dev.lock")
     # CI (the dev lock) tests exactly the versions the image and a systemd install run (the runtime lock)
     differ = {name: (v, locked_dev.get(name)) for name, v in locked.items() if locked_dev.get(name) != v}
     assert not differ, f"requirements.lock and requirements-dev.lock disagree: {differ}"

@@ -8,8 +8,13 @@ from fastapi import Response
 
 from openlfr.errors import NotFound
 
-JPEG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}, "description": "a JPEG image"}}
-CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "a CSV file"}}
+# The bytes' schema too: a generated client reads the answer as a file (a schema-less content it leaves out).
+JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "description": "a JPEG image"}
+}
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "a CSV file"}
+}
 
 
 def jpeg(data: bytes | None, what: str) -> Response:
