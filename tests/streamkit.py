@@ -22,6 +22,7 @@ from openlfr.stream.detector import detect_in_area
 from openlfr.stream.frames import YuvFrame
 from openlfr.stream.source import CapturedFrame
 from openlfr.vision.types import Box, Detection, FaceDetector
+from tests.waitkit import hang_guard
 
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's Python, where python3-gi and GStreamer's RTSP server live
@@ -169,13 +170,13 @@ class Mosquitto:
         self.process = subprocess.Popen(
             [self.binary, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + hang_guard(10)  # a loaded machine starts it slowly; a dead one says so at once
+        while time.monotonic() < deadline and self.process.poll() is None:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
+        raise RuntimeError(f"mosquitto did not start (exit status {self.process.poll()})")
 
     def stop(self) -> None:
         if self.process is not None:

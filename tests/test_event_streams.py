@@ -19,14 +19,18 @@ from openlfr.store.governance_models import User
 from tests.eventkit import load, open_listeners, stream_client, wait_for_alert
 from tests.serverkit import LiveServer, add_alert, add_user, add_watchlist, build_app, configure
 from tests.test_server_alerts import live_deployment
+from tests.waitkit import hang_guard
 
 STREAMS = 25
 REQUESTS = 300
 CONCURRENCY = 10
-# Generous for a loaded 2-core CI machine; the benchmark reports the real figure against its 1 s target.
-DELIVERY_BOUND_S = 5.0
-# With the poll this slow, only an announcement (a commit in this process, or NOTIFY) explains a quick delivery.
-SLOW_POLL_S = 60.0
+# What delivery takes on an idle machine at most; a loaded one may take several times that, so the test waits
+# on the streams being told (up to a hang guard), and the benchmark reports the real figure against its 1 s target.
+DELIVERY_S = 5.0
+# With the poll slower than any wait here, only an announcement (a commit in this process, or NOTIFY) explains a
+# delivery at all.
+SLOW_POLL_S = 3600.0
+assert hang_guard(DELIVERY_S) < SLOW_POLL_S
 
 
 def server_app() -> FastAPI:
@@ -64,14 +68,14 @@ def test_open_streams_hold_no_connection_and_hear_of_a_new_alert(
 
     async def scenario(base: str) -> tuple[int, dict[int, int], list[float]]:
         async with stream_client(STREAMS) as client:
-            listeners, tasks = await open_listeners(client, base, streams, timeout=60)
+            listeners, tasks = await open_listeners(client, base, streams, timeout=hang_guard(20))
             assert [listener.failure for listener in listeners if listener.failure] == []
             await asyncio.sleep(0.3)
             idle_checked_out = pool.checkedout()
             burst = await load(base, streams[0], ["/api/me", "/api/alerts", "/api/deployments"], REQUESTS, CONCURRENCY)
             started = time.monotonic()
             alert = await asyncio.to_thread(add_alert, app, deployment)
-            arrivals = await wait_for_alert(listeners, alert, started, timeout=DELIVERY_BOUND_S * 2)
+            arrivals = await wait_for_alert(listeners, alert, started, timeout=hang_guard(DELIVERY_S))
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -81,7 +85,7 @@ def test_open_streams_hold_no_connection_and_hear_of_a_new_alert(
         idle_checked_out, statuses, arrivals = asyncio.run(scenario(server.url))
     assert idle_checked_out == 0  # 25 open streams, not one database connection among them
     assert statuses == {200: REQUESTS}
-    assert max(arrivals) < DELIVERY_BOUND_S, sorted(arrivals)[-5:]
+    assert max(arrivals) < SLOW_POLL_S, sorted(arrivals)[-5:]  # every stream told, by the announcement
     assert not [r.getMessage() for r in caplog.records if "QueuePool" in r.getMessage()]
 
 
@@ -102,7 +106,7 @@ def test_logging_out_ends_the_stream(app: FastAPI) -> None:
             return seen
 
     with LiveServer(app) as server:
-        seen = asyncio.run(asyncio.wait_for(scenario(server.url), 10))
+        seen = asyncio.run(asyncio.wait_for(scenario(server.url), hang_guard(10)))
     assert seen[-1] == "event: logout"
 
 
@@ -127,11 +131,11 @@ def test_an_alert_through_one_replica_reaches_the_streams_of_another(
 
         async def scenario(base: str) -> list[float]:
             async with stream_client(10) as client:
-                listeners, tasks = await open_listeners(client, base, streams, timeout=30)
+                listeners, tasks = await open_listeners(client, base, streams, timeout=hang_guard(20))
                 await asyncio.sleep(0.3)
                 started = time.monotonic()
                 alert = await asyncio.to_thread(add_alert, replica_a, deployment)
-                arrivals = await wait_for_alert(listeners, alert, started, timeout=DELIVERY_BOUND_S * 2)
+                arrivals = await wait_for_alert(listeners, alert, started, timeout=hang_guard(DELIVERY_S))
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -139,7 +143,7 @@ def test_an_alert_through_one_replica_reaches_the_streams_of_another(
 
         with LiveServer(replica_b) as server:
             arrivals = asyncio.run(scenario(server.url))
-        assert max(arrivals) < DELIVERY_BOUND_S, arrivals
+        assert max(arrivals) < SLOW_POLL_S, arrivals  # every stream told, by NOTIFY
     finally:
         replica_a.state.server.store.close()
         replica_b.state.server.store.close()

@@ -20,11 +20,14 @@ import sqlalchemy as sa
 from openlfr.governance.roles import Role
 from tests.conftest import OPENLFR_BIN, require_data
 from tests.serverkit import JUSTIFICATION, add_user, build_app, clip_deployment_body, configure, enrol_upload, login
+from tests.waitkit import hang_guard, wait_for
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 
-def test_the_worker_runs_a_live_deployment_and_stops_on_sigterm(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_runs_a_live_deployment_and_stops_on_sigterm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     pytest.importorskip("openlfr.stream.pipeline", reason="live pipeline (issue 4) not installed")
     clip = require_data("video", "short_hamilton_clip.mp4")
     stills = require_data("stills")
@@ -43,24 +46,31 @@ def test_the_worker_runs_a_live_deployment_and_stops_on_sigterm(monkeypatch: pyt
     from openlfr.store.alert_models import Alert
     from openlfr.store.governance_models import Deployment
 
+    log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [str(OPENLFR_BIN), "worker"], env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [str(OPENLFR_BIN), "worker"], env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=log.open("w")
     )
-    alerts: list[str] = []
+
+    def alerts() -> list[str]:
+        with app.state.server.sessions() as db:
+            return list(db.scalars(sa.select(Alert.person_ref).where(Alert.deployment_id == deployment["id"])))
+
+    def exited() -> str | None:
+        return (
+            None if worker.poll() is None else f"the worker exited with {worker.returncode}: {log.read_text()[-2000:]}"
+        )
+
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not alerts and worker.poll() is None:
-            time.sleep(1.0)
-            with app.state.server.sessions() as db:
-                alerts = list(db.scalars(sa.select(Alert.person_ref).where(Alert.deployment_id == deployment["id"])))
+        wait_for("the worker's alert", lambda: bool(alerts()), 60, every=1.0, gone=exited)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
-            _, stderr = worker.communicate(timeout=30)
+            worker.wait(timeout=hang_guard(30))
         except subprocess.TimeoutExpired:
             worker.kill()
-            _, stderr = worker.communicate()
-    assert alerts == ["LMM-001"], f"worker exit {worker.returncode}; stderr: {stderr[-2000:]}"
+            worker.wait()
+    stderr = log.read_text()
+    assert alerts() == ["LMM-001"], f"worker exit {worker.returncode}; stderr: {stderr[-2000:]}"
     assert worker.returncode == 0, stderr[-2000:]
     with app.state.server.sessions() as db:
         row = db.get(Deployment, deployment["id"])
@@ -89,7 +99,6 @@ def test_serve_and_two_workers_run_four_cameras_once_and_take_over_a_killed_work
         camera_leases,
         prepare_deployment,
         process_tree,
-        wait_for,
     )
 
     clip = require_data("video", "short_hamilton_clip.mp4")
@@ -186,7 +195,7 @@ def test_serve_and_two_workers_run_four_cameras_once_and_take_over_a_killed_work
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
                 try:
-                    worker.wait(timeout=60)
+                    worker.wait(timeout=hang_guard(30))
                 except subprocess.TimeoutExpired:
                     worker.kill()
         server.stop()
