@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 from openlfr.api import answers
 from openlfr.api.deps import PhotoSearcherPrincipal, own_write, server
 from openlfr.api.enrol_upload import check_picture_size, multipart_body, read_form, safe_filename
-from openlfr.api.schemas import PhotoSearchOut
+from openlfr.api.search_schemas import PhotoSearchOut
 from openlfr.enrolment.gate import parse_face_choice
 from openlfr.errors import NotFound, UploadRefused
 from openlfr.services import photo_search
