@@ -7,6 +7,7 @@ the watchlist and the alerts hold: none may appear.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -39,6 +40,16 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def promtool_check(text: str) -> None:
+    """``promtool check metrics`` (Debian's prometheus package) on a scrape: it parses as Prometheus reads it, and
+    its names, types and help follow Prometheus's conventions."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus; make system-deps installs it as root)")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
 
 
 def camera_value(scrape: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
@@ -84,6 +95,7 @@ def test_scan_metrics_move_and_name_nobody(tmp_path: Path) -> None:
     frames = [camera_value(s, "openlfr_camera_frames_decoded_total") for s in scrapes]
     moving = [f for f in frames if f > 0]
     assert len(set(moving)) >= 2 and moving == sorted(moving), f"frames decoded per scrape: {frames}"
+    promtool_check(texts[frames.index(moving[0])])  # a scrape taken while the scan decodes frames
     last = scrapes[-1]
     assert camera_value(last, "openlfr_camera_frames_processed_total") > 0
     assert camera_value(last, "openlfr_camera_faces_seen_total") > 0
@@ -136,6 +148,7 @@ def test_server_metrics_only_for_admins(monkeypatch: pytest.MonkeyPatch) -> None
     route = (("method", "GET"), ("route", "/api/deployments/{deployment_id}"), ("status", "404"))
     assert scrape[("openlfr_http_request_duration_seconds_count", route)] >= 1
     assert "424242" not in answer.text, "a path's id in a label"
+    promtool_check(answer.text)
 
 
 def scrape_of(metrics: PipelineMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
