@@ -204,6 +204,9 @@ class Settings(BaseSettings):
     scan_target_fpir: float = 1e-3
     # A scan records itself as a deployment of the local user; it may match for at most this long.
     scan_max_hours: float = 12.0
+    # At its end a scan waits this long for its sinks to take what is pending (the rest is sent by the next scan to
+    # the same sink, or by serve/worker for a configured one).
+    scan_delivery_wait_seconds: float = Field(default=15.0, ge=0.0, le=3600.0)
     # Where a deployment's events are sent, by name: OPENLFR_SINKS (a JSON object, name -> SinkSettings) or the
     # file's [sinks.NAME] sections. A deployment names the ones it uses (docs/sinks.md).
     sinks: dict[str, SinkSettings] = Field(default_factory=dict)

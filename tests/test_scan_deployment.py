@@ -171,3 +171,29 @@ def test_scan_announces_to_a_webhook_and_an_mqtt_broker(enrolled: tuple[Path, Pa
     assert posted[1]["person"]["reference_id"] == alert["person"] == "E-1" and posted[1]["camera"] == "entrance"
     (message,) = [json.loads(payload) for payload in received]
     assert message["key"] == posted[1]["key"] and message["camera"] == "entrance"
+
+
+def test_a_scan_resends_what_an_earlier_scan_could_not_deliver(enrolled: tuple[Path, Path]) -> None:
+    from tests.sinkkit import SigningReceiver
+
+    data_dir, clip = enrolled
+    receiver = SigningReceiver(secret="", refusing=True)
+    env = openlfr_env(data_dir, OPENLFR_SCAN_DELIVERY_WAIT_SECONDS="2")
+    try:
+        args = ["scan", str(clip), "--watchlist", "space", "--json", "--webhook", receiver.url + "?token=s3cret"]
+        first = run_openlfr(args, env)
+        assert first.returncode == 0, first.stderr
+        assert receiver.refused >= 1 and not receiver.accepted
+        assert "not delivered to webhook:" in first.stderr and "next scan to the same sink" in first.stderr
+        assert "s3cret" not in first.stderr + first.stdout  # a token in the URL is never printed, logged or stored
+        for stored in data_dir.glob("openlfr.db*"):  # the database and its write-ahead log
+            assert b"s3cret" not in stored.read_bytes(), stored.name
+        receiver.refusing = False
+        second = run_openlfr(args, env)
+        assert second.returncode == 0, second.stderr
+    finally:
+        receiver.close()
+    events = receiver.events
+    assert len(events) == 2 and len(set(receiver.accepted)) == 2, "the first scan's alert, then the second's"
+    assert events[0]["deployment_id"] < events[1]["deployment_id"]
+    assert [event["person"]["reference_id"] for event in events] == ["E-1", "E-1"]

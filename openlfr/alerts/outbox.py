@@ -13,6 +13,7 @@ yet delivered of each is ever claimed.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from openlfr.store.alert_models import Alert, Delivery
 from openlfr.store.db import Store
 from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, Watchlist
+from openlfr.urls import redact_url
 from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, load_calibration
 
 log = logging.getLogger(__name__)
@@ -48,17 +50,30 @@ EVENT_GROUPS: dict[str, SinkEvent] = {
 RETRY_FIRST_S = 1.0
 
 
-def adhoc_sink(name: str) -> SinkSettings | None:
-    """``openlfr scan --webhook URL`` / ``--mqtt ADDRESS`` name their sink by its address: ``webhook:URL``,
-    ``mqtt:ADDRESS`` (alerts only, unsigned: a one-shot scan has no configured secret)."""
-    kind, _, url = name.partition(":")
-    if kind in ("webhook", "mqtt") and url:
-        return SinkSettings(type=kind, url=url, events=("alert",))  # type: ignore[arg-type]
+ADHOC = ("webhook", "mqtt")
+
+
+def adhoc_name(kind: str, address: str) -> str:
+    """The name of a sink given by its address (``openlfr scan --webhook URL`` / ``--mqtt ADDRESS``): the address
+    without credentials and a digest of the whole, so that a later scan naming the same address finds what an
+    earlier one left pending, and no token in a URL is ever stored, logged or audited."""
+    digest = hashlib.sha256(address.encode()).hexdigest()[:12]
+    return f"{kind}:{redact_url(address)}#{digest}"
+
+
+def adhoc_sink(kind: str, address: str) -> SinkSettings:
+    """Alerts only, unsigned: a one-shot scan has no configured secret."""
+    return SinkSettings(type=kind, url=address, events=("alert",))  # type: ignore[arg-type]
+
+
+def _subscribes(name: str, group: SinkEvent, configured: Mapping[str, SinkSettings]) -> bool | None:
+    """Whether sink ``name`` hears of ``group`` events; None for a sink nobody configured."""
+    config = configured.get(name)
+    if config is not None:
+        return config.enabled and group in config.events
+    if name.partition(":")[0] in ADHOC:
+        return group == "alert"
     return None
-
-
-def sink_config(name: str, sinks: Mapping[str, SinkSettings]) -> SinkSettings | None:
-    return sinks.get(name) or adhoc_sink(name)
 
 
 def enqueue(
@@ -87,16 +102,15 @@ def enqueue(
     group = EVENT_GROUPS[kind]
     rows = []
     for name in names:
-        config = sink_config(name, configured)
-        if config is None:
+        subscribes = _subscribes(name, group, configured)
+        if subscribes is None:
             log.error(
                 "deployment %d names sink %r, which is not configured: its %s event is not sent",
                 deployment_id,
                 name,
                 kind,
             )
-            continue
-        if not config.enabled or group not in config.events:
+        if not subscribes:
             continue
         body = {"event": kind, "key": key, "deployment_id": deployment_id, **payload}
         rows.append(

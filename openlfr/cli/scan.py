@@ -14,8 +14,10 @@ import typer
 from openlfr.cli.common import get_settings
 from openlfr.errors import OpenLFRError
 from openlfr.text import escaped, visible_text
+from openlfr.urls import redact_url
 
 if TYPE_CHECKING:
+    from openlfr.config_file import SinkSettings
     from openlfr.settings import Settings
     from openlfr.stream.source import CameraConfig
     from openlfr.vision.types import Box
@@ -43,21 +45,28 @@ def parse_evidence(text: str | None, settings: Settings) -> tuple[int, int]:
     return k, n
 
 
-def scan_sinks(settings: Settings, names: list[str], webhooks: list[str], brokers: list[str]) -> list[str]:
-    """The sinks of a scan by name: configured ones (``--sink``), and ``webhook:URL`` / ``mqtt:ADDRESS`` for the
-    addresses given on the command line, which a later scan naming the same address resends to."""
+def scan_sinks(
+    settings: Settings, names: list[str], webhooks: list[str], brokers: list[str]
+) -> dict[str, SinkSettings | None]:
+    """The sinks of a scan by name: configured ones (``--sink``, None here: the settings hold them), and those of
+    the addresses given on the command line (named by ``outbox.adhoc_name``: a later scan naming the same address
+    resends what this one could not deliver)."""
+    from openlfr.alerts.outbox import adhoc_name, adhoc_sink
     from openlfr.alerts.sinks import parse_broker
 
     for name in names:
         if name not in settings.sinks:
             known = ", ".join(sorted(settings.sinks)) or "none"
             raise OpenLFRError(f"no sink named {name!r} is configured (OPENLFR_SINKS; configured: {known})")
+    sinks: dict[str, SinkSettings | None] = dict.fromkeys(names)
     for url in webhooks:
         if not url.startswith(("http://", "https://")):
-            raise OpenLFRError(f"a webhook URL starts with http:// or https://, got {url!r}")
+            raise OpenLFRError(f"a webhook URL starts with http:// or https://, got {redact_url(url)!r}")
+        sinks[adhoc_name("webhook", url)] = adhoc_sink("webhook", url)
     for address in brokers:
         parse_broker(address)
-    return [*names, *(f"webhook:{url}" for url in webhooks), *(f"mqtt:{address}" for address in brokers)]
+        sinks[adhoc_name("mqtt", address)] = adhoc_sink("mqtt", address)
+    return sinks
 
 
 def cameras_from(
@@ -247,13 +256,13 @@ def scan(
         target_fpir=parse_rate(target_fpir) if target_fpir is not None else None,
         deployment_id=deployment,
         realtime=realtime,
-        sinks=sinks,
+        sinks=list(sinks),
         flags={
             "watchlist": watchlist,
             "threshold": threshold,
             "target_fpir": target_fpir,
             "realtime": realtime,
-            "webhook": webhook or [],
+            "webhook": [redact_url(url) for url in webhook or []],  # a token in a URL is a secret
             "mqtt": mqtt or [],
             "sinks": sink or [],
             "evidence": f"{k}/{n}",
@@ -269,7 +278,7 @@ def scan(
         check_sources(cameras)
         port = settings.metrics_port if metrics_port is None else metrics_port
         stop_metrics = metrics.serve_metrics(settings.metrics_host, port) if port else None
-        run_scan(store, Context.local(settings), request, as_json)
+        run_scan(store, Context.local(settings), request, as_json, sinks)
     finally:
         store.close()
         if stop_metrics is not None:

@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -18,9 +18,9 @@ from rich.text import Text
 from sqlalchemy import select
 
 from openlfr.alerts.delivery import DeliveryWorker
-from openlfr.alerts.outbox import sink_config
 from openlfr.alerts.record import AlertRecord
 from openlfr.alerts.sinks import AlertSink, JsonLinesSink
+from openlfr.config_file import SinkSettings
 from openlfr.errors import OpenLFRError
 from openlfr.services.context import Context
 from openlfr.services.scans import ScanRequest, prepare_scan
@@ -96,14 +96,13 @@ def _interrupts(stop: Callable[[], None]) -> Callable[[], None]:
     return restore
 
 
-DELIVERY_WAIT_S = 15.0  # at the end of a scan, for the sinks to take what is still pending
-
-
-def run_scan(store: Store, ctx: Context, request: ScanRequest, as_json: bool) -> None:
+def run_scan(
+    store: Store, ctx: Context, request: ScanRequest, as_json: bool, adhoc: Mapping[str, SinkSettings | None]
+) -> None:
     output = Output(as_json)
     sinks: list[AlertSink] = [JsonLinesSink(sys.stdout, output.lock) if as_json else HumanAlertSink(output)]
     planned = prepare_scan(store, ctx, request, sinks=sinks, on_error=output.error, on_notice=output.notice)
-    delivery = _delivery(store, ctx, planned.pipeline.deployment_id)
+    delivery = _delivery(store, ctx, planned.pipeline.deployment_id, adhoc)
     watchlist, runner, dispatcher = planned.watchlist, planned.pipeline.runner, planned.pipeline.dispatcher
     if not as_json:
         err.print(
@@ -134,20 +133,23 @@ def run_scan(store: Store, ctx: Context, request: ScanRequest, as_json: bool) ->
         restore()
         dispatcher.close(timeout=10.0)
         if delivery is not None:
-            _finish_delivery(delivery, planned.pipeline.deployment_id)
+            _finish_delivery(delivery, ctx.settings.scan_delivery_wait_seconds)
     planned.finish(summary, interrupted or runner.stopped)
     _print_summary(output, summary)
     if summary.errors and len(summary.errors) == len(planned.cameras):
         raise OpenLFRError("no camera could be read")
 
 
-def _delivery(store: Store, ctx: Context, deployment_id: int | None) -> DeliveryWorker | None:
+def _delivery(
+    store: Store, ctx: Context, deployment_id: int | None, adhoc: Mapping[str, SinkSettings | None]
+) -> DeliveryWorker | None:
     """The outbox's sender for this scan's sinks (also resending what an earlier scan left for them)."""
     if deployment_id is None:
         return None
     with store.session() as db:
         names = list(db.scalar(select(Deployment.sinks).where(Deployment.id == deployment_id)) or [])
-    configs = {name: config for name in names if (config := sink_config(name, ctx.settings.sinks)) is not None}
+    known = {**ctx.settings.sinks, **{name: config for name, config in adhoc.items() if config is not None}}
+    configs = {name: known[name] for name in names if name in known}
     if not configs:
         return None
     worker = DeliveryWorker(store, configs, ctx.settings.delivery_retry_max_seconds)
@@ -155,10 +157,10 @@ def _delivery(store: Store, ctx: Context, deployment_id: int | None) -> Delivery
     return worker
 
 
-def _finish_delivery(worker: DeliveryWorker, deployment_id: int | None) -> None:
+def _finish_delivery(worker: DeliveryWorker, wait_s: float) -> None:
     """Wait a little for the sinks, then say plainly what stays pending (sent by the next scan to the same sink,
     or by ``openlfr serve``/``worker`` for a configured sink)."""
-    left = worker.drain(deployment_id, DELIVERY_WAIT_S)
+    left = worker.drain(None, wait_s)  # this scan's events, and what earlier scans left for the same sinks
     worker.stop(timeout=5.0)
     for sink, count in left.items():
         err.print(
