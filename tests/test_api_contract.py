@@ -150,3 +150,15 @@ def test_schemathesis_finds_nothing(
     assert ran.returncode == 0, output[-8000:]
     assert cases and int(cases[1]) > 0, output[-3000:]
     assert "Server error" not in output, output[-8000:]
+
+
+def test_a_photo_of_a_few_pixels_holds_no_face_rather_than_breaking_the_detector() -> None:
+    # Schemathesis's enrolment of 1x1 PNGs was a 500: dlib's CNN detector (the fallback) raises on an image smaller
+    # than its filters.
+    import numpy as np
+
+    from openlfr.vision.dlib_backend import MmodDetector
+
+    detector = MmodDetector(upsample=1)
+    for shape in [(1, 1, 3), (2, 200, 3), (200, 3, 3)]:
+        assert detector.detect(np.zeros(shape, np.uint8)) == [], shape

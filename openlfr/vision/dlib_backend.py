@@ -62,9 +62,14 @@ class MmodDetector:
         self._detector = dlib.cnn_face_detection_model_v1(str(model_file(MMOD_FILE)))
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        found = self._detector(image, self.upsample)
         rows, cols = image.shape[:2]
+        if min(rows, cols) < TOO_SMALL_FOR_MMOD:  # dlib raises on an image smaller than its filters; no face fits
+            return []
+        found = self._detector(image, self.upsample)
         return plausible([Detection(_clip_box(d.rect, rows, cols), float(d.confidence), self.name) for d in found])
+
+
+TOO_SMALL_FOR_MMOD = 8  # pixels on the short side (2 or fewer fail in dlib 19.24)
 
 
 def make_detector(name: str, upsample: int) -> HogDetector | MmodDetector:
