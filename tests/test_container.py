@@ -100,6 +100,8 @@ def http_status(url: str) -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_data("stills", "gallery")  # before anything is started
+    require_data("video", "short_hamilton_clip.mp4")
     for tool in ("podman", "podman-compose"):
         if shutil.which(tool) is None:
             cannot_run(f"{tool} is not installed (make image installs it as root)")
