@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         stoppers.append(events.stop)
         delivery.start()
         stoppers.append(delivery.stop)
+        # Woken by the committed-alert event (this process's commits, other processes' NOTIFY), not only its poll.
+        stoppers.append(events.subscribe_alerts(lambda _latest: delivery.wake()))
         stoppers.append(export_metrics(delivery, REGISTRY))
         if background:
             loop = RetentionLoop(store, settings, settings.retention_interval_seconds)

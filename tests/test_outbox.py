@@ -180,3 +180,31 @@ def test_the_probe_crop_goes_only_where_the_admin_opted_in_and_the_choice_is_aud
         if worker is not None:
             worker.stop()
         app.state.server.store.close()
+
+
+def test_the_committed_alert_event_is_announced_once_per_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    configure(monkeypatch)
+    app = build_app()
+    told: list[int] = []
+    with TestClient(app):  # the lifespan starts the event board, as in `serve`
+        try:
+            app.state.events.subscribe_alerts(told.append)
+            for name, role in [("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
+                add_user(app, name, role)
+            add_watchlist(app)
+            olly, ava = login(app, "olly"), login(app, "ava")
+            drafted = olly.post("/api/deployments", json=draft_body(datetime.now(UTC) - timedelta(seconds=5))).json()
+            answer = ava.post(f"/api/deployments/{drafted['id']}/authorise", json={"justification": JUSTIFICATION})
+            assert answer.is_success
+            database = AlertDatabase(app.state.server.store)
+            first, _ = database.write(found("P001", 1), watchlist_name="wanted", names={}, deployment_id=drafted["id"])
+            wait_for("the first alert's event", lambda: told == [first.id], 30)
+            second, _ = database.write(found("P002", 2), watchlist_name="wanted", names={}, deployment_id=drafted["id"])
+            wait_for("the second alert's event", lambda: told == [first.id, second.id], 30)
+            database.write(found("P002", 2), watchlist_name="wanted", names={}, deployment_id=drafted["id"])
+            time.sleep(1.5)  # the same sighting again is no new alert: no event
+            assert told == [first.id, second.id]
+        finally:
+            app.state.server.store.close()

@@ -2,10 +2,11 @@
 serve`` and ``openlfr worker`` (and for the run of an ``openlfr scan --webhook/--mqtt/--sink``).
 
 One thread per sink, so a sink that does not answer never holds up another, nor the pipeline or the API (they only
-write rows). A thread wakes when this process commits an alert or a decision (the committed-alert event of
-``openlfr.store.changes``) and polls besides (other processes' commits, retries coming due). Each row it leases is
-sent once per attempt, and tried again with a backoff that doubles up to ``OPENLFR_DELIVERY_RETRY_MAX_SECONDS``
-until the sink takes it or the row expires: across restarts of any process, since the rows are the state.
+write rows). A thread wakes on the committed-alert event (in ``serve``, the event board's: this process's commits
+and other processes' ``NOTIFY``; in every process, this process's commits through ``openlfr.store.changes``) and
+polls besides (retries coming due, other processes' commits to SQLite). Each row it leases is sent once per
+attempt, and tried again with a backoff that doubles up to ``OPENLFR_DELIVERY_RETRY_MAX_SECONDS`` until the sink
+takes it or the row expires: across restarts of any process, since the rows are the state.
 """
 
 from __future__ import annotations

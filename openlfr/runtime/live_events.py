@@ -107,6 +107,7 @@ class EventBoard:
         self._moved: asyncio.Event | None = None
         self._unsubscribe: Any = None
         self._camera_subscribers: list[Callable[[CameraStateChanged], None]] = []
+        self._alert_subscribers: list[Callable[[int], None]] = []
 
     # ----- life -----
 
@@ -159,6 +160,18 @@ class EventBoard:
 
         return unsubscribe
 
+    def subscribe_alerts(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """The committed-alert event: ``callback(latest_id)`` (on the board's thread, returning at once) whenever
+        alerts of deployments were committed since the last reading, by this process or, through ``NOTIFY``, any
+        other; returns the unsubscribe. The console's streams, and the delivery of the outbox, follow it."""
+        self._alert_subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._alert_subscribers:
+                self._alert_subscribers.remove(callback)
+
+        return unsubscribe
+
     def poke(self) -> None:
         """Recompute now (a change this process knows of)."""
         self._due.set()
@@ -194,6 +207,7 @@ class EventBoard:
                 self._latest = BoardState(old.version + 1, signature, old.accounts + int(accounts_moved))
                 self._publish(self._latest)
                 self._announce_cameras(camera_changes(old.signature, signature))
+                self._announce_alerts(old.signature, signature)
 
     def _announce_cameras(self, changes: list[CameraStateChanged]) -> None:
         for change in changes:
@@ -202,6 +216,16 @@ class EventBoard:
                     callback(change)
                 except Exception:  # one subscriber's bug must not keep the others, or the board, from going on
                     log.exception("a subscriber to camera states failed")
+
+    def _announce_alerts(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        latest = after.get("latest")
+        if before is None or latest is None or latest == before.get("latest"):
+            return  # (the first reading is what was there before, not news)
+        for callback in list(self._alert_subscribers):
+            try:
+                callback(int(latest))
+            except Exception:
+                log.exception("a subscriber to committed alerts failed")
 
     def _publish(self, state: BoardState) -> None:
         loop = self._loop
