@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from openlfr.alerts.database import AlertDatabase
 from openlfr.alerts.delivery import DeliveryWorker
 from openlfr.governance.roles import Role
+from openlfr.services.audit_log import audit_key
+from openlfr.services.context import Context
+from openlfr.services.retention import enforce_retention, policy_of
 from openlfr.services.sink_settings import audit_sinks
 from openlfr.settings import get_settings
 from openlfr.store.alert_models import Delivery
@@ -172,6 +175,12 @@ def test_the_probe_crop_goes_only_where_the_admin_opted_in_and_the_choice_is_aud
         assert "probe_jpeg_base64" not in sent_plain
         assert base64.b64decode(sent_pictures["probe_jpeg_base64"]) == PROBE
         assert sent_pictures | {"probe_jpeg_base64": None} == sent_plain | {"probe_jpeg_base64": None}
+        later = datetime.now(UTC) + timedelta(seconds=get_settings().probe_retention_seconds + 60)
+        with store.session() as db:  # retention takes the outbox's rows with the probe: nothing of them stays
+            enforce_retention(
+                db, Context.system(get_settings(), audit_key(get_settings())), policy_of(get_settings()), later
+            )
+            assert db.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 0
         changed = {**sinks, "pictures": {**sinks["pictures"], "include_probe": False}}
         monkeypatch.setenv("OPENLFR_SINKS", json.dumps(changed))
         get_settings.cache_clear()

@@ -163,8 +163,8 @@ def alert_payload(session: Session, alert: Alert) -> dict[str, Any]:
 
 def enqueue_alert(session: Session, alert: Alert) -> int:
     """The alert's event, in the alert's own transaction; sent until its probe retention ends."""
-    if alert.deployment_id is None:
-        return 0
+    if not session.scalar(sa.select(Deployment.sinks).where(Deployment.id == alert.deployment_id)):
+        return 0  # no sink: nothing more in the alert's transaction
     expires = alert.created_at + timedelta(seconds=get_settings().probe_retention_seconds)
     payload = alert_payload(session, alert)
     return enqueue(session, alert.deployment_id, "alert", payload, key=alert.uid, expires_at=expires)
@@ -291,6 +291,12 @@ def with_probe(store: Store, row: Claimed) -> dict[str, Any]:
     if probe is None:
         return row.payload | {"probe_jpeg_base64": None}  # purged: said, not sent
     return row.payload | {"probe_jpeg_base64": base64.b64encode(probe).decode("ascii")}
+
+
+def forget_expired(session: Session, moment: datetime) -> int:
+    """Delete the rows past their expiry (delivered, given up, or for a sink no longer configured); how many."""
+    deleted = session.execute(sa.delete(Delivery).where(Delivery.expires_at <= moment))
+    return int(getattr(deleted, "rowcount", 0) or 0)
 
 
 def pending_counts(store: Store, deployment_id: int | None = None) -> dict[str, int]:

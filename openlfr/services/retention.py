@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, not_, select, update
 from sqlalchemy.orm import Session
 
+from openlfr.alerts import outbox
 from openlfr.clock import utc_now
 from openlfr.governance import retention
 from openlfr.governance.retention import RetentionPolicy
@@ -107,6 +108,7 @@ def enforce_retention(db: Session, ctx: Context, policy: RetentionPolicy, now: d
     if purged:
         ctx.audit(db, "retention.probes_purged", "alerts", {"alerts": purged})
     removed = remove_expired_entries(db, ctx, policy, moment)
+    outbox.forget_expired(db, moment)  # events past their alert's probe retention: sent or given up by now
     return PurgeReport(destroyed, purged, removed, photo_search.purge_search_probes(db, ctx, policy, moment))
 
 
