@@ -87,6 +87,7 @@ class ConfigError(OpenLFRError):
 
 
 SinkEvent = Literal["alert", "decision", "camera"]
+SINK_EVENTS: tuple[SinkEvent, ...] = ("alert", "decision", "camera")
 
 
 class SinkSettings(BaseModel):
@@ -102,7 +103,7 @@ class SinkSettings(BaseModel):
     enabled: bool = True
     # What it hears of: alerts; decisions (an operator's decision, the second operator's verification, the outcome);
     # camera health. A deployment's events reach only the sinks it names.
-    events: tuple[SinkEvent, ...] = ("alert", "decision", "camera")
+    events: list[SinkEvent] = Field(default_factory=lambda: list(SINK_EVENTS))
     # The probe crop (base64 JPEG) in an alert's payload: off unless the admin opts in (audited when served).
     include_probe: bool = False
     timeout_seconds: float = Field(default=5.0, gt=0.0, le=60.0)  # one attempt's connect, send and answer

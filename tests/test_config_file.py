@@ -54,6 +54,7 @@ min_face_px = 40
 type = "webhook"
 url = "https://alerts.example.org/hook"
 secret = "{SECRETS[2]}"
+events = ["alert", "decision"]
 """
 
 

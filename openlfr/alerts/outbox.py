@@ -63,7 +63,7 @@ def adhoc_name(kind: str, address: str) -> str:
 
 def adhoc_sink(kind: str, address: str) -> SinkSettings:
     """Alerts only, unsigned: a one-shot scan has no configured secret."""
-    return SinkSettings(type=kind, url=address, events=("alert",))  # type: ignore[arg-type]
+    return SinkSettings(type=kind, url=address, events=["alert"])  # type: ignore[arg-type]
 
 
 def _subscribes(name: str, group: SinkEvent, configured: Mapping[str, SinkSettings]) -> bool | None:

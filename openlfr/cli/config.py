@@ -59,6 +59,8 @@ def _toml_value(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, list | tuple):  # (a sink's events)
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return json.dumps(str(value))  # JSON's string escapes are TOML's basic-string escapes
 
 
