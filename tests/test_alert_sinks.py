@@ -96,3 +96,15 @@ def test_an_alert_is_in_the_database_before_any_sink_hears_of_it(store: Store) -
 def test_broker_addresses() -> None:
     assert parse_broker("localhost") == ("localhost", 1883, "openlfr/alerts")
     assert parse_broker("mqtt://10.0.0.2:1884/ops/lfr/") == ("10.0.0.2", 1884, "ops/lfr")
+
+
+def test_the_database_errors_worth_retrying_are_named_by_the_store_alone() -> None:
+    """One way each (issue 18, item 7): the API and the alert writer read "the database did not answer" from
+    ``openlfr.store.db.UNAVAILABLE``; nothing outside the live side imports the dispatcher for it."""
+    import grimp
+
+    graph = grimp.build_graph("openlfr")
+    importers = graph.find_modules_that_directly_import("openlfr.alerts.dispatch")
+    assert not {module for module in importers if module.startswith(("openlfr.api", "openlfr.web"))}, importers
+    assert "openlfr.store.db" in graph.find_modules_directly_imported_by("openlfr.api.app")
+    assert "openlfr.store.db" in graph.find_modules_directly_imported_by("openlfr.alerts.dispatch")
