@@ -23,6 +23,7 @@ from openlfr.services.retention import enforce_retention, policy_of
 from openlfr.services.sink_settings import audit_sinks
 from openlfr.settings import get_settings
 from openlfr.store.alert_models import Delivery
+from openlfr.store.db import open_store
 from openlfr.store.governance_models import AuditEntry
 from openlfr.stream.pipeline import AlertFound
 from tests.serverkit import JUSTIFICATION, add_user, add_watchlist, build_app, configure, draft_body, login
@@ -217,3 +218,55 @@ def test_the_committed_alert_event_is_announced_once_per_commit(monkeypatch: pyt
             assert told == [first.id, second.id]
         finally:
             app.state.server.store.close()
+
+
+def test_senders_in_two_processes_share_the_rows_without_sending_one_twice(
+    monkeypatch: pytest.MonkeyPatch, store_url: str, tmp_path: Path
+) -> None:
+    """Two delivery workers, each on its own connection pool (as two processes are), with a receiver that takes
+    its time: each row is sent by one of them, once, in commit order per deployment."""
+    receiver = SigningReceiver(hold_s=0.02)
+    secret = tmp_path / "hook.secret"
+    secret.write_text(SECRET)
+    hook = {"type": "webhook", "url": receiver.url, "secret_file": str(secret)}
+    configure(monkeypatch, OPENLFR_SINKS=json.dumps({"hook": hook}))
+    app = build_app()
+    other = open_store(get_settings())
+    workers: list[DeliveryWorker] = []
+    try:
+        for name, role in [("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
+            add_user(app, name, role)
+        add_watchlist(app)
+        olly, ava = login(app, "olly"), login(app, "ava")
+        keys: dict[int, list[str]] = {}
+        store = app.state.server.store
+        for _ in range(2):
+            body = draft_body(datetime.now(UTC) - timedelta(seconds=5), sinks=["hook"])
+            drafted = olly.post("/api/deployments", json=body).json()
+            assert ava.post(
+                f"/api/deployments/{drafted['id']}/authorise", json={"justification": JUSTIFICATION}
+            ).is_success
+            keys[drafted["id"]] = []
+        database = AlertDatabase(store)
+        for track in range(1, 7):
+            for deployment, listed in keys.items():
+                record, _ = database.write(
+                    found(f"P00{track % 3}", track), watchlist_name="wanted", names={}, deployment_id=deployment
+                )
+                listed.append(record.uid)
+        workers = [DeliveryWorker(s, get_settings().sinks, retry_max_s=0.5, poll_s=0.05) for s in (store, other)]
+        for worker in workers:
+            worker.start()
+        everything = {key for listed in keys.values() for key in listed}
+        wait_for("every alert delivered", lambda: set(receiver.accepted) >= everything, 60)
+        time.sleep(0.5)
+    finally:
+        for worker in workers:
+            worker.stop()
+        receiver.close()
+        other.close()
+        app.state.server.store.close()
+    assert sorted(receiver.accepted) == sorted(everything) and receiver.overlaps == 0 and receiver.conflicts == 0
+    for listed in keys.values():
+        assert [key for key in receiver.accepted if key in listed] == listed
+    assert sum(worker.delivered["hook"] for worker in workers) == len(everything), "each row sent by one of them"
