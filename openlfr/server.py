@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         if scheduler is not None:
             scheduler.start()
             stoppers.append(scheduler.stop)
-            stoppers.append(PIPELINES.watch_runs(scheduler.status))
+            stoppers.append(PIPELINES.watch_runs(scheduler.report))
         try:
             yield
         finally:
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
 
         def look() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], bool]:
             database = probe()
-            runs = scheduler.status() if scheduler is not None else []
+            runs = scheduler.report() if scheduler is not None else []
             down = []
             if database["ok"]:  # every process's cameras, from the database: a dead camera is never "ok"
                 with store.session() as db:
@@ -148,7 +148,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> None:
     audit_sinks(store, settings)
     scheduler = Scheduler(store, settings, TileBoard(blur_scene=settings.tile_blur_scene))
     PIPELINES.watch_store(store)
-    forget = PIPELINES.watch_runs(scheduler.status)
+    forget = PIPELINES.watch_runs(scheduler.report)
     scheduler.start()
     delivery = DeliveryWorker(store, settings.sinks, settings.delivery_retry_max_seconds)
     delivery.start()

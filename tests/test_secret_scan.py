@@ -282,7 +282,8 @@ def test_no_camera_secret_anywhere_a_live_server_shows(monkeypatch: pytest.Monke
         for who, client in clients.items():
             for path in get_paths(app, deployment_id):
                 answer = client.get(path)
-                assert answer.status_code < 500, (who, path, answer.text)
+                # /health is 503 "degraded" while these cameras fail (issue 18): an answer, not an error
+                assert answer.status_code < 500 or (path == "/health" and answer.status_code == 503), (who, answer.text)
                 shown[f"{who} GET {path}"] = answer.text
             bearer = {"Authorization": f"Bearer {tokens[who]}"}
             for path in ("/health", "/api/deployments", f"/api/deployments/{deployment_id}", "/api/audit"):

@@ -1,8 +1,9 @@
 """A deployment run's books: what it tells the operator (per-camera notes, audit entries), what it counted (frames,
 faces seen, tracks, alerts: the only trace of the faces that raised no alert), where each camera got to (for a
-resume), and its camera's lease. ``DeploymentRun`` (``openlfr.runtime.deployment_run``) keeps them in memory and
-one bookkeeping thread per run writes them every ``BOOKS_S``, so a locked or absent database never stalls the
-pipeline; what the database refuses waits, and the trouble is an incident (audited when it answers again).
+resume), each camera's change of state, and its camera's lease. A :class:`Books` is part of a ``DeploymentRun``
+(``openlfr.runtime.deployment_run``): the run's parts hand it what happened, it keeps it in memory, and its one
+thread writes it every ``BOOKS_S``, so a locked or absent database never stalls the pipeline; what the database
+refuses waits, and the trouble is an incident (audited when it answers again).
 
 A retrospective search's progress (seconds of footage analysed, from the cameras' stored progress) is written
 with the counts; when every camera's file has been read to its end the search is recorded as processed
@@ -14,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +25,14 @@ from sqlalchemy import update
 from openlfr.alerts import outbox
 from openlfr.alerts.dispatch import AlertDispatcher
 from openlfr.clock import utc_now
-from openlfr.runtime.camera_health import CameraStateChanged, CameraWatch
+from openlfr.runtime.camera_health import CameraStateChanged
 from openlfr.services import deployments, retrospective
 from openlfr.services.context import Context
 from openlfr.store import Store
 from openlfr.store.governance_models import Deployment
-from openlfr.store.progress_models import camera_notes, claim, release, save_camera_state, save_progress
+from openlfr.store.progress_models import camera_notes, claim, save_camera_state, save_progress
 from openlfr.stream.runner import CameraState
+from openlfr.text import first_line
 from openlfr.urls import redact_text
 
 log = logging.getLogger(__name__)
@@ -38,44 +42,63 @@ BOOKS_S = 0.5  # how often the bookkeeping thread looks for notes, counts and au
 COUNT_KEYS = ("decoded", "faces_seen", "tracks", "alerts")
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+def error_line(exc: BaseException) -> str:
+    """An error's type and first line, for the run's notes, audit entries and ``/health``."""
+    return f"{type(exc).__name__}: {first_line(exc)}"[:300]
 
 
-class RunBooks:
-    """The bookkeeping half of ``DeploymentRun`` (which sets these attributes)."""
+@dataclass(frozen=True)
+class RunLink:
+    """What the books need of the run they keep: whether its pipeline thread still runs, its stop and abandon
+    events, what else to look at each round while it runs (``tick``), what to do when the camera's lease is lost,
+    and what to do once everything is written."""
 
-    store: Store
-    deployment_id: int
-    camera: str | None
-    holder: str | None
-    ctx: Context
-    lease_s: float
-    retrospective: bool
-    analysis_s: float
-    source_ended: bool
-    thread: threading.Thread | None
-    runner: Any
-    dispatcher: AlertDispatcher | None
-    database_error: str | None
-    notes: dict[str, str]
-    _renewed_at: float
-    _note_dirty: bool
-    _audits: list[tuple[str, dict[str, Any]]]
-    _done_counts: dict[str, dict[str, int]]
-    _live_counts: dict[str, dict[str, int]]
-    _flushed: dict[str, dict[str, int]]
-    _last_flush: float
-    _lock: threading.Lock
-    _stop: threading.Event
-    _abandon: threading.Event
-    _down_since: float | None
-    _progress: dict[str, tuple[float, int, int, tuple[int, float, float]]]
-    _saved_progress: dict[str, tuple[float, int, tuple[int, float, float]]]
-    _counted_before: dict[str, tuple[int, float]]
-    cameras: CameraWatch
-    _camera_events: list[CameraStateChanged]
+    pipeline_alive: Callable[[], bool]
+    tick: Callable[[], None]
+    stopping: threading.Event
+    abandon: threading.Event
+    lease_lost: Callable[[str], None]
+    finished: Callable[[], None]
+
+
+class Books:
+    """A run's bookkeeping, written on its own thread (``start``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        ctx: Context,
+        deployment_id: int,
+        camera: str | None,
+        holder: str | None,
+        lease_s: float,
+        link: RunLink,
+    ) -> None:
+        self.store, self.ctx, self.deployment_id, self.camera, self.holder = store, ctx, deployment_id, camera, holder
+        self.lease_s, self.link = lease_s, link
+        self.dispatcher: AlertDispatcher | None = None  # the run's, once its first pipeline is built
+        self.retrospective = False  # a retrospective search also records its progress with the counts
+        self.thread: threading.Thread | None = None
+        self.database_error: str | None = None  # the last write the database refused, until one works
+        self.notes: dict[str, str] = {}
+        self._renewed_at = time.monotonic()
+        self._note_dirty = False
+        self._audits: list[tuple[str, dict[str, Any]]] = []
+        self._camera_events: list[CameraStateChanged] = []  # changes of camera state, not yet written
+        self._done_counts: dict[str, dict[str, int]] = {}  # of the pipelines that ran before (restarts)
+        self._live_counts: dict[str, dict[str, int]] = {}  # of the pipeline running now
+        self._flushed: dict[str, dict[str, int]] = {}
+        self._last_flush = 0.0
+        self._lock = threading.Lock()
+        self._down_since: float | None = None  # epoch seconds: the database has not answered since
+        # camera -> (media time analysed to, next track id, alerts handed to the dispatcher by then, coverage)
+        self._progress: dict[str, tuple[float, int, int, tuple[int, float, float]]] = {}
+        self._saved_progress: dict[str, tuple[float, int, tuple[int, float, float]]] = {}
+        self.counted_before: dict[str, tuple[int, float]] = {}  # camera -> (frames, gap_s) its earlier runs stored
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._keep, name=f"openlfr-books-{self.deployment_id}", daemon=True)
+        self.thread.start()
 
     def note(self, camera: str, message: str) -> None:
         """What the operator should know about a camera, on the deployment's page (any URL in it redacted)."""
@@ -85,11 +108,20 @@ class RunBooks:
             self.notes[camera] = text
             self._note_dirty = True
 
+    @property
+    def alive(self) -> bool:
+        """Still writing what it holds."""
+        return self.thread is not None and self.thread.is_alive()
+
+    def notes_now(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self.notes)
+
     def incident(self, action: str, text: str) -> None:
         self.note("", text)
-        self._audit(action, {"what": text})
+        self.audit(action, {"what": text})
 
-    def _database_trouble(self, error: str | None) -> None:
+    def database_trouble(self, error: str | None) -> None:
         """The database stopped answering (``error``: what it said) or answers again (None): an incident each."""
         now = time.time()
         held = self.dispatcher.status() if self.dispatcher is not None else None
@@ -114,7 +146,7 @@ class RunBooks:
             f"the database answers again after {now - since:.0f} s (no answer since {began} UTC); {lost}",
         )
 
-    def _camera_changed(self, event: CameraStateChanged) -> None:
+    def camera_changed(self, event: CameraStateChanged) -> None:
         """A camera's state changed: stored, audited and announced by the bookkeeping thread."""
         health = event.health
         log.log(
@@ -140,34 +172,27 @@ class RunBooks:
             with self._lock:
                 self._camera_events.pop(0)
 
-    def _audit(self, action: str, details: dict[str, Any]) -> None:
+    def audit(self, action: str, details: dict[str, Any]) -> None:
         with self._lock:
             self._audits.append((action, {**details, "at": utc_now().isoformat()}))
 
-    def _keep_books(self) -> None:
+    def _keep(self) -> None:
+        link = self.link
         while True:
-            finished = not (self.thread is not None and self.thread.is_alive())
+            finished = not link.pipeline_alive()
             if not finished:
                 self._renew_lease()
-                if not self._stop.is_set():  # a run told to stop stops its frames: that is no stall
-                    self.cameras.look()
+                if not link.stopping.is_set():
+                    link.tick()
             clean = self._write_books(force=finished)
-            if (finished and clean) or self._abandon.is_set():
+            if (finished and clean) or link.abandon.is_set():
                 break
             time.sleep(BOOKS_S)
-        if self.camera is not None and self.holder is not None:
-            try:
-                with self.store.session() as db:
-                    release(db, self.deployment_id, self.camera, self.holder, ended=self.source_ended)
-                if self.retrospective and self.source_ended:
-                    with self.store.session() as db:
-                        retrospective.finish_if_done(db, self.ctx, self.deployment_id, self.analysis_s)
-            except Exception as exc:  # the lease runs out by itself
-                log.warning("deployment %d: cannot give back camera %s: %s", self.deployment_id, self.camera, exc)
+        link.finished()
 
     def _renew_lease(self) -> None:
         """Keep the camera's lease; stop the camera when it is lost, or cannot be renewed before it runs out."""
-        if self.camera is None or self.holder is None or self._stop.is_set():
+        if self.camera is None or self.holder is None or self.link.stopping.is_set():
             return
         if time.monotonic() - self._renewed_at < self.lease_s / 6:
             return
@@ -177,7 +202,7 @@ class RunBooks:
         except Exception as exc:
             if time.monotonic() - self._renewed_at < self.lease_s * 0.9:
                 return  # (the bookkeeping reports the database's trouble)
-            reason = f"cannot renew the lease of camera {self.camera} ({first_line(exc)}): stopped here"
+            reason = f"cannot renew the lease of camera {self.camera} ({error_line(exc)}): stopped here"
         else:
             if held:
                 self._renewed_at = time.monotonic()
@@ -185,9 +210,7 @@ class RunBooks:
             reason = f"camera {self.camera} is held by another worker now: stopped here"
         log.warning("deployment %d: %s", self.deployment_id, reason)
         self.note("", reason)
-        self._stop.set()
-        if self.runner is not None:
-            self.runner.stop()
+        self.link.lease_lost(reason)
 
     def _write_books(self, force: bool = False) -> bool:
         """Write the note, the counts and the audit entries that wait; True when nothing waits any more."""
@@ -222,13 +245,13 @@ class RunBooks:
         except Exception as exc:
             if self.database_error is None:
                 log.warning("deployment %d: the database does not take the run's record: %s", self.deployment_id, exc)
-            self.database_error = first_line(exc)
-            self._database_trouble(self.database_error)
+            self.database_error = error_line(exc)
+            self.database_trouble(self.database_error)
             return False
         if self.database_error is not None:
             log.warning("deployment %d: the database takes the run's record again", self.deployment_id)
             self.database_error = None
-            self._database_trouble(None)
+            self.database_trouble(None)
         with self._lock:
             return not self._note_dirty and not self._audits and not self._camera_events and self._counts_flushed()
 
@@ -246,7 +269,7 @@ class RunBooks:
     def _counts_flushed(self) -> bool:
         return all(self._flushed.get(name) == counts for name, counts in self._totals().items())
 
-    def _end_counts(self, final: dict[str, dict[str, int]]) -> None:
+    def end_counts(self, final: dict[str, dict[str, int]]) -> None:
         """A pipeline ended: its final counts (or the last reported, if it failed) join the run's."""
         with self._lock:
             ended = {**self._live_counts, **final}
@@ -289,8 +312,7 @@ class RunBooks:
             with self.store.session() as db:
                 retrospective.record_progress(db, self.ctx, self.deployment_id)
 
-    def _on_stats(self, states: dict[str, CameraState]) -> None:
-        self.cameras.pipeline_reports(states)
+    def on_stats(self, states: dict[str, CameraState]) -> None:
         for name, state in states.items():
             if state.ready and self.notes.get(name, "").endswith("starting"):
                 self.note(name, "running")
@@ -302,6 +324,6 @@ class RunBooks:
                 if state.analysed_to >= 0:
                     # A file's frames and gaps add to its earlier runs' (the overlap of a resume is not recounted).
                     frames, covered, gaps = state.coverage()
-                    before_frames, before_gaps = self._counted_before.get(name, (0, 0.0))
+                    before_frames, before_gaps = self.counted_before.get(name, (0, 0.0))
                     coverage = (before_frames + frames, covered, before_gaps + gaps)
                     self._progress[name] = (state.analysed_to, state.next_track_id, handed, coverage)

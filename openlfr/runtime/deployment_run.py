@@ -12,6 +12,10 @@ Alerts are committed to the database with their deployment (the pipeline's dispa
 sees them; the console's event stream finds them there. Counts (frames, faces seen, tracks, alerts) are added
 to the deployment's record every few seconds. Camera tiles are rendered in memory for the console.
 
+A run is composed of small parts: a ``Supervisor`` (``openlfr.runtime.supervisor``) restarts its pipeline,
+``Books`` (``openlfr.runtime.books``) write what it did, a ``MatchGuard`` and a ``ListingWatch`` keep matching
+inside the authorisation, a ``CameraWatch`` (``openlfr.runtime.camera_health``) says how each camera is.
+
 Supervision: a run whose pipeline fails (it cannot start, a camera's analysis process dies, a bug) is restarted
 with backoff (2 s, doubling, at most 60 s) for as long as its window is open; each failure and restart is in the
 log, in the deployment's pipeline note and in the audit log (actor ``system``). The database may stop answering
@@ -40,9 +44,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,11 +56,12 @@ from openlfr.alerts.dispatch import AlertDispatcher
 from openlfr.clock import utc, utc_now
 from openlfr.governance.deployments import GovernanceError, Kind, may_match
 from openlfr.governance.guard import MatchGuard
-from openlfr.runtime.books import RunBooks, first_line
-from openlfr.runtime.camera_health import CameraStateChanged, CameraStatus, CameraWatch
+from openlfr.runtime.books import Books, RunLink, error_line
+from openlfr.runtime.camera_health import CameraStatus, CameraWatch
 from openlfr.runtime.listing_watch import ListingWatch
+from openlfr.runtime.supervisor import RunState, Supervisor
 from openlfr.runtime.tiles import TileBoard, tile_faces
-from openlfr.services import camera_secrets
+from openlfr.services import camera_secrets, retrospective
 from openlfr.services.audit_log import audit_key
 from openlfr.services.context import Context
 from openlfr.services.live import CameraDefaults, LivePipeline, build_pipeline, camera_of, snapshot_watchlist
@@ -65,19 +69,16 @@ from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import Deployment
-from openlfr.store.progress_models import count_run, load_progress
-from openlfr.stream.runner import CameraResume
+from openlfr.store.progress_models import count_run, load_progress, release
+from openlfr.stream.runner import CameraResume, CameraState
 from openlfr.stream.source import CameraConfig, SourceKind
 from openlfr.stream.worker import FrameView
-from openlfr.urls import redact_text
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # how often the scheduler looks at the deployments
 TILE_INTERVAL_S = 0.5  # a camera picture for the console this often
 HELD_ALERTS_MAX = 500  # alerts kept in memory while the database does not answer (each with its probe JPEG)
-RESTART_FIRST_S = 2.0  # the first restart of a failed pipeline waits this long; doubled up to RESTART_MAX_S
-RESTART_MAX_S = 60.0
 RESUME_OVERLAP_S = 1.5  # a resumed file starts this much before its last analysed frame (tracks re-form)
 
 
@@ -89,9 +90,45 @@ def _load_facts(store: Store, deployment_id: int) -> Callable[[], Deployment | N
     return load
 
 
-class DeploymentRun(RunBooks):
-    """One deployment's cameras, analysed by the live pipeline's runner (one process per camera), restarted with
-    backoff when it fails, until stopped, the window closes or every camera's source has ended."""
+@dataclass(frozen=True)
+class RunStatus:
+    """What ``/health`` and ``/metrics`` say of a run: its state, restarts, what waits for the database, its
+    cameras' health."""
+
+    deployment: int
+    camera: str | None
+    held_by: str | None
+    state: RunState
+    restarts: int
+    last_failure: str | None
+    alerts_held: int
+    alerts_written: int
+    alerts_lost: int
+    alerts_refused: int  # people no longer listed when seen: not written
+    database_failing_since: str | None
+    database_error: str | None
+    notes: dict[str, str] = field(default_factory=dict)
+    resumed_at_s: dict[str, float] = field(default_factory=dict)
+    cameras: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.state in (RunState.STARTING, RunState.RUNNING, RunState.FINISHED, RunState.STOPPED)
+            and not self.alerts_held
+            and not self.alerts_lost
+            and self.database_error is None
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "state": self.state.value}
+
+
+class DeploymentRun:
+    """One camera of a deployment (or all its cameras, without a lease), analysed by the live pipeline's runner
+    (one process per camera) until stopped, the window closes or its sources have ended. Composed of its parts:
+    a :class:`Supervisor` (restarts), :class:`Books` (what it writes), a ``MatchGuard`` and a ``ListingWatch``
+    (matching only inside the authorised window, for listed people), a :class:`CameraWatch` (camera health)."""
 
     def __init__(
         self,
@@ -104,45 +141,36 @@ class DeploymentRun(RunBooks):
     ) -> None:
         self.store, self.settings, self.deployment_id, self.tiles = store, settings, deployment_id, tiles
         self.camera, self.holder = camera, holder  # one camera under its lease; None: every camera, no lease
-        self.lease_s = float(settings.camera_lease_seconds)
-        self._renewed_at = time.monotonic()
         self.source_ended = False
         self.retrospective = False  # a retrospective search (read when the pipeline is prepared)
         self.analysis_s = 0.0  # wall time from the first frame read to the last, over the pipelines run
-        self.guard = MatchGuard(_load_facts(store, deployment_id))
         self.ctx = Context.system(settings, audit_key(settings))
         self.thread: threading.Thread | None = None
-        self.books: threading.Thread | None = None
         self.pipeline: LivePipeline | None = None
         self.runner: Any = None
         self.dispatcher: AlertDispatcher | None = None
         self.ends_at: datetime | None = None
-        self.state = "starting"  # starting | running | restarting | finished | stopped | failed (gave up)
-        self.restarts = 0
-        self.last_failure: str | None = None
-        self.database_error: str | None = None  # the last bookkeeping write the database refused, until one works
-        self.notes: dict[str, str] = {}
-        self._note_dirty = False
-        self._audits: list[tuple[str, dict[str, Any]]] = []
-        self._camera_events: list[CameraStateChanged] = []  # changes of camera state, not yet written
-        self._done_counts: dict[str, dict[str, int]] = {}  # of the pipelines that ran before (restarts)
-        self._live_counts: dict[str, dict[str, int]] = {}  # of the pipeline running now
-        self._flushed: dict[str, dict[str, int]] = {}
-        self._last_flush = 0.0
-        self._lock = threading.Lock()
         self._stop = threading.Event()  # the pipeline is to stop (no restart)
         self._abandon = threading.Event()  # give up on what still waits for the database
         self._pipeline_done = threading.Event()
-        self._down_since: float | None = None  # epoch seconds: the database has not answered since
         self.resumed_at: dict[str, float] = {}  # camera -> media time its file was resumed at (last start)
-        # camera -> (media time analysed to, next track id, alerts handed to the dispatcher by then)
-        self._progress: dict[str, tuple[float, int, int, tuple[int, float, float]]] = {}
-        self._saved_progress: dict[str, tuple[float, int, tuple[int, float, float]]] = {}
-        self._counted_before: dict[str, tuple[int, float]] = {}  # camera -> (frames, gap_s) its earlier runs stored
+        link = RunLink(lambda: self.alive, self._tick, self._stop, self._abandon, self._lease_lost, self._books_done)
+        lease_s = float(settings.camera_lease_seconds)
+        self.books = Books(store, self.ctx, deployment_id, camera, holder, lease_s, link)
+        self.cameras = CameraWatch(deployment_id, settings.stream_stall_seconds, self.books.camera_changed)
+        self.guard = MatchGuard(_load_facts(store, deployment_id))
         # A listing ended after authorisation: the pipeline is rebuilt from the (updated) snapshot at once.
         self.listings = ListingWatch(store, self.ctx, deployment_id, self._listings_ended)
-        self.cameras = CameraWatch(deployment_id, settings.stream_stall_seconds, self._camera_changed)
-        self._reloading = False
+        self.supervisor = Supervisor(
+            deployment_id, settings.pipeline_max_same_failures, self.books, self.cameras, self._stop, self._window_open
+        )
+
+    @property
+    def state(self) -> RunState:
+        return self.supervisor.state
+
+    def note(self, camera: str, message: str) -> None:
+        self.books.note(camera, message)
 
     @property
     def alive(self) -> bool:
@@ -154,14 +182,12 @@ class DeploymentRun(RunBooks):
         self.thread = threading.Thread(
             target=self._supervise, name=f"openlfr-deployment-{self.deployment_id}", daemon=True
         )
-        self.books = threading.Thread(target=self._keep_books, name=f"openlfr-books-{self.deployment_id}", daemon=True)
-        self.listings.start()
         self.thread.start()
         self.books.start()
 
     def prepare(self) -> LivePipeline:
         """Build the deployment's pipeline (nothing runs yet): its snapshot, its cameras, the stream settings."""
-        self._reloading = False
+        self.supervisor.reloading = False
         self.listings.settle()
         snapshot = snapshot_watchlist(self.store, self.deployment_id, self.settings)
         facts = self.guard.permission()
@@ -171,7 +197,7 @@ class DeploymentRun(RunBooks):
             row = db.get(Deployment, self.deployment_id)
             assert row is not None
             self.ends_at = utc(row.ends_at)
-            self.retrospective = Kind(row.kind) is Kind.RETROSPECTIVE
+            self.retrospective = self.books.retrospective = Kind(row.kind) is Kind.RETROSPECTIVE
             if row.urgent_until is not None and row.authorised_by is None:  # it may match until then only
                 self.ends_at = min(self.ends_at, utc(row.urgent_until))
         if self.dispatcher is None:  # one for the whole run: what it holds survives a restart of the pipeline
@@ -182,15 +208,16 @@ class DeploymentRun(RunBooks):
                 names=snapshot.names,
                 deployment_id=self.deployment_id,
                 held_max=HELD_ALERTS_MAX,
-                on_incident=self._database_trouble,
+                on_incident=self.books.database_trouble,
             )
+            self.books.dispatcher = self.dispatcher
         records = [r for r in snapshot.cameras if self.camera is None or str(r["name"]) == self.camera]
         cameras, resume = self._resume(
             [camera_of(camera_secrets.opened(self.settings, r), CameraDefaults()) for r in records]
         )
         for camera in cameras:
             self.note(camera.name, "starting")
-        self.cameras.pipeline_starting([camera.name for camera in cameras], restart=self.restarts > 0)
+        self.cameras.pipeline_starting([camera.name for camera in cameras], restart=self.supervisor.restarts > 0)
         # A live deployment's file stands in for a camera (tests, demonstrations): it plays at its own pace, as a
         # camera would. A retrospective search reads its files as fast as the machine allows, every frame.
         self.pipeline = build_pipeline(
@@ -244,7 +271,7 @@ class DeploymentRun(RunBooks):
             next_id = max(row.next_track_id if row else 1, int(highest_track.get(camera.name) or 0) + 1)
             if is_file and row is not None and row.frames:
                 camera = replace(camera, counted_to_s=row.media_time_s)
-                self._counted_before[camera.name] = (row.frames, row.gap_s)
+                self.books.counted_before[camera.name] = (row.frames, row.gap_s)
             if is_file and row is not None and row.media_time_s > RESUME_OVERLAP_S:
                 start = row.media_time_s - RESUME_OVERLAP_S
                 camera = replace(camera, start_at_s=start)
@@ -257,43 +284,9 @@ class DeploymentRun(RunBooks):
     # ----- supervision -----
 
     def _supervise(self) -> None:
-        delay = RESTART_FIRST_S
-        same, previous = 0, None  # failures in a row with the same reason
         try:
-            while not self._stop.is_set():
-                failure = self._run_once()
-                failure = None if failure is None else redact_text(failure)  # shown on /health, logged, audited
-                if self._reloading and not self._stop.is_set():
-                    continue
-                if failure is None or self._stop.is_set() or not self._window_open():
-                    break
-                same, previous = (same + 1 if failure == previous else 1), failure
-                if same >= self.settings.pipeline_max_same_failures:
-                    self._give_up(failure, same)
-                    break
-                self.restarts += 1
-                self.state, self.last_failure = "restarting", failure
-                self.cameras.all(
-                    CameraStatus.RECONNECTING, f"the pipeline failed ({failure}); restart in {delay:.0f} s"
-                )
-                log.warning(
-                    "deployment %d: the pipeline failed (%s); restart %d in %.0f s",
-                    self.deployment_id,
-                    failure,
-                    self.restarts,
-                    delay,
-                )
-                self.note("", f"the pipeline failed ({failure}); restart {self.restarts} in {delay:.0f} s")
-                self._audit(
-                    "deployment.pipeline_restart", {"restart": self.restarts, "reason": failure, "after_s": delay}
-                )
-                if self._stop.wait(delay):
-                    break
-                delay = min(delay * 2, RESTART_MAX_S)
+            self.supervisor.run(self._run_once)
         finally:
-            if self.state != "failed":
-                self.state = "stopped" if self._stop.is_set() else "finished"
-            self.listings.stop()
             self._pipeline_done.set()
             # What the pipeline raised is still written, whatever the window does meanwhile (it was raised inside it).
             while self.dispatcher is not None and not self.dispatcher.drain(1.0) and not self._abandon.is_set():
@@ -301,21 +294,21 @@ class DeploymentRun(RunBooks):
 
     def _run_once(self) -> str | None:
         """One pipeline from start to end: None when its sources ended or it was stopped, else why it failed."""
-        self.state = "starting"
+        self.supervisor.state = RunState.STARTING
         try:
             self.prepare()
         except Exception as exc:
-            return f"cannot start: {first_line(exc)}"
-        if self._stop.is_set() or self._reloading:
+            return f"cannot start: {error_line(exc)}"
+        if self._stop.is_set() or self.supervisor.reloading:
             return None
-        self.state = "running"
+        self.supervisor.state = RunState.RUNNING
         try:
             summary = self.runner.run()
         except Exception as exc:
             log.exception("deployment %d: the pipeline failed", self.deployment_id)
-            self._end_counts({})
-            return first_line(exc)
-        self._end_counts({name: state.counters.as_dict() for name, state in summary.cameras.items()})
+            self.books.end_counts({})
+            return error_line(exc)
+        self.books.end_counts({name: state.counters.as_dict() for name, state in summary.cameras.items()})
         self.analysis_s += summary.elapsed_s
         if self.runner.stopped:
             return None
@@ -326,18 +319,6 @@ class DeploymentRun(RunBooks):
                 self.cameras.set(name, CameraStatus.FINISHED, "the file was read to its end")
         self.source_ended = not errors
         return "; ".join(errors.values()) if errors else None
-
-    def _give_up(self, failure: str, times: int) -> None:
-        """The same failure again and again (a source that cannot be read): restarting would only flap; the run
-        stops, says so on the page and in the audit log, and stays failed (``/health``: degraded) until the
-        deployment is changed or this process starts again."""
-        self.state, self.last_failure = "failed", failure
-        log.error(
-            "deployment %d: the pipeline failed the same way %d times (%s): stopped", self.deployment_id, times, failure
-        )
-        self.note("", f"stopped: the pipeline failed the same way {times} times in a row ({failure}); not restarted")
-        self.cameras.all(CameraStatus.FAILED, f"given up after {times} failures in a row: {failure}")
-        self._audit("deployment.pipeline_failed", {"failures": times, "reason": failure, "restarts": self.restarts})
 
     def _window_open(self) -> bool:
         """Whether a restart may match: the deployment as read now, or, unreadable, the window's end known."""
@@ -361,50 +342,72 @@ class DeploymentRun(RunBooks):
         if self.dispatcher is not None:
             self.dispatcher.close(timeout)
         self._abandon.set()
-        for thread in (self.thread, self.books):
+        for thread in (self.thread, self.books.thread):
             if thread is not None:
                 thread.join(timeout=timeout)
 
-    def status(self) -> dict[str, Any]:
-        """For ``/health``: the run's state, its restarts, and what waits for the database."""
+    def status(self) -> RunStatus:
+        """For ``/health`` and ``/metrics``: the run's state, its restarts, and what waits for the database."""
         held = self.dispatcher.status() if self.dispatcher is not None else None
         failing = held.failing_since if held is not None else None
-        with self._lock:
-            notes = dict(self.notes)
-        return {
-            "deployment": self.deployment_id,
-            "camera": self.camera,
-            "held_by": self.holder,
-            "state": self.state,
-            "restarts": self.restarts,
-            "last_failure": self.last_failure,
-            "alerts_held": held.held if held else 0,
-            "alerts_written": held.written if held else 0,
-            "alerts_lost": held.lost if held else 0,
-            "alerts_refused": held.refused if held else 0,  # people no longer listed when seen: not written
-            "database_failing_since": None if failing is None else datetime.fromtimestamp(failing, UTC).isoformat(),
-            "database_error": (held.last_error if failing is not None and held else None) or self.database_error,
-            "notes": notes,
-            "resumed_at_s": dict(self.resumed_at),
-            "cameras": {name: {**h.as_dict(), "up": h.state.up} for name, h in self.cameras.states().items()},
-        }
+        books = self.books
+        return RunStatus(
+            deployment=self.deployment_id,
+            camera=self.camera,
+            held_by=self.holder,
+            state=self.supervisor.state,
+            restarts=self.supervisor.restarts,
+            last_failure=self.supervisor.last_failure,
+            alerts_held=held.held if held else 0,
+            alerts_written=held.written if held else 0,
+            alerts_lost=held.lost if held else 0,
+            alerts_refused=held.refused if held else 0,
+            database_failing_since=None if failing is None else datetime.fromtimestamp(failing, UTC).isoformat(),
+            database_error=(held.last_error if failing is not None and held else None) or books.database_error,
+            notes=books.notes_now(),
+            resumed_at_s=dict(self.resumed_at),
+            cameras={name: {**h.as_dict(), "up": h.state.up} for name, h in self.cameras.states().items()},
+        )
 
     @property
     def healthy(self) -> bool:
-        status = self.status()
-        return (
-            status["state"] in ("starting", "running", "finished", "stopped")
-            and not status["alerts_held"]
-            and not status["alerts_lost"]
-            and status["database_error"] is None
-        )
+        return self.status().healthy
+
+    def _tick(self) -> None:
+        """Every round of the books while the pipeline runs: a camera with no frame for a while is stalled, and
+        the snapshot is compared with the live listings every ``LISTING_CHECK_S``."""
+        self.cameras.look()
+        self.listings.poll()
+
+    def _on_stats(self, states: dict[str, CameraState]) -> None:
+        self.cameras.pipeline_reports(states)
+        self.books.on_stats(states)
+
+    def _lease_lost(self, reason: str) -> None:
+        """The books could not keep the camera's lease: the camera stops here (another process may take it)."""
+        self._stop.set()
+        if self.runner is not None:
+            self.runner.stop()
+
+    def _books_done(self) -> None:
+        """Everything is written: the camera's lease is given back (its source ended: nobody takes it up again)."""
+        if self.camera is None or self.holder is None:
+            return
+        try:
+            with self.store.session() as db:
+                release(db, self.deployment_id, self.camera, self.holder, ended=self.source_ended)
+            if self.retrospective and self.source_ended:
+                with self.store.session() as db:
+                    retrospective.finish_if_done(db, self.ctx, self.deployment_id, self.analysis_s)
+        except Exception as exc:  # the lease runs out by itself
+            log.warning("deployment %d: cannot give back camera %s: %s", self.deployment_id, self.camera, exc)
 
     def _listings_ended(self, people: list[str]) -> None:
         """Snapshot entries ended early (expired or removed after authorisation): rebuild the pipeline without them."""
         count = f"{len(people)} listed {'person' if len(people) == 1 else 'people'}"
         log.warning("deployment %d: the listing of %s ended; the pipeline reloads", self.deployment_id, count)
         self.note("", f"the listing of {count} ended after authorisation: the pipeline reloaded without them")
-        self._reloading = True
+        self.supervisor.reloading = True
         if self.runner is not None:
             self.runner.stop()
 

@@ -2,7 +2,8 @@
 
 The snapshot copies each person's ``expires_at`` at authorisation, and every camera process searches a gallery
 built from it, so ``openlfr watchlist expire`` (or removing someone) after authorisation would not reach a running
-pipeline. A :class:`ListingWatch` compares the snapshot with the live listings every ``LISTING_CHECK_S`` seconds:
+pipeline. A :class:`ListingWatch` compares the snapshot with the live listings every ``LISTING_CHECK_S`` seconds
+(``poll``, called by the run's bookkeeping thread: no thread of its own):
 a person expired early has their snapshot entry brought down to the listing's new end, one removed to the moment
 it was noticed (one conditional ``UPDATE`` per entry, so among several processes running the deployment's cameras
 one writes it and audits it, actor ``system``), and the run is told (``on_ended``) so that it rebuilds its
@@ -14,13 +15,13 @@ who is no longer listed, the database makes sure none of it is recorded.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select, update
 
 from openlfr.clock import utc_now
-from openlfr.runtime.background import Periodic
 from openlfr.services.context import Context
 from openlfr.store import Store
 from openlfr.store.governance_models import Deployment, SnapshotPerson
@@ -74,7 +75,7 @@ def end_snapshot_listings(store: Store, ctx: Context, deployment_id: int) -> dic
         return snapshot
 
 
-class ListingWatch(Periodic):
+class ListingWatch:
     """Calls ``on_ended(people)`` when snapshot entries end earlier than when the pipeline was built (``settle``)."""
 
     def __init__(
@@ -85,14 +86,21 @@ class ListingWatch(Periodic):
         on_ended: Callable[[list[str]], None],
         every_s: float = LISTING_CHECK_S,
     ) -> None:
-        super().__init__(f"openlfr-listings-{deployment_id}", every_s, join_timeout_s=5.0)
         self.store, self.ctx, self.deployment_id, self.on_ended = store, ctx, deployment_id, on_ended
+        self.every_s = every_s
+        self._checked_at = time.monotonic()  # the first check is due one interval after the pipeline is built
         self.basis: dict[str, datetime] | None = None  # the entries' ends the running gallery was built with
         self._failing = False
 
     def settle(self) -> None:
         """A pipeline is about to be built from the snapshot: bring it up to date first; later changes are news."""
         self.basis = end_snapshot_listings(self.store, self.ctx, self.deployment_id)
+
+    def poll(self) -> None:
+        """Compare now if the last comparison is ``every_s`` old."""
+        if time.monotonic() - self._checked_at >= self.every_s:
+            self._checked_at = time.monotonic()
+            self.round()
 
     def round(self) -> None:
         try:

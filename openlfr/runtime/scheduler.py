@@ -10,7 +10,8 @@ import uuid
 from typing import Any
 
 from openlfr.runtime.background import Periodic
-from openlfr.runtime.deployment_run import POLL_S, DeploymentRun
+from openlfr.runtime.deployment_run import POLL_S, DeploymentRun, RunStatus
+from openlfr.runtime.supervisor import RunState
 from openlfr.runtime.tiles import TileBoard
 from openlfr.services import deployments
 from openlfr.settings import Settings
@@ -72,18 +73,19 @@ class Scheduler(Periodic):
             log.warning("scheduler: camera %s of deployment %d: its holder %s is gone", camera, deployment_id, holder)
             return True
 
-    def status(self) -> list[dict[str, Any]]:
-        """Every run this process has, live or still writing: for ``/health``."""
+    def status(self) -> list[RunStatus]:
+        """Every run this process has, live or still writing."""
         return [run.status() for run in [*self.runs.values(), *self.ended]]
+
+    def report(self) -> list[dict[str, Any]]:
+        """``status`` as JSON objects, for ``/health`` and ``/metrics``."""
+        return [status.as_dict() for status in self.status()]
 
     @property
     def healthy(self) -> bool:
         return all(run.healthy for run in [*self.runs.values(), *self.ended])
 
     def round(self) -> None:
-        self.tick()
-
-    def tick(self) -> None:
         try:
             live = self.live_cameras()
         except StoreError as exc:  # the runs go on; they hold what they cannot write
@@ -94,8 +96,8 @@ class Scheduler(Periodic):
             run
             for run in self.ended
             if run.alive
-            or (run.books is not None and run.books.is_alive())
-            or (run.state == "failed" and (run.deployment_id, run.camera) in live)
+            or run.books.alive
+            or (run.state is RunState.FAILED and (run.deployment_id, run.camera) in live)
         ]
         for key in list(self.runs):
             run = self.runs[key]
@@ -104,10 +106,10 @@ class Scheduler(Periodic):
                 run.stop()
                 del self.runs[key]
                 self.ended.append(run)
-            elif not run.alive or run.state == "stopped":  # ended, or gave its camera up (lease)
+            elif not run.alive or run.state is RunState.STOPPED:  # ended, or gave its camera up (lease)
                 del self.runs[key]
                 self.ended.append(run)
-                if run.source_ended or run.state == "failed":  # not started again by this process
+                if run.source_ended or run.state is RunState.FAILED:  # not started again by this process
                     self.finished.add(key)
         took_unheld = False
         for key in sorted(live - set(self.runs) - self.finished):
