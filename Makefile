@@ -91,8 +91,8 @@ image:
 	status=$$?; for pid in $$pids; do wait $$pid || status=1; done; \
 	[ $$status = 0 ] || cat .image-postgres.log .image-mosquitto.log; rm -f .image-postgres.log .image-mosquitto.log; \
 	[ $$status = 0 ] || exit $$status; \
-	echo "image $(IMAGE) built in $$(( $$(date +%s) - start )) s," \
-		"$$(( $$(podman image inspect --format '{{.Size}}' $(IMAGE)) / 1000000 )) MB"
+	size=$$(podman image inspect --format '{{.Size}}' $(IMAGE) 2>/dev/null || echo 0); \
+	echo "image $(IMAGE) built in $$(( $$(date +%s) - start )) s, $$(( $${size:-0} / 1000000 )) MB"
 
 demo: install
 	$(BIN)/openlfr demo --out demo-faces.png
