@@ -31,6 +31,7 @@ from openlfr.runtime.live_events import EventBoard
 from openlfr.runtime.scheduler import Scheduler
 from openlfr.runtime.tiles import TileBoard
 from openlfr.services import camera_secrets, upload_staging
+from openlfr.services.accounts import PrincipalCache
 from openlfr.services.audit_log import audit_key
 from openlfr.services.metrics import PIPELINES, REGISTRY
 from openlfr.services.sink_settings import audit_sinks
@@ -43,15 +44,17 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     """The server. ``background`` runs the retention loop; ``pipelines`` also runs the live pipelines."""
     settings = settings or get_settings()
     store = open_store(settings)
-    state = ServerState(settings, store, sessionmaker(store.engine, expire_on_commit=False), audit_key(settings))
     tiles = TileBoard(blur_scene=settings.tile_blur_scene)
     scheduler = Scheduler(store, settings, tiles) if pipelines else None
+    principals = PrincipalCache()
     probe = DatabaseProbe(store)
     # The outbox's sender: alerts and decisions to the sinks (openlfr.alerts.delivery), in every server process.
     delivery = DeliveryWorker(store, settings.sinks, settings.delivery_retry_max_seconds)
     # Who a token is, remembered briefly: forgotten at each change to accounts or sessions the event board hears
     # of (a commit in this process, a NOTIFY from another), and after each person's write (``api.deps.write``).
-    events = EventBoard(store, on_accounts=state.principals.forget)
+    events = EventBoard(store, on_accounts=principals.forget)
+    sessions = sessionmaker(store.engine, expire_on_commit=False)
+    state = ServerState(settings, store, sessions, audit_key(settings), tiles, events, scheduler, principals)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,11 +97,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         openapi_url=None,
         lifespan=lifespan,
     )
-    app.state.server = state
-    app.state.tiles = tiles  # camera pictures of the pipelines this process runs, for the console
-    app.state.events = events  # what the console's event streams show, followed once for all of them
-
-    app.state.scheduler = scheduler
+    app.state.server = state  # the one place of the server's state
 
     @app.get("/health/live", include_in_schema=False)
     def health_live() -> JSONResponse:

@@ -57,7 +57,7 @@ def test_a_stopped_rtsp_camera_is_shown_down_everywhere_and_streams_again(
     add_cast(app, "ann", "olly", "ava", "aud")
     add_watchlist(app)
     told: list[CameraStateChanged] = []
-    app.state.events.subscribe_camera_states(told.append)
+    app.state.server.events.subscribe_camera_states(told.append)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         with LiveServer(app) as server, sync_api.sync_playwright() as playwright:

@@ -61,7 +61,7 @@ def test_open_streams_hold_no_connection_and_hear_of_a_new_alert(
     app: FastAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     deployment = live_deployment(app)
-    app.state.events.poll_s = SLOW_POLL_S
+    app.state.server.events.poll_s = SLOW_POLL_S
     streams = tokens(app, "olly", STREAMS)
     pool = app.state.server.store.engine.pool
     caplog.set_level(logging.WARNING)
@@ -90,7 +90,7 @@ def test_open_streams_hold_no_connection_and_hear_of_a_new_alert(
 
 
 def test_logging_out_ends_the_stream(app: FastAPI) -> None:
-    app.state.events.poll_s = SLOW_POLL_S
+    app.state.server.events.poll_s = SLOW_POLL_S
     (token,) = tokens(app, "olly", 1)
 
     async def scenario(base: str) -> list[str]:
@@ -126,7 +126,7 @@ def test_an_alert_through_one_replica_reaches_the_streams_of_another(
     replica_b = build_app()
     try:
         deployment = live_deployment(replica_a)
-        replica_b.state.events.poll_s = SLOW_POLL_S
+        replica_b.state.server.events.poll_s = SLOW_POLL_S
         streams = tokens(replica_b, "olly", 10)
 
         async def scenario(base: str) -> list[float]:

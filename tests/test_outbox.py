@@ -200,7 +200,7 @@ def test_the_committed_alert_event_is_announced_once_per_commit(monkeypatch: pyt
     told: list[int] = []
     with TestClient(app):  # the lifespan starts the event board, as in `serve`
         try:
-            app.state.events.subscribe_alerts(told.append)
+            app.state.server.events.subscribe_alerts(told.append)
             for name, role in [("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
                 add_user(app, name, role)
             add_watchlist(app)

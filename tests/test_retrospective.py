@@ -658,7 +658,7 @@ def test_a_pipeline_failing_the_same_way_stops_with_a_clear_state(monkeypatch: p
             time.sleep(0.5)
         [failed] = _audit(app, "deployment.pipeline_failed")
         time.sleep(3)  # scheduler rounds: the camera is not taken up again
-        runs = [run for run in app.state.scheduler.report() if run["deployment"] == deployment_id]
+        runs = [run for run in app.state.server.scheduler.report() if run["deployment"] == deployment_id]
         health = ava.get("/health")
         page = ava.get(f"/deployments/{deployment_id}").text
         restarts = _audit(app, "deployment.pipeline_restart")

@@ -87,3 +87,18 @@ def test_the_banner_names_the_cameras_down(states: dict[str, str], banner: str) 
     now = utc_now()
     group = DeploymentCameras(1, "High street", {n: CameraHealth(CameraStatus(s), now) for n, s in states.items()})
     assert group.banner == banner
+
+
+def test_the_servers_runtime_is_held_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiles, the event board and the scheduler are fields of ``ServerState``, not loose ``app.state`` attributes."""
+    from tests.serverkit import build_app, configure
+
+    configure(monkeypatch)
+    app = build_app(pipelines=True)
+    try:
+        state = app.state.server
+        assert state.tiles is not None and state.events is not None and state.scheduler is not None
+        loose = {name for name in ("tiles", "events", "scheduler") if hasattr(app.state, name)}
+        assert not loose, f"server state outside ServerState: {loose}"
+    finally:
+        app.state.server.store.close()

@@ -147,7 +147,7 @@ def test_scheduler_runs_only_live_deployments(app) -> None:  # type: ignore[no-u
     from openlfr.runtime.scheduler import Scheduler
 
     ids = {state: insert(app, state) for state in [*REFUSED, "live"]}
-    scheduler = Scheduler(app.state.server.store, app.state.server.settings, app.state.tiles)
+    scheduler = Scheduler(app.state.server.store, app.state.server.settings, app.state.server.tiles)
     assert scheduler.live_deployments() == {ids["live"]}
 
 
@@ -181,7 +181,7 @@ def test_camera_pipeline_on_the_hamilton_clip_matches_only_when_live(monkeypatch
     draft = olly.post("/api/deployments", json=body).json()
 
     def run_clip(deployment_id: int, gallery: Any, threshold: float) -> tuple[list[Any], int]:
-        run = DeploymentRun(app.state.server.store, app.state.server.settings, deployment_id, app.state.tiles)
+        run = DeploymentRun(app.state.server.store, app.state.server.settings, deployment_id, app.state.server.tiles)
         counting = _Counting(gallery)
         guarded = GuardedGallery(counting, run.guard)
         pipeline = CameraPipeline(

@@ -20,6 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from openlfr.clock import utc_now
 from openlfr.governance.roles import Role
+from openlfr.runtime.live_events import EventBoard
+from openlfr.runtime.scheduler import Scheduler
+from openlfr.runtime.tiles import TileBoard
 from openlfr.services import accounts, throttle
 from openlfr.services.accounts import Principal, PrincipalCache
 from openlfr.services.context import Context
@@ -38,10 +41,15 @@ AUTHENTICATED = "authenticated"  # where ``api.gate`` leaves who asks, in the re
 
 @dataclass
 class ServerState:
+    """Everything a request may need of the server, in one place (``app.state.server``)."""
+
     settings: Settings
     store: Store
     sessions: sessionmaker[Session]
     audit_key: bytes
+    tiles: TileBoard  # camera pictures of the pipelines this process runs, for the console
+    events: EventBoard  # what the console's event streams show, followed once for all of them
+    scheduler: Scheduler | None = None  # the live pipelines, unless left to ``openlfr worker``
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     refused_addresses: RefusedAddresses = field(default_factory=RefusedAddresses)  # too many failed tokens
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from openlfr.api import answers
-from openlfr.api.deps import AlertViewerPrincipal
+from openlfr.api.deps import AlertViewerPrincipal, server
 
 router = APIRouter(prefix="/api", tags=["live"])
 
 
 @router.get("/deployments/{deployment_id}/cameras/{camera}/frame.jpg", response_class=Response, responses=answers.JPEG)
 def camera_frame(deployment_id: int, camera: str, request: Request, _: AlertViewerPrincipal) -> Response:
-    tiles = getattr(request.app.state, "tiles", None)
-    frame = tiles.latest(deployment_id, camera) if tiles is not None else None
+    frame = server(request).tiles.latest(deployment_id, camera)
     return answers.jpeg(frame, "camera picture")

@@ -23,8 +23,7 @@ KEEP_ALIVE_S = 15.0  # also how often a stream re-checks that its login still ho
 
 
 def event_board(request: Request) -> EventBoard:
-    board: EventBoard = request.app.state.events
-    return board
+    return server(request).events
 
 
 @router.get("/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
