@@ -108,3 +108,13 @@ def test_the_database_errors_worth_retrying_are_named_by_the_store_alone() -> No
     assert not {module for module in importers if module.startswith(("openlfr.api", "openlfr.web"))}, importers
     assert "openlfr.store.db" in graph.find_modules_directly_imported_by("openlfr.api.app")
     assert "openlfr.store.db" in graph.find_modules_directly_imported_by("openlfr.alerts.dispatch")
+
+
+def test_a_sink_given_by_address_is_named_without_its_credentials_and_within_the_column() -> None:
+    from openlfr.alerts.outbox import adhoc_name
+    from openlfr.store.alert_models import Delivery
+
+    long = "https://user:pw@hooks.example.org/" + "x" * 500 + "?token=t0k"
+    name = adhoc_name("webhook", long)
+    assert "pw" not in name and "t0k" not in name and len(name) <= Delivery.__table__.c.sink.type.length
+    assert adhoc_name("webhook", long) == name != adhoc_name("webhook", long + "2"), "one name per address"

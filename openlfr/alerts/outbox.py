@@ -58,7 +58,7 @@ def adhoc_name(kind: str, address: str) -> str:
     without credentials and a digest of the whole, so that a later scan naming the same address finds what an
     earlier one left pending, and no token in a URL is ever stored, logged or audited."""
     digest = hashlib.sha256(address.encode()).hexdigest()[:12]
-    return f"{kind}:{redact_url(address)}#{digest}"
+    return f"{kind}:{redact_url(address)[:160]}#{digest}"  # within the column's 200 characters, whatever the URL
 
 
 def adhoc_sink(kind: str, address: str) -> SinkSettings:
