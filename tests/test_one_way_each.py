@@ -46,7 +46,8 @@ def test_the_wall_clock_is_read_in_one_place() -> None:
 
 
 def test_an_errors_first_line_is_taken_in_one_place() -> None:
-    """``text.first_line``; no inline ``str(exc).splitlines()[0]`` (which fails on an error with no text)."""
+    """``text.first_line``, defined once; no inline ``str(exc).splitlines()[0]`` (which fails on an error with no
+    text)."""
     copies = [
         f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}"
         for path, tree in _modules()
@@ -57,6 +58,13 @@ def test_an_errors_first_line_is_taken_in_one_place() -> None:
         and _dotted(node.value.func).endswith("splitlines")
     ]
     assert not copies, f"use openlfr.text.first_line: {copies}"
+    definitions = [
+        f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}"
+        for path, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "first_line"
+    ]
+    assert [where.split(":")[0] for where in definitions] == ["openlfr/text.py"], f"one first_line: {definitions}"
 
 
 def test_an_errors_http_status_is_written_once() -> None:
