@@ -40,6 +40,7 @@ from openlfr.services import audit_log, camera_secrets
 from openlfr.services.context import Context
 from openlfr.settings import Settings
 from openlfr.store import Store
+from openlfr.vision.model_files import file_sha256
 
 FORMAT = "openlfr-backup/1"
 MANIFEST, SIGNATURE = "manifest.json", "manifest.sig"
@@ -59,14 +60,6 @@ class Restored:
     audit_entries: int
     migrated_from: list[str]
     keys_from: dict[str, str]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_signature(audit_key: bytes, manifest: bytes) -> str:
@@ -201,7 +194,7 @@ def write_archive(
             "schema_revisions": revisions,
             "audit_head": list(anchor) if anchor else None,
             "members": {
-                name: {"sha256": sha256_of(path), "bytes": path.stat().st_size} for name, path in members.items()
+                name: {"sha256": file_sha256(path), "bytes": path.stat().st_size} for name, path in members.items()
             },
         }
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()

@@ -33,13 +33,13 @@ from openlfr.services.backup import (
     pg_tool,
     run_tool,
     schema_revisions,
-    sha256_of,
     sqlite_path,
 )
 from openlfr.services.context import CLI_ROLE, Context, local_actor
 from openlfr.settings import Settings
 from openlfr.store import Store, open_store
 from openlfr.store.db import MIGRATIONS_DIR, make_engine, normalise_url
+from openlfr.vision.model_files import file_sha256
 
 _FIXED = {MANIFEST, SIGNATURE, SQLITE_MEMBER, POSTGRES_MEMBER, *(f"keys/{name}" for name in KEYS)}
 
@@ -115,7 +115,7 @@ def _check(members: dict[str, Path], audit_key: bytes) -> dict[str, Any]:
     if listed != present:
         raise BackupError(f"the archive's members differ from its manifest: {sorted(listed ^ present)}")
     for name, entry in manifest["members"].items():
-        if sha256_of(members[name]) != entry["sha256"]:
+        if file_sha256(members[name]) != entry["sha256"]:
             raise BackupError(f"{name} in the archive was altered (its SHA-256 differs from the manifest's)")
     return manifest
 
