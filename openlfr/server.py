@@ -45,7 +45,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
     settings = settings or get_settings()
     store = open_store(settings)
     tiles = TileBoard(blur_scene=settings.tile_blur_scene)
-    scheduler = Scheduler(store, settings, tiles) if pipelines else None
+    # Committed alerts are counted by the event board's subscription below, not by the pipelines' dispatchers.
+    scheduler = Scheduler(store, settings, tiles, count_alerts=False) if pipelines else None
     principals = PrincipalCache()
     probe = DatabaseProbe(store)
     # The outbox's sender: alerts and decisions to the sinks (openlfr.alerts.delivery), in every server process.
@@ -66,8 +67,15 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         stoppers.append(events.stop)
         delivery.start()
         stoppers.append(delivery.stop)
-        # Woken by the committed-alert event (this process's commits, other processes' NOTIFY), not only its poll.
-        stoppers.append(events.subscribe_alerts(lambda _latest: delivery.wake()))
+        # The committed-alert event (this process's commits, other processes' NOTIFY) is the one way delivery, the
+        # camera tiles and the alert metrics learn of an alert: woken, marked, counted once.
+        stoppers.append(events.subscribe_alerts(lambda _alert: delivery.wake()))
+        stoppers.append(
+            events.subscribe_alerts(lambda a: tiles.mark_alert(a.deployment_id, a.camera, a.track_id, a.person_ref))
+        )
+        stoppers.append(
+            events.subscribe_alerts(lambda a: PIPELINES.alert_committed(a.deployment_id, a.camera, a.latency_ms))
+        )
         stoppers.append(export_metrics(delivery, REGISTRY))
         if background:
             loop = RetentionLoop(store, settings, settings.retention_interval_seconds)

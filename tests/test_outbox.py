@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from openlfr.alerts.database import AlertDatabase
 from openlfr.alerts.delivery import DeliveryWorker
@@ -26,7 +27,16 @@ from openlfr.store.alert_models import Delivery
 from openlfr.store.db import open_store
 from openlfr.store.governance_models import AuditEntry
 from openlfr.stream.pipeline import AlertFound
-from tests.serverkit import JUSTIFICATION, add_user, add_watchlist, build_app, configure, draft_body, login
+from tests.serverkit import (
+    JUSTIFICATION,
+    add_user,
+    add_watchlist,
+    bearer_token,
+    build_app,
+    configure,
+    draft_body,
+    login,
+)
 from tests.sinkkit import SECRET, SigningReceiver, Subscriber
 from tests.streamkit import Mosquitto
 from tests.waitkit import wait_for
@@ -192,31 +202,62 @@ def test_the_probe_crop_goes_only_where_the_admin_opted_in_and_the_choice_is_aud
         app.state.server.store.close()
 
 
-def test_the_committed_alert_event_is_announced_once_per_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+def alerts_counted(text: str, deployment_id: int, camera: str) -> float:
+    """``openlfr_camera_alerts_total`` of one camera in a /metrics answer (0 before its first alert)."""
+    wanted = {"deployment_id": str(deployment_id), "camera": camera}
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "openlfr_camera_alerts_total" and sample.labels == wanted
+    )
+
+
+def test_the_committed_alert_event_is_announced_once_per_commit(
+    monkeypatch: pytest.MonkeyPatch, store_url: str
+) -> None:
+    """This process's commits and another process's (its own connection pool: seen by NOTIFY on PostgreSQL, by the
+    poll on SQLite) are each announced once, and the camera's tile marks and serve's alert counter follow that event
+    and nothing else (the alerts here never pass through a pipeline's dispatcher)."""
     from fastapi.testclient import TestClient
 
     configure(monkeypatch)
     app = build_app()
     told: list[int] = []
-    with TestClient(app):  # the lifespan starts the event board, as in `serve`
+    other = None
+    with TestClient(app) as http:  # the lifespan starts the event board, as in `serve`
         try:
-            app.state.server.events.subscribe_alerts(told.append)
-            for name, role in [("olly", Role.OPERATOR), ("ava", Role.AUTHORISER)]:
+            app.state.server.events.subscribe_alerts(lambda alert: told.append(alert.id))
+            for name, role in [("olly", Role.OPERATOR), ("ava", Role.AUTHORISER), ("adam", Role.ADMIN)]:
                 add_user(app, name, role)
+            admin = {"Authorization": f"Bearer {bearer_token(app, 'adam')}"}
             add_watchlist(app)
             olly, ava = login(app, "olly"), login(app, "ava")
             drafted = olly.post("/api/deployments", json=draft_body(datetime.now(UTC) - timedelta(seconds=5))).json()
             answer = ava.post(f"/api/deployments/{drafted['id']}/authorise", json={"justification": JUSTIFICATION})
             assert answer.is_success
+            deployment = drafted["id"]
+            counted_before = alerts_counted(http.get("/metrics", headers=admin).text, deployment, "entrance")
             database = AlertDatabase(app.state.server.store)
-            first, _ = database.write(found("P001", 1), watchlist_name="wanted", names={}, deployment_id=drafted["id"])
+            first, _ = database.write(found("P001", 1), watchlist_name="wanted", names={}, deployment_id=deployment)
             wait_for("the first alert's event", lambda: told == [first.id], 30)
-            second, _ = database.write(found("P002", 2), watchlist_name="wanted", names={}, deployment_id=drafted["id"])
+            second, _ = database.write(found("P002", 2), watchlist_name="wanted", names={}, deployment_id=deployment)
             wait_for("the second alert's event", lambda: told == [first.id, second.id], 30)
-            database.write(found("P002", 2), watchlist_name="wanted", names={}, deployment_id=drafted["id"])
+            database.write(found("P002", 2), watchlist_name="wanted", names={}, deployment_id=deployment)
+            other = open_store(get_settings())  # another process's store: its commits reach this one by the database
+            third, _ = AlertDatabase(other).write(
+                found("P001", 3), watchlist_name="wanted", names={}, deployment_id=deployment
+            )
+            wait_for("the other process's alert's event", lambda: told == [first.id, second.id, third.id], 30)
             time.sleep(1.5)  # the same sighting again is no new alert: no event
-            assert told == [first.id, second.id]
+            assert told == [first.id, second.id, third.id]
+            tiles = app.state.server.tiles
+            assert tiles.marks(deployment, "entrance") == {1: "P001", 2: "P002", 3: "P001"}
+            counted = alerts_counted(http.get("/metrics", headers=admin).text, deployment, "entrance")
+            assert counted - counted_before == 3, "each committed alert counted once, a repeated sighting never"
         finally:
+            if other is not None:
+                other.close()
             app.state.server.store.close()
 
 

@@ -60,7 +60,7 @@ from openlfr.runtime.books import Books, RunLink, error_line
 from openlfr.runtime.camera_health import CameraStatus, CameraWatch
 from openlfr.runtime.listing_watch import ListingWatch
 from openlfr.runtime.supervisor import RunState, Supervisor
-from openlfr.runtime.tiles import TileBoard, tile_faces
+from openlfr.runtime.tiles import TileBoard, tile_tracks
 from openlfr.services import camera_secrets, retrospective
 from openlfr.services.audit_log import audit_key
 from openlfr.services.context import Context
@@ -138,8 +138,10 @@ class DeploymentRun:
         tiles: TileBoard,
         camera: str | None = None,
         holder: str | None = None,
+        count_alerts: bool = True,
     ) -> None:
         self.store, self.settings, self.deployment_id, self.tiles = store, settings, deployment_id, tiles
+        self.count_alerts = count_alerts  # False where the event board counts committed alerts (serve)
         self.camera, self.holder = camera, holder  # one camera under its lease; None: every camera, no lease
         self.source_ended = False
         self.retrospective = False  # a retrospective search (read when the pipeline is prepared)
@@ -238,6 +240,7 @@ class DeploymentRun:
             view_interval_s=TILE_INTERVAL_S,
             dispatcher=self.dispatcher,
             resume=resume,
+            count_alerts=self.count_alerts,
         )
         self.runner = self.pipeline.runner
         return self.pipeline
@@ -423,4 +426,4 @@ class DeploymentRun:
 
     def _on_view(self, view: FrameView) -> None:
         if self.tiles.wants(self.deployment_id, view.camera):
-            self.tiles.publish(self.deployment_id, view.camera, view.rgb, tile_faces(view))
+            self.tiles.publish(self.deployment_id, view.camera, view.rgb, tile_tracks(view))

@@ -9,6 +9,10 @@ connection per process on PostgreSQL, none per stream.
 The board also announces each camera's change of state (``openlfr.runtime.camera_health``), whichever process
 runs the camera: as a typed :class:`~openlfr.runtime.camera_health.CameraStateChanged` to whoever subscribed
 (``subscribe_camera_states``), and to the console's streams as a ``cameras`` event (tiles and banners).
+
+It is also the one committed-alert event of the process (``subscribe_alerts``): each alert of a deployment committed
+to the database, by this process or any other, is told once, as a :class:`CommittedAlert`, to delivery, the camera
+tiles and the metrics; nothing else tells them of alerts.
 """
 
 from __future__ import annotations
@@ -36,6 +40,51 @@ log = logging.getLogger(__name__)
 SQLITE_POLL_S = 0.5  # other processes' writes to SQLite are seen this late at most
 POSTGRES_POLL_S = 2.0  # NOTIFY announces writes; the poll catches deployment windows that open or close
 LISTEN_RETRY_S = 1.0  # a lost PostgreSQL listening connection is reopened this often
+# Commits can land out of id order (two writers on PostgreSQL): alerts this many ids below the newest announced are
+# still looked for, and each is announced once.
+ALERT_LOOKBACK = 64
+
+
+@dataclass(frozen=True)
+class CommittedAlert:
+    """What subscribers to the committed-alert event learn of an alert (no image, no score, no name)."""
+
+    id: int
+    deployment_id: int
+    camera: str
+    track_id: int
+    person_ref: str
+    latency_ms: float | None  # from the deciding frame's arrival to the commit
+
+
+def committed_alerts(db: Session, above: int) -> list[CommittedAlert]:
+    """The alerts of deployments with an id above ``above``, in id order."""
+    rows = db.execute(
+        select(
+            Alert.id,
+            Alert.deployment_id,
+            Alert.camera,
+            Alert.track_id,
+            Alert.person_ref,
+            Alert.latency_ms,
+            Alert.seen_at,
+            Alert.created_at,
+        )
+        .where(Alert.deployment_id.is_not(None), Alert.id > above)
+        .order_by(Alert.id)
+    ).all()
+    # The writer stores its own latency just after the commit; until then its commit stamp says nearly the same.
+    return [
+        CommittedAlert(
+            r.id,
+            r.deployment_id,
+            r.camera,
+            r.track_id,
+            r.person_ref,
+            r.latency_ms if r.latency_ms is not None else (r.created_at - r.seen_at).total_seconds() * 1000.0,
+        )
+        for r in rows
+    ]
 
 
 def queue_signature(db: Session) -> dict[str, Any]:
@@ -107,7 +156,9 @@ class EventBoard:
         self._moved: asyncio.Event | None = None
         self._unsubscribe: Any = None
         self._camera_subscribers: list[Callable[[CameraStateChanged], None]] = []
-        self._alert_subscribers: list[Callable[[int], None]] = []
+        self._alert_subscribers: list[Callable[[CommittedAlert], None]] = []
+        self._alerts_from: int | None = None  # alerts up to this id were there before the board, or announced
+        self._alerts_told: set[int] = set()  # ids above it already announced (out-of-order commits)
 
     # ----- life -----
 
@@ -160,10 +211,10 @@ class EventBoard:
 
         return unsubscribe
 
-    def subscribe_alerts(self, callback: Callable[[int], None]) -> Callable[[], None]:
-        """The committed-alert event: ``callback(latest_id)`` (on the board's thread, returning at once) whenever
-        alerts of deployments were committed since the last reading, by this process or, through ``NOTIFY``, any
-        other; returns the unsubscribe. The console's streams, and the delivery of the outbox, follow it."""
+    def subscribe_alerts(self, callback: Callable[[CommittedAlert], None]) -> Callable[[], None]:
+        """The committed-alert event: ``callback(alert)`` (on the board's thread, returning at once) once for each
+        alert of a deployment committed after the board's first reading, by this process or, through ``NOTIFY``,
+        any other; returns the unsubscribe. Delivery, the camera tiles and the metrics follow it."""
         self._alert_subscribers.append(callback)
 
         def unsubscribe() -> None:
@@ -198,6 +249,7 @@ class EventBoard:
             try:
                 with Session(self.store.engine) as db:
                     signature = queue_signature(db)
+                    alerts = self._new_alerts(db, self._latest.signature, signature)
                 self.refreshes += 1
             except Exception as exc:  # the database away: keep the last state, try again at the next poll
                 log.warning("the console's event board cannot read the database: %s", exc)
@@ -207,7 +259,7 @@ class EventBoard:
                 self._latest = BoardState(old.version + 1, signature, old.accounts + int(accounts_moved))
                 self._publish(self._latest)
                 self._announce_cameras(camera_changes(old.signature, signature))
-                self._announce_alerts(old.signature, signature)
+            self._announce_alerts(alerts)
 
     def _announce_cameras(self, changes: list[CameraStateChanged]) -> None:
         for change in changes:
@@ -217,15 +269,26 @@ class EventBoard:
                 except Exception:  # one subscriber's bug must not keep the others, or the board, from going on
                     log.exception("a subscriber to camera states failed")
 
-    def _announce_alerts(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
-        latest = after.get("latest")
-        if before is None or latest is None or latest == before.get("latest"):
-            return  # (the first reading is what was there before, not news)
-        for callback in list(self._alert_subscribers):
-            try:
-                callback(int(latest))
-            except Exception:
-                log.exception("a subscriber to committed alerts failed")
+    def _new_alerts(self, db: Session, before: dict[str, Any] | None, after: dict[str, Any]) -> list[CommittedAlert]:
+        """The alerts committed since the last reading, each once (read only when the count or the newest moved)."""
+        if self._alerts_from is None:  # the first reading is what was there before, not news
+            self._alerts_from = int(after["latest"] or 0)
+            return []
+        if before is not None and (before["alerts"], before["latest"]) == (after["alerts"], after["latest"]):
+            return []
+        newest = max([self._alerts_from, *self._alerts_told])
+        floor = max(self._alerts_from, newest - ALERT_LOOKBACK)
+        found = [alert for alert in committed_alerts(db, floor) if alert.id not in self._alerts_told]
+        self._alerts_told = {i for i in self._alerts_told if i > floor} | {alert.id for alert in found}
+        return found
+
+    def _announce_alerts(self, alerts: list[CommittedAlert]) -> None:
+        for alert in alerts:
+            for callback in list(self._alert_subscribers):
+                try:
+                    callback(alert)
+                except Exception:
+                    log.exception("a subscriber to committed alerts failed")
 
     def _publish(self, state: BoardState) -> None:
         loop = self._loop

@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 class Scheduler(Periodic):
     """Keeps exactly the live deployments running. A thread; ``start`` and ``stop`` it."""
 
-    def __init__(self, store: Store, settings: Settings, tiles: TileBoard, poll_s: float = POLL_S) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, tiles: TileBoard, poll_s: float = POLL_S, count_alerts: bool = True
+    ) -> None:
         super().__init__("openlfr-scheduler", poll_s)
         self.store, self.settings, self.tiles = store, settings, tiles
+        self.count_alerts = count_alerts  # False in serve: its event board counts every committed alert
         # Who holds leases: unique per process, and says where it runs (for the operator).
         self.machine = (settings.worker_name or socket.gethostname()).replace(":", "-")
         self.holder = f"{self.machine}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:200]
@@ -134,6 +137,8 @@ class Scheduler(Periodic):
                     held = claim(db, deployment_id, camera, self.holder, float(self.settings.camera_lease_seconds))
             if not held:
                 continue  # another process runs it
-            run = DeploymentRun(self.store, self.settings, deployment_id, self.tiles, camera, self.holder)
+            run = DeploymentRun(
+                self.store, self.settings, deployment_id, self.tiles, camera, self.holder, self.count_alerts
+            )
             run.start()
             self.runs[key] = run

@@ -1,5 +1,9 @@
 """Live camera tiles for the console: the latest frame of each camera, small, with boxes drawn and every face
-that raised no alert pixelated. Held in memory only (never written anywhere) and dropped when stale."""
+that raised no alert pixelated. Held in memory only (never written anywhere) and dropped when stale.
+
+A face is shown as alerted only once its alert is in the database: the board's marks come from the committed-alert
+event (``TileBoard.mark_alert``, subscribed in ``openlfr.server``), never from the pipeline's own verdict, so an
+alert refused or not yet written leaves the face pixelated."""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from openlfr.vision.types import Box
 TILE_WIDTH = 640
 MIN_INTERVAL_S = 0.5  # at most two pictures a second per camera: enough to watch, cheap to make
 STALE_AFTER_S = 10.0
+MARKS_PER_CAMERA = 256  # alerted tracks remembered per camera (tracks are short-lived; the oldest go first)
+MARKED_CAMERAS = 1024  # cameras with marks remembered (those of other processes' runs included)
 ALERT_COLOUR = (230, 40, 40)
 FACE_COLOUR = (0, 200, 90)
 
@@ -80,16 +86,39 @@ class TileBoard:
         self._lock = threading.Lock()
         self._tiles: dict[tuple[int, str], tuple[float, bytes]] = {}
         self._last_made: dict[tuple[int, str], float] = {}
+        self._marks: dict[tuple[int, str], dict[int, str]] = {}  # (deployment, camera) -> alerted track -> label
 
     def wants(self, deployment_id: int, camera: str) -> bool:
         """Whether a new tile is due; ask before rendering, so skipped frames cost nothing."""
         with self._lock:
             return time.monotonic() - self._last_made.get((deployment_id, camera), 0.0) >= MIN_INTERVAL_S
 
-    def publish(self, deployment_id: int, camera: str, frame: np.ndarray, faces: Sequence[TileFace]) -> None:
+    def mark_alert(self, deployment_id: int, camera: str, track_id: int, label: str) -> None:
+        """A committed alert: its track's face is shown, labelled, on the camera's tiles from now on."""
+        key = (deployment_id, camera)
+        with self._lock:
+            marks = self._marks.pop(key, {})
+            self._marks[key] = marks  # the most recently marked camera last
+            labels = [part for part in marks.pop(track_id, "").split(", ") if part]
+            marks[track_id] = ", ".join(sorted({*labels, label}))
+            while len(marks) > MARKS_PER_CAMERA:
+                del marks[next(iter(marks))]
+            while len(self._marks) > MARKED_CAMERAS:
+                del self._marks[next(iter(self._marks))]
+
+    def marks(self, deployment_id: int, camera: str) -> dict[int, str]:
+        """The camera's alerted tracks and their labels."""
+        with self._lock:
+            return dict(self._marks.get((deployment_id, camera), {}))
+
+    def publish(self, deployment_id: int, camera: str, frame: np.ndarray, tracks: Sequence[tuple[int, Box]]) -> None:
+        """A new tile of the frame, its faces ``(track id, box)``: those of a committed alert shown, the others
+        pixelated."""
         key = (deployment_id, camera)
         with self._lock:
             self._last_made[key] = time.monotonic()
+            marks = dict(self._marks.get(key, {}))
+        faces = [TileFace(box, track in marks, marks.get(track, "")) for track, box in tracks]
         tile = render_tile(frame, faces, blur_scene=self.blur_scene)
         with self._lock:
             self._tiles[key] = (time.monotonic(), tile)
@@ -108,19 +137,18 @@ class TileBoard:
                 self._last_made.pop(key, None)
 
 
-def tile_faces(view: FrameView) -> list[TileFace]:
-    """The boxes of a pipeline's frame view, scaled to the picture it carries."""
+def tile_tracks(view: FrameView) -> list[tuple[int, Box]]:
+    """The faces of a pipeline's frame view, ``(track id, box)``, boxes scaled to the picture it carries."""
     scale = float(view.scale)
     return [
-        TileFace(
+        (
+            b.track_id,
             Box(
                 round(b.box.left * scale),
                 round(b.box.top * scale),
                 round(b.box.right * scale),
                 round(b.box.bottom * scale),
             ),
-            bool(b.alerted),
-            b.label,
         )
         for b in view.boxes
     ]

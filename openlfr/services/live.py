@@ -203,6 +203,7 @@ def build_pipeline(
     view_interval_s: float = 0.0,
     dispatcher: AlertDispatcher | None = None,
     resume: Mapping[str, CameraResume] | None = None,
+    count_alerts: bool = True,
 ) -> LivePipeline:
     """The live pipeline of ``cameras`` searching ``watchlist``: alerts committed with ``deployment_id`` before
     ``sinks`` hear of them; matching only while ``may_match()`` and before ``match_until``.
@@ -212,15 +213,19 @@ def build_pipeline(
     ``settings.stream.reconnect_attempts`` failed connections. A ``dispatcher`` given (one that holds alerts
     while the database does not answer, kept across restarts of the pipeline) replaces the plain one; ``resume``
     continues cameras' earlier runs (track ids, cooldowns; a file's start is its ``CameraConfig.start_at_s``).
+    ``count_alerts`` False: this process counts committed alerts from its event board (``openlfr serve``), so the
+    dispatcher must not count them too.
     """
     stream = settings.stream
     dispatcher = dispatcher or AlertDispatcher(
         AlertDatabase(store), sinks, watchlist_name=watchlist.name, names=watchlist.names, deployment_id=deployment_id
     )
     on_alert: Callable[[AlertFound], None] = dispatcher.on_alert
-    # This process's metrics hear the counts the camera processes report here, and every committed alert.
+    # This process's metrics hear the counts the camera processes report here; without an event board (worker, scan)
+    # the dispatcher's commit is the one place this process learns of a committed alert, and counts it there.
     PIPELINES.watch_store(store)
-    if not any(isinstance(sink, AlertMetricsSink) for sink in dispatcher.sinks):  # a dispatcher kept over restarts
+    counted_by_dispatcher = any(isinstance(sink, AlertMetricsSink) for sink in dispatcher.sinks)  # kept over restarts
+    if count_alerts and not counted_by_dispatcher:
         dispatcher.sinks.append(AlertMetricsSink(PIPELINES, deployment_id))
 
     def counted(states: dict[str, CameraState]) -> None:

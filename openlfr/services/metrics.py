@@ -6,8 +6,11 @@ metrics: each sends its cumulative counters and latency histogram to the parent 
 runner hands them to ``on_stats`` (``services.live.build_pipeline`` wraps it), and :meth:`PipelineMetrics.observe`
 adds what changed since the previous report of the same pipeline run to this process's totals. A restarted
 pipeline reports from zero again; its ``CameraState`` objects are new, so it is counted from zero, and the
-totals keep rising (Prometheus counters never go down). Alerts and their latency are counted when the alert is
-committed (``AlertMetricsSink``, a sink of the pipeline's dispatcher), so a repeated sighting is not counted.
+totals keep rising (Prometheus counters never go down). Alerts and their latency are counted once per committed
+alert, so a repeated sighting is not counted: in ``openlfr serve`` from the committed-alert event of its event board
+(``openlfr.runtime.live_events``: every alert of the database, whichever process wrote it); in ``openlfr worker`` and
+``openlfr scan``, which have no event board, at their own commits (``AlertMetricsSink``, a sink of the pipeline's
+dispatcher). So with ``serve`` and workers on one database, the server's count is the total.
 
 One registry per process (``REGISTRY``); the operator server answers it at ``/metrics`` (admins), and
 ``serve_metrics`` answers it, unauthenticated, on a separate address (``metrics_host``/``metrics_port``) for

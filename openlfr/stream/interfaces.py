@@ -34,12 +34,11 @@ class Matcher(Protocol):
 
 @dataclass(frozen=True)
 class TrackBox:
-    """A face on the current frame, for a live view: where, which track, and whether it raised an alert."""
+    """A face on the current frame, for a live view: where, and which track (whether its alert is committed is
+    the viewer's to learn, from the committed-alert event)."""
 
     box: Box
     track_id: int
-    alerted: bool
-    label: str = ""
 
 
 @dataclass

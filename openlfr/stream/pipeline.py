@@ -121,8 +121,7 @@ class CameraPipeline:
             self._last_sampled = clock
             result.alerts = self._sample_and_match(frame, seen, clock, arrival, media_time)
         for track, observation in seen:
-            labels = [str(p) for p in sorted(track.alerted, key=str)]
-            result.boxes.append(TrackBox(observation.box, track.id, bool(track.alerted), ", ".join(labels)))
+            result.boxes.append(TrackBox(observation.box, track.id))
 
         for track in self.tracker.expire(clock):
             track.forget()
