@@ -36,7 +36,8 @@ class ErrorOut(BaseModel):
 # are mapped in ``openlfr.api.app.install_error_answers``.
 MEANING = {
     400: "refused by a rule beyond the schema: the state of things (a name already taken, your own account), "
-    "a period longer than ten years or ending before it starts, a password too easy to guess",
+    "a period longer than ten years or ending before it starts, a time outside 1970-2999 (UTC), a password too "
+    "easy to guess, a threshold and a target false-alert rate both given or neither",
     401: "not logged in (no session or token, or an expired one)",
     403: "your role may not do this, or a browser write without its CSRF token",
     404: "the thing named in the path does not exist",

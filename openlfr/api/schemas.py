@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlparse
 
+from annotated_types import MaxLen
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -24,53 +25,56 @@ from pydantic import (
     model_validator,
 )
 
+from openlfr.api.patterns import hidden_class, source_pattern, visible, visible_pattern
 from openlfr.clock import utc_now
-from openlfr.errors import InvalidText
+from openlfr.errors import InvalidTime
 from openlfr.governance import deployments
 from openlfr.governance.adjudication import Decision, Outcome
 from openlfr.governance.roles import Role
 from openlfr.services.camera_secrets import shown as redacted_cameras
 from openlfr.services.footage import is_reference
-from openlfr.text import visible_text
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp"}
+CAMERA_NAME_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}\s*$"  # the document's, white space around stripped
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 
-
-def _visible(*, names: bool = False, lines: bool = False) -> AfterValidator:
-    """Refuses, naming the field, a character that is not shown as itself (``openlfr.text.visible_text``)."""
-
-    def check(value: str, info: ValidationInfo) -> str:
-        try:
-            return visible_text(value, f"'{info.field_name}'", names=names, lines=lines)
-        except InvalidText as refused:
-            raise ValueError(str(refused)) from None
-
-    return AfterValidator(check)
+    @model_validator(mode="before")
+    @classmethod
+    def _not_longer_than_documented(cls, data: Any) -> Any:
+        # A string's maxLength holds as sent, white space around it included (stripped only after this check), as
+        # the document says: no client may send more than it allows.
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(field.alias or name)
+                limit = next((m.max_length for m in field.metadata if isinstance(m, MaxLen)), None)
+                if isinstance(value, str) and limit is not None and len(value) > limit:
+                    raise ValueError(f"'{name}' is longer than {limit} characters")
+        return data
 
 
 # Every name and id a person reads (identifiers: no joiners; display names: the joiners some scripts need; free
 # text of several lines: new lines and tabs too).
-Identifier = _visible()
-DisplayName = _visible(names=True)
-FreeText = _visible(lines=True)
+Identifier = visible()
+DisplayName = visible(names=True)
+FreeText = visible(lines=True)
 # A time a person may name: years 1970-2999 in UTC, so that neither its conversion to UTC nor the durations the
 # governance rules add to it (retention after a window's end) can leave the calendar (year 9999 -05:00, 0001 +05:00).
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
 
 
-def _in_calendar(value: datetime) -> datetime:
+def _in_calendar(value: datetime, info: ValidationInfo) -> datetime:
+    # A 400 (InvalidTime), not a 422: OpenAPI cannot bound a date-time, so the document names this rule as a 400.
     try:
         in_utc = value.astimezone(UTC)
     except OverflowError:
-        raise ValueError("is outside the calendar once converted to UTC") from None
+        raise InvalidTime(f"'{info.field_name}' is outside the calendar once converted to UTC") from None
     if not EARLIEST_TIME <= in_utc < LATEST_TIME:
-        raise ValueError("must be between 1970 and 2999 (UTC)")
+        raise InvalidTime(f"'{info.field_name}' must be between 1970 and 2999 (UTC)")
     return in_utc
 
 
@@ -79,8 +83,12 @@ Text5000 = Annotated[str, Field(min_length=1, max_length=5000), FreeText]
 
 
 class CameraIn(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    source: Annotated[str, Field(min_length=1, max_length=1000), Identifier]
+    name: Annotated[str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": CAMERA_NAME_PATTERN})]
+    source: Annotated[
+        str,
+        Field(min_length=1, max_length=1000, json_schema_extra={"pattern": source_pattern(STREAM_SCHEMES)}),
+        Identifier,
+    ]
 
     @field_validator("name")
     @classmethod
@@ -121,7 +129,9 @@ class DraftIn(Strict):
     kind: Literal["live", "retrospective"] = "live"
     urgent_reason: Annotated[str, Field(min_length=1, max_length=5000), FreeText] | None = None
     # The configured sinks (OPENLFR_SINKS) its alerts and decisions go to, by name.
-    sinks: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=16)] = []
+    sinks: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]], Field(max_length=16)
+    ] = []
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
 
@@ -155,10 +165,26 @@ class OutcomeIn(Strict):
 
 
 class UserIn(Strict):
-    username: Annotated[str, Field(min_length=2, max_length=64), Identifier]
+    # white space is kept here (a password's is part of it): the patterns say so
+    username: Annotated[
+        str,
+        Field(
+            min_length=2,
+            max_length=64,
+            json_schema_extra={"pattern": visible_pattern(hidden_class(), filled=True, stripped=False)},
+        ),
+        Identifier,
+    ]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
     role: Role
-    display_name: Annotated[str, Field(max_length=200), DisplayName] = ""
+    display_name: Annotated[
+        str,
+        Field(
+            max_length=200,
+            json_schema_extra={"pattern": visible_pattern(hidden_class(names=True), filled=False, stripped=False)},
+        ),
+        DisplayName,
+    ] = ""
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=False)
 

@@ -3,9 +3,12 @@ JSON, or as a CSV export (an export is audited)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
+from typing import Annotated
 
 from fastapi import APIRouter, Response
+from pydantic import BeforeValidator
 
 from openlfr.api import answers
 from openlfr.api.deps import DB, AnyoneWrite, AnyPrincipal
@@ -14,6 +17,17 @@ from openlfr.services import records
 from openlfr.services.deployments import get_deployment
 
 router = APIRouter(prefix="/api", tags=["records"])
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(value: object) -> object:
+    # As the document says (format: date): pydantic alone would also read a number as a Unix time.
+    if isinstance(value, str) and not ISO_DAY.fullmatch(value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date | None, BeforeValidator(_iso_day)]
 
 
 @router.get("/deployments/{deployment_id}/record")
@@ -29,15 +43,13 @@ def deployment_record_csv(deployment_id: int, write: AnyoneWrite) -> Response:
 
 
 @router.get("/records")
-def period_records(
-    _: AnyPrincipal, db: DB, since: date | None = None, until: date | None = None
-) -> list[DeploymentRecord]:
+def period_records(_: AnyPrincipal, db: DB, since: Day = None, until: Day = None) -> list[DeploymentRecord]:
     start, stop = records.period(since, until)
     return records.records_between(db, start, stop)
 
 
 @router.get("/records.csv", response_class=Response, responses=answers.CSV)
-def period_records_csv(write: AnyoneWrite, since: date | None = None, until: date | None = None) -> Response:
+def period_records_csv(write: AnyoneWrite, since: Day = None, until: Day = None) -> Response:
     start, stop = records.period(since, until)
     rows = records.records_between(write.db, start, stop)
     period = {"since": start.date().isoformat(), "until": stop.date().isoformat()}
