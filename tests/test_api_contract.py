@@ -142,7 +142,9 @@ def schemathesis_runs(
             command += ["--exclude-path", "/api/events"]
             output = folder / f"{role.value}.txt"
             with output.open("wb") as sink:
-                runs[role] = (subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env), output)
+                # run in the temp folder: Schemathesis keeps its state in ./.schemathesis
+                started = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=folder)
+                runs[role] = (started, output)
         yield runs
     finally:
         for process, _ in runs.values():

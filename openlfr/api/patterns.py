@@ -8,7 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from annotated_types import MaxLen
 from pydantic import AfterValidator, GetJsonSchemaHandler, ValidationInfo
+from pydantic.fields import FieldInfo
 
 from openlfr.errors import InvalidText
 from openlfr.text import visible_text
@@ -70,3 +72,21 @@ def visible(*, names: bool = False, lines: bool = False) -> AfterValidator:
             raise ValueError(str(refused)) from None
 
     return _VisibleCheck(check, hidden_class(names=names, lines=lines))
+
+
+# The patterns of fields whose white space is kept (``UserIn``: an account's name and display name).
+KEPT_SPACE_ID: dict[str, Any] = {"pattern": visible_pattern(hidden_class(), filled=True, stripped=False)}
+KEPT_SPACE_NAME: dict[str, Any] = {"pattern": visible_pattern(hidden_class(names=True), filled=False, stripped=False)}
+CAMERA_NAME_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}\s*$"  # schemas.CAMERA_NAME, white space around stripped
+
+
+def not_longer_than_documented(fields: dict[str, FieldInfo], data: Any) -> Any:
+    """A string's maxLength holds as sent, white space around it included (stripped only after this check), as the
+    document says: no client may send more than it allows."""
+    if isinstance(data, dict):
+        for name, field in fields.items():
+            value = data.get(field.alias or name)
+            limit = next((m.max_length for m in field.metadata if isinstance(m, MaxLen)), None)
+            if isinstance(value, str) and limit is not None and len(value) > limit:
+                raise ValueError(f"'{name}' is longer than {limit} characters")
+    return data

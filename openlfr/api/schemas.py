@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlparse
 
-from annotated_types import MaxLen
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -25,7 +24,14 @@ from pydantic import (
     model_validator,
 )
 
-from openlfr.api.patterns import hidden_class, source_pattern, visible, visible_pattern
+from openlfr.api.patterns import (
+    CAMERA_NAME_PATTERN,
+    KEPT_SPACE_ID,
+    KEPT_SPACE_NAME,
+    not_longer_than_documented,
+    source_pattern,
+    visible,
+)
 from openlfr.clock import utc_now
 from openlfr.errors import InvalidTime
 from openlfr.governance import deployments
@@ -36,7 +42,6 @@ from openlfr.services.footage import is_reference
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 STREAM_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp"}
-CAMERA_NAME_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}\s*$"  # the document's, white space around stripped
 
 
 class Strict(BaseModel):
@@ -45,15 +50,7 @@ class Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _not_longer_than_documented(cls, data: Any) -> Any:
-        # A string's maxLength holds as sent, white space around it included (stripped only after this check), as
-        # the document says: no client may send more than it allows.
-        if isinstance(data, dict):
-            for name, field in cls.model_fields.items():
-                value = data.get(field.alias or name)
-                limit = next((m.max_length for m in field.metadata if isinstance(m, MaxLen)), None)
-                if isinstance(value, str) and limit is not None and len(value) > limit:
-                    raise ValueError(f"'{name}' is longer than {limit} characters")
-        return data
+        return not_longer_than_documented(cls.model_fields, data)
 
 
 # Every name and id a person reads (identifiers: no joiners; display names: the joiners some scripts need; free
@@ -63,12 +60,12 @@ DisplayName = visible(names=True)
 FreeText = visible(lines=True)
 # A time a person may name: years 1970-2999 in UTC, so that neither its conversion to UTC nor the durations the
 # governance rules add to it (retention after a window's end) can leave the calendar (year 9999 -05:00, 0001 +05:00).
+# Refused with a 400 (InvalidTime), not a 422: OpenAPI cannot bound a date-time, so the document names it as a 400.
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 def _in_calendar(value: datetime, info: ValidationInfo) -> datetime:
-    # A 400 (InvalidTime), not a 422: OpenAPI cannot bound a date-time, so the document names this rule as a 400.
     try:
         in_utc = value.astimezone(UTC)
     except OverflowError:
@@ -166,25 +163,10 @@ class OutcomeIn(Strict):
 
 class UserIn(Strict):
     # white space is kept here (a password's is part of it): the patterns say so
-    username: Annotated[
-        str,
-        Field(
-            min_length=2,
-            max_length=64,
-            json_schema_extra={"pattern": visible_pattern(hidden_class(), filled=True, stripped=False)},
-        ),
-        Identifier,
-    ]
+    username: Annotated[str, Field(min_length=2, max_length=64, json_schema_extra=KEPT_SPACE_ID), Identifier]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
     role: Role
-    display_name: Annotated[
-        str,
-        Field(
-            max_length=200,
-            json_schema_extra={"pattern": visible_pattern(hidden_class(names=True), filled=False, stripped=False)},
-        ),
-        DisplayName,
-    ] = ""
+    display_name: Annotated[str, Field(max_length=200, json_schema_extra=KEPT_SPACE_NAME), DisplayName] = ""
 
     model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=False)
 
