@@ -55,7 +55,7 @@ def time_import(folder: Path, workers: int, work: Path) -> tuple[float, int, int
         Context(settings, b"bench" * 8, "bench", "cli"),
         "bench",
         folder,
-        template=PersonDetails("", category="other"),
+        template=PersonDetails("", category="other", reason="a test import", legal_basis="none: test photos"),
         choice=None,
         allow_duplicate=False,
         now=now,

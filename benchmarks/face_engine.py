@@ -184,7 +184,8 @@ def realtime_scans(data: Path, repeats: int) -> dict[str, Any]:
 
         run("watchlist", "create", "W")
         run(
-            "watchlist", "import", "W", str(data / "stills" / "gallery"), "--reason", "benchmark gallery",
+            "watchlist", "import", "W", str(data / "stills" / "gallery"), "--names-from", "folder",
+            "--category", "other", "--reason", "benchmark gallery",
             "--legal-basis", "public test photos", "--expires", "1d", "--face", "largest",
         )  # fmt: skip
         for attempt in range(repeats):

@@ -127,8 +127,8 @@ def watch_hamilton_clip(env: dict[str, str], folder: Path) -> None:
     for person, name in (("lin-manuel-miranda", "Lin-Manuel Miranda"), ("alex-lacamoire", "Alex Lacamoire")):
         _enrol(env, "hamilton", person, name, stills / f"{person}.png")
     _run(
-        ["watchlist", "import", "hamilton", str(stills / "gallery"), "--category", "other", "--reason", "filler",
-         "--legal-basis", "none: demo data", "--face", "largest", "--by", "demo", "--json"],
+        ["watchlist", "import", "hamilton", str(stills / "gallery"), "--names-from", "folder", "--category", "other",
+         "--reason", "filler", "--legal-basis", "none: demo data", "--face", "largest", "--by", "demo", "--json"],
         env,
     )  # fmt: skip
     _scan(env, clip, "hamilton")

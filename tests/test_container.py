@@ -176,7 +176,8 @@ def test_the_image_runs_a_scan_inside_beside_postgresql(stack: Stack, capsys: py
         "--image", "/tmp/stills/lin-manuel-miranda.png", "--by", "smoke",
     )  # fmt: skip
     stack.openlfr(
-        "watchlist", "import", "hamilton", "/tmp/stills/gallery", "--category", "other", "--reason", "filler",
+        "watchlist", "import", "hamilton", "/tmp/stills/gallery", "--names-from", "folder", "--category", "other",
+        "--reason", "filler",
         "--legal-basis", "none: test data", "--face", "largest", "--by", "smoke", "--json",
     )  # fmt: skip
     scan = stack.openlfr("scan", "/tmp/hamilton.mp4", "--watchlist", "hamilton", "--json")

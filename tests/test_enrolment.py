@@ -307,7 +307,7 @@ def test_import_with_worker_processes_from_a_process_that_already_ran_the_engine
             Context(settings, b"k" * 32, "tester", "cli"),
             "wl",
             folder,
-            template=PersonDetails("", category="other"),
+            template=PersonDetails("", category="other", reason="a test import", legal_basis="none: test photos"),
             choice=None,
             allow_duplicate=False,
             now=NOW,

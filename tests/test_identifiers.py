@@ -71,11 +71,11 @@ def test_the_command_line_and_a_folder_import_refuse_a_bidi_id(tmp_path: Path, a
     folder = tmp_path / "people"
     (folder / f"{RLO}evil_rtl").mkdir(parents=True)
     (folder / f"{RLO}evil_rtl" / "face.png").write_bytes(photos.face.read_bytes())
-    imported = openlfr("watchlist", "import", "event-1", folder, "--workers", "1", "--json")
+    imported = openlfr("watchlist", "import", "event-1", folder, "--names-from", "folder", "--workers", "1", "--json")
     assert imported.returncode == 1, imported.stderr
     (row,) = json.loads(imported.stdout)["people"]
     assert row["status"] == "refused" and any("U+202E" in reason for reason in row["reasons"]), row
-    table = openlfr("watchlist", "import", "event-1", folder, "--workers", "1")
+    table = openlfr("watchlist", "import", "event-1", folder, "--names-from", "folder", "--workers", "1")
     assert RLO not in table.stdout + table.stderr  # the refused id is shown escaped, never as it would display
 
     enrolled = openlfr(

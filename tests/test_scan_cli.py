@@ -35,7 +35,8 @@ def enrol(data_dir: Path, name: str, people: dict[str, list[Path]], workdir: Pat
         for photo in photos:
             (folder / person / photo.name).symlink_to(photo)
     env = openlfr_env(data_dir)
-    for args in (["watchlist", "create", name], ["watchlist", "import", name, str(folder)]):
+    listing = ["--names-from", "folder", "--category", "other", "--reason", "test", "--legal-basis", "test data"]
+    for args in (["watchlist", "create", name], ["watchlist", "import", name, str(folder), *listing]):
         done = run_openlfr(args, env)
         assert done.returncode == 0, done.stderr
 

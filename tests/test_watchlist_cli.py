@@ -42,6 +42,11 @@ def one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> s
     return lines[0]
 
 
+# what a folder import without people.csv must be told for everyone
+LISTING = ("--reason", "a test import", "--legal-basis", "none: test photos")
+FROM_FOLDERS = ("--names-from", "folder", "--category", "other", *LISTING)
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Photos:
     return make_photos(tmp_path_factory.mktemp("photos"), astronaut)
@@ -69,18 +74,25 @@ def test_every_command_works(store_url: str, photos: Photos, tmp_path: Path) -> 
         (folder / name).mkdir(parents=True)
         shutil.copy(photo, folder / name / photo.name)
     imported = openlfr(
-        "watchlist", "import", "event-1", folder, "--category", "missing_vulnerable", "--workers", "1", "--json"
-    )
+        "watchlist", "import", "event-1", folder, "--names-from", "folder", "--category", "missing_vulnerable",
+        *LISTING, "--workers", "1", "--json",
+    )  # fmt: skip
     assert imported.returncode == 1, imported.stderr  # some were refused
     summary = json.loads(imported.stdout)
     assert (summary["enrolled"], summary["refused"], summary["skipped"]) == (0, 2, 0)
     by_id = {p["id"]: p for p in summary["people"]}
     assert "looks like P-001" in by_id["Q-002"]["reasons"][0]
     assert "face too blurred" in by_id["R-003"]["reasons"][0]
-    imported = openlfr("watchlist", "import", "event-1", folder, "--allow-duplicate", "--workers", "1", "--json")
+    imported = openlfr(
+        "watchlist", "import", "event-1", folder, "--names-from", "folder", "--category", "other", *LISTING,
+        "--allow-duplicate", "--workers", "1", "--json",
+    )  # fmt: skip
     by_id = {p["id"]: p for p in json.loads(imported.stdout)["people"]}
     assert by_id["Q-002"]["status"] == "enrolled" and by_id["R-003"]["status"] == "refused"
-    table = openlfr("watchlist", "import", "event-1", folder, "--workers", "1")
+    table = openlfr(
+        "watchlist", "import", "event-1", folder, "--names-from", "folder", "--category", "other", *LISTING,
+        "--workers", "1",
+    )  # fmt: skip
     assert "skipped" in table.stdout and "already on the list" in table.stdout and "R-003" in table.stdout
 
     (listed,) = as_json("watchlist", "list")["watchlists"]
@@ -126,6 +138,64 @@ def test_every_command_works(store_url: str, photos: Photos, tmp_path: Path) -> 
         assert entries[3].details["allow_duplicate"] is True
         assert verify(session, audit_key(get_settings())).ok
     store.close()
+
+
+PEOPLE_CSV = """id,name,category,reason,legal_basis
+A,Ann Example,missing_vulnerable,warrant 7,custody image
+B,Bea Example,,,custody image
+C,Cy Example,other,warrant 9,
+E,Eve Example,other,warrant 11,custody image
+"""
+
+
+def test_import_takes_who_each_person_is_from_people_csv(photos: Photos, tmp_path: Path) -> None:
+    """Names, categories, reasons and legal bases from people.csv, blanks filled by the command's options; a person
+    with no legal basis, a folder with no row and a row with no folder are each refused; the others enrolled."""
+    ok("watchlist", "create", "w")
+    folder = tmp_path / "people"
+    for person, photo in (("A", photos.face), ("B", photos.face_again), ("C", photos.face), ("D", photos.face)):
+        (folder / person).mkdir(parents=True)
+        shutil.copy(photo, folder / person / photo.name)
+    (folder / "people.csv").write_text(PEOPLE_CSV)
+    imported = openlfr(
+        "watchlist", "import", "w", folder, "--category", "wanted_court", "--reason", "operation x",
+        "--allow-duplicate", "--workers", "1", "--json",
+    )  # fmt: skip
+    assert imported.returncode == 1, imported.stderr
+    summary = json.loads(imported.stdout)
+    by_id = {p["id"]: p for p in summary["people"]}
+    assert {i: p["status"] for i, p in by_id.items()} == {
+        "A": "enrolled", "B": "enrolled", "C": "refused", "D": "refused", "E": "refused"
+    }  # fmt: skip
+    assert summary["ignored"] == []  # people.csv is no stray file
+    assert "no legal basis" in by_id["C"]["reasons"][0] and "--legal-basis" in by_id["C"]["reasons"][0]
+    assert "no row for this folder in people.csv" in by_id["D"]["reasons"][0]
+    assert "no sub-folder" in by_id["E"]["reasons"][0]
+    shown = {p["id"]: p for p in as_json("watchlist", "show", "w")["people"]}
+    assert [(p["name"], p["category"], p["reason"], p["legal_basis"]) for p in shown.values()] == [
+        ("Ann Example", "missing_vulnerable", "warrant 7", "custody image"),
+        ("Bea Example", "wanted_court", "operation x", "custody image"),
+    ]
+
+    # Without people.csv the command must be told the folder names are the names: one line, nothing written.
+    (folder / "people.csv").unlink()
+    line = one_line_error(openlfr("watchlist", "import", "w", folder, "--workers", "1"), "no people.csv")
+    assert "--names-from folder" in line
+    # Told so, but with no legal basis for anyone: everyone new is refused before any photo is analysed.
+    imported = openlfr(
+        "watchlist", "import", "w", folder, "--names-from", "folder", "--category", "other", "--reason", "r",
+        "--workers", "1", "--json",
+    )  # fmt: skip
+    assert imported.returncode == 1, imported.stderr
+    by_id = {p["id"]: p for p in json.loads(imported.stdout)["people"]}
+    assert {i: p["status"] for i, p in by_id.items()} == {
+        "A": "skipped",
+        "B": "skipped",
+        "C": "refused",
+        "D": "refused",
+    }
+    assert all("no legal basis" in by_id[i]["reasons"][0] for i in "CD")
+    assert list(as_json("watchlist", "show", "w")["people"]) == list(shown.values())
 
 
 def test_expire_everyone_at_a_time(store_url: str, photos: Photos) -> None:
@@ -228,11 +298,13 @@ def test_import_the_shared_gallery_then_rerun(tmp_path: Path) -> None:
         "watchlist", "add", "hamilton", "--person", "alex-lacamoire", "--name", "Alex Lacamoire",
         "--category", "other", "--image", stills / "alex-lacamoire.png",
     )  # fmt: skip
-    summary = json.loads(openlfr("watchlist", "import", "hamilton", gallery, "--json").stdout)
+    summary = json.loads(openlfr("watchlist", "import", "hamilton", gallery, *FROM_FOLDERS, "--json").stdout)
     # Seven different people; the gallery's photo of Alex Lacamoire is another photo of a listed person, but
     # not so alike as to be refused (match score 0.75 at the default 0.80), so all are enrolled.
     assert (summary["enrolled"], summary["refused"], summary["skipped"]) == (7, 0, 0), summary
-    again = json.loads(openlfr("watchlist", "import", "hamilton", gallery, "--workers", "1", "--json").stdout)
+    again = json.loads(
+        openlfr("watchlist", "import", "hamilton", gallery, *FROM_FOLDERS, "--workers", "1", "--json").stdout
+    )
     assert (again["enrolled"], again["skipped"]) == (0, 7)
     (listed,) = as_json("watchlist", "list")["watchlists"]
     assert (listed["active_people"], listed["images"]) == (9, 11)

@@ -1,5 +1,6 @@
 """``openlfr watchlist import``: a folder of people, one sub-folder each, enrolled person by person with a progress
-bar, then a table of who was enrolled, refused (with the reasons) or skipped."""
+bar, then a table of who was enrolled, refused (with the reasons) or skipped. Who each person is comes from the
+folder's people.csv, or from the sub-folders' names when the command is told so; never silently from either."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from openlfr.cli.common import ByOption, FaceOption, JsonOption, face_choice, wi
 from openlfr.cli.watchlist import (
     AllowDuplicateOption,
     ExpiresOption,
-    LegalBasisOption,
-    ReasonOption,
     acting,
     check_category,
     configured_store,
@@ -24,6 +23,7 @@ from openlfr.cli.watchlist import (
     shown,
 )
 from openlfr.clock import utc_now
+from openlfr.enrolment.people_csv import COLUMNS, PEOPLE_CSV, Listing, read_people_csv
 from openlfr.errors import OpenLFRError
 from openlfr.store.categories import CATEGORY_VALUES
 from openlfr.text import escaped
@@ -39,12 +39,35 @@ def register(group: typer.Typer) -> None:
 
 def import_(
     name: Annotated[str, typer.Argument(help="The watchlist.")],
-    folder: Annotated[Path, typer.Argument(help="One sub-folder per person; the folder name is id and name.")],
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help=f"One sub-folder per person (its name is their id), photos inside, and a {PEOPLE_CSV} with the "
+            f"header {','.join(COLUMNS)}: one row per sub-folder."
+        ),
+    ],
+    names_from: Annotated[
+        str | None,
+        typer.Option(
+            "--names-from",
+            metavar="folder",
+            help=f"Without a {PEOPLE_CSV}: 'folder' takes each sub-folder's name as the person's display name.",
+        ),
+    ] = None,
     category: Annotated[
-        str, typer.Option(help=f"Category for everyone imported: {', '.join(CATEGORY_VALUES)}.")
-    ] = "other",
-    reason: ReasonOption = "",
-    legal_basis: LegalBasisOption = "",
+        str | None,
+        typer.Option(
+            metavar="CATEGORY",
+            help=f"For everyone whose category cell is blank (or without {PEOPLE_CSV}): {', '.join(CATEGORY_VALUES)}.",
+        ),
+    ] = None,
+    reason: Annotated[
+        str, typer.Option(metavar="TEXT", help="Why they are listed, for everyone whose reason cell is blank.")
+    ] = "",
+    legal_basis: Annotated[
+        str,
+        typer.Option(metavar="TEXT", help="The power relied on, for everyone whose legal_basis cell is blank."),
+    ] = "",
     expires: ExpiresOption = None,
     face: FaceOption = None,
     allow_duplicate: AllowDuplicateOption = False,
@@ -52,11 +75,13 @@ def import_(
     by: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Enrol a folder of people; each person is enrolled whole or not at all. Exit 1 if any was refused."""
+    """Enrol a folder of people; each person is enrolled whole or not at all, and refused without a name, category,
+    reason or legal basis. Exit 1 if any was refused."""
     from openlfr.services.enrolment import import_folder  # the face models: loaded when the command runs
     from openlfr.store.watchlists import get_watchlist
 
     check_category(category)
+    listings = _listings(folder, names_from)
     choice = face_choice(face)
     now = utc_now()
     template = listing_details(category, reason, legal_basis, expires, now)
@@ -69,11 +94,15 @@ def import_(
 
     progress, task = people_progress("enrolling", quiet=as_json)
 
+    analysing = False  # the bar counts the people whose photos are analysed, not those refused or skipped before
+
     def started(count: int) -> None:
+        nonlocal analysing
+        analysing = True
         progress.update(task, total=count)
 
     def done(row: ImportRow) -> None:
-        if row.status != "skipped" and row.reasons != ["no image files in the folder"]:
+        if analysing:
             progress.update(task, advance=1, last=f"{row.reference_id}: {row.status}")
 
     with progress:
@@ -86,6 +115,7 @@ def import_(
             choice=choice,
             allow_duplicate=allow_duplicate,
             workers=workers,
+            listings=listings,
             now=now,
             on_person=done,
             on_start=started,
@@ -109,6 +139,25 @@ def import_(
         _print_import_table(name, rows, counts, ignored)
     if counts["refused"]:
         raise typer.Exit(1)
+
+
+def _listings(folder: Path, names_from: str | None) -> dict[str, Listing] | None:
+    """people.csv's rows by id; None where the sub-folders' names are to be the display names (said explicitly)."""
+    if names_from not in (None, "folder"):
+        raise OpenLFRError(f"--names-from {escaped(names_from)}: the only choice is 'folder'")
+    people_csv = folder / PEOPLE_CSV
+    if not folder.is_dir():
+        return None  # the import says what is wrong with the folder
+    if people_csv.is_file():
+        if names_from is not None:
+            raise OpenLFRError(f"{folder} has a {PEOPLE_CSV}: leave out --names-from to use it, or move it away")
+        return read_people_csv(people_csv)
+    if names_from is None:
+        raise OpenLFRError(
+            f"{folder} has no {PEOPLE_CSV} ({','.join(COLUMNS)}): add one, or give --names-from folder to use "
+            "each sub-folder's name as the display name"
+        )
+    return None
 
 
 def _print_import_table(name: str, rows: list[ImportRow], counts: dict[str, int], ignored: list[str]) -> None:

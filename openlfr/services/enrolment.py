@@ -11,7 +11,7 @@ client's), analysed by the same quality gate as the CLI, and the folder is delet
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from openlfr.enrolment import service
 from openlfr.enrolment.engines import process_engine
 from openlfr.enrolment.gate import FaceChoice, QualityGate
 from openlfr.enrolment.importer import ImportRow, analyse_folders, scan_folder
+from openlfr.enrolment.people_csv import PEOPLE_CSV, Listing
 from openlfr.enrolment.photos import PhotoResult, analyse_photos
 from openlfr.enrolment.service import DuplicateIndex, PersonDetails, check_reference_id
 from openlfr.errors import EnrolmentRefused
@@ -34,6 +35,7 @@ from openlfr.services.watchlists import existing
 from openlfr.settings import Settings
 from openlfr.store.db import Store
 from openlfr.store.models import Person, Watchlist
+from openlfr.text import escaped
 
 
 def enrol_person(
@@ -156,15 +158,22 @@ def import_folder(
     choice: FaceChoice,
     allow_duplicate: bool,
     workers: int,
+    listings: Mapping[str, Listing] | None = None,
     now: datetime | None = None,
     on_person: Callable[[ImportRow], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> tuple[list[ImportRow], list[str]]:
     """Enrol every person folder, each in a transaction of its own (with its audit entry), so one refused person
     never stops, or half-writes, the others; people already listed are skipped without being analysed.
-    Returns one row per folder (in name order) and the ignored entries."""
+
+    Who each person is comes from ``listings`` (people.csv, by id) or, where it is None, the folder's name;
+    ``template`` fills the blanks. A person without a row, a name, a category, a reason or a legal basis is
+    refused before their photos are analysed, as is a row without a folder. Returns one row per folder (in name
+    order), then one per row without a folder, and the ignored entries."""
     moment = now or utc_now()
     people, ignored = scan_folder(folder)
+    if listings is not None:
+        ignored = [name for name in ignored if name != PEOPLE_CSV]
     with store.session() as session:
         watchlist = existing(session, watchlist_name)
         listed = set(session.scalars(sa.select(Person.reference_id).where(Person.watchlist_id == watchlist.id)))
@@ -177,26 +186,66 @@ def import_folder(
             reasons = [reason for _, reason in refused.problems]
             rows[person.reference_id] = ImportRow(refused.reference_id, "refused", 0, reasons)
             continue
+        details, missing = _listing_details(template, person.reference_id, listings)
         if person.reference_id in listed:
             rows[person.reference_id] = ImportRow(person.reference_id, "skipped", 0, ["already on the list"])
+        elif missing:
+            rows[person.reference_id] = ImportRow(person.reference_id, "refused", 0, missing)
         elif not person.photos:
             rows[person.reference_id] = ImportRow(person.reference_id, "refused", 0, ["no image files in the folder"])
         else:
-            to_enrol.append(person)
-    for row in rows.values():
+            to_enrol.append((person, details))
+    folders = {person.reference_id for person in people}
+    orphans = [
+        ImportRow(escaped(reference_id), "refused", 0, [f"in {PEOPLE_CSV}, but no sub-folder of that name"])
+        for reference_id in (listings or {})
+        if reference_id not in folders
+    ]
+    for row in [*rows.values(), *orphans]:
         if on_person:
             on_person(row)
     if on_start:
         on_start(len(to_enrol))
     cache = _DuplicateCache()
-    analysed = analyse_folders(ctx.settings, to_enrol, choice, workers)
-    for person, results in zip(to_enrol, analysed, strict=True):
-        details = replace(template, reference_id=person.reference_id, display_name=person.reference_id)
+    analysed = analyse_folders(ctx.settings, [person for person, _ in to_enrol], choice, workers)
+    for (person, details), results in zip(to_enrol, analysed, strict=True):
         row = _enrol_one(store, ctx, watchlist_name, details, results, cache, allow_duplicate, moment, str(folder))
         rows[person.reference_id] = row
         if on_person:
             on_person(row)
-    return [rows[p.reference_id] for p in people], ignored
+    return [rows[p.reference_id] for p in people] + orphans, ignored
+
+
+def _listing_details(
+    template: PersonDetails, reference_id: str, listings: Mapping[str, Listing] | None
+) -> tuple[PersonDetails, list[str]]:
+    """One person's details (people.csv's cells, else the whole import's) and what is missing from them."""
+    if listings is None:
+        listing = Listing(name=reference_id)
+    elif reference_id in listings:
+        listing = listings[reference_id]
+    else:
+        return template, [f"no row for this folder in {PEOPLE_CSV}"]
+    details = replace(
+        template,
+        reference_id=reference_id,
+        display_name=listing.name,
+        category=listing.category or template.category,
+        reason=listing.reason or template.reason.strip(),
+        legal_basis=listing.legal_basis or template.legal_basis.strip(),
+    )
+    given = {
+        "name": details.display_name,
+        "category": details.category,
+        "reason": details.reason,
+        "legal_basis": details.legal_basis,
+    }
+    missing = []
+    for column, value in given.items():
+        if not value:
+            flag = "" if column == "name" else f", or --{column.replace('_', '-')} for the whole import"
+            missing.append(f"no {column.replace('_', ' ')} (the {column} column of {PEOPLE_CSV}{flag})")
+    return details, missing
 
 
 def _enrol_one(
