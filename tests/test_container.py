@@ -77,8 +77,15 @@ def run(
 
 
 def first_admin(stack: Stack) -> None:
-    # `openlfr init` (issue 19, item 5) will make this one command; until then the first admin from `users create`
-    stack.openlfr("users", "create", "admin", "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
+    """`openlfr init` as the getting-started page has it: the first admin, password on stdin, on the compose
+    stack's PostgreSQL (OPENLFR_DATABASE_URL) and data directory (/data); a second init is refused."""
+    initialised = stack.openlfr("init", "--admin", "admin", stdin=ADMIN_PASSWORD + "\n")
+    assert "initialised: data /data" in initialised and "postgresql" in initialised, initialised
+    db_password = (Path(stack.env["OPENLFR_SECRETS"]) / "db_password").read_text().strip()
+    assert ADMIN_PASSWORD not in initialised and db_password not in initialised
+    init = ["podman", "exec", "-i", stack.container("serve"), "openlfr", "init"]
+    again = run(init, stack.env, 120, ADMIN_PASSWORD + "\n")
+    assert again.returncode != 0 and "an administrator exists already" in again.stderr, again.stdout + again.stderr
 
 
 def wait_for(what: str, ready: object) -> None:
