@@ -16,11 +16,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+# Typer 0.29 carries its own copy of click; its exceptions are not re-exported (the lock pins Typer).
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 from openlfr import __version__
 from openlfr.cli import logs
 from openlfr.cli.common import get_settings
 from openlfr.cli.help_text import App
 from openlfr.errors import OpenLFRError
+from openlfr.text import first_line
 
 app = App(no_args_is_help=True)
 
@@ -168,10 +172,24 @@ config.register(app)
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format=logs.TEXT_FORMAT)
     try:
-        app()
+        # Not standalone: click's own answer to a usage mistake is a boxed, multi-line report; ours is one line.
+        result = app(standalone_mode=False)
     except OpenLFRError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except NoArgsIsHelpError as exc:  # a command group named alone: its help, as click would show it
+        print(exc.format_message())
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        see = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        console.print(f"[red]error:[/red] {first_line(exc.format_message())}{see}", highlight=False)
+        sys.exit(2)
+    except ClickException as exc:
+        console.print(f"[red]error:[/red] {first_line(exc.format_message())}", highlight=False)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         console.print("interrupted")
         sys.exit(130)
+    # A command that stopped with ``typer.Exit(code)`` comes back here with its code.
+    if isinstance(result, int) and not isinstance(result, bool):
+        sys.exit(result)
