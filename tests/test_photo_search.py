@@ -224,7 +224,11 @@ def test_the_astronaut_is_found_from_another_photo_and_nothing_of_it_is_kept(
     assert {"person", "name", "score", "fmr"} <= answer["candidates"][0].keys()
     (entry,) = searches_audited(settings)
     assert entry.actor == "officer-h8" and entry.details["reason"] == REASON
-    assert entry.details["candidates"] == [{"person": "A-1", "score": round(first.score, 4)}]
+    # The audit entry names each candidate and the reference picture shown with it (which its searcher alone may
+    # then see, for a while): never an image or an embedding.
+    assert entry.details["candidates"] == [
+        {"person": "A-1", "score": round(first.score, 4), "image": first.reference_image_id}
+    ]
     assert entry.target == "watchlist:space" and entry.seq == result.audit_seq
     assert_nothing_left(isolated_data_dir, probe, probe_embedding(settings, probe))
 
