@@ -53,6 +53,7 @@ class SigningReceiver:
         self.bodies: dict[str, bytes] = {}
         self.events: list[dict[str, Any]] = []  # the accepted payloads, first delivery of each key
         self.refused = 0
+        self.first_refused_at: float | None = None  # time.monotonic() of the first 503
         self.unsigned = 0
         self.conflicts = 0  # one key, two different bodies
         self.overlaps = 0  # a key arriving while another request of the same key is in flight
@@ -78,6 +79,8 @@ class SigningReceiver:
             self.in_flight[key] -= 1
             if self.refusing:
                 self.refused += 1
+                if self.first_refused_at is None:
+                    self.first_refused_at = time.monotonic()
                 return 503
             if key in self.bodies:
                 self.conflicts += self.bodies[key] != body

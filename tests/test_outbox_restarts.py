@@ -3,10 +3,9 @@ SIGKILLed and started again; once it answers 200, every alert is delivered exact
 commit order per deployment, with no key sent by two processes at once (on PostgreSQL by ``serve`` and two
 ``openlfr worker`` processes together).
 
-The issue asks for 60 s of 503. What it proves is that nothing pending is lost or doubled across a kill and a
-restart while the sink refuses: the receiver refuses here until the kill and restart have happened and at least
-three attempts were refused after each, which is the same property in a few seconds of CI time.
-"""
+The receiver answers 503 for ``REFUSAL_SECONDS`` (60, as the issue asks) from its first refusal, and at least until
+the kill and the restart have happened and three attempts were refused after each (so a slow machine cannot end
+the refusal before the restart it is meant to span)."""
 
 from __future__ import annotations
 
@@ -41,6 +40,8 @@ from tests.sinkkit import SECRET, SigningReceiver
 from tests.waitkit import hang_guard, wait_for
 
 pytestmark = pytest.mark.slow
+
+REFUSAL_SECONDS = 60.0  # how long the receiver answers 503, from its first refusal
 
 
 def found(person: str, track: int) -> AlertFound:
@@ -151,6 +152,9 @@ def test_a_refusing_receiver_and_a_killed_server_lose_and_double_nothing(
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=bearer, timeout=30).text
         assert 'openlfr_deliveries_pending{sink="hook"}' in metrics
         assert 'openlfr_delivery_failures_total{sink="hook"}' in metrics
+        # The 503s last 60 s from the first, spanning the kill and the restart (a scenario, not a time budget).
+        assert receiver.first_refused_at is not None
+        time.sleep(max(0.0, receiver.first_refused_at + REFUSAL_SECONDS - time.monotonic()))
         receiver.refusing = False
         everything = {key for listed in keys.values() for key in listed}
         wait_for("every alert delivered", lambda: set(receiver.accepted) >= everything, 60, gone=processes.gone)
