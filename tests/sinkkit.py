@@ -10,10 +10,13 @@ import json
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
+from openlfr.stream.pipeline import AlertFound
 
 SECRET = "test-signing-secret-0123456789"
 
@@ -114,3 +117,26 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+PROBE = b"\xff\xd8\xff\xe0probe-bytes-of-a-face"
+
+
+def found(person: str, track: int) -> AlertFound:
+    """A match the pipeline hands the alerts stage, as the outbox tests commit it (a fake probe, no real face)."""
+    return AlertFound(
+        camera="entrance",
+        track_id=track,
+        person_id=person,
+        reference_id=3,
+        score=0.91,
+        threshold=0.6,
+        candidates=[(person, 3, 0.91)],
+        probe_jpeg=PROBE,
+        arrival=time.monotonic(),
+        seen_at=datetime.now(UTC),
+        clock=1.0,
+        media_time=1.0,
+        model_id="test-model",
+        evidence={"samples": 3, "supporting": 2},
+    )

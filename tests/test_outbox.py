@@ -26,7 +26,6 @@ from openlfr.settings import get_settings
 from openlfr.store.alert_models import Delivery
 from openlfr.store.db import open_store
 from openlfr.store.governance_models import AuditEntry
-from openlfr.stream.pipeline import AlertFound
 from tests.serverkit import (
     JUSTIFICATION,
     add_user,
@@ -37,30 +36,9 @@ from tests.serverkit import (
     draft_body,
     login,
 )
-from tests.sinkkit import SECRET, SigningReceiver, Subscriber
+from tests.sinkkit import PROBE, SECRET, SigningReceiver, Subscriber, found
 from tests.streamkit import Mosquitto
 from tests.waitkit import wait_for
-
-PROBE = b"\xff\xd8\xff\xe0probe-bytes-of-a-face"
-
-
-def found(person: str, track: int) -> AlertFound:
-    return AlertFound(
-        camera="entrance",
-        track_id=track,
-        person_id=person,
-        reference_id=3,
-        score=0.91,
-        threshold=0.6,
-        candidates=[(person, 3, 0.91)],
-        probe_jpeg=PROBE,
-        arrival=time.monotonic(),
-        seen_at=datetime.now(UTC),
-        clock=1.0,
-        media_time=1.0,
-        model_id="test-model",
-        evidence={"samples": 3, "supporting": 2},
-    )
 
 
 def sinks_setting(tmp_path: Path, webhook: str, broker_port: int, **hook: object) -> str:

@@ -23,7 +23,6 @@ import pytest
 
 from openlfr.alerts.database import AlertDatabase
 from openlfr.governance.roles import Role
-from openlfr.stream.pipeline import AlertFound
 from tests.conftest import OPENLFR_BIN
 from tests.serverkit import (
     JUSTIFICATION,
@@ -36,31 +35,12 @@ from tests.serverkit import (
     free_port,
     login,
 )
-from tests.sinkkit import SECRET, SigningReceiver
+from tests.sinkkit import SECRET, SigningReceiver, found
 from tests.waitkit import hang_guard, wait_for
 
 pytestmark = pytest.mark.slow
 
 REFUSAL_SECONDS = 60.0  # how long the receiver answers 503, from its first refusal
-
-
-def found(person: str, track: int) -> AlertFound:
-    return AlertFound(
-        camera="entrance",
-        track_id=track,
-        person_id=person,
-        reference_id=3,
-        score=0.9,
-        threshold=0.6,
-        candidates=[(person, 3, 0.9)],
-        probe_jpeg=b"\xff\xd8\xff\xe0probe",
-        arrival=time.monotonic(),
-        seen_at=datetime.now(UTC),
-        clock=1.0,
-        media_time=1.0,
-        model_id="test-model",
-        evidence={"samples": 3, "supporting": 2},
-    )
 
 
 class Processes:
