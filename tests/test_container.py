@@ -159,7 +159,7 @@ def test_the_image_runs_a_scan_inside_beside_postgresql(stack: Stack, capsys: py
     stills = require_data("stills")
     clip = require_data("video", "short_hamilton_clip.mp4")
     serve = stack.container("serve")
-    for source, target in ((stills, "/tmp/stills"), (clip, "/tmp/hamilton.mp4")):
+    for source, target in ((stills, "/srv/stills"), (clip, "/srv/hamilton.mp4")):
         copied = run(["podman", "cp", str(source), f"{serve}:{target}"], stack.env, 300)
         assert copied.returncode == 0, copied.stderr
 
@@ -180,14 +180,14 @@ def test_the_image_runs_a_scan_inside_beside_postgresql(stack: Stack, capsys: py
     stack.openlfr(
         "watchlist", "add", "hamilton", "--person", "lin-manuel-miranda", "--name", "Lin-Manuel Miranda",
         "--category", "other", "--reason", "smoke test", "--legal-basis", "none: test data",
-        "--image", "/tmp/stills/lin-manuel-miranda.png", "--by", "smoke",
+        "--image", "/srv/stills/lin-manuel-miranda.png", "--by", "smoke",
     )  # fmt: skip
     stack.openlfr(
-        "watchlist", "import", "hamilton", "/tmp/stills/gallery", "--names-from", "folder", "--category", "other",
+        "watchlist", "import", "hamilton", "/srv/stills/gallery", "--names-from", "folder", "--category", "other",
         "--reason", "filler",
         "--legal-basis", "none: test data", "--face", "largest", "--by", "smoke", "--json",
     )  # fmt: skip
-    scan = stack.openlfr("scan", "/tmp/hamilton.mp4", "--watchlist", "hamilton", "--json")
+    scan = stack.openlfr("scan", "/srv/hamilton.mp4", "--watchlist", "hamilton", "--json")
     events = [json.loads(line) for line in scan.splitlines() if line.startswith("{")]
     alerts = [event["person"] for event in events if event.get("type") == "alert"]
     assert alerts == ["lin-manuel-miranda"], scan
