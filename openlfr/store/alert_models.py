@@ -2,7 +2,8 @@
 
 An alert row is written (and committed) before anyone is told about it, so an announced alert always exists.
 It is the only place the pipeline writes anything about a face, and only for a face that matched: the probe
-crop (purged by retention, see ``openlfr.services.retention``), the score, the matched person and the top
+crop and up to three more crops of the track's best looks (``AlertLook``; both purged by retention, see
+``openlfr.services.retention``), the score, the matched person and the top
 candidates. People who raised no alert leave nothing here, not even a row.
 """
 
@@ -53,6 +54,21 @@ class Alert(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     probe_jpeg: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True, deferred=True)
     latency_ms: Mapped[float | None] = mapped_column(sa.Double, nullable=True)  # deciding frame -> commit
+
+
+class AlertLook(Base):
+    """One of the track's best looks (a face crop) kept for an alert's decision page: at most three, best first.
+    Kept under exactly the probe's rules: written with the alert or never, purged by retention with the probe
+    (never while the alert is held), served only to who may see the probe, never in an event for a sink."""
+
+    __tablename__ = "alert_looks"
+
+    alert_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("alerts.id", ondelete="CASCADE", name="fk_alert_looks_alert"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)  # 1 is the best
+    quality: Mapped[float] = mapped_column(sa.Double)  # the face's quality score that ranked it
+    image_jpeg: Mapped[bytes] = mapped_column(sa.LargeBinary, deferred=True)
 
 
 class Delivery(Base):

@@ -56,6 +56,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Tables whose rows hold faces (images, embeddings) or the rows they hang from.
 ERASED_FACE_TABLES = (
     "alerts",
+    "alert_looks",
     "snapshot_images",
     "snapshot_people",
     "reference_images",

@@ -186,6 +186,12 @@ class AlertReview(Base):
     held_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     hold_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     probe_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What each person wrote with their step (optional, visible text only; also in the step's audit entry).
+    decision_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    verification_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # How many steps were undone (within the undo window): a step taken again is a new event for the sinks.
+    undos: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEntry(Base):
