@@ -1,5 +1,4 @@
-"""Administration and oversight: the audit log and its anchor, the accounts, the console's settings, the
-watchlists and their re-embedding."""
+"""Administration and oversight: the audit log and its anchor, the accounts, the console's settings."""
 
 from __future__ import annotations
 
@@ -13,18 +12,14 @@ from openlfr.alerts import outbox
 from openlfr.api.deps import (
     DB,
     AdminPrincipal,
-    AdminWrite,
     AuditReaderPrincipal,
     AuditReaderWrite,
-    DrafterPrincipal,
     server,
 )
 from openlfr.governance.audit import parse_anchor
 from openlfr.governance.passwords import MIN_CHARS as MIN_PASSWORD_CHARS
-from openlfr.services import audit_log, console, reembed, watchlists
+from openlfr.services import audit_log, console
 from openlfr.store.governance_models import AuditEntry, User
-from openlfr.store.models import CATEGORY_VALUES
-from openlfr.vision.engine import model_id_for
 from openlfr.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -93,24 +88,3 @@ def settings_page(request: Request, principal: AdminPrincipal, db: DB) -> HTMLRe
         sinks=settings.sinks,
         sink_health=outbox.sink_health(db, settings.sinks),  # a sink that keeps failing is shown here
     )
-
-
-@router.get("/watchlists")
-def watchlists_page(request: Request, principal: DrafterPrincipal, db: DB) -> HTMLResponse:
-    return render(
-        request,
-        "watchlists.html",
-        principal,
-        watchlists=watchlists.list_watchlists(db),
-        categories=CATEGORY_VALUES,
-        model_id=model_id_for(server(request).settings),
-    )
-
-
-@router.post("/watchlists/{name}/reembed")
-def reembed_watchlist(name: str, request: Request, write: AdminWrite) -> HTMLResponse:
-    """The use case of ``openlfr watchlist reembed`` and ``POST /api/watchlists/{name}/reembed`` (same role, CSRF
-    check and audit entry), answered as a fragment naming who was re-embedded, who was up to date and who was
-    refused with why (the API answers counts)."""
-    report = reembed.reembed_watchlist(write.db, write.ctx, name)
-    return render(request, "reembed_result.html", write.principal, report=report)
