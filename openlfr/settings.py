@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from platformdirs import user_cache_dir, user_data_dir
 from pydantic import Field, ValidationError, field_validator
@@ -166,6 +167,9 @@ class Settings(BaseSettings):
     expired_entry_retention_seconds: float = 7 * 24 * 3600
     retention_interval_seconds: float = 30.0  # how often the server enforces retention
     deployment_max_window_hours: float = Field(default=24.0, gt=0)  # a longer window is refused at authorisation
+    # The zone of the places deployments run in (an IANA name: Europe/London): the console's times are entered and
+    # shown in it, and named with it; the API and the database keep UTC.
+    time_zone: str = "UTC"
     # Retrospective searches (RFR) read recorded files only from these directories (separated by os.pathsep, ':'
     # on Linux; empty: none allowed), chosen by the admin who runs the server.
     rfr_source_dirs: str = ""
@@ -233,6 +237,15 @@ class Settings(BaseSettings):
             ConfigFileSource(settings_cls, config_path()),
             file_secret_settings,
         )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a time zone's IANA name (such as UTC or Europe/London)") from None
+        return value
 
     @field_validator("stream", mode="before")
     @classmethod
