@@ -25,6 +25,7 @@ from openlfr.settings import Settings
 from openlfr.vision.engine import model_id_for
 
 Profile = Literal["live", "stills"]
+CHECKPOINT_IMAGES = 1024  # the cache file is rewritten after each slice of this many newly embedded images
 
 
 @dataclass(frozen=True)
@@ -145,10 +146,14 @@ def cached_lfw_embeddings(
                 if progress is not None:
                     progress(n)
 
-            fresh = embed_images(settings, images_dir, missing, workers, progress=advance, fallback=fallback)
-        for key, item in fresh.items():
-            entries[key] = (item.embedding.astype(np.float32), item.how, sizes[key])
-        _write_cache(path, entries)
+            # Written after every slice: a long run (all of LFW with dlib's stills views takes hours on two
+            # cores) that is stopped keeps what it embedded.
+            for start in range(0, len(missing), CHECKPOINT_IMAGES):
+                part = missing[start : start + CHECKPOINT_IMAGES]
+                fresh = embed_images(settings, images_dir, part, workers, progress=advance, fallback=fallback)
+                for key, item in fresh.items():
+                    entries[key] = (item.embedding.astype(np.float32), item.how, sizes[key])
+                _write_cache(path, entries)
     return LfwEmbeddings(
         model_id=model_id,
         keys=list(keys),
