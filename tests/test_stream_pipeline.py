@@ -105,6 +105,10 @@ def test_an_alert_carries_its_evidence(engine, clips, listed) -> None:  # type: 
     assert alert.evidence["supporting"] >= 2 and alert.evidence["k"] == 2
     crop = np.asarray(Image.open(io.BytesIO(alert.probe_jpeg)).convert("RGB"))
     assert engine.faces(crop, embed=False), "the probe crop shows the face"
+    assert 1 <= len(alert.looks) <= 3, "the track's best looks that named her, for the decision page"
+    assert [q for q, _ in alert.looks] == sorted((q for q, _ in alert.looks), reverse=True)
+    for _, jpeg in alert.looks:
+        assert engine.faces(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")), embed=False)
     assert alert.model_id == engine.model_id
 
 

@@ -25,7 +25,7 @@ from openlfr.alerts.outbox import enqueue_alert
 from openlfr.alerts.record import AlertFound, AlertRecord
 from openlfr.clock import utc_now
 from openlfr.errors import OpenLFRError
-from openlfr.store.alert_models import Alert
+from openlfr.store.alert_models import Alert, AlertLook
 from openlfr.store.db import Store, record_from
 from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, Watchlist
@@ -159,6 +159,9 @@ class AlertDatabase:
                 ).one()
                 return record_of(earlier), False
             row.id = new_id
+            # The track's best looks, in the alert's own transaction: written with the alert or not at all.
+            for position, (quality, jpeg) in enumerate(found.looks[:3], start=1):
+                session.add(AlertLook(alert_id=new_id, position=position, quality=quality, image_jpeg=jpeg))
             # The outbox: one row per sink of the deployment, committed with the alert or not at all.
             enqueue_alert(session, row)
         # Frame-to-alert latency: from the deciding frame's arrival to the alert being durable.

@@ -18,8 +18,6 @@ import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,7 +33,7 @@ from openlfr.store.db import Store
 from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, Watchlist
 from openlfr.urls import redact_url
-from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, load_calibration
+from openlfr.watchlist.calibration import false_match_rate
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +43,7 @@ EVENT_GROUPS: dict[str, SinkEvent] = {
     "decision": "decision",
     "verification": "decision",
     "outcome": "decision",
+    "undo": "decision",
     "camera": "camera",
 }
 RETRY_FIRST_S = 1.0
@@ -170,15 +169,17 @@ def enqueue_alert(session: Session, alert: Alert) -> int:
     return enqueue(session, alert.deployment_id, "alert", payload, key=alert.uid, expires_at=expires)
 
 
-def enqueue_review(session: Session, alert_id: int, kind: str, facts: Mapping[str, Any]) -> int:
-    """A decision, verification or outcome on an alert, in the transaction that records it; its key is the
-    alert's stable key and the step, so a receiver de-duplicates each step on its own."""
+def enqueue_review(session: Session, alert_id: int, kind: str, facts: Mapping[str, Any], round_: int = 0) -> int:
+    """A decision, verification, outcome or undo on an alert, in the transaction that records it; its key is the
+    alert's stable key and the step, so a receiver de-duplicates each step on its own. ``round_`` counts the steps
+    undone before this one: a step taken again after an undo (or a second undo) is a new event, with a new key."""
     alert = session.get(Alert, alert_id)
     if alert is None:
         return 0
     expires = alert.created_at + timedelta(seconds=get_settings().probe_retention_seconds)
     payload = {"alert_id": alert.id, "alert_key": alert.uid, "camera": alert.camera, **facts}
-    return enqueue(session, alert.deployment_id, kind, payload, key=f"{alert.uid}:{kind}", expires_at=expires)
+    key = f"{alert.uid}:{kind}" + (f":{round_}" if round_ else "")
+    return enqueue(session, alert.deployment_id, kind, payload, key=key, expires_at=expires)
 
 
 def _category(session: Session, alert: Alert) -> str | None:
@@ -198,16 +199,7 @@ def _category(session: Session, alert: Alert) -> str | None:
 
 
 def _false_match_rate(settings: Settings, model_id: str, score: float) -> float | None:
-    table = _calibration(model_id, settings.calibration_file, settings.data_dir)
-    return None if table is None else float(f"{table.fmr_at(score)[0]:.3g}")
-
-
-@lru_cache(maxsize=8)
-def _calibration(model_id: str, explicit: Path | None, data_dir: Path) -> CalibrationTable | None:
-    try:
-        return load_calibration(model_id, explicit=explicit, data_dir=data_dir)
-    except CalibrationError:
-        return None
+    return false_match_rate(model_id, score, explicit=settings.calibration_file, data_dir=settings.data_dir)
 
 
 # ----- the senders' side -----

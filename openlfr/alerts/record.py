@@ -27,6 +27,9 @@ class AlertFound:
     media_time: float
     model_id: str
     evidence: dict[str, float | int]
+    # Up to three crops of the track's best looks that named this person: (quality, JPEG), best first. Written
+    # with the alert, under the probe's rules (``openlfr.store.alert_models.AlertLook``); never sent to a sink.
+    looks: tuple[tuple[float, bytes], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from openlfr.api.patterns import (
 from openlfr.clock import utc_now
 from openlfr.errors import InvalidTime
 from openlfr.governance import deployments
-from openlfr.governance.adjudication import Decision, Outcome
 from openlfr.governance.roles import Role
 from openlfr.services.camera_secrets import shown as redacted_cameras
 from openlfr.services.footage import is_reference
@@ -149,16 +148,6 @@ class ReasonIn(Strict):
     reason: Text5000
 
 
-class DecisionIn(Strict):
-    decision: Decision
-
-    model_config = ConfigDict(extra="forbid", strict=False)
-
-
-class OutcomeIn(Strict):
-    outcome: Outcome
-
-    model_config = ConfigDict(extra="forbid", strict=False)
 
 
 class UserIn(Strict):
@@ -375,43 +364,6 @@ class FootageOut(BaseModel):
     bytes: int
     sha256: str
     seconds: float
-
-
-class ReviewOut(Out):
-    """An alert's human side; ``stage`` also depends on the console's second-verifier rule (the caller joins it)."""
-
-    alert_id: int
-    deployment_id: int
-    alert_at: datetime
-    person_ref: str
-    decision: str | None
-    decided_by: str | None
-    verified_by: str | None
-    outcome: str | None
-    outcome_by: str | None
-    held_by: str | None
-    probe_purged_at: datetime | None
-    stage: str
-
-
-class AlertOut(ReviewOut):
-    camera: str
-    track: str
-    score: float
-    person_name: str
-    category: str
-    reason: str
-    candidates: list[dict[str, Any]]
-    has_probe: bool
-    has_reference: bool
-    # A retrospective search's sighting is in recorded footage (``alert_at`` is when it was processed): where in the
-    # footage it was. A live camera's alert: kind "live", footage "live", the media fields null.
-    kind: Literal["live", "retrospective"]
-    footage: Literal["live", "recorded footage"]
-    media_time: float | None  # seconds into the file
-    media_file: str | None  # the file as the search names it (never its path on the server)
-    media_started_at: datetime | None  # when the footage began, where the file's metadata says
-    media_at: datetime | None  # the moment in the footage: media_started_at + media_time
 
 
 class AuditEntryOut(Out):

@@ -1,6 +1,7 @@
-"""What the console shows of an alert: the live pipeline's row (camera, time, track, score, probe crop, top
-candidates) and the deployment's watchlist snapshot (the person's category and reason, the reference picture).
-Retention destroys the snapshot and the probe; the alert then shows what is left.
+"""What the console shows of an alert: the live pipeline's row (camera, time, track, score and its calibrated
+false-match rate, probe crop and the track's best looks, top candidates) and the deployment's watchlist snapshot
+(the person's category and reason, the reference pictures). Retention destroys the snapshot, and the probe with
+the looks; the alert then shows what is left.
 
 An alert of a retrospective search says it is recorded footage, and where in it the person was seen, beside when
 it was processed (``openlfr.alerts.footage``); a live alert says "live".
@@ -12,13 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openlfr.alerts.footage import LIVE, RECORDED, MediaTime, is_recorded, media_time
 from openlfr.governance.deployments import Kind
-from openlfr.store.alert_models import Alert
+from openlfr.settings import Settings
+from openlfr.store.alert_models import Alert, AlertLook
 from openlfr.store.governance_models import AlertReview, Deployment, SnapshotImage, SnapshotPerson
+from openlfr.watchlist.calibration import false_match_rate
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class AlertFacts:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     has_probe: bool = False
     has_reference: bool = False
+    false_match_rate: float | None = None  # of the score, from the model's calibration table; None without one
+    looks: int = 0  # the track's best looks kept with the alert (``AlertLook``), numbered from 1
+    references: int = 0  # the person's pictures in the deployment's snapshot, numbered from 1
     kind: str = Kind.LIVE.value  # the deployment's: "retrospective" for a search of recorded footage
     media: MediaTime | None = None  # where in the footage, for recorded footage; None for a live camera
 
@@ -72,7 +78,22 @@ def _reference_query(alert: Alert) -> Any:
     )
 
 
-def facts(db: Session, alert: Alert, review: AlertReview) -> AlertFacts:
+def _person_images(alert: Alert) -> Any:
+    """The listed person's pictures in the alert's deployment snapshot, in enrolment order."""
+    return (
+        select(SnapshotImage.image_jpeg)
+        .join(SnapshotPerson, SnapshotPerson.id == SnapshotImage.person_id)
+        .where(
+            SnapshotPerson.deployment_id == alert.deployment_id,
+            SnapshotPerson.person_ref == alert.person_ref,
+            SnapshotImage.image_jpeg.is_not(None),
+        )
+        .order_by(SnapshotImage.id)
+    )
+
+
+def facts(db: Session, alert: Alert, review: AlertReview, settings: Settings | None = None) -> AlertFacts:
+    """What is shown of ``alert``; with ``settings``, its score's calibrated false-match rate too."""
     person = _snapshot_person(db, review.deployment_id, alert.person_ref)
     deployment = db.get(Deployment, review.deployment_id)
     has_probe = db.scalar(select(Alert.id).where(Alert.id == alert.id, Alert.probe_jpeg.is_not(None))) is not None
@@ -103,6 +124,13 @@ def facts(db: Session, alert: Alert, review: AlertReview) -> AlertFacts:
         candidates=candidates,
         has_probe=has_probe,
         has_reference=has_reference,
+        false_match_rate=None
+        if settings is None
+        else false_match_rate(
+            alert.model_id, float(alert.score), explicit=settings.calibration_file, data_dir=settings.data_dir
+        ),
+        looks=db.scalar(select(func.count()).select_from(AlertLook).where(AlertLook.alert_id == alert.id)) or 0,
+        references=db.scalar(select(func.count()).select_from(_person_images(alert).subquery())) or 0,
         kind=Kind.RETROSPECTIVE.value if is_recorded(deployment) else Kind.LIVE.value,
         media=media_time(deployment, alert),
     )
@@ -121,4 +149,22 @@ def reference_jpeg(db: Session, alert_id: int) -> bytes | None:
     if alert is None or alert.reference_image_id is None or alert.deployment_id is None:
         return None
     data: bytes | None = db.scalar(_reference_query(alert))
+    return data
+
+
+def look_jpeg(db: Session, alert_id: int, position: int) -> bytes | None:
+    """One of the track's best looks kept with a deployment's alert (1 is the best); None once purged."""
+    return db.scalar(
+        select(AlertLook.image_jpeg)
+        .join(Alert, Alert.id == AlertLook.alert_id)
+        .where(AlertLook.alert_id == alert_id, AlertLook.position == position, Alert.deployment_id.is_not(None))
+    )
+
+
+def person_reference_jpeg(db: Session, alert_id: int, position: int) -> bytes | None:
+    """The alerted person's ``position``-th picture (from 1) in the deployment's snapshot; None once destroyed."""
+    alert = db.get(Alert, alert_id)
+    if alert is None or alert.deployment_id is None or position < 1:
+        return None
+    data: bytes | None = db.scalar(_person_images(alert).offset(position - 1).limit(1))
     return data

@@ -1,6 +1,7 @@
-"""Retention enforced by code: what is due is destroyed (watchlist snapshots, alert probe images, expired
-watchlist entries) and audited, while every count, decision and outcome stays. ``enforce_once`` is
-``openlfr retention run`` and one round of the server's loop (``openlfr.runtime.background.RetentionLoop``).
+"""Retention enforced by code: what is due is destroyed (watchlist snapshots, alert probe images with the track's
+best looks kept beside them, expired watchlist entries) and audited, while every count, decision and outcome
+stays. ``enforce_once`` is ``openlfr retention run`` and one round of the server's loop
+(``openlfr.runtime.background.RetentionLoop``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from openlfr.services.context import Context
 from openlfr.services.reviews import claim_probe_purge
 from openlfr.settings import Settings
 from openlfr.store import Store
-from openlfr.store.alert_models import Alert
+from openlfr.store.alert_models import Alert, AlertLook
 from openlfr.store.governance_models import (
     AlertReview,
     Deployment,
@@ -104,6 +105,7 @@ def enforce_retention(db: Session, ctx: Context, policy: RetentionPolicy, now: d
             db, alert_id, moment
         ):
             db.execute(update(Alert).where(Alert.id == alert_id).values(probe_jpeg=None))
+            db.execute(delete(AlertLook).where(AlertLook.alert_id == alert_id))  # the looks go with the probe
             purged.append(alert_id)
     if purged:
         ctx.audit(db, "retention.probes_purged", "alerts", {"alerts": purged})

@@ -17,7 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from openlfr.alerts import outbox
 from openlfr.clock import utc_now
-from openlfr.errors import NotFound
+from openlfr.errors import InvalidText, NotFound
 from openlfr.governance import adjudication
 from openlfr.governance.adjudication import Decision, Outcome
 from openlfr.governance.deployments import TransitionRefused
@@ -26,6 +26,7 @@ from openlfr.services.console import require_second_verifier
 from openlfr.services.context import Context
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview
+from openlfr.text import visible_text
 
 
 def review_for(db: Session, alert_id: int) -> AlertReview:
@@ -51,7 +52,11 @@ def alert_and_review(db: Session, alert_id: int) -> tuple[Alert, AlertReview]:
 def waiting_review(alert: Alert) -> AlertReview:
     """The (unsaved) review of an alert nobody has acted on yet."""
     return AlertReview(
-        alert_id=alert.id, deployment_id=alert.deployment_id, alert_at=alert.seen_at, person_ref=alert.person_ref
+        alert_id=alert.id,
+        deployment_id=alert.deployment_id,
+        alert_at=alert.seen_at,
+        person_ref=alert.person_ref,
+        undos=0,
     )
 
 
@@ -121,37 +126,86 @@ def _compare_and_set(
     return current
 
 
-def decide(db: Session, ctx: Context, alert_id: int, decision: Decision) -> AlertReview:
-    role, now = _human(ctx), utc_now()
-    review = _compare_and_set(db, alert_id, lambda seen: adjudication.decide(seen, ctx.actor, role, decision, now))
-    ctx.audit(db, "alert.decide", f"alert:{alert_id}", {"decision": decision.value, "deployment": review.deployment_id})
-    _announce(db, alert_id, "decision", {"decision": decision.value, "by": ctx.actor, "at": now.isoformat()})
+def note_text(note: str | None) -> str | None:
+    """A note given with a step, as it is stored: None when blank; refused (``InvalidText``) when it holds a
+    character that is not shown as itself, or is longer than ``NOTE_MAX_CHARS``."""
+    if note is None or not note.strip():
+        return None
+    note = visible_text(note.strip(), "the note", lines=True)
+    if len(note) > adjudication.NOTE_MAX_CHARS:
+        raise InvalidText(f"the note is {len(note)} characters long; keep it within {adjudication.NOTE_MAX_CHARS}")
+    return note
+
+
+def _details(review: AlertReview, note: str | None, **facts: Any) -> dict[str, Any]:
+    return {**facts, "deployment": review.deployment_id, **({"note": note} if note else {})}
+
+
+def decide(db: Session, ctx: Context, alert_id: int, decision: Decision, note: str | None = None) -> AlertReview:
+    role, now, note = _human(ctx), utc_now(), note_text(note)
+    review = _compare_and_set(
+        db,
+        alert_id,
+        lambda seen: adjudication.decide(seen, ctx.actor, role, decision, now) | {"decision_note": note},
+    )
+    ctx.audit(db, "alert.decide", f"alert:{alert_id}", _details(review, note, decision=decision.value))
+    _announce(db, review, "decision", {"decision": decision.value, "by": ctx.actor, "at": now.isoformat()})
     return review
 
 
-def verify(db: Session, ctx: Context, alert_id: int) -> AlertReview:
-    role, now = _human(ctx), utc_now()
-    review = _compare_and_set(db, alert_id, lambda seen: adjudication.verify(seen, ctx.actor, role, now))
-    ctx.audit(db, "alert.verify", f"alert:{alert_id}", {"deployment": review.deployment_id})
-    _announce(db, alert_id, "verification", {"decision": review.decision, "by": ctx.actor, "at": now.isoformat()})
+def verify(db: Session, ctx: Context, alert_id: int, note: str | None = None) -> AlertReview:
+    role, now, note = _human(ctx), utc_now(), note_text(note)
+    review = _compare_and_set(
+        db, alert_id, lambda seen: adjudication.verify(seen, ctx.actor, role, now) | {"verification_note": note}
+    )
+    ctx.audit(db, "alert.verify", f"alert:{alert_id}", _details(review, note))
+    _announce(db, review, "verification", {"decision": review.decision, "by": ctx.actor, "at": now.isoformat()})
     return review
 
 
-def record_outcome(db: Session, ctx: Context, alert_id: int, outcome: Outcome) -> AlertReview:
-    role, now = _human(ctx), utc_now()
+def record_outcome(db: Session, ctx: Context, alert_id: int, outcome: Outcome, note: str | None = None) -> AlertReview:
+    role, now, note = _human(ctx), utc_now(), note_text(note)
     second = require_second_verifier(db, ctx.settings)
     review = _compare_and_set(
-        db, alert_id, lambda seen: adjudication.record_outcome(seen, ctx.actor, role, outcome, second, now)
+        db,
+        alert_id,
+        lambda seen: adjudication.record_outcome(seen, ctx.actor, role, outcome, second, now) | {"outcome_note": note},
     )
-    ctx.audit(db, "alert.outcome", f"alert:{alert_id}", {"outcome": outcome.value, "deployment": review.deployment_id})
-    _announce(db, alert_id, "outcome", {"outcome": outcome.value, "by": ctx.actor, "at": now.isoformat()})
+    ctx.audit(db, "alert.outcome", f"alert:{alert_id}", _details(review, note, outcome=outcome.value))
+    _announce(db, review, "outcome", {"outcome": outcome.value, "by": ctx.actor, "at": now.isoformat()})
     return review
 
 
-def _announce(db: Session, alert_id: int, step: str, facts: dict[str, Any]) -> None:
+def undo(db: Session, ctx: Context, alert_id: int) -> AlertReview:
+    """The person who took an alert's latest step takes it back, within ``adjudication.UNDO_WINDOW``: one atomic
+    compare-and-set like the steps themselves (a step taken meanwhile by someone else refuses the undo), audited
+    as ``alert.decision_undone`` with the step and what it had said, and announced to the sinks."""
+    role, now = _human(ctx), utc_now()
+    undone: dict[str, Any] = {}
+
+    def rule(seen: AlertReview) -> dict[str, Any]:
+        kind, changes = adjudication.undo(seen, ctx.actor, role, now)
+        said = {"decision": seen.decision, "verification": seen.decision, "outcome": seen.outcome}[kind]
+        undone.update(step=kind, was=said)
+        return changes
+
+    review = _compare_and_set(db, alert_id, rule, facts=(*_ADJUDICATION_FACTS, AlertReview.undos))
+    ctx.audit(db, "alert.decision_undone", f"alert:{alert_id}", {**undone, "deployment": review.deployment_id})
+    _announce(db, review, "undo", {**undone, "by": ctx.actor, "at": now.isoformat()})
+    return review
+
+
+def undo_until(review: AlertReview, by_user: str) -> datetime | None:
+    """Until when ``by_user`` may still undo the alert's latest step (None: they may not), on the one clock."""
+    until = adjudication.undo_until(review, by_user)
+    return None if until is None or until < utc_now() else until
+
+
+def _announce(db: Session, review: AlertReview, step: str, facts: dict[str, Any]) -> None:
     """The step as an event for the deployment's sinks, in the step's own transaction (the outbox): a force's
-    systems learn that a match was confirmed, and verified by a second person, before anyone acts on it."""
-    outbox.enqueue_review(db, alert_id, step, facts)
+    systems learn that a match was confirmed, and verified by a second person, before anyone acts on it; and that
+    a step was undone. A step taken again after an undo is a new event (its key counts the undos)."""
+    outbox.enqueue_review(db, review.alert_id, step, facts, round_=review.undos)
 
 
 def hold(db: Session, ctx: Context, alert_id: int, reason: str) -> AlertReview:

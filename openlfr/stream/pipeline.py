@@ -411,6 +411,7 @@ class CameraPipeline:
             clock=clock,
             media_time=media_time,
             model_id=self.engine.model_id,
+            looks=best_looks(samples, verdict.supporting),
             evidence={
                 "samples": len(samples),
                 "supporting": len(verdict.supporting),
@@ -419,3 +420,13 @@ class CameraPipeline:
                 "track_age_ms": round((clock - track.first_clock) * 1000.0, 1),
             },
         )
+
+
+LOOKS_KEPT = 3
+
+
+def best_looks(samples: list[Sample], supporting: tuple[int, ...]) -> tuple[tuple[float, bytes], ...]:
+    """The alert's looks for its decision page: the crops of the (at most three) best-quality samples that named
+    the alerted person, best first. Only those: a sample that named nobody kept no crop in the first place."""
+    named = sorted((samples[i] for i in supporting if samples[i].crop is not None), key=lambda s: -s.quality)
+    return tuple((round(s.quality, 4), encode_jpeg(s.crop)) for s in named[:LOOKS_KEPT] if s.crop is not None)

@@ -30,6 +30,7 @@ import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from statistics import NormalDist
@@ -312,6 +313,23 @@ def load_calibration(model_id: str, *, explicit: Path | None = None, data_dir: P
         f"no calibration table for the embedding model {model_id}, so no threshold can be picked for a target "
         "false-alert rate: run 'openlfr calibrate --data LFW_DIR' with this model to make one"
     )
+
+
+@lru_cache(maxsize=8)
+def cached_calibration(model_id: str, explicit: Path | None, data_dir: Path | None) -> CalibrationTable | None:
+    """``load_calibration``, read once per process (an alert's event and page ask for each alert); None where
+    there is no table for the model."""
+    try:
+        return load_calibration(model_id, explicit=explicit, data_dir=data_dir)
+    except CalibrationError:
+        return None
+
+
+def false_match_rate(model_id: str, score: float, *, explicit: Path | None, data_dir: Path | None) -> float | None:
+    """The calibrated FMR of ``score`` (three significant figures: what a person reads), as photo search and an
+    alert's page and event give it; None without a calibration table for the model."""
+    table = cached_calibration(model_id, explicit, data_dir)
+    return None if table is None else float(f"{table.fmr_at(score)[0]:.3g}")
 
 
 def now_iso() -> str:

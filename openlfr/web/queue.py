@@ -1,4 +1,5 @@
-"""The alert queue (with the live camera pictures) and the page of one alert, for operators and authorisers."""
+"""The alert queue (with the live camera pictures), for operators and authorisers; one alert's page is
+``openlfr.web.alert``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from openlfr.governance import adjudication
 from openlfr.runtime.camera_health import live_cameras
 from openlfr.services import alert_source, reviews
 from openlfr.services.console import require_second_verifier
-from openlfr.services.deployments import get_deployment
 from openlfr.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -57,19 +57,3 @@ def queue_items(request: Request, principal: AlertViewerPrincipal, db: DB) -> HT
 @router.get("/queue/cameras")
 def queue_cameras(request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
     return render(request, "queue_cameras.html", principal, **_live_tiles(db))
-
-
-@router.get("/alerts/{alert_id}")
-def alert_page(alert_id: int, request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
-    alert, review = reviews.alert_and_review(db, alert_id)
-    second = require_second_verifier(db, server(request).settings)
-    return render(
-        request,
-        "alert.html",
-        principal,
-        review=review,
-        alert=alert_source.facts(db, alert, review),
-        stage=adjudication.stage(review, second),
-        second=second,
-        deployment=get_deployment(db, review.deployment_id),
-    )

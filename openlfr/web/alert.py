@@ -1,0 +1,47 @@
+"""The page of one alert, where an operator decides: the score in words (how many strangers score this high), when
+it was seen and how long ago, the probe and the track's best looks beside the person's watchlist pictures, and the
+steps of the review, each with an optional note, a confirmation for the weighty ones and an undo for 30 s."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from openlfr.api.deps import DB, AlertViewerPrincipal, server
+from openlfr.governance import adjudication
+from openlfr.services import alert_source, reviews
+from openlfr.services.console import require_second_verifier
+from openlfr.services.deployments import get_deployment
+from openlfr.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def one_in(rate: float | None) -> str | None:
+    """A false-match rate as a person reads it: "48,000" for 2.1e-5 (two significant figures, never 0)."""
+    if rate is None or rate <= 0:
+        return None
+    strangers = 1.0 / rate
+    return f"{max(1, round(strangers, -max(0, len(str(int(strangers))) - 2))):,.0f}"
+
+
+@router.get("/alerts/{alert_id}")
+def alert_page(alert_id: int, request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
+    alert, review = reviews.alert_and_review(db, alert_id)
+    settings = server(request).settings
+    second = require_second_verifier(db, settings)
+    facts = alert_source.facts(db, alert, review, settings)
+    return render(
+        request,
+        "alert.html",
+        principal,
+        review=review,
+        alert=facts,
+        seen_at=alert.seen_at,
+        one_in=one_in(facts.false_match_rate),
+        stage=adjudication.stage(review, second),
+        second=second,
+        undo_until=reviews.undo_until(review, principal.username),
+        last_step=adjudication.last_step(review),
+        deployment=get_deployment(db, review.deployment_id),
+    )
