@@ -96,10 +96,18 @@ def queue_signature(db: Session) -> dict[str, Any]:
     reviews = db.execute(
         select(func.count(AlertReview.decision), func.count(AlertReview.verified_by), func.count(AlertReview.outcome))
     ).one()
+    # The console's tab title counts these on every page (issue 20): alerts nobody has decided on yet.
+    undecided = db.scalar(
+        select(func.count())
+        .select_from(Alert)
+        .outerjoin(AlertReview, AlertReview.alert_id == Alert.id)
+        .where(Alert.deployment_id.is_not(None), AlertReview.decision.is_(None))
+    )
     live = live_cameras(db)
     return {
         "alerts": alerts[0],
         "latest": alerts[1],
+        "undecided": undecided or 0,
         "decided": reviews[0],
         "verified": reviews[1],
         "outcomes": reviews[2],

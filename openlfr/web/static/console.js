@@ -127,13 +127,22 @@ document.addEventListener("click", async (event) => {
   }
 });
 
+// One event stream per page, shared by the live queue and the announcements (announce.js).
+let eventStream = null;
+function openlfrStream() {
+  if (!eventStream) eventStream = new EventSource("/api/events");
+  return eventStream;
+}
+window.openlfrStream = openlfrStream;
+
 // The live queue: the server announces every change; we fetch the re-rendered list.
 function liveQueue() {
   const queue = document.getElementById("queue");
   if (!queue || !window.EventSource) return;
   const state = document.getElementById("live-state");
   let shown = new Set([...queue.querySelectorAll("[data-alert]")].map((a) => a.dataset.alert));
-  const source = new EventSource("/api/events");
+  const source = openlfrStream();
+  if (source.readyState === EventSource.OPEN && state) state.classList.add("on");
   source.addEventListener("open", () => { if (state) state.classList.add("on"); });
   source.addEventListener("error", () => { if (state) state.classList.remove("on"); });
   source.addEventListener("logout", () => { window.location = "/login"; });
@@ -171,4 +180,39 @@ function liveTiles() {
   setInterval(refreshTiles, 1000);
 }
 
-document.addEventListener("DOMContentLoaded", () => { liveQueue(); liveTiles(); });
+// Narrow screens: the bar's menu collapses behind a disclosure button (CSS shows it under 760 px).
+function collapsibleMenu() {
+  const bar = document.querySelector("header.top");
+  const button = bar && bar.querySelector("[data-menu-toggle]");
+  if (!button) return;
+  bar.classList.add("menu-ready");
+  button.addEventListener("click", () => {
+    const open = !bar.classList.contains("open");
+    bar.classList.toggle("open", open);
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && bar.classList.contains("open")) {
+      bar.classList.remove("open");
+      button.setAttribute("aria-expanded", "false");
+      button.focus();
+    }
+  });
+}
+
+// A table wider than the screen scrolls in its own box: the box takes the keyboard focus so that it can be
+// scrolled without a mouse.
+function scrollableTables() {
+  for (const box of document.querySelectorAll("table.grid, .table-wrap")) {
+    if (box.scrollWidth > box.clientWidth + 1) box.setAttribute("tabindex", "0");
+    else if (box.getAttribute("tabindex") === "0") box.removeAttribute("tabindex");
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  collapsibleMenu();
+  scrollableTables();
+  window.addEventListener("resize", scrollableTables);
+  liveQueue();
+  liveTiles();
+});
