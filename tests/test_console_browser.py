@@ -233,7 +233,7 @@ def test_console_forms_for_admin_operator_and_authoriser(monkeypatch: pytest.Mon
             assert olly.locator("[data-testid=phase]").inner_text() == "draft"
             assert olly.locator("textarea[name=justification]").count() == 0  # operators do not authorise
 
-            ava = page_of("ava", "/queue")
+            ava = page_of("ava", "/deployments?state=draft")  # an authoriser lands on the drafts
             ava.goto(olly.url)
             ava.fill("textarea[name=justification]", JUSTIFICATION)
             ava.click("button:has-text('Authorise')")

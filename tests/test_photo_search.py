@@ -569,10 +569,10 @@ def test_the_console_page_searches_and_shows_each_candidate_with_its_reference_p
             page.wait_for_url(f"{server.url}/search")
             form = page.locator("form#photo-search")
             form.locator("textarea[name=reason]").fill(REASON)
-            # The API's refusal is shown on the form: two faces and none chosen.
+            # Two faces and none chosen: the page offers the faces to choose from (tests/test_console_search_picker.py).
             form.locator("input[type=file]").set_input_files(str(astronaut_photos["two"]))
             form.locator("button[type=submit]").click()
-            page.wait_for_selector("form#photo-search [data-error]:has-text('2 faces in the photo')")
+            page.wait_for_selector("#face-picker:has-text('2 faces in the photo')")
             assert page.locator("#search-results").is_hidden()
             form.locator("input[type=file]").set_input_files(str(astronaut_photos["probe"]))
             page.wait_for_selector("form#photo-search button[type=submit]:enabled")

@@ -41,6 +41,7 @@ from openlfr.errors import (
 )
 from openlfr.governance.deployments import TransitionRefused
 from openlfr.services.accounts import Principal
+from openlfr.services.photo_search import FaceNotChosen
 from openlfr.store.db import UNAVAILABLE as DATABASE_UNAVAILABLE
 from openlfr.text import first_line
 
@@ -269,6 +270,14 @@ def install_error_answers(app: FastAPI, render_error: HtmlErrorPage) -> None:
     async def _enrolment(request: Request, exc: EnrolmentRefused) -> Response:
         problems = [{"photo": source, "problem": reason} for source, reason in exc.problems]
         return answer(request, 422, str(exc), {"problems": problems})
+
+    @app.exception_handler(FaceNotChosen)
+    async def _choose_a_face(request: Request, exc: FaceNotChosen) -> Response:
+        # The faces' boxes go back to the person who sent the photo (the console draws one button per face);
+        # they are kept nowhere, as the photo is not.
+        faces = [{"face": number, "box": box} for number, box in enumerate(exc.faces, 1)]
+        photo = {"width": exc.size[0], "height": exc.size[1]}
+        return answer(request, status_of(exc), str(exc), {"faces": faces, "photo": photo})
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:

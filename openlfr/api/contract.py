@@ -24,12 +24,30 @@ class Problem(BaseModel):
     problem: str
 
 
+class FaceBox(BaseModel):
+    """One face of a photo a search could not choose from: its number (the field ``face``) and where it is."""
+
+    face: int = Field(description="numbered from the left, as the search's field `face` counts")
+    box: list[int] = Field(description="left, top, right, bottom, in the photo's pixels")
+
+
+class PhotoSize(BaseModel):
+    width: int
+    height: int
+
+
 class ErrorOut(BaseModel):
     """Every error answer of the API: a sentence for the person reading it, and for a request that is not valid
     (422) each problem with the field it concerns. The input itself is never echoed (it may be a password)."""
 
     detail: str
     problems: list[Problem] = Field(default_factory=list, description="present on 422 answers")
+    faces: list[FaceBox] | None = Field(
+        default=None,
+        description="a photo search's 400 when the photo shows several faces and none (or no such one) was chosen: "
+        "each face to choose from",
+    )
+    photo: PhotoSize | None = Field(default=None, description="with `faces`: the size of the photo the boxes are in")
 
 
 # Each status an /api route may answer besides its success, and what it means there. The error types behind them

@@ -148,6 +148,10 @@ class ReasonIn(Strict):
     reason: Text5000
 
 
+class EndIn(Strict):
+    reason: Text5000 | None = None  # why it ends before its window closes (audited); older clients send none
+
+
 
 
 class UserIn(Strict):

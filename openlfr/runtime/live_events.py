@@ -33,7 +33,7 @@ from openlfr.runtime.camera_health import CameraHealth, CameraStateChanged, Came
 from openlfr.services.accounts import ACCOUNT_TABLES
 from openlfr.store import Store, changes
 from openlfr.store.alert_models import Alert
-from openlfr.store.governance_models import AlertReview
+from openlfr.store.governance_models import AlertReview, Deployment
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,13 @@ def queue_signature(db: Session) -> dict[str, Any]:
         .where(Alert.deployment_id.is_not(None), AlertReview.decision.is_(None))
     )
     live = live_cameras(db)
+    # Retrospective searches being processed, with their seconds of footage analysed: their pages' progress bars
+    # follow this (a search leaving the list has finished, or its run stopped).
+    searching = db.execute(
+        select(Deployment.id, Deployment.media_done_seconds).where(
+            Deployment.processing_started_at.is_not(None), Deployment.processing_finished_at.is_(None)
+        )
+    ).all()
     return {
         "alerts": alerts[0],
         "latest": alerts[1],
@@ -112,6 +119,7 @@ def queue_signature(db: Session) -> dict[str, Any]:
         "verified": reviews[1],
         "outcomes": reviews[2],
         "live": sorted(group.deployment_id for group in live),
+        "searches": sorted([row.id, round(float(row.media_done_seconds or 0.0), 2)] for row in searching),
         "cameras": sorted(
             [group.deployment_id, name, health.state.value, health.since.isoformat(), health.reason]
             for group in live

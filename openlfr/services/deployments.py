@@ -232,10 +232,10 @@ def cancel(db: Session, ctx: Context, deployment_id: int, reason: str) -> Deploy
     return row
 
 
-def end(db: Session, ctx: Context, deployment_id: int) -> Deployment:
+def end(db: Session, ctx: Context, deployment_id: int, reason: str | None = None) -> Deployment:
     row = get_deployment(db, deployment_id)
     apply(row, deployments.end(row, ctx.actor, utc_now()))
-    ctx.audit(db, "deployment.end", f"deployment:{row.id}", {})
+    ctx.audit(db, "deployment.end", f"deployment:{row.id}", {"reason": reason} if reason else {})
     return row
 
 

@@ -21,6 +21,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from openlfr.governance import deployments
 from openlfr.governance.deployments import Kind, Phase
 from openlfr.services.context import Context
 from openlfr.settings import Settings
-from openlfr.store.governance_models import Deployment
+from openlfr.store.governance_models import AuditEntry, Deployment
 
 FOOTAGE_DIR = "rfr-footage"
 PART = ".part"
@@ -120,6 +121,34 @@ def keep(
         {"name": name, "bytes": size, "sha256": sha256, "seconds": seconds},
     )
     return final, seconds
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An upload still kept, as its uploader may name it in a draft: its reference, never its path."""
+
+    source: str  # footage:NAME
+    name: str  # the file's name as it was sent
+    seconds: float
+    uploaded_at: datetime
+
+
+def uploads_of(db: Session, settings: Settings, actor: str) -> list[Upload]:
+    """The footage ``actor`` uploaded that is still kept (the retention sweep has not wiped it), newest first."""
+    entries = db.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.action == "footage.upload", AuditEntry.actor == actor)
+        .order_by(AuditEntry.seq.desc())
+    )
+    found: dict[str, Upload] = {}
+    for entry in entries:
+        path = file_of(settings, entry.target)
+        if entry.target in found or path is None or not path.is_file():
+            continue
+        details = entry.details or {}
+        name = str(details.get("name") or path.name)
+        found[entry.target] = Upload(entry.target, name, float(details.get("seconds") or 0.0), entry.at)
+    return list(found.values())
 
 
 def wipe(path: Path) -> None:

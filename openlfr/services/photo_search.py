@@ -68,6 +68,16 @@ class SearchRefused(OpenLFRError):
     searched or written."""
 
 
+class FaceNotChosen(SearchRefused):
+    """The photo shows several faces and none was chosen (or one it does not have): nothing was searched. ``faces``
+    are their boxes (left, top, right, bottom in the photo's pixels), numbered from the left as ``face`` counts
+    them, and ``size`` the photo's (width, height), so that a person can be shown the faces to pick from."""
+
+    def __init__(self, message: str, faces: list[list[int]], size: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.faces, self.size = faces, size
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     watchlist: str
@@ -180,18 +190,22 @@ def _face_list(detections: Sequence[Detection], order: Sequence[int]) -> str:
     )
 
 
-def _refusal(chosen: ChosenFace, choice: FaceChoice) -> SearchRefused:
+def _refusal(chosen: ChosenFace, choice: FaceChoice, pixels: np.ndarray) -> SearchRefused:
     """Why the photo gives no face to search with, listing its faces when there are some to choose from."""
     detections = chosen.detections
     if chosen.pick.problem == "no face":
         return SearchRefused("no face found in the photo")
-    faces = _face_list(detections, left_to_right([d.box for d in detections]))
+    order = left_to_right([d.box for d in detections])
+    faces = _face_list(detections, order)
     if chosen.pick.problem == "several faces":
-        return SearchRefused(
+        message = (
             f"{len(detections)} faces in the photo; choose one with --face N (numbered from the left; the API's "
             f"field face) or --face largest: {faces}"
         )
-    return SearchRefused(f"face {choice} asked for, but the photo shows {len(detections)}: {faces}")
+    else:
+        message = f"face {choice} asked for, but the photo shows {len(detections)}: {faces}"
+    boxes = [detections[i].box.as_list() for i in order]
+    return FaceNotChosen(message, boxes, (int(pixels.shape[1]), int(pixels.shape[0])))
 
 
 def embed_probe(
@@ -202,7 +216,7 @@ def embed_probe(
         chosen = choose_and_analyse(engine, pixels, choice, settings.enrol_detect_max_side)
         face = chosen.face
         if face is None:
-            raise _refusal(chosen, choice)
+            raise _refusal(chosen, choice, pixels)
         embed_face(engine, face)
     assert chosen.pick.number is not None
     probe = ProbeFace(

@@ -11,7 +11,7 @@ from openlfr.api.deps import DB, DRAFTS, SEES_ALERTS, AnyPrincipal
 from openlfr.clock import utc_now
 from openlfr.governance import deployments
 from openlfr.runtime.camera_health import DeploymentCameras, camera_states
-from openlfr.services import records, reviews, watchlists
+from openlfr.services import footage, records, reviews, watchlists
 from openlfr.services.deployments import all_deployments, get_deployment
 from openlfr.web.render import render
 
@@ -23,6 +23,7 @@ def deployments_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLR
     rows = all_deployments(db)
     moment = utc_now()
     can_draft = principal.role in DRAFTS
+    settings = request.app.state.server.settings
     return render(
         request,
         "deployments.html",
@@ -30,7 +31,10 @@ def deployments_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLR
         rows=[(r, deployments.phase(r, moment).value) for r in rows],
         watchlists=watchlists.list_watchlists(db, moment) if can_draft else [],
         can_draft=can_draft,
-        sinks=request.app.state.server.settings.sinks if can_draft else {},
+        sinks=settings.sinks if can_draft else {},
+        uploads=footage.uploads_of(db, settings, principal.username) if can_draft else [],
+        max_window_hours=settings.deployment_max_window_hours,
+        max_upload_bytes=settings.rfr_max_upload_bytes,
     )
 
 
@@ -40,6 +44,10 @@ def deployment_page(deployment_id: int, request: Request, principal: AnyPrincipa
     moment = utc_now()
     permission = deployments.may_match(row, moment)
     cameras = DeploymentCameras(row.id, row.name, camera_states(db, row, live=permission.allowed))
+    # Before its snapshot a draft has no size yet: what its watchlist holds now says what it would be.
+    listed = None
+    if row.snapshot_taken_at is None:
+        listed = next((w for w in watchlists.list_watchlists(db, moment) if w.name == row.watchlist_name), None)
     return render(
         request,
         "deployment.html",
@@ -52,6 +60,7 @@ def deployment_page(deployment_id: int, request: Request, principal: AnyPrincipa
         record=records.record_of(db, row),
         reviews=reviews.alerts_with_reviews(db, row.id, limit=5000, newest_first=False),
         sees_alerts=principal.role in SEES_ALERTS,
+        listed=listed,
     )
 
 

@@ -18,7 +18,13 @@ from openlfr.services import accounts
 from openlfr.services.context import Context
 from openlfr.web.render import render
 
-LANDING = {Role.ADMIN: "/deployments", Role.AUTHORISER: "/queue", Role.OPERATOR: "/queue", Role.AUDITOR: "/records"}
+# Each role's home: where its work waits. An authoriser's is the drafts waiting for their decision.
+LANDING = {
+    Role.ADMIN: "/deployments",
+    Role.AUTHORISER: "/deployments?state=draft",
+    Role.OPERATOR: "/queue",
+    Role.AUDITOR: "/records",
+}
 
 router = APIRouter(include_in_schema=False)
 

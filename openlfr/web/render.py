@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 
 from openlfr.clock import utc_now
 from openlfr.governance.adjudication import DECISION_LABELS, OUTCOME_LABELS, Decision, Outcome
@@ -32,10 +34,31 @@ def _when(value: datetime | None) -> str:
 templates.env.filters["when"] = _when
 
 
+@pass_context
+def _local(context: Any, value: datetime | None, seconds: bool = False) -> str:
+    """A moment in the zone of the deployments' places (``time_zone``), named: "2027-07-01 09:00 Europe/London"."""
+    if value is None:
+        return ""
+    zone = context.get("zone", "UTC")
+    shown = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(ZoneInfo(zone))
+    return f"{shown.strftime('%Y-%m-%d %H:%M:%S' if seconds else '%Y-%m-%d %H:%M')} {zone}"
+
+
+templates.env.filters["local"] = _local
+
+
 def render(request: Request, name: str, principal: Principal | None, status: int = 200, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(
-        request, name, {"me": principal, "roles": Role, "now": utc_now(), **context}, status_code=status
+        request,
+        name,
+        {"me": principal, "roles": Role, "now": utc_now(), "zone": _zone(request), **context},
+        status_code=status,
     )
+
+
+def _zone(request: Request) -> str:
+    server = getattr(request.app.state, "server", None)
+    return server.settings.time_zone if server is not None else "UTC"
 
 
 def render_error(request: Request, status: int, message: str) -> HTMLResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from openlfr.api.deps import (
@@ -19,7 +19,7 @@ from openlfr.api.deps import (
     own_write,
     server,
 )
-from openlfr.api.schemas import CameraStateOut, DeploymentOut, DraftIn, FootageOut, JustificationIn, ReasonIn
+from openlfr.api.schemas import CameraStateOut, DeploymentOut, DraftIn, EndIn, FootageOut, JustificationIn, ReasonIn
 from openlfr.runtime.camera_health import camera_states
 from openlfr.services import deployments, footage, retrospective
 
@@ -60,8 +60,9 @@ def cancel_deployment(deployment_id: int, body: ReasonIn, write: CancelWrite) ->
 
 
 @router.post("/deployments/{deployment_id}/end")
-def end_deployment(deployment_id: int, write: EndWrite) -> DeploymentOut:
-    return DeploymentOut.model_validate(deployments.end(write.db, write.ctx, deployment_id))
+def end_deployment(deployment_id: int, write: EndWrite, body: Annotated[EndIn | None, Body()] = None) -> DeploymentOut:
+    reason = body.reason if body is not None else None
+    return DeploymentOut.model_validate(deployments.end(write.db, write.ctx, deployment_id, reason))
 
 
 @router.put("/footage", status_code=201)

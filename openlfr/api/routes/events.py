@@ -1,21 +1,23 @@
 """Server-sent events for the console: ``queue`` whenever the alert queue changes, ``cameras`` when a deployment
-goes live or stops or one of its cameras changes state, ``logout`` when the login ends. A stream holds no
+goes live or stops or one of its cameras changes state, ``logout`` when the login ends; and per deployment,
+``progress`` of a retrospective search as its footage is analysed, for any role. A stream holds no
 database connection while it waits: the server's one :class:`~openlfr.runtime.live_events.EventBoard` follows the
 database (alerts raised by a separate worker or another replica too) and every open stream waits on it."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from openlfr.api.deps import SESSION_COOKIE, AlertViewerPrincipal, server
+from openlfr.api.deps import SESSION_COOKIE, AlertViewerPrincipal, AnyPrincipal, server
+from openlfr.api.schemas import DeploymentOut
 from openlfr.runtime.live_events import EventBoard
-from openlfr.services import accounts
+from openlfr.services import accounts, deployments
 
 router = APIRouter(prefix="/api", tags=["live"])
 
@@ -26,10 +28,9 @@ def event_board(request: Request) -> EventBoard:
     return server(request).events
 
 
-@router.get("/events", response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
-async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse:
+def login_check(request: Request) -> Callable[[], bool]:
+    """Whether the login a stream was opened with still holds (a short session each time it is asked)."""
     state = server(request)
-    board = event_board(request)
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token, kind = header[7:].strip(), "token"
@@ -39,6 +40,17 @@ async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse
     def still_logged_in() -> bool:
         with state.sessions() as db:
             return accounts.resolve(db, token, kind) is not None
+
+    return still_logged_in
+
+
+STREAM: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
+
+
+@router.get("/events", response_class=StreamingResponse, responses=STREAM)
+async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse:
+    board = event_board(request)
+    still_logged_in = login_check(request)
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
@@ -69,8 +81,50 @@ async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse
 
 
 def _queue_part(signature: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in signature.items() if k not in ("live", "cameras")}
+    return {k: v for k, v in signature.items() if k not in ("live", "cameras", "searches")}
 
 
 def _cameras_part(signature: dict[str, Any]) -> dict[str, Any]:
     return {"live": signature["live"], "cameras": signature.get("cameras", [])}
+
+
+def _progress(request: Request, deployment_id: int) -> dict[str, Any]:
+    with server(request).sessions() as db:
+        shown = DeploymentOut.model_validate(deployments.get_deployment(db, deployment_id))
+    fields = ("id", "kind", "phase", "media_seconds", "media_done_seconds", "progress", "coverage")
+    answer = shown.model_dump(mode="json", include=set(fields))
+    answer["started"] = shown.processing_started_at is not None
+    answer["finished"] = shown.processing_finished_at is not None
+    return answer
+
+
+@router.get("/deployments/{deployment_id}/events", response_class=StreamingResponse, responses=STREAM)
+async def deployment_events(deployment_id: int, request: Request, _: AnyPrincipal) -> StreamingResponse:
+    """A retrospective search's ``progress`` (seconds of its footage analysed, and whether it has finished): at
+    once, then each time it moves; once it has finished (or for a live deployment, which has none) the stream
+    ends. ``logout`` when the login ends. Like ``/api/events`` it waits on the server's one event board."""
+    board = event_board(request)
+    still_logged_in = login_check(request)
+    first = await run_in_threadpool(_progress, request, deployment_id)  # an unknown deployment: 404, not a stream
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        shown, version = first, board.state.version
+        yield f"event: progress\ndata: {json.dumps(shown)}\n\n"
+        while not shown["finished"] and shown["kind"] == "retrospective":
+            current = await board.next_state(version, KEEP_ALIVE_S)
+            if current.version == version:
+                if not await run_in_threadpool(still_logged_in):
+                    yield "event: logout\ndata: {}\n\n"
+                    return
+                yield ": keep-alive\n\n"
+                continue
+            version = current.version
+            now = await run_in_threadpool(_progress, request, deployment_id)
+            if now != shown:
+                shown = now
+                yield f"event: progress\ndata: {json.dumps(shown)}\n\n"
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

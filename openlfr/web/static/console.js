@@ -9,7 +9,7 @@ function showError(scope, message) {
   if (box) { box.textContent = message; box.hidden = false; } else { alert(message); }
 }
 
-async function describe(response) {
+async function describe(response, form) {
   // A console route's refusal is an error page: its message is the page's error line.
   if ((response.headers.get("content-type") || "").includes("text/html")) {
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
@@ -19,14 +19,16 @@ async function describe(response) {
   try {
     const body = await response.json();
     let text = body.detail || response.statusText;
-    if (Array.isArray(body.problems)) {
+    if (Array.isArray(body.problems) && window.OpenLFRForms) {
+      text = window.OpenLFRForms.explain(body.problems, form); // the one place fields are named in plain words
+    } else if (Array.isArray(body.problems)) {
       text += ": " + body.problems.map((p) => (p.field || p.photo || "") + " " + p.problem).join("; ");
     }
     return text;
   } catch (_) { return response.status + " " + response.statusText; }
 }
 
-// A form's fields as the API's JSON: numbers, booleans, ISO times with the browser's zone, camera lines.
+// A form's fields as the API's JSON: numbers, booleans, ISO times (UTC) from its zone's wall clock, camera lines.
 function formJson(form) {
   const body = {};
   for (const el of form.elements) {
@@ -37,7 +39,10 @@ function formJson(form) {
     const value = el.value.trim();
     if (kind === "number") { if (value !== "") body[el.name] = Number(value); continue; }
     if (kind === "one-in") { if (value !== "") body.target_fpir = 1 / Number(value); continue; }
-    if (kind === "datetime") { if (value !== "") body[el.name] = new Date(value).toISOString(); continue; }
+    if (kind === "datetime") { // on the wall clocks of its data-zone (the places' zone), never the browser's
+      if (value !== "") body[el.name] = window.OpenLFRForms.utcIso(value, el.dataset.zone || "UTC");
+      continue;
+    }
     if (kind === "cameras") {
       body[el.name] = value.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
         const at = line.indexOf("=");
@@ -104,7 +109,7 @@ document.addEventListener("submit", async (event) => {
     if (into && response.ok) showInto(into, await response.text());
     else if (into) showInto(into, "", await describe(response));
     else if (response.ok || response.redirected) await afterSuccess(response, form.dataset.next);
-    else showError(form, await describe(response));
+    else showError(form, await describe(response, form));
   } catch (error) {
     if (into) showInto(into, "", "the server could not be reached: " + error);
     else showError(form, "the server could not be reached: " + error);
