@@ -241,6 +241,7 @@ def add_alert(
     score: float = 0.8,
     when: datetime | None = None,
     track_id: int = 7,
+    camera: str = "entrance",
 ) -> int:
     """An alert as the live pipeline commits it (for tests of what happens next), pointing at a snapshot image."""
     import uuid
@@ -263,7 +264,7 @@ def add_alert(
             seen_at=seen,
             deployment_id=deployment_id,
             watchlist_name="wanted",
-            camera="entrance",
+            camera=camera,
             track_id=track_id,  # one alert per (deployment, camera, track, person)
             person_ref=person_ref,
             person_name=f"Person {int(person_ref[1:])}",
