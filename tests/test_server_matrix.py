@@ -71,6 +71,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/api/search"): frozenset({OP, AU}),
     ("GET", "/api/search/references/{image_id}.jpg"): frozenset({OP, AU}),
     ("GET", "/api/audit"): frozenset({AD, A}),
+    ("GET", "/api/audit/export"): frozenset({AD, A}),
     ("GET", "/api/audit/verify"): frozenset({AD, A}),
     ("POST", "/api/retention/run"): frozenset({A}),
     ("GET", "/queue"): frozenset({OP, AU}),

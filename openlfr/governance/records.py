@@ -118,7 +118,7 @@ def build_record(
     )
 
 
-def _spreadsheet_safe(value: object) -> object:
+def spreadsheet_safe(value: object) -> object:
     """Text starting with = + - @ is run as a formula by spreadsheets: quote it (CSV injection)."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
@@ -129,7 +129,7 @@ def _cell(column: str, value: object) -> object:
     """A CSV cell: empty for a rate there is not (no false alerts; pages show "-"), else spreadsheet-safe text."""
     if column == "false_alert_one_in" and value == NO_RATE:
         return ""
-    return _spreadsheet_safe(value)
+    return spreadsheet_safe(value)
 
 
 def records_csv(records: Sequence[DeploymentRecord]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from openlfr.clock import utc, utc_now
@@ -75,13 +75,17 @@ def record_of(db: Session, row: Deployment) -> records.DeploymentRecord:
     )
 
 
-def records_between(db: Session, start: datetime, stop: datetime) -> list[records.DeploymentRecord]:
-    """Records of deployments that started in [start, stop), authorised ones only (drafts never ran), and the
-    urgent retrospective searches, which ran before their authorisation (and count if it never came)."""
+def period_query(start: datetime, stop: datetime) -> Select[Deployment]:
+    """The deployments that started in [start, stop) and have a record: authorised ones only (drafts never ran),
+    and the urgent retrospective searches, which ran before their authorisation (and count if it never came)."""
     ran = Deployment.authorised_by.is_not(None) | Deployment.urgent_until.is_not(None)
-    rows = db.scalars(
+    return (
         select(Deployment)
         .where(Deployment.starts_at >= utc(start), Deployment.starts_at < utc(stop), ran)
-        .order_by(Deployment.starts_at)
-    ).all()
-    return [record_of(db, row) for row in rows]
+        .order_by(Deployment.starts_at, Deployment.id)
+    )
+
+
+def records_between(db: Session, start: datetime, stop: datetime) -> list[records.DeploymentRecord]:
+    """Records of the deployments of ``period_query``."""
+    return [record_of(db, row) for row in db.scalars(period_query(start, stop)).all()]

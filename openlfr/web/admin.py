@@ -20,16 +20,60 @@ from openlfr.governance.audit import parse_anchor
 from openlfr.governance.passwords import MIN_CHARS as MIN_PASSWORD_CHARS
 from openlfr.services import audit_log, console
 from openlfr.store.governance_models import AuditEntry, User
+from openlfr.web import paging
 from openlfr.web.render import render
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/audit")
-def audit_page(request: Request, principal: AuditReaderPrincipal, db: DB) -> HTMLResponse:
-    entries = db.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(300)).all()
+def audit_page(
+    request: Request,
+    principal: AuditReaderPrincipal,
+    db: DB,
+    actor: Annotated[str, Query(max_length=64)] = "",
+    action: Annotated[str, Query(max_length=64)] = "",
+    target: Annotated[str, Query(max_length=200)] = "",
+    since: Annotated[str, Query(alias="from", max_length=40)] = "",
+    until: Annotated[str, Query(alias="to", max_length=40)] = "",
+    size: Annotated[int, Query(ge=1, le=paging.MAX_PAGE)] = paging.DEFAULT_SIZE,
+    before: Annotated[int | None, Query(ge=1, le=2**31)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**31)] = None,
+) -> HTMLResponse:
+    """The log a page at a time, newest first, filtered by who, what, on what and when; with links to export
+    what is shown (``GET /api/audit/export``, audited)."""
+    problems: list[str] = []
+    start, stop = paging.moment(since, "From", problems), paging.moment(until, "To", problems)
+    where = audit_log.AuditFilter(actor.strip(), action.strip(), target.strip(), start, stop)
+    times = {"from": paging.form_time(start) or since.strip(), "to": paging.form_time(stop) or until.strip()}
+    shown = {"actor": where.actor, "action": where.action, "target": where.target, **times}
+    kept = {**shown, "size": size if size != paging.DEFAULT_SIZE else None}
+    page = paging.keyed(
+        db,
+        audit_log.entries_query(where),
+        AuditEntry.seq,
+        lambda entry: entry.seq,
+        size,
+        before,
+        after,
+        lambda cursor: paging.link("/audit", {**kept, **cursor}),
+    )
+    exports = {f: paging.link("/api/audit/export", {"format": f, **where.as_dict()}) for f in audit_log.EXPORT_FORMATS}
     verdict = audit_log.verify(db, server(request).audit_key)
-    return render(request, "audit.html", principal, entries=entries, verdict=verdict)
+    return render(
+        request,
+        "audit.html",
+        principal,
+        page=page,
+        shown=shown,
+        size=paging.page_size(size),
+        sizes=paging.PAGE_SIZES,
+        problems=problems,
+        filtered=bool(where.as_dict()),
+        exports=exports,
+        verdict=verdict,
+        details=audit_log.readable_details,
+    )
 
 
 @router.get("/audit/anchor")

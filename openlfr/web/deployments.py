@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -12,7 +10,8 @@ from openlfr.clock import utc_now
 from openlfr.governance import deployments
 from openlfr.runtime.camera_health import DeploymentCameras, camera_states
 from openlfr.services import footage, records, reviews, watchlists
-from openlfr.services.deployments import all_deployments, get_deployment
+from openlfr.services.deployments import get_deployment
+from openlfr.web import lists
 from openlfr.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -20,7 +19,6 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/deployments")
 def deployments_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLResponse:
-    rows = all_deployments(db)
     moment = utc_now()
     can_draft = principal.role in DRAFTS
     settings = request.app.state.server.settings
@@ -28,7 +26,7 @@ def deployments_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLR
         request,
         "deployments.html",
         principal,
-        rows=[(r, deployments.phase(r, moment).value) for r in rows],
+        **lists.deployments_list(request, db, moment),  # filtered and paged (deployments_list.html)
         watchlists=watchlists.list_watchlists(db, moment) if can_draft else [],
         can_draft=can_draft,
         sinks=settings.sinks if can_draft else {},
@@ -65,15 +63,6 @@ def deployment_page(deployment_id: int, request: Request, principal: AnyPrincipa
 
 
 @router.get("/records")
-def records_page(
-    request: Request, principal: AnyPrincipal, db: DB, since: date | None = None, until: date | None = None
-) -> HTMLResponse:
-    start, stop = records.period(since, until)
-    return render(
-        request,
-        "records.html",
-        principal,
-        rows=records.records_between(db, start, stop),
-        since=start.date().isoformat(),
-        until=(stop - timedelta(days=1)).date().isoformat(),
-    )
+def records_page(request: Request, principal: AnyPrincipal, db: DB) -> HTMLResponse:
+    """The records of a period (``since``, ``until``: days), filtered by kind and place, a page at a time."""
+    return render(request, "records.html", principal, **lists.records_list(request, db, utc_now()))
