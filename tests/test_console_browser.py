@@ -154,6 +154,7 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
             assert operator.locator("img[alt='probe from the camera']").is_visible()
             assert operator.locator("img[alt='watchlist reference']").is_visible()
             operator.click("button.decision-confirmed")
+            operator.click("dialog[open] [data-confirm-yes]")  # a confirmed match is confirmed twice
             operator.wait_for_selector("[data-testid=stage]:has-text('awaiting verification')")
             alert_url = operator.url
 
@@ -165,6 +166,7 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
 
             operator.reload()
             operator.click("button:has-text('Engaged and arrested')")
+            operator.click("dialog[open] [data-confirm-yes]")  # so is an outcome
             operator.wait_for_selector("[data-testid=outcome]:has-text('Engaged and arrested')")
             operator.screenshot(path=str(ARTIFACTS / "console-alert-closed.png"), full_page=True)
 

@@ -78,6 +78,7 @@ CONFLICTS = frozenset(
         ("POST", "/api/alerts/{alert_id}/decision"),
         ("POST", "/api/alerts/{alert_id}/verify"),
         ("POST", "/api/alerts/{alert_id}/outcome"),
+        ("POST", "/api/alerts/{alert_id}/undo"),
         ("POST", "/api/alerts/{alert_id}/hold"),
         ("POST", "/api/users/{user_id}/role"),
         ("POST", "/api/users/{user_id}/disable"),

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from openlfr.api.deps import DB, AlertViewerPrincipal, server
+from openlfr.clock import utc, utc_now
 from openlfr.governance import adjudication
 from openlfr.services import alert_source, reviews
 from openlfr.services.console import require_second_verifier
@@ -25,12 +26,27 @@ def one_in(rate: float | None) -> str | None:
     return f"{max(1, round(strangers, -max(0, len(str(int(strangers))) - 2))):,.0f}"
 
 
+def ago_text(seconds: float) -> str:
+    """How long ago, as the page says it (``static/alert.js`` keeps it up to date): "42 s ago", "3 min 5 s ago"."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole} s ago"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s ago"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60} min ago"
+    days = whole // 86400
+    return f"{days} day ago" if days == 1 else f"{days} days ago"
+
+
 @router.get("/alerts/{alert_id}")
 def alert_page(alert_id: int, request: Request, principal: AlertViewerPrincipal, db: DB) -> HTMLResponse:
     alert, review = reviews.alert_and_review(db, alert_id)
     settings = server(request).settings
     second = require_second_verifier(db, settings)
     facts = alert_source.facts(db, alert, review, settings)
+    # Recorded footage: how long ago it was processed (when it was filmed is the footage's own time, shown too).
+    moment = review.alert_at if facts.media is not None else alert.seen_at
     return render(
         request,
         "alert.html",
@@ -38,6 +54,7 @@ def alert_page(alert_id: int, request: Request, principal: AlertViewerPrincipal,
         review=review,
         alert=facts,
         seen_at=alert.seen_at,
+        ago=ago_text((utc_now() - utc(moment)).total_seconds()),
         one_in=one_in(facts.false_match_rate),
         stage=adjudication.stage(review, second),
         second=second,
