@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from openlfr.alerts.outbox import enqueue_alert
 from openlfr.alerts.record import AlertFound, AlertRecord
+from openlfr.alerts.seen_rejected import embedding_bytes, likely_rejected, score_to_references
 from openlfr.clock import utc_now
 from openlfr.errors import OpenLFRError
 from openlfr.store.alert_models import Alert, AlertLook
@@ -135,8 +136,8 @@ class AlertDatabase:
             candidates=candidate_list(found, names),
             evidence=dict(found.evidence),
             probe_jpeg=found.probe_jpeg,
+            probe_embedding=embedding_bytes(found.probe_embedding),
         )
-        values = row.column_values(without=("id",))
         with self.store.session() as session:
             # Checked before the row is written: a refused alert's probe never reaches a table page or the WAL.
             if not listed_at_sighting(session, watchlist_name, person, deployment_id, found.seen_at):
@@ -144,6 +145,17 @@ class AlertDatabase:
                     f"{person} was no longer listed on {watchlist_name!r} when seen on camera {found.camera} "
                     f"(track {found.track_id}): no alert written"
                 )
+            mark = likely_rejected(
+                session,
+                deployment_id=deployment_id,
+                person_ref=person,
+                model_id=found.model_id,
+                probe=found.probe_embedding,
+                to_references=score_to_references(found.person_id, found.candidates, found.score),
+            )
+            if mark is not None:
+                row.seen_rejected_alert_id, row.seen_rejected_score = mark.alert_id, mark.score
+            values = row.column_values(without=("id",))
             dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
             new_id = session.scalar(
                 dialect.insert(Alert)

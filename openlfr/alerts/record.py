@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class AlertFound:
@@ -30,6 +32,9 @@ class AlertFound:
     # Up to three crops of the track's best looks that named this person: (quality, JPEG), best first. Written
     # with the alert, under the probe's rules (``openlfr.store.alert_models.AlertLook``); never sent to a sink.
     looks: tuple[tuple[float, bytes], ...] = field(default=(), repr=False)
+    # The embedding of the probe (the sample whose crop is ``probe_jpeg``): stored with the alert under the probe's
+    # rules, so that an operator's "not a match" can mark the next alert of the same face (``seen_rejected``).
+    probe_embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class AlertRecord:
     latency_ms: float | None = None  # deciding frame -> committed
     media_time_s: float | None = None
     deployment_id: int | None = None
+    seen_rejected_alert_id: int | None = None  # "likely the person you rejected" in that alert (seen_rejected.py)
+    seen_rejected_score: float | None = None
 
     def json_line(self) -> dict[str, Any]:
         """The `openlfr scan --json` alert line (these keys exactly; the interface of issue 4)."""

@@ -57,6 +57,16 @@ class ReviewOut(Out):
     undo_until: datetime | None  # until when the caller may undo the latest step (theirs); null: they may not
 
 
+class SeenRejectedOut(Out):
+    """ "Likely the person you rejected": the earlier alert (``alert_id``, its page the link), when its face was
+    seen and rejected, and this probe's match score to that face. Shown, never used to hide the alert."""
+
+    alert_id: int
+    score: float
+    seen_at: datetime
+    rejected_at: datetime | None
+
+
 class AlertOut(ReviewOut):
     camera: str
     track: str
@@ -78,3 +88,4 @@ class AlertOut(ReviewOut):
     media_file: str | None  # the file as the search names it (never its path on the server)
     media_started_at: datetime | None  # when the footage began, where the file's metadata says
     media_at: datetime | None  # the moment in the footage: media_started_at + media_time
+    seen_rejected: SeenRejectedOut | None  # null: no earlier rejected face is closer than the person's references

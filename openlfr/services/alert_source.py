@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openlfr.alerts.footage import LIVE, RECORDED, MediaTime, is_recorded, media_time
+from openlfr.alerts.seen_rejected import SeenRejectedMark, mark_of
 from openlfr.governance.deployments import Kind
 from openlfr.settings import Settings
 from openlfr.store.alert_models import Alert, AlertLook
@@ -42,6 +43,9 @@ class AlertFacts:
     references: int = 0  # the person's pictures in the deployment's snapshot, numbered from 1
     kind: str = Kind.LIVE.value  # the deployment's: "retrospective" for a search of recorded footage
     media: MediaTime | None = None  # where in the footage, for recorded footage; None for a live camera
+    # "Likely the person you rejected": the probe is closer to a face an operator rejected for this person than to
+    # the person's references (``openlfr.alerts.seen_rejected``); None when not, or once that probe is purged.
+    seen_rejected: SeenRejectedMark | None = None
 
     @property
     def footage(self) -> str:
@@ -133,6 +137,7 @@ def facts(db: Session, alert: Alert, review: AlertReview, settings: Settings | N
         references=db.scalar(select(func.count()).select_from(_person_images(alert).subquery())) or 0,
         kind=Kind.RETROSPECTIVE.value if is_recorded(deployment) else Kind.LIVE.value,
         media=media_time(deployment, alert),
+        seen_rejected=mark_of(db, alert),
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, not_, select, update
 from sqlalchemy.orm import Session
 
 from openlfr.alerts import outbox
+from openlfr.alerts.seen_rejected import forget_marks_of
 from openlfr.clock import utc_now
 from openlfr.governance import retention
 from openlfr.governance.retention import RetentionPolicy
@@ -89,6 +90,8 @@ def enforce_retention(db: Session, ctx: Context, policy: RetentionPolicy, now: d
             )
             db.query(SnapshotImage).filter(SnapshotImage.deployment_id == row.id).delete(synchronize_session=False)
             db.query(SnapshotPerson).filter(SnapshotPerson.deployment_id == row.id).delete(synchronize_session=False)
+            # The deployment's negatives ("seen and rejected") go with its snapshot; the probe images stay theirs.
+            db.execute(update(Alert).where(Alert.deployment_id == row.id).values(probe_embedding=None))
             row.snapshot_destroyed_at = moment
             ctx.audit(db, "retention.snapshot_destroyed", f"deployment:{row.id}", {"people": people})
             destroyed.append(row.id)
@@ -104,10 +107,11 @@ def enforce_retention(db: Session, ctx: Context, policy: RetentionPolicy, now: d
         if retention.probe_due(created_at, held_by is not None, policy, moment) and claim_probe_purge(
             db, alert_id, moment
         ):
-            db.execute(update(Alert).where(Alert.id == alert_id).values(probe_jpeg=None))
+            db.execute(update(Alert).where(Alert.id == alert_id).values(probe_jpeg=None, probe_embedding=None))
             db.execute(delete(AlertLook).where(AlertLook.alert_id == alert_id))  # the looks go with the probe
             purged.append(alert_id)
     if purged:
+        forget_marks_of(db, purged)  # "seen and rejected" marks pointing at a purged probe go with it
         ctx.audit(db, "retention.probes_purged", "alerts", {"alerts": purged})
     removed = remove_expired_entries(db, ctx, policy, moment)
     outbox.forget_expired(db, moment)  # events past their alert's probe retention: sent or given up by now

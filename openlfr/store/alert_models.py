@@ -2,8 +2,8 @@
 
 An alert row is written (and committed) before anyone is told about it, so an announced alert always exists.
 It is the only place the pipeline writes anything about a face, and only for a face that matched: the probe
-crop and up to three more crops of the track's best looks (``AlertLook``; both purged by retention, see
-``openlfr.services.retention``), the score, the matched person and the top
+crop and up to three more crops of the track's best looks (``AlertLook``), the probe's embedding (all purged by
+retention, see ``openlfr.services.retention``), the score, the matched person and the top
 candidates. People who raised no alert leave nothing here, not even a row.
 """
 
@@ -53,6 +53,17 @@ class Alert(Base):
     # How the track earned the alert: samples embedded, how many supported the match, time since first seen.
     evidence: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     probe_jpeg: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True, deferred=True)
+    # The probe's embedding (float32 bytes of the model ``model_id``), kept under exactly the probe's rules: written
+    # with the alert, purged with ``probe_jpeg`` and with the deployment's snapshot. Rejected by an operator ("not a
+    # match"), it is the deployment's negative for this person (``openlfr.alerts.seen_rejected``).
+    probe_embedding: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True, deferred=True)
+    # "Seen and rejected": this alert's probe is closer to the probe of an earlier alert for the same person that an
+    # operator rejected than to the person's references. Shown to the operator, never used to suppress; cleared
+    # when that earlier alert's probe is purged.
+    seen_rejected_alert_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("alerts.id", ondelete="SET NULL", name="fk_alerts_seen_rejected"), nullable=True, index=True
+    )
+    seen_rejected_score: Mapped[float | None] = mapped_column(sa.Double, nullable=True)  # match score to that face
     latency_ms: Mapped[float | None] = mapped_column(sa.Double, nullable=True)  # deciding frame -> commit
 
 

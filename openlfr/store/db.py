@@ -64,7 +64,7 @@ ERASED_FACE_TABLES = (
     "watchlists",
     "photo_searches",
 )
-_FACE_COLUMNS = ("probe_jpeg", "image_jpeg", "face_jpeg", "embedding")
+_FACE_COLUMNS = ("probe_jpeg", "probe_embedding", "image_jpeg", "face_jpeg", "embedding")
 _ERASES_FACES = re.compile(
     r'^\s*(?:DELETE\s+FROM\s+"?(?:{tables})\b|UPDATE\s+"?(?:{tables})"?\s+SET\b.*\b(?:{columns})\b)'.format(
         tables="|".join(ERASED_FACE_TABLES), columns="|".join(_FACE_COLUMNS)

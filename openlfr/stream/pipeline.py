@@ -356,7 +356,8 @@ class CameraPipeline:
             candidates = list(candidates)
             could_alert = bool(candidates) and candidates[0].score >= self.rule.threshold
             crop = self._probe_crop(rgb, region, observation.box) if could_alert else None
-            track.samples.append(Sample(clock, arrival, quality, candidates, crop, observation.box))
+            kept = observation.embedding if crop is not None else None  # only a possible probe's embedding
+            track.samples.append(Sample(clock, arrival, quality, candidates, crop, observation.box, kept))
             while len(track.samples) > self.rule.n:
                 track.samples.popleft()
             # The face's own arrays are not needed any more: the sample holds what the evidence needs.
@@ -370,6 +371,7 @@ class CameraPipeline:
             if track.decided:  # no alert can come from this track any more: its crops have no use left
                 for sample in track.samples:
                     sample.crop = None
+                    sample.embedding = None
         return alerts
 
     def _probe_crop(self, rgb: np.ndarray, region: Box, box: Box) -> np.ndarray:
@@ -406,6 +408,7 @@ class CameraPipeline:
             threshold=self.rule.threshold,
             candidates=[(c.person_id, c.reference_id, float(c.score)) for c in best.candidates],
             probe_jpeg=encode_jpeg(crop),
+            probe_embedding=best.embedding,
             arrival=arrival,
             seen_at=utc_now() - timedelta(seconds=lag),
             clock=clock,

@@ -48,6 +48,7 @@ class Sample:
     candidates: list  # list[Candidate], best first
     crop: np.ndarray | None = field(default=None, repr=False)  # kept only while it may become an alert's probe
     box: Box | None = None
+    embedding: np.ndarray | None = field(default=None, repr=False)  # kept with the crop, dropped with it
 
 
 @dataclass
