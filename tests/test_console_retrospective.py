@@ -116,6 +116,7 @@ def test_upload_choose_and_watch_the_search_progress(site: tuple[Any, LiveServer
     assert value == maximum and abs(maximum - drafted["media_seconds"]) < 0.01, (value, maximum)
     assert seen[0] == 0 and seen[-1] == maximum, seen
     assert "100%" in page.get_by_test_id("progress").inner_text()
+    page.get_by_test_id("phase").filter(has_text="ended").wait_for(timeout=10_000)  # all read: it has ended
 
     problems = browserkit.check_page(page, "retrospective-search-operator-1366")
     for user, width in (("aud", browserkit.NARROW), ("ann", browserkit.NARROW)):

@@ -117,6 +117,17 @@
     line.textContent = `${Number(p.media_done_seconds).toFixed(1)} of ${Number(p.media_seconds || 0).toFixed(1)} s ` +
       `of footage analysed (${percent}%) · ${state}`;
     box.dataset.finished = p.finished ? "yes" : "";
+    const phase = document.querySelector("[data-testid=phase]");
+    if (phase && p.phase && phase.textContent !== p.phase) {
+      phase.textContent = p.phase;
+      phase.className = `phase phase-${p.phase}`;
+    }
+    if (p.finished && !box.querySelector("a")) { // the rest of the page (coverage, record) as it now stands
+      const more = document.createElement("a");
+      more.href = window.location.pathname;
+      more.textContent = "show its record as it now stands";
+      line.after(more);
+    }
   }
 
   function followProgress() {
