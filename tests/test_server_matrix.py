@@ -47,6 +47,10 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/api/watchlists/{name}/people"): frozenset({A}),
     ("DELETE", "/api/watchlists/{name}/people/{person}"): frozenset({A}),
     ("POST", "/api/watchlists/{name}/reembed"): frozenset({A}),
+    ("GET", "/api/watchlists/{name}/people"): frozenset({A, AU, OP}),
+    ("GET", "/api/watchlists/{name}/people/{person}"): frozenset({A, AU, OP}),
+    ("GET", "/api/watchlists/{name}/people/{person}/photos/{image_id}.jpg"): frozenset({A}),  # face pictures
+    ("POST", "/api/watchlists/{name}/people/{person}/expire"): frozenset({A}),
     ("GET", "/api/deployments"): EVERYONE,
     ("POST", "/api/deployments"): frozenset({A, AU, OP}),
     ("PUT", "/api/footage"): frozenset({A, AU, OP}),
@@ -88,6 +92,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/settings"): frozenset({A}),
     ("GET", "/watchlists"): frozenset({A, AU, OP}),
     ("POST", "/watchlists/{name}/reembed"): frozenset({A}),
+    ("GET", "/watchlists/{name}"): frozenset({A, AU, OP}),
+    ("GET", "/watchlists/{name}/people/{person}"): frozenset({A, AU, OP}),
 }
 
 # Path parameters that name nothing: an admitted request ends in 404/422, never in a change.

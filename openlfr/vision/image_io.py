@@ -68,3 +68,12 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def thumbnail_jpeg(data: bytes, name: str, longest: int, max_pixels: int) -> bytes:
+    """A JPEG image at most ``longest`` pixels wide and high (never enlarged), its proportions kept."""
+    with Image.fromarray(decode_rgb(data, name, max_pixels)) as image:
+        image.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
