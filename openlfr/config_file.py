@@ -68,6 +68,7 @@ _MEMBERS = {
     ),
     "deployments": (
         "deployment_max_window_hours",
+        "time_zone",
         "pipeline_max_same_failures",
         "worker_name",
         "require_second_verifier",
