@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True, pip
         stoppers.append(export_metrics(delivery, REGISTRY))
         if background:
             loop = RetentionLoop(store, settings, settings.retention_interval_seconds)
+            state.retention = loop  # its last round, for the system page
             loop.start()
             stoppers.append(loop.stop)
         if scheduler is not None:

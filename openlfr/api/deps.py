@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openlfr.clock import utc_now
 from openlfr.governance.roles import Role
+from openlfr.runtime.background import RetentionLoop
 from openlfr.runtime.live_events import EventBoard
 from openlfr.runtime.scheduler import Scheduler
 from openlfr.runtime.tiles import TileBoard
@@ -52,6 +53,7 @@ class ServerState:
     scheduler: Scheduler | None = None  # the live pipelines, unless left to ``openlfr worker``
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     refused_addresses: RefusedAddresses = field(default_factory=RefusedAddresses)  # too many failed tokens
+    retention: RetentionLoop | None = None  # this process's retention loop (its last round), when it runs one
 
 
 class NotAuthenticated(Exception):

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
+from datetime import datetime
 
+from openlfr.clock import utc_now
 from openlfr.services.retention import enforce_once
 from openlfr.settings import Settings
 from openlfr.store import Store
+from openlfr.text import first_line
+from openlfr.urls import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +44,32 @@ class Periodic:
             self._stop.wait(self.interval)
 
 
+@dataclass(frozen=True)
+class RetentionRound:
+    """One round of this process's retention loop: when it started, what it did, or why it failed."""
+
+    at: datetime
+    done: str  # what it destroyed, or that nothing was due ("" when it failed)
+    error: str | None = None
+
+
 class RetentionLoop(Periodic):
-    """Runs ``enforce_once`` every ``interval`` seconds on a daemon thread until stopped."""
+    """Runs ``enforce_once`` every ``interval`` seconds on a daemon thread until stopped. Its last round is kept in
+    memory (``last``) for the system page: a round that finds nothing due writes no audit entry, so the audit log
+    cannot say when retention last ran."""
 
     def __init__(self, store: Store, settings: Settings, interval: float) -> None:
         super().__init__("openlfr-retention", interval, join_timeout_s=10)
         self.store, self.settings = store, settings
+        self.last: RetentionRound | None = None
 
     def round(self) -> None:
-        report = enforce_once(self.store, self.settings)
+        started = utc_now()
+        try:
+            report = enforce_once(self.store, self.settings)
+        except Exception as exc:
+            self.last = RetentionRound(started, "", redact_text(first_line(exc))[:300])
+            raise
+        self.last = RetentionRound(started, report.summary() if report.anything else "nothing was due")
         if report.anything:
             log.info("retention: %s", report.summary())

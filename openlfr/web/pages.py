@@ -13,12 +13,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from openlfr.web import admin, alert, deployments, login, queue, search, watchlists
+from openlfr.web import admin, alert, deployments, login, queue, search, system, watchlists
 from openlfr.web.render import WEB_DIR, render_error
 
 __all__ = ["mount_console", "render_error"]
 
-PAGE_GROUPS = (login, queue, alert, search, deployments, admin, watchlists)
+PAGE_GROUPS = (login, queue, alert, search, deployments, admin, watchlists, system)
 
 
 def mount_console(app: FastAPI) -> None:
