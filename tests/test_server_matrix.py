@@ -90,6 +90,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/audit/anchor"): frozenset({AD, A}),
     ("GET", "/users"): frozenset({A}),
     ("GET", "/settings"): frozenset({A}),
+    ("GET", "/system"): frozenset({A}),
     ("GET", "/watchlists"): frozenset({A, AU, OP}),
     ("POST", "/watchlists/{name}/reembed"): frozenset({A}),
     ("GET", "/watchlists/{name}"): frozenset({A, AU, OP}),
