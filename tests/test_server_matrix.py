@@ -71,6 +71,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/api/alerts/{alert_id}/outcome"): frozenset({OP}),
     ("POST", "/api/alerts/{alert_id}/hold"): frozenset({AU}),
     ("GET", "/api/events"): frozenset({OP, AU}),
+    ("GET", "/api/deployments/{deployment_id}/events"): EVERYONE,  # a search's progress: no alert, no image
     ("GET", "/api/deployments/{deployment_id}/cameras/{camera}/frame.jpg"): frozenset({OP, AU}),
     ("POST", "/api/search"): frozenset({OP, AU}),
     ("GET", "/api/search/references/{image_id}.jpg"): frozenset({OP, AU}),
