@@ -10,6 +10,7 @@ of every page is collected first, so that one run lists them all. Screenshots: t
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
+from PIL import Image, ImageDraw
 
+from openlfr.store.alert_models import Alert
+from openlfr.store.governance_models import SnapshotImage
+from openlfr.store.models import ReferenceImage
 from tests import browserkit
 from tests.serverkit import (
     JUSTIFICATION,
@@ -50,6 +56,26 @@ class Site:
     details: dict[str, list[str]] = field(default_factory=dict)
 
 
+def silhouette(shade: int) -> bytes:
+    """A drawn head and shoulders (no one's face): the pages show real pictures, and the tour's screenshots
+    (docs/console.md) show nobody."""
+    picture = Image.new("RGB", (160, 160), (shade, shade + 8, shade + 16))
+    draw = ImageDraw.Draw(picture)
+    draw.ellipse((52, 24, 108, 88), fill=(150, 158, 170))
+    draw.ellipse((24, 96, 136, 200), fill=(150, 158, 170))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def drawn_pictures(app: Any) -> None:
+    with app.state.server.sessions() as db:
+        db.execute(sa.update(Alert).values(probe_jpeg=silhouette(70)))
+        db.execute(sa.update(SnapshotImage).values(image_jpeg=silhouette(40)))
+        db.execute(sa.update(ReferenceImage).values(face_jpeg=silhouette(40)))
+        db.commit()
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """What each page has to show: a watchlist of three, a live deployment with an alert, a draft waiting."""
@@ -66,6 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         draft = olly.post("/api/deployments", json=draft_body(datetime.now(UTC) + timedelta(days=1))).json()["id"]
         alert = add_alert(app, live, "P001")
         add_alert(app, live, "P002", track_id=8)
+        drawn_pictures(app)
         with LiveServer(app) as server:
             yield Site(app, server, live, draft, alert)
         app.state.server.store.close()
@@ -292,8 +319,24 @@ def dark_walk(browser: Any, site: Site, user: str, paths: list[str]) -> list[str
     return problems
 
 
-def test_every_page_for_every_role_at_both_widths(site: Site, browser: Any) -> None:
+def outside_pages(browser: Any, site: Site) -> list[str]:
+    """The login page (nobody logged in yet) and an error page, at both widths."""
     problems: list[str] = []
+    for width in browserkit.WIDTHS:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        watch_errors(page, problems)
+        visit(page, f"{site.server.url}/login")
+        problems += browserkit.check_page(page, f"sweep-nobody-login-{width}")
+        browserkit.log_in(page, site.server.url, "ann")
+        assert visit(page, f"{site.server.url}/deployments/999999") == 404
+        problems += browserkit.check_page(page, f"sweep-admin-not-found-{width}")
+        context.close()
+    return problems
+
+
+def test_every_page_for_every_role_at_both_widths(site: Site, browser: Any) -> None:
+    problems = outside_pages(browser, site)
     visited: dict[str, list[str]] = {}
     for user in ROLES:
         paths, found = walk(browser, site, user, browserkit.WIDE, None)
