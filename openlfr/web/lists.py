@@ -60,6 +60,8 @@ def deployments_list(request: Request, db: Session, moment: datetime) -> dict[st
         "phases": listings.PHASES,
         "kinds": listings.KINDS,
         "filtered": any(where.as_params().values()),
+        "size": size,
+        "sizes": paging.PAGE_SIZES,
     }
 
 

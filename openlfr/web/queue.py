@@ -58,7 +58,7 @@ def _queue_items(db: Session, request: Request) -> dict[str, Any]:
     open_total = page.total if opened else paging.count(db, listings.queue_query(where, second, listings.OPEN))
     done: list[Any] = []
     if opened:
-        done = list(db.execute(listings.queue_query(where, second, "closed").limit(RECENTLY_CLOSED)).tuples())
+        done = list(db.execute(listings.queue_query(where, second, "closed").limit(RECENTLY_CLOSED)).all())
     return {
         "page": page,
         "items": _items(db, page.items, second),
