@@ -92,7 +92,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         draft = olly.post("/api/deployments", json=draft_body(datetime.now(UTC) + timedelta(days=1))).json()["id"]
         alert = add_alert(app, live, "P001")
         add_alert(app, live, "P002", track_id=8)
+        # Alerts further on: one waiting for its second check, one closed (the queue's other states).
+        confirmed, rejected = add_alert(app, live, "P000", track_id=9), add_alert(app, live, "P002", track_id=10)
         drawn_pictures(app)
+        for alert_id, decision in ((confirmed, "confirmed"), (rejected, "not_a_match")):
+            decided = olly.post(f"/api/alerts/{alert_id}/decision", json={"decision": decision})
+            assert decided.status_code == 200, decided.text
         with LiveServer(app) as server:
             yield Site(app, server, live, draft, alert)
         app.state.server.store.close()
