@@ -61,6 +61,9 @@ class StreamSettings(BaseSettings):
     min_sharpness: float = 7.0
     evidence_k: int = 2  # an alert needs k of a track's last n samples to name the same person
     evidence_n: int = 5
+    # Track fusion (stream/evidence.py): a track's looks fused into one quality-weighted template, searched as the
+    # track grows; it alerts when the template reaches the threshold from the k-th look on, besides the k-of-n vote.
+    track_fusion: bool = False
     cooldown_s: float = 60.0  # after an alert for a person on a camera, their other tracks stay quiet
     top_k: int = 5  # candidates kept per sample and shown with an alert
     probe_margin: float = 0.5  # the alert's probe crop: the face box grown by this on every side
@@ -105,6 +108,9 @@ class Settings(BaseSettings):
     # a FAISS IVF index above (benchmarks/search.py: exact 1M x 128 is tens of ms per probe, the index ~1 ms).
     search_approximate_above: int = 200_000
     search_ivf_nprobe: int = 64  # index cells searched per probe: recall against speed
+    # Search one template per listed person (their reference photos' mean embedding) instead of each photo
+    # (openlfr.watchlist.templates; issue 22: fewer misses at the same false-alert rate on LFW).
+    search_person_templates: bool = False
     # A calibration table (`openlfr calibrate --out FILE`); None = the user's own from `openlfr calibrate`
     # in data_dir, else the one shipped for the model.
     calibration_file: Path | None = None

@@ -156,3 +156,71 @@ def test_lfw_embedding_cache_reuses_and_invalidates(tmp_path, monkeypatch, astro
     changed = cached_lfw_embeddings(settings, images, keys, workers=1, quiet=True)
     assert changed.newly_embedded == 1
     assert np.array_equal(changed.embeddings[0], first.embeddings[0])
+
+
+def test_template_protocol_is_todays_with_one_photo_and_one_look():
+    from openlfr.bench.identify_variants import build_template_protocol
+
+    identities = {
+        "Ann": [f"Ann/Ann_{i:04d}" for i in range(1, 9)],
+        "Bob": ["Bob/Bob_0001"],
+        "Cid": [f"Cid/Cid_{i:04d}" for i in range(1, 8)],
+        "Dee": ["Dee/Dee_0001", "Dee/Dee_0002"],
+        "Eve": ["Eve/Eve_0001"],
+    }
+    today = build_protocol(identities)
+    same = build_template_protocol(identities)
+    assert same.reference_keys == today.gallery_keys
+    assert [p.keys for p in same.mated] == [(k,) for k in today.mated_keys]
+    assert [p.keys for p in same.nonmated] == [(k,) for k in today.nonmated_keys]
+
+
+def test_template_protocol_groups_photos_and_never_probes_with_a_reference():
+    from openlfr.bench.identify_variants import build_template_protocol
+
+    identities = {
+        "Ann": [f"Ann/Ann_{i:04d}" for i in range(1, 21)],  # 20 images, enrolled
+        "Bob": ["Bob/Bob_0001"],
+        "Cid": [f"Cid/Cid_{i:04d}" for i in range(1, 8)],  # 7 images, a stranger
+        "Dee": ["Dee/Dee_0001", "Dee/Dee_0002", "Dee/Dee_0003"],  # enrolled, few images
+        "Sepp_Blatter": ["Sepp_Blatter/Sepp_Blatter_0001"],  # a stranger, unless his other name is enrolled
+    }
+    protocol = build_template_protocol(identities, enrol_images=3, probe_images=2, aliases={"Sepp_Blatter": "Dee"})
+    assert protocol.enrolled == ["Ann", "Dee"]
+    assert protocol.references == [("Ann/Ann_0001", "Ann/Ann_0002", "Ann/Ann_0003"), ("Dee/Dee_0001", "Dee/Dee_0002")]
+    ann = [p.keys for p in protocol.mated if p.identity == "Ann"]
+    assert ann == [(f"Ann/Ann_{i:04d}", f"Ann/Ann_{i + 1:04d}") for i in range(4, 14, 2)]  # 5 probes of 2 looks
+    assert [p.keys for p in protocol.mated if p.identity == "Dee"] == [("Dee/Dee_0003",)]  # what is left: one look
+    assert set(protocol.reference_keys).isdisjoint(protocol.probe_keys)
+    assert [p.keys for p in protocol.nonmated] == [
+        ("Cid/Cid_0001", "Cid/Cid_0002"), ("Cid/Cid_0003", "Cid/Cid_0004"), ("Cid/Cid_0005", "Cid/Cid_0006"),
+        ("Cid/Cid_0007",), ("Bob/Bob_0001",),
+    ]  # fmt: skip
+    assert protocol.excluded_aliases == 1
+
+
+def test_variants_score_templates_and_fused_looks_side_by_side():
+    """Synthetic embeddings: each person a direction, each photo that direction plus noise. Fusing looks and
+    combining references must not do worse than single looks on the same probes, and every column is filled."""
+    from openlfr.bench.identify_variants import (
+        VARIANTS,
+        BenchData,
+        build_template_protocol,
+        format_table,
+        run_variants,
+    )
+    from openlfr.settings import Settings
+
+    rng = np.random.default_rng(5)
+    names = [f"P{i:03d}" for i in range(400)]
+    identities = {n: [f"{n}/{n}_{j:04d}" for j in range(1, 2 + (i % 9))] for i, n in enumerate(names)}
+    protocol = build_template_protocol(identities, enrol_images=3, probe_images=3)
+    centre = {n: rng.normal(size=64) for n in names}
+    vectors = {k: centre[n] + 0.9 * rng.normal(size=64) for n, keys in identities.items() for k in keys}
+    data = BenchData(Settings(), Path("."), "mobilefacenet_v1+flip", protocol, vectors, vectors)
+    figures = run_variants(data, shipped=None)
+    assert list(figures) == [v.key for v in VARIANTS]
+    assert figures["person_templates"]["entries"] == len(protocol.enrolled) < figures["single"]["entries"]
+    assert figures["both"]["fnir_at_fpir_1e-2"] <= figures["single"]["fnir_at_fpir_1e-2"]
+    assert set(figures["single"]["holdout"]) == {"1e-2", "1e-3"}
+    assert "FNIR @ FPIR 1e-3" in format_table(figures)

@@ -25,24 +25,27 @@ from pathlib import Path
 
 import numpy as np
 
+from openlfr.bench.identify_common import (
+    FPIR_POINTS,
+    HOLDOUT_REPEATS,
+    LFW_ALIASES,
+    fnir,
+    identity_halves,
+    observed_fpir,
+    threshold_at_fpir,
+)
+from openlfr.bench.identify_variants import (
+    build_template_protocol,
+    load_bench_data,
+    protocol_summary,
+    run_variants,
+)
 from openlfr.bench.lfw_cache import LfwEmbeddings, cached_lfw_embeddings, lfw_identities, resolve_lfw
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
-from openlfr.watchlist.calibration import choose_threshold, load_calibration
+from openlfr.watchlist.calibration import CalibrationTable, choose_threshold, load_calibration
 from openlfr.watchlist.calibration_build import ImpostorAccumulator
 from openlfr.watchlist.search import Gallery
-
-FPIR_POINTS = (1e-1, 1e-2, 1e-3)
-HOLDOUT_REPEATS = 20
-# LFW files these people under two names each (issue 9). A probe filed under one name while the other name is
-# enrolled is the enrolled person, not a stranger: such probes are left out of the non-mated set (the figures
-# with them are reported too, as "uncleaned").
-LFW_ALIASES = {
-    "Sepp_Blatter": "Joseph_Blatter",
-    "Sung_Hong_Choi": "Choi_Sung-hong",
-    "Hasan_Wirayuda": "Hassan_Wirajuda",
-    "Mireya_Elisa_Moscoso_Rodriguez": "Mireya_Moscoso",
-}
 
 
 @dataclass(frozen=True)
@@ -80,24 +83,6 @@ def alias_probes(protocol: Protocol, aliases: dict[str, str] = LFW_ALIASES) -> n
     both_ways = {**aliases, **{b: a for a, b in aliases.items()}}
     enrolled = set(protocol.enrolled)
     return np.array([both_ways.get(name) in enrolled for name in protocol.nonmated_identity], dtype=bool)
-
-
-def threshold_at_fpir(nonmated_best: np.ndarray, target: float) -> float:
-    """The lowest threshold at which at most ``floor(target * n)`` non-mated probes reach it."""
-    ordered = np.sort(nonmated_best)[::-1]
-    allowed = int(np.floor(target * len(ordered) + 1e-9))
-    if allowed >= len(ordered):
-        return 0.0
-    # just above the first score that must not alert (scores are float64; nextafter keeps it tight)
-    return float(np.nextafter(ordered[allowed], np.inf))
-
-
-def observed_fpir(nonmated_best: np.ndarray, threshold: float) -> float:
-    return float(np.mean(nonmated_best >= threshold)) if len(nonmated_best) else 0.0
-
-
-def fnir(mated_best: np.ndarray, mated_correct: np.ndarray, threshold: float) -> float:
-    return float(1.0 - np.mean(mated_correct & (mated_best >= threshold)))
 
 
 @dataclass(frozen=True)
@@ -155,17 +140,6 @@ def holdout_check(
     )
 
 
-def identity_halves(identity: list[str], seed: int | None) -> np.ndarray:
-    """A boolean mask: the probes whose identity falls in the first half (alternate names, or a random half)."""
-    names = sorted(set(identity))
-    if seed is None:
-        first = set(names[0::2])
-    else:
-        rng = np.random.default_rng(seed)
-        first = {names[i] for i in rng.permutation(len(names))[: len(names) // 2]}
-    return np.array([n in first for n in identity])
-
-
 def run_identify(
     settings: Settings,
     data: Path,
@@ -175,11 +149,42 @@ def run_identify(
     quiet: bool = False,
     plot: Path | None = None,
     holdout_target: float = 1e-3,
+    enrol_images: int = 1,
+    probe_images: int = 1,
 ) -> dict[str, object]:
+    """Today's figures (with one photo a person and one look a probe), then the variants side by side
+    (``openlfr.bench.identify_variants``) on the protocol with ``enrol_images`` and ``probe_images``."""
     images_dir = resolve_lfw(data)
     identities = lfw_identities(images_dir)
     if identities_limit is not None:
         identities = {n: identities[n] for n in sorted(identities)[:identities_limit]}
+    templated = build_template_protocol(identities, enrol_images, probe_images)
+    result: dict[str, object] = {}
+    if enrol_images == probe_images == 1:
+        result = _single_look_figures(settings, images_dir, identities, workers, quiet, plot, holdout_target)
+    bench = load_bench_data(settings, images_dir, templated, workers=workers, quiet=quiet)
+    result.setdefault("model_id", bench.model_id)
+    result["protocol"] = protocol_summary(templated)
+    result["variants"] = run_variants(bench, _shipped_table(settings, bench.model_id))
+    return result
+
+
+def _shipped_table(settings: Settings, model_id: str) -> CalibrationTable | None:
+    try:
+        return load_calibration(model_id, explicit=settings.calibration_file, data_dir=settings.data_dir)
+    except OpenLFRError:
+        return None
+
+
+def _single_look_figures(
+    settings: Settings,
+    images_dir: Path,
+    identities: dict[str, list[str]],
+    workers: int,
+    quiet: bool,
+    plot: Path | None,
+    holdout_target: float,
+) -> dict[str, object]:
     protocol = build_protocol(identities)
     keys = protocol.gallery_keys + protocol.mated_keys + protocol.nonmated_keys
     start = time.perf_counter()

@@ -80,12 +80,35 @@ def bench_identify(
     plot: Annotated[Path | None, typer.Option("--plot", help="Save the DET curve (PNG).")] = None,
     identities: Annotated[int | None, typer.Option(min=4, help="Only the first N identities by name.")] = None,
     workers: WorkersOption = 2,
+    enrol_images: Annotated[
+        int, typer.Option(min=1, max=20, help="Up to N photos per enrolled person (for people who have them).")
+    ] = 1,
+    probe_images: Annotated[
+        int, typer.Option(min=1, max=20, help="Probes of up to M photos of one person, as a track gives several looks.")
+    ] = 1,
 ) -> None:
-    """Open-set 1:N identification on LFW: FNIR at fixed FPIR, and a hold-out check of the calibration."""
+    """Open-set 1:N identification on LFW: FNIR at fixed FPIR, and a hold-out check of the calibration; then the
+    ways of scoring (single references and looks, person templates, track fusion, ...) side by side."""
     from openlfr.bench.identify import run_identify
+    from openlfr.bench.identify_variants import format_table
 
-    result = run_identify(get_settings(), data, identities_limit=identities, workers=workers, quiet=as_json, plot=plot)
+    result = run_identify(
+        get_settings(),
+        data,
+        identities_limit=identities,
+        workers=workers,
+        quiet=as_json,
+        plot=plot,
+        enrol_images=enrol_images,
+        probe_images=probe_images,
+    )
+    if as_json:
+        print_figures(result, as_json)
+        return
+    variants = result.pop("variants")
     print_figures(result, as_json)
+    typer.echo(f"\nenrol images {enrol_images}, probe images {probe_images}:")
+    typer.echo(format_table(variants))  # type: ignore[arg-type]
 
 
 def calibrate(

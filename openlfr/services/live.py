@@ -237,7 +237,7 @@ def build_pipeline(
         cameras,
         settings,
         watchlist.gallery,
-        EvidenceRule(threshold=watchlist.threshold, k=stream.evidence_k, n=stream.evidence_n),
+        EvidenceRule(threshold=watchlist.threshold, k=stream.evidence_k, n=stream.evidence_n, fuse=stream.track_fusion),
         on_alert=on_alert,
         on_error=on_error,
         on_notice=on_notice,

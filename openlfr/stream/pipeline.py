@@ -42,6 +42,7 @@ from openlfr.vision.engine import FaceEngine
 from openlfr.vision.image_io import encode_jpeg
 from openlfr.vision.types import Box, Detection, Face, FaceDetector
 from openlfr.watchlist.score import match_score
+from openlfr.watchlist.search import Candidate
 
 
 class CameraPipeline:
@@ -80,6 +81,8 @@ class CameraPipeline:
         self.remote: AsyncDetector | None = None  # whole-picture detection in another process (live sources)
         self._last_alert: dict[Hashable, float] = {}
         self._matching_now = False
+        # Track fusion: this frame's candidates of the fused templates, by track id (memory only, per frame)
+        self._fused_now: dict[int, list[Candidate]] = {}
 
     def resume(self, next_track_id: int, last_alerts: dict[str, float]) -> None:
         """Continue a camera's earlier runs: track ids from ``next_track_id``, and each person's cooldown from
@@ -345,6 +348,7 @@ class CameraPipeline:
                     observation.embedding = observation.face.embedding
         probes = np.stack([o.embedding for _, o, _, _ in chosen if o.embedding is not None])
         answers = self.matcher.search(probes, self.config.top_k)
+        self._fused_now = self._fuse(chosen)
         alerts = []
         for (track, observation, rgb, region), candidates in zip(chosen, answers, strict=True):
             assert observation.face is not None and observation.embedding is not None
@@ -354,7 +358,9 @@ class CameraPipeline:
             track.best_embedded_quality = max(track.best_embedded_quality, quality)
             track.add_template(observation.embedding)
             candidates = list(candidates)
-            could_alert = bool(candidates) and candidates[0].score >= self.rule.threshold
+            # With track fusion any look may become the probe of a fused verdict: its crop is kept (in memory,
+            # dropped once the track is decided or ends) like a look that reached the threshold alone.
+            could_alert = bool(candidates) and (candidates[0].score >= self.rule.threshold or self.rule.fuse)
             crop = self._probe_crop(rgb, region, observation.box) if could_alert else None
             kept = observation.embedding if crop is not None else None  # only a possible probe's embedding
             track.samples.append(Sample(clock, arrival, quality, candidates, crop, observation.box, kept))
@@ -372,7 +378,26 @@ class CameraPipeline:
                 for sample in track.samples:
                     sample.crop = None
                     sample.embedding = None
+        self._fused_now = {}  # this frame's fused candidates: not kept past the frame
         return alerts
+
+    def _fuse(self, chosen: list[tuple[Track, Observation, np.ndarray, Box]]) -> dict[int, list[Candidate]]:
+        """Each chosen look joins its track's fused template (quality-weighted); the templates of tracks with
+        ``k`` looks or more are searched, in one batch. Their candidates, by track id."""
+        assert self.matcher is not None and self.rule is not None
+        if not self.rule.fuse:
+            return {}
+        ready = []
+        for index, (track, observation, _, _) in enumerate(chosen):
+            assert observation.face is not None and observation.embedding is not None
+            track.fused.add(observation.embedding, observation.face.quality.score())
+            if track.fused.looks >= self.rule.k and track.fused.vector is not None:
+                ready.append(index)
+        if not ready:
+            return {}
+        templates = np.stack([chosen[i][0].fused.vector for i in ready])  # type: ignore[misc]
+        answers = self.matcher.search(templates, self.config.top_k)
+        return {chosen[i][0].id: list(candidates) for i, candidates in zip(ready, answers, strict=True)}
 
     def _probe_crop(self, rgb: np.ndarray, region: Box, box: Box) -> np.ndarray:
         grown = expand_box(box, self.config.probe_margin, region.right, region.bottom)
@@ -383,7 +408,8 @@ class CameraPipeline:
     def _judge(self, track: Track, clock: float, arrival: float, media_time: float) -> AlertFound | None:
         assert self.rule is not None
         samples = list(track.samples)
-        verdict = decide(samples, self.rule, exclude=track.alerted)
+        fused = self._fused_now.get(track.id, [])
+        verdict = decide(samples, self.rule, exclude=track.alerted, fused=fused, looks=track.fused.looks)
         if verdict is None:
             return None
         track.alerted.add(verdict.person_id)
@@ -421,6 +447,7 @@ class CameraPipeline:
                 "k": self.rule.k,
                 "n": self.rule.n,
                 "track_age_ms": round((clock - track.first_clock) * 1000.0, 1),
+                "fused": verdict.fused,
             },
         )
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from openlfr.vision.types import Box, Face
+from openlfr.watchlist.templates import RunningTemplate
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Track:
     alerted: set = field(default_factory=set)
     last_analysed_clock: float = float("-inf")
     history: deque[tuple[float, Box]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
+    # Track fusion: its looks' quality-weighted template, searched as the track grows (stream/evidence.py)
+    fused: RunningTemplate = field(default_factory=RunningTemplate, repr=False)
 
     def predict(self, clock: float) -> Box:
         dt = max(0.0, clock - self.last_clock)
@@ -107,6 +110,7 @@ class Track:
             sample.candidates = []
         self.samples.clear()
         self.template = None
+        self.fused.clear()
 
 
 def proximity(a: Box, b: Box) -> float:

@@ -79,7 +79,7 @@ class ImpostorAccumulator:
 
 def fit_tail(thresholds: np.ndarray, fmr: np.ndarray, independent_pairs: float) -> TailFit | None:
     """A straight line in probit(FMR) over the trusted tail, through its last trusted point (so no jump)."""
-    reliable = (fmr * independent_pairs >= RELIABLE_COUNT) & (fmr > 0)
+    reliable = (fmr * independent_pairs >= RELIABLE_COUNT) & (fmr > 0) & (fmr < 1)  # probit(1) is -inf
     points = np.flatnonzero(reliable & (fmr <= TAIL_FIT_MAX_FMR))
     if points.size < 5 and reliable.any():
         # too few impostor pairs to reach 1e-3 with confidence: fit the last trusted decade instead

@@ -40,6 +40,7 @@ import numpy as np
 
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
+from openlfr.watchlist import templates
 from openlfr.watchlist.score import match_score
 
 DEFAULT_APPROXIMATE_ABOVE = 200_000
@@ -168,9 +169,11 @@ class Gallery:
         ivf: IvfParams | None = None,
         expires_at: Sequence[datetime | float] | np.ndarray | None = None,
         clock: Callable[[], float] = time.time,
+        person_templates: bool = False,
     ) -> None:
         """``expires_at``: per reference, when its person stops being listed (aware datetime or epoch seconds);
-        ``clock`` (epoch seconds) is read on every search to drop them at that instant."""
+        ``clock`` (epoch seconds) is read on every search to drop them at that instant. ``person_templates``:
+        search one template per person (``openlfr.watchlist.templates``) instead of each reference."""
         self.model_id = _single_model_id(model_id)
         vectors = np.asarray(embeddings)
         if vectors.ndim != 2:
@@ -190,13 +193,26 @@ class Gallery:
         self.vectors = _unit_rows(vectors) if len(vectors) else np.zeros(vectors.shape, np.float32)
         self.person_ids = list(person_ids)
         self.reference_ids = list(reference_ids)
+        # With templates, the searched rows are the people's templates; each keeps its references (their vectors
+        # and ids) so a candidate still names the reference photo nearest the probe.
+        self.templates = person_templates and len(vectors) > 0
+        self._members: list[np.ndarray] = []
+        if self.templates:
+            combined, people, rows = templates.person_templates(self.vectors, self.person_ids)
+            self._reference_vectors, self._all_reference_ids = self.vectors, self.reference_ids
+            self._members = [np.asarray(r, np.int64) for r in rows]
+            if expires_at is not None:  # a person's listing ends once: the earliest expiry of their references
+                ends = _epoch_seconds(expires_at, len(vectors))
+                expires_at = np.array([ends[r].min() for r in rows])
+            self.vectors, self.person_ids = combined, people
+            self.reference_ids = [self.reference_ids[r[0]] for r in rows]
         codes: dict[Hashable, int] = {}
         self._person_code = np.array([codes.setdefault(p, len(codes)) for p in self.person_ids], np.int64)
         self.person_count = len(codes)
         self.approximate_above = approximate_above
         self.ivf_params = ivf or IvfParams()
         self._index: Any = None
-        self._expires_at = None if expires_at is None else _epoch_seconds(expires_at, len(vectors))
+        self._expires_at = None if expires_at is None else _epoch_seconds(expires_at, len(self.vectors))
         self._clock = clock
         # References whose listing has ended, as of the last search (None: none yet), and the next to end.
         self._ended: np.ndarray | None = None
@@ -218,7 +234,7 @@ class Gallery:
 
     @property
     def size(self) -> int:
-        """Number of reference embeddings: the N of the false-alert arithmetic."""
+        """Number of embeddings searched (references, or templates): the N of the false-alert arithmetic."""
         return len(self.vectors)
 
     @property
@@ -325,7 +341,7 @@ class Gallery:
             idx, cos = self.top_references(unit[pending], m, exact=exact)
             unfinished = []
             for row, probe_index in enumerate(pending):
-                people = self._best_per_person(idx[row], cos[row], k)
+                people = self._best_per_person(idx[row], cos[row], k, unit[probe_index])
                 # Fewer than k people among the top m references: some person may own many of them, or their
                 # listing has ended; look deeper, unless every person still listed has been found.
                 if len(people) < min(k, self._listed_people) and m < self.size:
@@ -336,7 +352,15 @@ class Gallery:
             m = min(self.size, m * 4)
         return [r if r is not None else [] for r in results]
 
-    def _best_per_person(self, idx: np.ndarray, cos: np.ndarray, k: int) -> list[Candidate]:
+    def _nearest_reference(self, entry: int, probe: np.ndarray) -> Hashable:
+        """The reference an entry stands for; for a template, its person's reference nearest the probe."""
+        if not self.templates:
+            return self.reference_ids[entry]
+        members = self._members[entry]
+        nearest = members[int(np.argmax(self._reference_vectors[members] @ probe))]
+        return self._all_reference_ids[nearest]
+
+    def _best_per_person(self, idx: np.ndarray, cos: np.ndarray, k: int, probe: np.ndarray) -> list[Candidate]:
         scores = match_score(cos, self.model_id)
         seen: set[int] = set()
         people = []
@@ -347,7 +371,7 @@ class Gallery:
             if code in seen:
                 continue
             seen.add(code)
-            people.append(Candidate(self.person_ids[i], self.reference_ids[i], float(s), float(c)))
+            people.append(Candidate(self.person_ids[i], self._nearest_reference(i, probe), float(s), float(c)))
             if len(people) == k:
                 break
         return people
@@ -368,4 +392,5 @@ def gallery_options(settings: Settings) -> dict[str, Any]:
     return {
         "approximate_above": settings.search_approximate_above,
         "ivf": IvfParams(nprobe=settings.search_ivf_nprobe),
+        "person_templates": settings.search_person_templates,
     }
