@@ -9,6 +9,7 @@ reload) to the end of the footage, and says it has finished. The pages pass axe 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,6 +118,11 @@ def test_upload_choose_and_watch_the_search_progress(site: tuple[Any, LiveServer
     assert seen[0] == 0 and seen[-1] == maximum, seen
     assert "100%" in page.get_by_test_id("progress").inner_text()
     page.get_by_test_id("phase").filter(has_text="ended").wait_for(timeout=10_000)  # all read: it has ended
+    # The stream of a finished search, for any role (the auditor too): its last progress, then it ends.
+    told = login(app, "aud").get(f"/api/deployments/{deployment_id}/events")
+    assert told.status_code == 200 and told.headers["content-type"].startswith("text/event-stream")
+    [event] = [json.loads(line[6:]) for line in told.text.splitlines() if line.startswith("data: ")]
+    assert event["finished"] and event["progress"] == 1.0 and event["phase"] == "ended", event
 
     problems = browserkit.check_page(page, "retrospective-search-operator-1366")
     for user, width in (("aud", browserkit.NARROW), ("ann", browserkit.NARROW)):

@@ -109,14 +109,16 @@ async def deployment_events(deployment_id: int, request: Request, _: AnyPrincipa
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
-        shown, version = first, board.state.version
+        shown, version, accounts_seen = first, board.state.version, board.state.accounts
         yield f"event: progress\ndata: {json.dumps(shown)}\n\n"
         while not shown["finished"] and shown["kind"] == "retrospective":
             current = await board.next_state(version, KEEP_ALIVE_S)
-            if current.version == version:
+            if current.version == version or current.accounts != accounts_seen:
+                accounts_seen = current.accounts
                 if not await run_in_threadpool(still_logged_in):
                     yield "event: logout\ndata: {}\n\n"
                     return
+            if current.version == version:
                 yield ": keep-alive\n\n"
                 continue
             version = current.version
