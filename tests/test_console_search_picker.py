@@ -158,7 +158,7 @@ def test_an_authoriser_lands_on_the_drafts_waiting_for_authorisation(served: Ser
         browserkit.log_in(page, served.base, "ava")
         assert page.url == f"{served.base}/deployments?state=draft", page.url
         main = page.inner_text("main")
-        assert "Waiting for you" in main
+        assert "Waiting for you" in main and "Already authorised" not in main  # the drafts only
         problems += browserkit.check_page(page, f"authoriser-home-{width}")
         page.goto(f"{served.base}/")
         assert page.url == f"{served.base}/deployments?state=draft", page.url
