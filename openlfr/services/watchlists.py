@@ -26,6 +26,7 @@ from openlfr.store.watchlists import (
     watchlist_exists,
     watchlist_summaries,
 )
+from openlfr.text import plain_text
 from openlfr.vision.image_io import thumbnail_jpeg
 
 PAGE_SIZE = 50  # people on a page of a watchlist, in the console and by default in the API
@@ -129,7 +130,7 @@ def view_people(
     """A page of a watchlist's people, found by part of their id or name; audited with the search and who was
     shown (and whether with their face pictures)."""
     watchlist = existing(db, watchlist_name)
-    page = watchlist_pages.people_page(db, watchlist.id, query, offset, limit)
+    page = watchlist_pages.people_page(db, watchlist.id, plain_text(query, "the search"), offset, limit)
     shown = [p.reference_id for p in page.people]
     details = {"q": query, "first": offset + 1, "shown": shown, "total": page.total, "photos": photos}
     ctx.audit(db, "watchlist.people_viewed", f"watchlist:{watchlist_name}", details)
