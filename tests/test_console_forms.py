@@ -190,3 +190,28 @@ def test_the_draft_and_deployment_pages_pass_axe_and_fit(
         problems += browserkit.check_page(page, f"forms-deployment-{user}-{width}")
         page.context.close()
     assert problems == []
+
+
+def test_reembedding_shows_that_it_is_working(site: tuple[Any, LiveServer], browser: Any) -> None:
+    """While a watchlist is re-embedded the result box shows a (labelled, indeterminate) progress bar and the
+    seconds gone, not only "working..."; the page records what it showed, so the test cannot miss a quick run."""
+    _, server = site
+    page = browserkit.log_in(_paris_page(browser), server.url, "ann")
+    page.goto(f"{server.url}/watchlists")
+    page.evaluate(
+        """() => {
+            const box = document.querySelector('#reembed-result');
+            window.__working = [];
+            new MutationObserver(() => {
+                const bar = box.querySelector('progress');
+                if (bar) window.__working.push([bar.getAttribute('aria-label'), bar.hasAttribute('value'),
+                    (box.querySelector('[data-elapsed]') || {}).textContent]);
+            }).observe(box, {childList: true, subtree: true, characterData: true});
+        }"""
+    )
+    page.locator("[data-testid=reembed]").first.click()
+    page.get_by_test_id("reembed-summary").wait_for(timeout=60_000)
+    working = page.evaluate("window.__working")
+    assert working, "no progress bar while re-embedding"
+    label, determinate, elapsed = working[0]
+    assert label and "embed" in label.lower() and not determinate and elapsed.endswith(" s"), working[0]

@@ -96,7 +96,15 @@ document.addEventListener("submit", async (event) => {
   const button = form.querySelector("[type=submit]");
   if (button) button.disabled = true;
   const into = form.dataset.into ? document.querySelector(form.dataset.into) : null;
-  if (into) showInto(into, '<p class="muted">working… (this can take a while)</p>');
+  // No figure to show until the answer: an indeterminate bar named after the action, and the seconds gone.
+  const began = Date.now();
+  let ticking = null;
+  if (into) {
+    showInto(into, '<p class="muted"><progress></progress> working… <span data-elapsed>0 s</span> (this can take a while)</p>');
+    into.querySelector("progress").setAttribute("aria-label", `${button ? button.textContent.trim() : "Request"} in progress`);
+    const elapsed = into.querySelector("[data-elapsed]");
+    ticking = setInterval(() => { elapsed.textContent = `${Math.round((Date.now() - began) / 1000)} s`; }, 1000);
+  }
   try {
     const url = target(form.dataset.api, form);
     let response;
@@ -114,6 +122,7 @@ document.addEventListener("submit", async (event) => {
     if (into) showInto(into, "", "the server could not be reached: " + error);
     else showError(form, "the server could not be reached: " + error);
   } finally {
+    clearInterval(ticking);
     if (button) button.disabled = false;
   }
 });
