@@ -141,6 +141,9 @@ def test_the_picker_shows_a_button_per_face_and_searches_the_one_chosen(served: 
         assert buttons.nth(1).get_attribute("aria-pressed") == "true"  # which face the results are for
         assert buttons.nth(0).get_attribute("aria-pressed") == "false"
         problems += browserkit.check_page(page, f"search-picked-{width}")
+        if width == browserkit.NARROW:  # the picker's colours are the console's: dark mode too
+            page.emulate_media(color_scheme="dark")
+            problems += browserkit.check_page(page, f"search-picked-{width}-dark")
         page.context.close()
     assert problems == []
 

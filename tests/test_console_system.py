@@ -202,5 +202,7 @@ def test_the_system_page_reads_well_at_both_widths(served: Served) -> None:
         browserkit.log_in(page, served.base, "ann")
         page.goto(f"{served.base}/system")
         problems += browserkit.check_page(page, f"system-admin-{width}")
+        page.emulate_media(color_scheme="dark")
+        problems += browserkit.check_page(page, f"system-admin-{width}-dark")
         page.context.close()
     assert problems == []
