@@ -270,3 +270,75 @@ def test_the_pages_pass_axe_and_fit_a_narrow_screen_for_each_role_that_sees_them
                 problems += browserkit.check_page(page, f"{name}-{who}-{width}")
         page.context.close()
     assert problems == []
+
+
+def test_the_api_answers_the_same_reads_audited_and_brings_an_expiry_forward_to_a_later_moment(served: Served) -> None:
+    with _http(served, "ava") as ava:
+        page = ava.get(f"/api/watchlists/{WATCHLIST}/people", params={"q": "QUIMBY", "limit": 5})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert (body["total"], body["q"], [p["person"] for p in body["people"]]) == (1, "QUIMBY", ["K-777"])
+        assert body["people"][0]["photos"]["photos"] == 1 and body["people"][0]["active"] is True
+        person = ava.get(f"/api/watchlists/{WATCHLIST}/people/K-777").json()
+        assert person["name"] == "Harriet Quimby" and [i["source"] for i in person["images"]] == ["still.jpg"]
+        assert ava.get(f"/api/watchlists/{WATCHLIST}/people/nobody").status_code == 404
+        assert ava.post(f"/api/watchlists/{WATCHLIST}/people/K-777/expire", json={"reason": "x"}).status_code == 403
+    views = [e for e in _audit(served, "watchlist.people_viewed", "watchlist.person_viewed") if e["actor"] == "ava"]
+    assert [(e["action"], e["details"]) for e in views][-2:] == [
+        ("watchlist.people_viewed", {"q": "QUIMBY", "first": 1, "shown": ["K-777"], "total": 1, "photos": False}),
+        ("watchlist.person_viewed", {"photos": False}),
+    ]
+    # An expiry a week ahead, sooner than the listing's end: the person is still searched until then.
+    week = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    with _http(served, "ann") as ann:
+        csrf = ann.get("/api/me").json()["csrf_token"]
+        body = {"reason": EXPIRE_REASON, "at": week.isoformat()}
+        answer = ann.post(f"/api/watchlists/{WATCHLIST}/people/W0009/expire", json=body, headers={"X-CSRF-Token": csrf})
+        assert answer.status_code == 200, answer.text
+        assert datetime.fromisoformat(answer.json()["expires_at"]) == week
+        listed = ann.get(f"/api/watchlists/{WATCHLIST}/people/W0009").json()
+        assert listed["active"] is True and datetime.fromisoformat(listed["expires_at"]) == week
+    (entry,) = [e for e in _audit(served, "watchlist.expire") if e["target"].endswith("/person:W0009")]
+    assert entry["details"] == {"at": week.isoformat().replace("+00:00", "Z"), "people": 1, "reason": EXPIRE_REASON}
+
+
+def test_the_people_page_query_finds_by_part_of_id_or_name_on_both_databases(store_url: str) -> None:
+    """The search is a 'contains' in any case, its ``%``, ``_`` and ``\\`` taken literally; a photo embedded under
+    two models counts once, and the weakest measure is over the person's photos."""
+    from openlfr.settings import get_settings
+    from openlfr.store.db import open_store
+    from openlfr.store.watchlist_pages import people_page
+
+    now = datetime.now(UTC)
+    vector = np.ones(MODEL_DIMENSION, dtype=np.float32) / np.sqrt(MODEL_DIMENSION)
+    store = open_store(get_settings())
+    try:
+        with store.session() as db:
+            watchlist = Watchlist(name="w", purpose="", created_by="t", created_at=now)
+            for reference, name in [("P_1", "Zoë 100%"), ("Q1", "Back\\slash"), ("R-3", "Carol Ann")]:
+                person = person_row(reference, display_name=name, watchlist=watchlist)
+                db.add(person)
+            db.flush()
+            carol = db.query(Person).filter_by(reference_id="R-3").one()
+            for sha, model, eyes in [("1", MODEL_ID, 60.0), ("1", "other-model", 60.0), ("2", MODEL_ID, 35.0)]:
+                carol.images.append(reference_image_row(vector, model, sha * 64, inter_eye_px=eyes))
+            watchlist_id = watchlist.id
+        with store.session() as db:
+
+            def found(query: str, offset: int = 0, limit: int = 50) -> list[str]:
+                return [p.reference_id for p in people_page(db, watchlist_id, query, offset, limit).people]
+
+            assert found("") == ["P_1", "Q1", "R-3"]
+            assert found("p_") == ["P_1"]  # not "any one character"
+            assert found("%") == ["P_1"]
+            assert found("\\") == ["Q1"]
+            assert found("zoë") == ["P_1"] and found("CAROL") == ["R-3"]
+            assert found("carol ann") == ["R-3"]
+            assert found("", offset=1, limit=1) == ["Q1"]
+            page = people_page(db, watchlist_id, "r-3", 0, 50)
+            assert page.total == 1
+            photos = page.people[0].photos
+            assert photos is not None and photos.photos == 2 and photos.weakest.inter_eye_px == 35.0
+            assert people_page(db, watchlist_id, "", 0, 1).total == 3
+    finally:
+        store.close()
