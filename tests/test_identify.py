@@ -70,6 +70,7 @@ def test_bench_identify_on_an_lfw_subset(tmp_path):
     lfw = require_data("lfw", "images").parent
     plot = tmp_path / "det.png"
     command = [str(OPENLFR_BIN), "bench", "identify", "--data", str(lfw), "--identities", str(SUBSET), "--json"]
+    command.append("--no-second-opinion")  # SFace has its own test (test_second_opinion); CI time stays flat
     result = subprocess.run(
         [*command, "--plot", str(plot)],
         capture_output=True,

@@ -144,3 +144,48 @@ def test_a_missing_or_damaged_model_names_the_command(tmp_path: Path) -> None:
     quantised_path(tmp_path).write_bytes(b"not the model")
     with pytest.raises(ModelError, match=r"damaged.*openlfr models build"):
         sface_onnx_path(tmp_path)
+
+
+def test_the_fused_score_rescores_only_what_the_first_model_screens_in() -> None:
+    from openlfr.watchlist.second_opinion import fused_scores, rescored_share
+
+    first = np.array([[0.30, 0.55], [0.62, 0.10], [0.20, 0.25]])
+    second = np.array([[0.90, 0.05], [0.20, 0.95], [0.99, 0.99]])
+    fused = fused_scores(first, second, screen=0.5)
+    # below the screen the second model is never asked: its say counts as 0, whatever it would have said
+    assert fused[0, 0] == pytest.approx(0.15) and fused[1, 1] == pytest.approx(0.05)
+    assert fused[2] == pytest.approx(first[2] / 2)
+    assert fused[0, 1] == pytest.approx((0.55 + 0.05) / 2) and fused[1, 0] == pytest.approx((0.62 + 0.20) / 2)
+    # whatever the second says, a pair screened in never ranks below one screened out
+    assert min(fused[0, 1], fused[1, 0]) >= 0.5 / 2 > max(fused[0, 0], fused[1, 1], *fused[2])
+    assert rescored_share(first, 0.5) == pytest.approx(2 / 3)  # two probes of three cost a second embedding
+    with pytest.raises(ValueError, match="same pairs"):
+        fused_scores(first, second[:2], screen=0.5)
+
+
+def test_the_bench_column_fuses_two_models_and_calibrates_its_own_score() -> None:
+    """Synthetic: two 'models' that each see every person through their own noise. Their fused score must find
+    at least as many as the first alone, be checked against its own hold-out table only, and say what it cost."""
+    from openlfr.bench.identify_variants import VARIANTS, BenchData, build_template_protocol, run_variants
+    from openlfr.bench.second_opinion import SECOND_OPINION_VARIANTS, second_opinion_cost
+
+    rng = np.random.default_rng(7)
+    names = [f"P{i:03d}" for i in range(400)]
+    identities = {n: [f"{n}/{n}_{j:04d}" for j in range(1, 2 + (i % 5))] for i, n in enumerate(names)}
+    protocol = build_template_protocol(identities, 1, 1)
+
+    def model(seed: int) -> dict[str, np.ndarray]:
+        noise = np.random.default_rng(seed)
+        centre = {n: rng.normal(size=64) for n in names}
+        vectors = {k: centre[n] + 1.1 * noise.normal(size=64) for n, keys in identities.items() for k in keys}
+        return {k: (v / np.linalg.norm(v)).astype(np.float32) for k, v in vectors.items()}
+
+    first, second = model(1), model(2)
+    data = BenchData(Settings(), Path("."), "mobilefacenet_v1+flip", protocol, first, first)
+    data.extras["sface"] = BenchData(Settings(), Path("."), "sface_2021dec+flip", protocol, second, second)
+    figures = run_variants(data, shipped=None, variants=VARIANTS[:1] + SECOND_OPINION_VARIANTS[:1])
+    single, fused = figures["single"], figures["second_opinion"]
+    assert fused["fnir_at_fpir_1e-2"] <= single["fnir_at_fpir_1e-2"]
+    assert "shipped" not in fused and set(fused["holdout"]) == {"1e-2", "1e-3"}
+    cost = second_opinion_cost(data)["second_opinion"]
+    assert 0 < cost["rescored_share_of_nonmated_probes"] < 0.5  # the screen lets most strangers through unasked

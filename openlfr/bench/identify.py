@@ -35,12 +35,14 @@ from openlfr.bench.identify_common import (
     threshold_at_fpir,
 )
 from openlfr.bench.identify_variants import (
+    VARIANTS,
     build_template_protocol,
     load_bench_data,
     protocol_summary,
     run_variants,
 )
 from openlfr.bench.lfw_cache import LfwEmbeddings, cached_lfw_embeddings, lfw_identities, resolve_lfw
+from openlfr.bench.second_opinion import SECOND_OPINION_VARIANTS, second_opinion_cost
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
 from openlfr.watchlist.calibration import CalibrationTable, choose_threshold, load_calibration
@@ -151,6 +153,7 @@ def run_identify(
     holdout_target: float = 1e-3,
     enrol_images: int = 1,
     probe_images: int = 1,
+    second_opinion: bool = True,
 ) -> dict[str, object]:
     """Today's figures (with one photo a person and one look a probe), then the variants side by side
     (``openlfr.bench.identify_variants``) on the protocol with ``enrol_images`` and ``probe_images``."""
@@ -165,7 +168,9 @@ def run_identify(
     bench = load_bench_data(settings, images_dir, templated, workers=workers, quiet=quiet)
     result.setdefault("model_id", bench.model_id)
     result["protocol"] = protocol_summary(templated)
-    result["variants"] = run_variants(bench, _shipped_table(settings, bench.model_id))
+    variants = VARIANTS + (SECOND_OPINION_VARIANTS if second_opinion else [])
+    result["variants"] = run_variants(bench, _shipped_table(settings, bench.model_id), variants)
+    result["second_opinion_cost"] = second_opinion_cost(bench)
     return result
 
 

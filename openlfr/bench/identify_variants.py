@@ -142,6 +142,8 @@ class Scored:
     mated: np.ndarray  # (mated probes, entries)
     nonmated: np.ndarray  # (non-mated probes, entries)
     entry_person: list[str]  # whose each entry is; len = N of the false-alert arithmetic
+    # False for a score of its own (the second opinion's fused score): the product's table says nothing about it
+    shipped_applies: bool = True
 
 
 class VariantUnavailable(OpenLFRError):
@@ -260,6 +262,7 @@ def variant_figures(data: BenchData, scored: Scored, shipped: CalibrationTable |
         figures[f"fnir_at_fpir_{target:.0e}".replace("e-0", "e-")] = round(fnir(mated_best, correct, t), 5)
     first = identity_halves([p.identity for p in data.protocol.nonmated], None)
     table = holdout_table(scored.nonmated[first], data.model_id)
+    shipped = shipped if scored.shipped_applies else None
     for name, source, observed_on in (("holdout", table, nonmated_best[~first]), ("shipped", shipped, nonmated_best)):
         if source is None:
             continue

@@ -86,6 +86,9 @@ def bench_identify(
     probe_images: Annotated[
         int, typer.Option(min=1, max=20, help="Probes of up to M photos of one person, as a track gives several looks.")
     ] = 1,
+    second_opinion: Annotated[
+        bool, typer.Option(help="Also SFace re-scoring what MobileFaceNet screens in (embeds LFW with SFace once).")
+    ] = True,
 ) -> None:
     """Open-set 1:N identification on LFW: FNIR at fixed FPIR, and a hold-out check of the calibration; then the
     ways of scoring (single references and looks, person templates, track fusion, ...) side by side."""
@@ -101,6 +104,7 @@ def bench_identify(
         plot=plot,
         enrol_images=enrol_images,
         probe_images=probe_images,
+        second_opinion=second_opinion,
     )
     if as_json:
         print_figures(result, as_json)
