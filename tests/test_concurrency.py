@@ -181,6 +181,26 @@ def test_concurrent_outcomes_have_one_winner(served: Served) -> None:
         assert [(e.actor, e.details["outcome"]) for e in entries] == [(stored.outcome_by, stored.outcome)]
 
 
+def test_an_undo_racing_the_next_step_has_one_winner(served: Served) -> None:
+    """The decider's undo and the second operator's check at once: one of them, never both (a verified decision
+    that is no longer there), and one audit entry; then three undos of the same step: one undoes it."""
+    for round_ in range(5):
+        alert = add_alert(served.app, served.deployment, track_id=4000 + round_)
+        assert call(served, "olly", f"/api/alerts/{alert}/decision", {"decision": "confirmed"}).status_code == 200
+        calls: list[Call] = [("olly", f"/api/alerts/{alert}/undo", None), ("omar", f"/api/alerts/{alert}/verify", None)]
+        undone = one_winner(race(served, calls)) == 0
+        stored = review(served, alert)
+        assert (stored.decision, stored.verified_by) == ((None, None) if undone else ("confirmed", "omar"))
+        undos = served.entries("alert.decision_undone", f"alert:{alert}")
+        verifications = served.entries("alert.verify", f"alert:{alert}")
+        assert (len(undos), len(verifications)) == ((1, 0) if undone else (0, 1))
+    alert = add_alert(served.app, served.deployment, track_id=4100)
+    assert call(served, "olly", f"/api/alerts/{alert}/decision", {"decision": "not_a_match"}).status_code == 200
+    one_winner(race(served, [("olly", f"/api/alerts/{alert}/undo", None)] * 3))
+    assert review(served, alert).decision is None
+    assert len(served.entries("alert.decision_undone", f"alert:{alert}")) == 1
+
+
 def two_admins_alone(served: Served, round_: int) -> tuple[User, User]:
     """Two new administrators, with API tokens, and no other active administrator."""
     state = served.app.state.server

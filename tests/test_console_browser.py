@@ -185,6 +185,7 @@ def test_operator_confirms_verifies_and_records_the_hamilton_alert(monkeypatch: 
     names = [a["person_name"] for a in alerts]
     assert "Lin-Manuel Miranda" in names
     assert set(names) <= {"Lin-Manuel Miranda", "Alex Lacamoire"}  # nobody else on the list alerted
+    assert all(1 <= a["looks"] <= 3 for a in alerts), "each alert keeps its track's best looks (issue 20 item 2)"
     app.state.server.store.close()
 
 
