@@ -20,7 +20,7 @@ from openlfr.governance.audit import parse_anchor
 from openlfr.governance.passwords import MIN_CHARS as MIN_PASSWORD_CHARS
 from openlfr.services import audit_log, console
 from openlfr.store.governance_models import AuditEntry, User
-from openlfr.web import paging
+from openlfr.web import lists, paging
 from openlfr.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -44,7 +44,13 @@ def audit_page(
     what is shown (``GET /api/audit/export``, audited)."""
     problems: list[str] = []
     start, stop = paging.moment(since, "From", problems), paging.moment(until, "To", problems)
-    where = audit_log.AuditFilter(actor.strip(), action.strip(), target.strip(), start, stop)
+    where = audit_log.AuditFilter(
+        actor=lists.visible(actor, "Who", problems),
+        action=lists.visible(action, "Action", problems),
+        target=lists.visible(target, "Target", problems),
+        since=start,
+        until=stop,
+    )
     times = {"from": paging.form_time(start) or since.strip(), "to": paging.form_time(stop) or until.strip()}
     shown = {"actor": where.actor, "action": where.action, "target": where.target, **times}
     kept = {**shown, "size": size if size != paging.DEFAULT_SIZE else None}

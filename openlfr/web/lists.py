@@ -13,8 +13,10 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from openlfr.errors import InvalidText
 from openlfr.governance import deployments
 from openlfr.services import listings, records
+from openlfr.text import visible_text
 from openlfr.web import paging
 
 MAX_TEXT = 300  # a place, a camera: longer than any stored one
@@ -33,8 +35,19 @@ def choice(request: Request, name: str, choices: tuple[str, ...]) -> str:
     return value if value in choices else ""
 
 
-def text(request: Request, name: str) -> str:
-    return request.query_params.get(name, "").strip()[:MAX_TEXT]
+def text(request: Request, name: str, problems: list[str] | None = None) -> str:
+    """A text filter (a place, a camera): trimmed; left out (and said in ``problems``) if it holds a character
+    that is not shown as itself (a NUL, say, which no stored name holds and PostgreSQL refuses)."""
+    return visible(request.query_params.get(name, "")[:MAX_TEXT], name, problems)
+
+
+def visible(value: str, label: str, problems: list[str] | None = None) -> str:
+    try:
+        return visible_text(value.strip(), label)
+    except InvalidText as refused:
+        if problems is not None:
+            problems.append(f"{refused}; not applied")
+        return ""
 
 
 def deployments_list(request: Request, db: Session, moment: datetime) -> dict[str, Any]:

@@ -3,33 +3,71 @@ itself audited); and a check of the whole chain (the check is itself audited).""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime, BeforeValidator
 
 from openlfr.api.deps import DB, AuditReaderPrincipal, AuditReaderWrite, server
-from openlfr.api.schemas import AuditEntryOut, Identifier, UtcTime, VerdictOut
+from openlfr.api.patterns import hidden_class, visible_pattern
+from openlfr.api.schemas import EARLIEST_TIME, LATEST_TIME, AuditEntryOut, VerdictOut
 from openlfr.clock import utc_now
+from openlfr.errors import InvalidTime
 from openlfr.services import audit_log
 from openlfr.services.audit_log import AuditFilter
 from openlfr.store.governance_models import AuditEntry
+from openlfr.text import visible_text
 
 router = APIRouter(prefix="/api", tags=["audit"])
 
 MATCH = "exactly, or as a prefix when it ends in *"
+ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T.*")
+# What ``visible_text`` refuses, as the document's pattern (checked below, where the parameter can be named).
+VISIBLE = {"pattern": visible_pattern(hidden_class(), filled=False)}
+
+
+def _iso_time(value: object) -> object:
+    # As the document says (format: date-time): pydantic alone would also read a number as a Unix time.
+    if isinstance(value, str) and not ISO_TIME.fullmatch(value):
+        raise ValueError("a time is written YYYY-MM-DDTHH:MM:SS with its zone (Z or +01:00)")
+    return value
+
+
+Moment = Annotated[AwareDatetime | None, BeforeValidator(_iso_time)]
+
+
+def _in_calendar(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidTime(f"'{name}' is outside the calendar once converted to UTC") from None
+    if not EARLIEST_TIME <= in_utc < LATEST_TIME:
+        raise InvalidTime(f"'{name}' must be between 1970 and 2999 (UTC)")
+    return in_utc
 
 
 def audit_filter(
-    actor: Annotated[str, Query(max_length=64, description=f"who acted ({MATCH})"), Identifier] = "",
+    actor: Annotated[str, Query(max_length=64, description=f"who acted ({MATCH})", json_schema_extra=VISIBLE)] = "",
     action: Annotated[
-        str, Query(max_length=64, description=f"the action, e.g. deployment.* ({MATCH})"), Identifier
+        str, Query(max_length=64, description=f"the action, e.g. deployment.* ({MATCH})", json_schema_extra=VISIBLE)
     ] = "",
-    target: Annotated[str, Query(max_length=200, description=f"what it was done to ({MATCH})"), Identifier] = "",
-    since: Annotated[UtcTime | None, Query(alias="from", description="entries at or after this time")] = None,
-    until: Annotated[UtcTime | None, Query(alias="to", description="entries at or before this time")] = None,
+    target: Annotated[
+        str, Query(max_length=200, description=f"what it was done to ({MATCH})", json_schema_extra=VISIBLE)
+    ] = "",
+    since: Annotated[Moment, Query(alias="from", description="entries at or after this time")] = None,
+    until: Annotated[Moment, Query(alias="to", description="entries at or before this time")] = None,
 ) -> AuditFilter:
-    return AuditFilter(actor=actor.strip(), action=action.strip(), target=target.strip(), since=since, until=until)
+    """The entries a reader asks for (``services.audit_log.AuditFilter``), each value checked under its name."""
+    texts = {
+        name: visible_text(value.strip(), f"'{name}'")
+        for name, value in (("actor", actor), ("action", action), ("target", target))
+    }
+    return AuditFilter(**texts, since=_in_calendar(since, "from"), until=_in_calendar(until, "to"))
 
 
 Filtered = Annotated[AuditFilter, Depends(audit_filter)]
