@@ -50,6 +50,30 @@ def redact_text(text: str) -> str:
     return _URL_IN_TEXT.sub(lambda found: redact_url(found.group(0)), text)
 
 
+def url_destination(url: str) -> str:
+    """Where ``url`` leads and nothing more: its scheme, host and port. A sink is described this way, never by
+    :func:`redact_url`, since a webhook's path is often its token (Slack, Teams, Discord); a file path (a jsonl
+    sink) comes back as it is."""
+    try:
+        parts = urlsplit(url)
+        if not parts.netloc:
+            return url
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}"
+    except ValueError:
+        return f"{url.split(':', 1)[0][:16]}://{HIDDEN}"
+
+
+def sink_error_text(text: str, url: str, secret: str | None) -> str:
+    """A sink's error as it may be stored, logged and shown: its address and secret taken out, and any URL in it
+    reduced to its destination."""
+    text = _URL_IN_TEXT.sub(lambda found: url_destination(found.group(0)), text)
+    for hidden in (url, secret):
+        if hidden:
+            text = text.replace(hidden, HIDDEN)
+    return text
+
+
 def holds_secret(url: str) -> bool:
     """Whether showing ``url`` as it is would show a secret (then it is sealed at rest)."""
     return redact_url(url) != url

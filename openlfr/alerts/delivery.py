@@ -27,7 +27,7 @@ from openlfr.alerts.sinks import Sender, sender_for
 from openlfr.config_file import SinkSettings
 from openlfr.store import Store, changes
 from openlfr.text import first_line
-from openlfr.urls import redact_text
+from openlfr.urls import sink_error_text
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class DeliveryWorker:
                     sender = sender_for(name, config, self.owner)
                 rows = outbox.claim(self.store, name, self.owner, lease_s)
             except Exception as exc:  # the database away, a bad sink address: said, and tried again
-                self._note_failure(name, f"cannot read the outbox or open the sink: {redact_text(first_line(exc))}")
+                why = sink_error_text(first_line(exc), config.url, config.secret)
+                self._note_failure(name, f"cannot read the outbox or open the sink: {why}")
                 rows = []
             for row in rows:
                 if self._stop.is_set():
@@ -123,7 +124,8 @@ class DeliveryWorker:
             payload = outbox.with_probe(self.store, row) if self.sinks[name].include_probe else row.payload
             sender.send(row.key, row.kind, payload)
         except Exception as exc:  # (a URL in the error may carry a token: shown without it)
-            error = redact_text(first_line(exc))
+            config = self.sinks[name]
+            error = sink_error_text(first_line(exc), config.url, config.secret)
         try:
             outbox.finish(self.store, row, self.owner, error, self.retry_max_s)
         except Exception as exc:  # delivered but not recorded: sent again once its lease ends (same key)

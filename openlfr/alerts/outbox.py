@@ -32,7 +32,7 @@ from openlfr.store.alert_models import Alert, Delivery
 from openlfr.store.db import Store
 from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, Watchlist
-from openlfr.urls import redact_url
+from openlfr.urls import url_destination
 from openlfr.watchlist.calibration import false_match_rate
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,12 @@ ADHOC = ("webhook", "mqtt")
 
 
 def adhoc_name(kind: str, address: str) -> str:
-    """The name of a sink given by its address (``openlfr scan --webhook URL`` / ``--mqtt ADDRESS``): the address
-    without credentials and a digest of the whole, so that a later scan naming the same address finds what an
-    earlier one left pending, and no token in a URL is ever stored, logged or audited."""
+    """The name of a sink given by its address (``openlfr scan --webhook URL`` / ``--mqtt ADDRESS``): where it
+    leads (scheme, host, port) and a digest of the whole, so that a later scan naming the same address finds what
+    an earlier one left pending, and no token in a URL (its credentials, query or path) is ever stored, logged or
+    audited."""
     digest = hashlib.sha256(address.encode()).hexdigest()[:12]
-    return f"{kind}:{redact_url(address)[:160]}#{digest}"  # within the column's 200 characters, whatever the URL
+    return f"{kind}:{url_destination(address)[:160]}#{digest}"  # within the column's 200 characters, whatever the URL
 
 
 def adhoc_sink(kind: str, address: str) -> SinkSettings:

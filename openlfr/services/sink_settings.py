@@ -1,7 +1,7 @@
 """The sinks a server sends to, audited: each sink's settings as this process starts with them (what it hears of,
 whether its alerts carry the probe crop), written to the audit log by ``system`` whenever they differ from the
 last audited ones. Sending a face picture out of the system is the admin's choice, and the log says who made it
-possible from when: the secret never appears, and the address only without credentials."""
+possible from when: the secret never appears, and of the address only where it leads (scheme, host, port)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from openlfr.services.context import Context
 from openlfr.settings import Settings
 from openlfr.store import Store
 from openlfr.store.governance_models import AuditEntry
-from openlfr.urls import redact_url
+from openlfr.urls import url_destination
 
 ACTION = "sink.settings"
 
 
 def shown(config: Any) -> dict[str, Any]:
-    """A sink's settings as the audit log keeps them: no secret, the address without its credentials."""
+    """A sink's settings as the audit log keeps them: no secret, and of the address only where it leads."""
     return {
         "type": config.type,
-        "url": redact_url(config.url),
+        "url": url_destination(config.url),
         "events": list(config.events),
         "include_probe": config.include_probe,
         "enabled": config.enabled,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -23,7 +22,7 @@ from openlfr.alerts import outbox
 from openlfr.clock import utc
 from openlfr.config_file import SinkSettings
 from openlfr.store.governance_models import AuditEntry
-from openlfr.urls import HIDDEN, redact_text, redact_url
+from openlfr.urls import redact_url, sink_error_text, url_destination
 
 VERIFY_ACTION = "audit.verify"  # the API's, the console's and the CLI's check of the chain write this entry
 RETENTION_ACTIONS = "retention."  # every entry retention writes (what it destroyed, an admin's run on demand)
@@ -74,25 +73,11 @@ class SinkState:
 
 
 def _destination(sink: SinkSettings) -> str:
-    if sink.type == "jsonl":
-        return sink.url
-    try:
-        parts = urlsplit(sink.url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return f"{sink.url.split(':', 1)[0][:16]}://{HIDDEN}"
-    return f"{parts.scheme}://{host}{port}"
+    return sink.url if sink.type == "jsonl" else url_destination(sink.url)
 
 
 def _without_secrets(text: str | None, sink: SinkSettings) -> str | None:
-    """A sink's error with its URL (a webhook's path may be its token) and secret taken out, and any URL redacted."""
-    if text is None:
-        return None
-    for secret in (sink.url, sink.secret):
-        if secret:
-            text = text.replace(secret, HIDDEN)
-    return redact_text(text)
+    return None if text is None else sink_error_text(text, sink.url, sink.secret)
 
 
 def sink_states(db: Session, sinks: Mapping[str, SinkSettings]) -> list[SinkState]:
