@@ -183,6 +183,7 @@ def test_the_page_says_how_rare_the_score_is_when_and_shows_the_looks_and_photos
     assert olly.get(f"/api/alerts/{alert}/looks/4.jpg").status_code == 404
     answer = olly.get(f"/api/alerts/{alert}").json()
     assert (answer["looks"], answer["references"], answer["false_match_rate"]) == (3, 2, rate)
+    assert ("fitted tail" in fmr) is answer["false_match_extrapolated"], "an estimate beyond the table says so"
 
 
 @pytest.mark.slow

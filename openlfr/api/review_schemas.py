@@ -72,6 +72,7 @@ class AlertOut(ReviewOut):
     track: str
     score: float
     false_match_rate: float | None  # the score's calibrated FMR: 1 in 1/FMR strangers score this high; null: no table
+    false_match_extrapolated: bool  # the rate is the calibration's fitted tail, beyond what it measured
     person_name: str
     category: str
     reason: str

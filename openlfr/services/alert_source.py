@@ -22,7 +22,7 @@ from openlfr.governance.deployments import Kind
 from openlfr.settings import Settings
 from openlfr.store.alert_models import Alert, AlertLook
 from openlfr.store.governance_models import AlertReview, Deployment, SnapshotImage, SnapshotPerson
-from openlfr.watchlist.calibration import false_match_rate
+from openlfr.watchlist.calibration import calibrated_rate
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class AlertFacts:
     has_probe: bool = False
     has_reference: bool = False
     false_match_rate: float | None = None  # of the score, from the model's calibration table; None without one
+    false_match_extrapolated: bool = False  # that rate comes from the table's fitted tail, beyond its measurements
     looks: int = 0  # the track's best looks kept with the alert (``AlertLook``), numbered from 1
     references: int = 0  # the person's pictures in the deployment's snapshot, numbered from 1
     kind: str = Kind.LIVE.value  # the deployment's: "retrospective" for a search of recorded footage
@@ -99,6 +100,13 @@ def _person_images(alert: Alert) -> Any:
 def facts(db: Session, alert: Alert, review: AlertReview, settings: Settings | None = None) -> AlertFacts:
     """What is shown of ``alert``; with ``settings``, its score's calibrated false-match rate too."""
     person = _snapshot_person(db, review.deployment_id, alert.person_ref)
+    rate = (
+        None
+        if settings is None
+        else calibrated_rate(
+            alert.model_id, float(alert.score), explicit=settings.calibration_file, data_dir=settings.data_dir
+        )
+    )
     deployment = db.get(Deployment, review.deployment_id)
     has_probe = db.scalar(select(Alert.id).where(Alert.id == alert.id, Alert.probe_jpeg.is_not(None))) is not None
     has_reference = alert.reference_image_id is not None and db.scalar(_reference_query(alert)) is not None
@@ -128,11 +136,8 @@ def facts(db: Session, alert: Alert, review: AlertReview, settings: Settings | N
         candidates=candidates,
         has_probe=has_probe,
         has_reference=has_reference,
-        false_match_rate=None
-        if settings is None
-        else false_match_rate(
-            alert.model_id, float(alert.score), explicit=settings.calibration_file, data_dir=settings.data_dir
-        ),
+        false_match_rate=None if rate is None else rate[0],
+        false_match_extrapolated=rate is not None and rate[1],
         looks=db.scalar(select(func.count()).select_from(AlertLook).where(AlertLook.alert_id == alert.id)) or 0,
         references=db.scalar(select(func.count()).select_from(_person_images(alert).subquery())) or 0,
         kind=Kind.RETROSPECTIVE.value if is_recorded(deployment) else Kind.LIVE.value,

@@ -325,11 +325,22 @@ def cached_calibration(model_id: str, explicit: Path | None, data_dir: Path | No
         return None
 
 
-def false_match_rate(model_id: str, score: float, *, explicit: Path | None, data_dir: Path | None) -> float | None:
-    """The calibrated FMR of ``score`` (three significant figures: what a person reads), as photo search and an
-    alert's page and event give it; None without a calibration table for the model."""
+def calibrated_rate(
+    model_id: str, score: float, *, explicit: Path | None, data_dir: Path | None
+) -> tuple[float, bool] | None:
+    """(the calibrated FMR of ``score`` to three significant figures, what a person reads; whether it comes from
+    the fitted tail beyond the measurements), as an alert's page and event give it; None without a table."""
     table = cached_calibration(model_id, explicit, data_dir)
-    return None if table is None else float(f"{table.fmr_at(score)[0]:.3g}")
+    if table is None:
+        return None
+    rate, extrapolated = table.fmr_at(score)
+    return float(f"{rate:.3g}"), extrapolated
+
+
+def false_match_rate(model_id: str, score: float, *, explicit: Path | None, data_dir: Path | None) -> float | None:
+    """The calibrated FMR of ``score`` (see ``calibrated_rate``); None without a calibration table for the model."""
+    found = calibrated_rate(model_id, score, explicit=explicit, data_dir=data_dir)
+    return None if found is None else found[0]
 
 
 def now_iso() -> str:
