@@ -216,7 +216,10 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
                 assert "recorded footage" in operator.locator("[data-testid=footage]").inner_text()
                 shown = operator.locator("[data-testid=media-time]").inner_text()
                 assert f"{clip.name} at {alert['media_time']:.1f} s" in shown and "2016-03-14 19:02:" in shown
+                when = operator.locator("[data-testid=when]").inner_text()  # the footage's time first, not "ago"
+                assert when.startswith(f"Seen in recorded footage at {alert['media_time']:.1f} s into {clip.name}")
                 operator.click("button.decision-confirmed")
+                operator.click("dialog[open] [data-confirm-yes]")  # a confirmed match is confirmed twice
                 operator.wait_for_selector("[data-testid=stage]:has-text('awaiting verification')")
                 second = pages["omar"]
                 second.goto(operator.url)
@@ -224,6 +227,7 @@ def test_hamilton_clip_searched_retrospectively_and_adjudicated_in_the_console(
                 second.wait_for_selector("[data-testid=verified]")
                 operator.reload()
                 operator.click("button:has-text('Engaged and arrested')")
+                operator.click("dialog[open] [data-confirm-yes]")  # so is an outcome
                 operator.wait_for_selector("[data-testid=outcome]:has-text('Engaged and arrested')")
 
                 operator.goto(f"{server.url}/deployments/{deployment['id']}")
