@@ -92,7 +92,7 @@ def watchlist_page(
         people=[_row(name, row, gate, now, pictures) for row in page.people],
         total=page.total,
         first=offset + 1 if shown else 0,
-        last=offset + shown,
+        last=offset + shown if shown else 0,
         previous=_page_link(name, query, max(0, offset - PAGE_SIZE)) if offset > 0 else None,
         next=_page_link(name, query, offset + PAGE_SIZE) if offset + shown < page.total else None,
         pictures=pictures,
