@@ -66,9 +66,12 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/api/alerts/{alert_id}"): frozenset({OP, AU}),
     ("GET", "/api/alerts/{alert_id}/probe.jpg"): frozenset({OP, AU}),
     ("GET", "/api/alerts/{alert_id}/reference.jpg"): frozenset({OP, AU}),
+    ("GET", "/api/alerts/{alert_id}/looks/{position}.jpg"): frozenset({OP, AU}),  # face pictures, as the probe
+    ("GET", "/api/alerts/{alert_id}/references/{position}.jpg"): frozenset({OP, AU}),
     ("POST", "/api/alerts/{alert_id}/decision"): frozenset({OP}),
     ("POST", "/api/alerts/{alert_id}/verify"): frozenset({OP}),
     ("POST", "/api/alerts/{alert_id}/outcome"): frozenset({OP}),
+    ("POST", "/api/alerts/{alert_id}/undo"): frozenset({OP}),
     ("POST", "/api/alerts/{alert_id}/hold"): frozenset({AU}),
     ("GET", "/api/events"): frozenset({OP, AU}),
     ("GET", "/api/deployments/{deployment_id}/events"): EVERYONE,  # a search's progress: no alert, no image
@@ -102,6 +105,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
 FILL = {"user_id": "999999", "deployment_id": "999999", "alert_id": "999999", "name": "nowhere", "person": "nobody"}
 FILL["camera"] = "entrance"
 FILL["image_id"] = "999999"
+FILL["position"] = "1"
 
 
 def concrete(path: str) -> str:
