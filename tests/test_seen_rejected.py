@@ -155,3 +155,24 @@ def test_the_pipeline_hands_on_the_probe_embedding_with_the_alert_only(engine, t
     assert float(alert.probe_embedding @ listed.embedding) > 0.8  # the probe's own embedding, of the same face
     decided = [track for track in tracks if track.decided]
     assert decided and all(sample.embedding is None for track in decided for sample in track.samples)
+
+
+def test_the_negatives_go_with_the_deployments_snapshot_even_while_a_probe_is_held(app) -> None:  # type: ignore[no-untyped-def]
+    from openlfr.services.audit_log import audit_key
+    from openlfr.services.context import Context
+    from openlfr.services.retention import enforce_retention, policy_of
+
+    deployment = live_deployment(app)
+    reference = reference_of(app, PERSON)
+    held = pass_by(app, deployment, towards(reference, 0.62, seed=5), track=5, reference=reference)
+    ava = login(app, "ava")
+    assert ava.post(f"/api/alerts/{held}/hold", json={"reason": "Operation Falcon, case 2026/114"}).status_code == 200
+    settings = get_settings()
+    later = datetime.now(UTC) + timedelta(days=400)  # the window long over: the snapshot is due, the probe is held
+    with app.state.server.sessions() as db:
+        report = enforce_retention(db, Context.system(settings, audit_key(settings)), policy_of(settings), later)
+        db.commit()
+    assert report.snapshots_destroyed == [deployment] and report.probes_purged == []
+    with app.state.server.sessions() as db:
+        image, embedding = db.execute(sa.select(Alert.probe_jpeg, Alert.probe_embedding).where(Alert.id == held)).one()
+    assert image is not None and embedding is None  # the held picture stays for the case; the negative is gone
