@@ -27,10 +27,14 @@ DEPLOYMENT_KEYS = {
 REVIEW_KEYS = {
     "alert_id", "deployment_id", "alert_at", "person_ref", "decision", "decided_by", "verified_by", "outcome",
     "outcome_by", "held_by", "probe_purged_at", "stage",
+    # issue 20 item 2: when each step was taken, its note, and until when the caller may undo the latest
+    "decided_at", "decision_note", "verified_at", "verification_note", "outcome_at", "outcome_note", "undo_until",
 }  # fmt: skip
 ALERT_KEYS = REVIEW_KEYS | {
     "camera", "track", "score", "person_name", "category", "reason", "candidates", "has_probe", "has_reference",
     "kind", "footage", "media_time", "media_file", "media_started_at", "media_at",
+    "false_match_rate", "false_match_extrapolated", "looks", "references",  # issue 20 item 2
+    "seen_rejected",  # issue 22
 }  # fmt: skip
 
 
