@@ -285,7 +285,7 @@ def readable_details(details: Any, prefix: str = "") -> list[tuple[str, str]]:
     (``candidates.1.score``), nothing as "none"."""
     if isinstance(details, dict):
         if not details:
-            return [(prefix, "{}")] if prefix else []
+            return [(prefix, "(none)")] if prefix else []
         lines: list[tuple[str, str]] = []
         for key, value in details.items():
             lines.extend(readable_details(value, f"{prefix}.{key}" if prefix else str(key)))
