@@ -116,6 +116,26 @@ def test_reference_by_probe_tables_compare_both_ways():
         table_from_embeddings(probes, names, ARC, references=refs[:4])
 
 
+def test_a_table_from_some_references_still_weighs_every_pair_of_people_once():
+    # only each person's first image enrolled (stills views are costly): reference rows 0 (a), 3 (b), 4 (c)
+    rng = np.random.default_rng(4)
+    probes, refs = (rng.standard_normal((5, 16)).astype(np.float32) for _ in range(2))
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+    names = ["a", "a", "a", "b", "c"]
+    rows = [0, 3, 4]
+    table = table_from_embeddings(probes, names, ARC, references=refs[rows], reference_rows=rows, chunk_rows=2)
+    size = {"a": 3, "b": 1, "c": 1}
+    pairs = [(r, j) for r in range(3) for j in range(5) if names[rows[r]] != names[j]]
+    for threshold in (0.0, 0.1, 0.2, 0.35):
+        cos = refs[rows] @ probes.T
+        expected = sum(1 / size[names[j]] for r, j in pairs if max(cos[r, j], 0) >= threshold - 1e-12)
+        assert table.fmr[round(threshold * 1000)] == pytest.approx(expected / 6, abs=1e-9)
+    assert table.source["image_pairs"] == len(pairs) == 10 and table.source["references"] == 3
+    with pytest.raises(ValueError):
+        table_from_embeddings(probes, names, ARC, references=refs, reference_rows=rows)
+
+
 def test_threshold_for_a_target_fpir_grows_with_the_watchlist():
     table, _, _ = gaussian_table()
     choices = [choose_threshold(table, n, target_fpir=1e-2) for n in (1, 100, 10_000)]

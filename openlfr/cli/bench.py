@@ -120,11 +120,18 @@ def calibrate(
     out: Annotated[Path | None, typer.Option(help="Where to write the table (default: in the data dir).")] = None,
     as_json: JsonOption = False,
     workers: WorkersOption = 2,
+    reference_images: Annotated[
+        int | None,
+        typer.Option(min=1, help="Only each person's first N images as references (default: every image)."),
+    ] = None,
 ) -> None:
     """Measure the match-score -> false match rate table of the current model on LFW and write it."""
     from openlfr.bench.calibrate_run import run_calibrate
 
-    print_figures(run_calibrate(get_settings(), data, out, workers=workers, quiet=as_json), as_json)
+    figures = run_calibrate(
+        get_settings(), data, out, workers=workers, quiet=as_json, reference_images=reference_images
+    )
+    print_figures(figures, as_json)
 
 
 register_equitability(bench_app)

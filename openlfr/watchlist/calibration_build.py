@@ -102,6 +102,7 @@ def table_from_embeddings(
     model_id: str,
     *,
     references: np.ndarray | None = None,
+    reference_rows: np.ndarray | None = None,
     source: dict[str, object] | None = None,
     chunk_rows: int = 1024,
     progress: object | None = None,
@@ -110,28 +111,35 @@ def table_from_embeddings(
 
     With ``references`` (the same images embedded as enrolment does, row for row), a pair compares one image's
     reference embedding with the other's probe embedding — in both directions — as a deployment compares a
-    watchlist photo with a camera's face. Without, probe embeddings are compared with each other.
+    watchlist photo with a camera's face. ``reference_rows`` (with ``references``, one row per index) says
+    which images are references: each person's references meet every image of everyone else as a probe, still
+    each ordered pair of people weighted once. Without references, probe embeddings are compared with each other.
     """
     probes = np.ascontiguousarray(embeddings, np.float32)
+    n = len(probes)
+    ref_index = np.arange(n) if reference_rows is None else np.asarray(reference_rows, np.int64)
     refs = probes if references is None else np.ascontiguousarray(references, np.float32)
-    if refs.shape != probes.shape:
+    if references is None and reference_rows is not None:
+        raise ValueError("reference_rows need the references' embeddings")
+    if refs.shape != (len(ref_index), probes.shape[1]):
         raise ValueError(f"references {refs.shape} and probes {probes.shape} must be the same images")
     names = np.asarray(identities)
     _, codes, counts = np.unique(names, return_inverse=True, return_counts=True)
     per_image = 1.0 / counts[codes].astype(np.float64)
+    ref_counts = np.bincount(codes[ref_index], minlength=len(counts))
+    per_reference = 1.0 / ref_counts[codes[ref_index]].astype(np.float64)
     accumulator = ImpostorAccumulator(model_id)
-    n = len(probes)
-    for start in range(0, n, chunk_rows):
-        stop = min(start + chunk_rows, n)
+    for start in range(0, len(ref_index), chunk_rows):
+        stop = min(start + chunk_rows, len(ref_index))
         # symmetric comparisons: the upper triangle, each unordered pair once; reference x probe: every pair
         first = start if references is None else 0
         cosines = refs[start:stop] @ probes[first:].T
-        rows = np.arange(start, stop)[:, None]
+        rows = ref_index[start:stop, None]
         cols = np.arange(first, n)[None, :]
-        impostor = codes[start:stop, None] != codes[None, first:]
+        impostor = codes[rows] != codes[None, first:]
         if references is None:
             impostor &= cols > rows
-        weights = per_image[start:stop, None] * per_image[None, first:]
+        weights = (per_image[rows] if references is None else per_reference[start:stop, None]) * per_image[cols]
         accumulator.add(cosines[impostor], weights[impostor])
         if progress is not None:
             progress(stop - start)  # type: ignore[operator]
@@ -145,6 +153,7 @@ def table_from_embeddings(
             "identity_pairs": people * (people - 1) // 2,
             "weighting": "every pair of different people counts once (1/(n_i*n_j) per image pair)",
             "compares": "reference x probe embeddings" if references is not None else "probe x probe embeddings",
+            "references": len(ref_index) if references is not None else 0,
         },
     )
 
