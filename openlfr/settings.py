@@ -63,7 +63,7 @@ class StreamSettings(BaseSettings):
     evidence_n: int = 5
     # Track fusion (stream/evidence.py): a track's looks fused into one quality-weighted template, searched as the
     # track grows; it alerts when the template reaches the threshold from the k-th look on, besides the k-of-n vote.
-    track_fusion: bool = False
+    track_fusion: bool = True
     cooldown_s: float = 60.0  # after an alert for a person on a camera, their other tracks stay quiet
     top_k: int = 5  # candidates kept per sample and shown with an alert
     probe_margin: float = 0.5  # the alert's probe crop: the face box grown by this on every side
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     search_ivf_nprobe: int = 64  # index cells searched per probe: recall against speed
     # Search one template per listed person (their reference photos' mean embedding) instead of each photo
     # (openlfr.watchlist.templates; issue 22: fewer misses at the same false-alert rate on LFW).
-    search_person_templates: bool = False
+    search_person_templates: bool = True
     # A calibration table (`openlfr calibrate --out FILE`); None = the user's own from `openlfr calibrate`
     # in data_dir, else the one shipped for the model.
     calibration_file: Path | None = None

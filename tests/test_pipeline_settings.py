@@ -30,6 +30,7 @@ from openlfr.store.models import Person, Watchlist
 from openlfr.vision.engine import model_id_for
 from openlfr.vision.types import Box
 from openlfr.watchlist.calibration import CalibrationTable, choose_threshold
+from openlfr.watchlist.search import Gallery
 from tests.storekit import reference_image_row
 
 TARGET_FPIR = 1e-3
@@ -63,6 +64,8 @@ def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
         "OPENLFR_STREAM_QUEUE_FRAMES": "5",
         "OPENLFR_STREAM_MIN_FACE_PX": "55",
         "OPENLFR_STREAM_DETECT_INTERVAL_S": "0.4",
+        "OPENLFR_STREAM_TRACK_FUSION": "false",  # both on by default (issue 22)
+        "OPENLFR_SEARCH_PERSON_TEMPLATES": "false",
     }.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
@@ -104,6 +107,8 @@ def _assert_settings_reached(pipeline: LivePipeline, threshold: float) -> None:
     assert (runner.rule.k, runner.rule.n) == (3, 7)  # OPENLFR_STREAM_EVIDENCE_K/N
     assert runner.rule.threshold == pytest.approx(threshold)  # picked from OPENLFR_CALIBRATION_FILE
     assert runner.options.slots == 5  # OPENLFR_STREAM_QUEUE_FRAMES
+    assert not runner.rule.fuse  # OPENLFR_STREAM_TRACK_FUSION
+    assert isinstance(runner.matcher, Gallery) and not runner.matcher.templates  # OPENLFR_SEARCH_PERSON_TEMPLATES
     stream = runner.settings.stream  # the stream section
     assert stream.min_face_px == 55 and stream.detect_interval_s == 0.4
     (camera,) = runner.cameras

@@ -93,3 +93,17 @@ def test_a_template_gallery_ends_a_listing_at_its_instant() -> None:
     assert [c.person_id for c in fused.search(refs[0], k=2, exact=True)[0]] == ["ann", "bob"]
     now[0] = 2000.0
     assert [c.person_id for c in fused.search(refs[0], k=2, exact=True)[0]] == ["bob"]
+
+
+def test_thresholds_are_picked_for_what_is_searched() -> None:
+    from openlfr.settings import Settings
+    from openlfr.watchlist.search import gallery_options, searched_entries
+
+    on, off = Settings(search_person_templates=True), Settings(search_person_templates=False)
+    assert Settings().search_person_templates  # the default, as bench identify's figures support
+    assert searched_entries(on, references=5, people=3) == 3 and searched_entries(off, references=5, people=3) == 5
+    refs = np.eye(5)
+    people = ["a", "a", "b", "b", "c"]
+    for settings in (on, off):
+        gallery = Gallery(refs, people, list(range(5)), MODEL, **gallery_options(settings))
+        assert gallery.size == searched_entries(settings, references=5, people=3)

@@ -22,6 +22,7 @@ from openlfr.services.live import resolve_threshold
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
 from openlfr.urls import CameraHostRefused, check_camera_host
 from openlfr.vision.engine import model_id_for
+from openlfr.watchlist.search import searched_entries
 
 
 def apply(row: object, changes: dict[str, Any]) -> None:
@@ -217,7 +218,8 @@ def freeze_snapshot(db: Session, ctx: Context, row: Deployment, moment: datetime
                 )
             )
             size += 1
-    chosen, note = resolve_threshold(ctx.settings, model_id, size, row.threshold, row.target_fpir)
+    searched = searched_entries(ctx.settings, size, len(people))  # the N the live gallery will search
+    chosen, note = resolve_threshold(ctx.settings, model_id, searched, row.threshold, row.target_fpir)
     row.snapshot_taken_at = moment
     row.watchlist_size = size
     row.effective_threshold = chosen

@@ -95,7 +95,7 @@ def listed_watchlist(
     person_refs = [refs.people[p].reference_id for p in refs.person_ids]
     expiry = [refs.people[p].expires_at for p in refs.person_ids]
     gallery = build_gallery(settings, refs.embeddings, person_refs, list(refs.image_ids), model_id, expiry)
-    chosen, note = resolve_threshold(settings, model_id, refs.size, threshold, target_fpir)
+    chosen, note = resolve_threshold(settings, model_id, gallery.size, threshold, target_fpir)
     names = {p.reference_id: p.display_name for p in refs.people.values()}
     return LiveWatchlist(name, gallery, names, chosen, note)
 

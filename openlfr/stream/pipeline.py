@@ -11,12 +11,15 @@ What runs on which frame (a 1080p camera at 25 fps on two cores; RetinaFace, Mob
 * **Embedding** (one batched ONNX call a frame, ~20 ms a face with flip averaging) for observations that pass
   the quality gate and the per-track budget, at most ``embed_per_frame`` new ones a frame: the first samples
   quickly (an alert needs ``k``), then at doubling gaps or when the face is clearly better than any embedded.
-* **Matching** of each embedding against the watchlist, then the k-of-n evidence rule of the track; one alert
-  per person per track, and a cooldown per person per camera across tracks.
+* **Matching** of each embedding against the watchlist, and (track fusion, on by default) of the track's looks
+  fused into one quality-weighted template; then the evidence rule of the track (k of n looks, or the fused
+  template from the k-th look on: ``stream/evidence.py``); one alert per person per track, and a cooldown per
+  person per camera across tracks.
 
 Privacy: crops, chips and embeddings exist only in this object's memory. A sample's crop is kept only while
-its score could make it an alert's probe; all of a track's biometric state is dropped when the track ends
-(``Track.forget``). Nothing here writes to disk or logs anything about a face.
+its score could make it an alert's probe (with track fusion, any look of a track not yet decided could); all
+of a track's biometric state, its fused template too, is dropped when the track ends (``Track.forget``).
+Nothing here writes to disk or logs anything about a face.
 """
 
 from __future__ import annotations
