@@ -30,7 +30,8 @@ class CameraState:
     last_frame_at: float | None = None
     analysed_to: float = -1.0  # media time of the last frame analysed (its alerts already handed on)
     next_track_id: int = 1
-    analysis_cpu_s: float = 0.0  # CPU time of the camera's analysis process
+    analysis_cpu_s: float = 0.0  # CPU time of the camera's analysis process, its detector process's included
+    detector_cpu_s: float = 0.0  # of which: its detector process's
     capture_cpu_s: float = 0.0  # CPU time of its capture thread (demuxing, decoding, copying into the ring)
     reading: FileReading = field(default_factory=FileReading)  # a file's coverage, from the frames decoded
 

@@ -27,6 +27,7 @@ from openlfr.stream.pipeline import Matcher
 from openlfr.stream.run_state import CameraResume, CameraState, RunSummary
 from openlfr.stream.source import CameraConfig, Capture, CaptureOptions, SourceError, SourceKind
 from openlfr.stream.stats import LatencyHistogram
+from openlfr.stream.trace import TrackPaths
 from openlfr.stream.worker import (
     FrameRing,
     FrameView,
@@ -51,6 +52,7 @@ class RunnerOptions:
     view_interval_s: float = 0.0
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     match_until: float | None = None  # wall-clock epoch seconds; workers refuse to match after it
+    trace_tracks: bool = False  # benchmarks: each camera's embedded tracks' paths to ``on_tracks`` when it stops
 
 
 class _CameraRun:
@@ -121,6 +123,7 @@ class PipelineRunner:
         on_notice: Callable[[str, str], None] | None = None,
         on_stats: Callable[[dict[str, CameraState]], None] | None = None,
         on_view: Callable[[FrameView], None] | None = None,
+        on_tracks: Callable[[TrackPaths], None] | None = None,
         may_match: Callable[[], bool] = lambda: True,
         options: RunnerOptions | None = None,
         resume: Mapping[str, CameraResume] | None = None,
@@ -137,6 +140,7 @@ class PipelineRunner:
         self.on_notice = on_notice or (lambda camera, message: log.warning("%s", message))
         self.on_stats = on_stats
         self.on_view = on_view
+        self.on_tracks = on_tracks
         self.may_match = may_match
         self.options = options or RunnerOptions()
         self.resume = dict(resume or {})
@@ -249,6 +253,7 @@ class PipelineRunner:
                 match_until=self.options.match_until,
                 next_track_id=self.resume.get(camera.name, CameraResume()).next_track_id,
                 last_alerts=dict(self.resume.get(camera.name, CameraResume()).last_alerts),
+                trace_tracks=self.options.trace_tracks,
             )
             remote = (live or self.options.realtime) and self.settings.stream.detector_process
             run = runs[camera.name] = _CameraRun(ctx, states[camera.name], spec, events, remote)
@@ -326,6 +331,7 @@ class PipelineRunner:
                 message.latency, message.latency_total_ms, message.latency_max_ms
             )
             state.analysis_cpu_s = message.cpu_s
+            state.detector_cpu_s = message.detector_cpu_s
             state.analysed_to = max(state.analysed_to, message.media_time)
             state.next_track_id = max(state.next_track_id, message.next_track_id)
             if message.final:
@@ -342,6 +348,8 @@ class PipelineRunner:
                 state.finished = True
         elif isinstance(message, FrameView) and self.on_view is not None:
             self.on_view(message)
+        elif isinstance(message, TrackPaths) and self.on_tracks is not None:
+            self.on_tracks(message)
 
     def _drain(self, runs: dict[str, _CameraRun], events: Any, timeout: float) -> None:
         while True:

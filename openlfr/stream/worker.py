@@ -36,6 +36,7 @@ from openlfr.stream.lifeline import die_with_parent
 from openlfr.stream.pipeline import CameraPipeline, Matcher, TrackBox
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters
+from openlfr.stream.trace import PathRecorder
 
 
 class FrameRing:
@@ -105,9 +106,10 @@ class StatsReport:
     latency_total_ms: float
     latency_max_ms: float
     final: bool = False
-    cpu_s: float = 0.0  # CPU time the worker process has used so far (all its threads)
+    cpu_s: float = 0.0  # CPU time the worker process has used so far (all its threads), its detector's included
     media_time: float = -1.0  # of the last frame analysed (its alerts were sent before this report); -1: none
     next_track_id: int = 1  # the tracker's next id
+    detector_cpu_s: float = 0.0  # of which: its detector process's (as of its last answer)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class WorkerSpec:
     match_until: float | None = None  # wall-clock epoch seconds after which nothing is matched, whatever else says
     next_track_id: int = 1  # a resumed camera's tracks continue its earlier runs' ids
     last_alerts: dict[str, float] = field(default_factory=dict)  # person -> clock of their last alert (cooldown)
+    trace_tracks: bool = False  # benchmarks: send the embedded tracks' paths when stopping (stream/trace.py)
 
 
 class LiveBacklog:
@@ -194,6 +197,7 @@ def _report(pipeline: CameraPipeline, final: bool = False, media_time: float = -
         time.process_time() + helper_cpu,
         media_time,
         pipeline.tracker.next_id,
+        helper_cpu,
     )
 
 
@@ -259,6 +263,7 @@ def analysis_main(
         freed.put((stale.ring, stale.slot))
         pipeline.counters.dropped += 1
 
+    recorder = PathRecorder() if spec.trace_tracks else None
     backlog = LiveBacklog(tickets, spec.settings.stream.max_lag_s, give_back) if spec.drop_stale else None
     try:
         while True:
@@ -278,6 +283,10 @@ def analysis_main(
                 ring = rings[ticket.ring] = FrameRing.attach(ticket.ring, ticket.slots, ticket.slot_bytes)
             frame = YuvFrame(ring.slot(ticket.slot), ticket.format)
             result = pipeline.process(frame, ticket.clock, ticket.arrival, ticket.media_time)
+            if recorder is not None:
+                active = pipeline.tracker.active
+                embedded = {b.track_id for b in result.boxes if b.track_id in active and active[b.track_id].embeddings}
+                recorder.add(ticket.media_time, result.boxes, embedded)
             if spec.view_interval_s > 0 and ticket.clock - last_view >= spec.view_interval_s:
                 last_view = ticket.clock
                 picture, scale = frame.preview(spec.view_max_width)
@@ -292,6 +301,8 @@ def analysis_main(
         events.put(WorkerFailed(name, f"camera {name!r}: analysis failed: {type(exc).__name__}: {exc}"))
     finally:
         pipeline.finish()
+        if recorder is not None:
+            events.put(recorder.result(name))
         events.put(_report(pipeline, final=True, media_time=analysed_to))
         if pipeline.remote is not None:
             pipeline.remote.close()  # type: ignore[attr-defined]
