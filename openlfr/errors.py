@@ -23,6 +23,11 @@ class ModelError(OpenLFRError):
     """A model file is missing, malformed or of an unsupported shape."""
 
 
+class ModelNotBuilt(ModelError):
+    """A face model's file is not in the model cache (or is damaged): ``openlfr models build`` makes it. Nothing
+    converts or fetches a model while the system runs; the API answers 503 (the server cannot analyse faces yet)."""
+
+
 class NotFound(OpenLFRError):
     """The thing asked for does not exist (the API answers 404)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from platformdirs import user_cache_dir, user_data_dir
@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from openlfr.config_file import ConfigFileSource, NestedEnvSource, SinkSettings, config_path, section_table
 from openlfr.errors import OpenLFRError
+from openlfr.face_models import DetectorName, EmbedderName
+
+ExecutionProvider = Literal["cpu", "cuda", "tensorrt", "openvino"]
 
 
 class StreamSettings(BaseSettings):
@@ -89,13 +92,17 @@ class Settings(BaseSettings):
     test_data: Path = Path("../shared/data")
 
     # Face engine
-    # "retinaface" (MobileNet-0.25: boxes, scores and five landmarks), "hog" or "mmod" (dlib's HOG and MMOD CNN)
-    detector: str = "retinaface"
+    # Face models by their names in the registry (openlfr/face_models.py); an unknown name is refused, listing them.
+    # detector: retinaface (MobileNet-0.25: boxes, scores and five landmarks), hog or mmod (dlib's HOG and CNN).
+    detector: DetectorName = "retinaface"
     detector_scale: float = Field(default=1.0, ge=0.05, le=4.0)  # RetinaFace: resize by this before the network
     detector_min_score: float = Field(default=0.5, gt=0.0, lt=1.0)  # RetinaFace: confidence a detection needs
     upsample: int = 1  # dlib detectors: times the image is doubled before the search
     onnx_threads: int = 0  # 0 lets ONNX Runtime choose
-    embedder: str = "mobilefacenet"  # "mobilefacenet" (192-D, ArcFace-aligned chips) or "dlib" (dlib's 128-D ResNet)
+    # The ONNX Runtime execution provider of every face model (openlfr/vision/providers.py): cuda and tensorrt need
+    # onnxruntime-gpu (openlfr[gpu]), openvino onnxruntime-openvino (openlfr[openvino]); refused when not installed.
+    execution_provider: ExecutionProvider = "cpu"
+    embedder: EmbedderName = "mobilefacenet"  # mobilefacenet (192-D, ArcFace chips), dlib (128-D ResNet) or sface
     embedder_model: Path | None = None  # a user-supplied ArcFace-style ONNX file; overrides `embedder` when set
     flip_average: bool = True
     # Stills profile (enrolment, benchmarks): extra test-time views; live video uses flip averaging only.

@@ -68,8 +68,8 @@ def test_hog_stays_selectable_with_dlib_landmarks(astronaut):
     assert face.detector == "hog" and face.score > 0.8
     assert face.landmark_order == DLIB_FIVE and inside(face.landmarks, face.box)
     assert abs(face.quality.yaw_deg) < 15 and abs(face.quality.pitch_deg) < 15
-    with pytest.raises(ModelError, match="unknown detector 'haar'"):
-        build_detector(Settings(detector="haar"))
+    with pytest.raises(ModelError, match="unknown detector 'haar': choose one of retinaface, hog, mmod"):
+        build_detector(Settings(), "haar")
 
 
 def test_batched_embedding_equals_one_by_one(engine, astronaut):

@@ -34,6 +34,7 @@ from openlfr.errors import (
     EnrolmentRefused,
     LoginRefused,
     LoginThrottled,
+    ModelNotBuilt,
     NotFound,
     OpenLFRError,
     UploadRefused,
@@ -206,6 +207,7 @@ HtmlErrorPage = Callable[[Request, int, str], Response]
 # so the most specific type wins: any other OpenLFRError (a rule, a bad name, a missing watchlist...) is a 400.
 PLAIN_ANSWERS: dict[type[Exception], int] = {
     NotFound: 404,
+    ModelNotBuilt: 503,  # the server cannot analyse faces until `openlfr models build` has run
     UploadTooLarge: 413,
     UploadRefused: 400,
     LoginThrottled: 429,

@@ -21,6 +21,7 @@ import numpy as np
 from rich.progress import Progress
 
 from openlfr.errors import OpenLFRError
+from openlfr.face_models import detector_spec
 from openlfr.settings import Settings
 from openlfr.vision.engine import model_id_for
 
@@ -65,8 +66,8 @@ def _cache_file(settings: Settings, model_id: str, fallback: bool, profile: Prof
 
     fallback_name = "mmodfallback" if fallback else "nofallback"
     views = f"{profile}-jitter{settings.stills_jitter}-align{2 if settings.stills_second_alignment else 1}"
-    if settings.detector == "retinaface":
-        detection = f"retinaface-x{settings.detector_scale:g}-min{settings.detector_min_score:g}"
+    if detector_spec(settings.detector).scaled:
+        detection = f"{settings.detector}-x{settings.detector_scale:g}-min{settings.detector_min_score:g}"
     else:
         detection = f"{settings.detector}-up{settings.upsample}"
     options = f"{detection}-{fallback_name}-{SUBJECT_RULE}-{views}"

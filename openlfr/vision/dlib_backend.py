@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import dlib
 import numpy as np
@@ -38,6 +39,13 @@ class HogDetector:
         self.threshold = threshold
         self._detector = dlib.get_frontal_face_detector()
 
+    @classmethod
+    def open(
+        cls, model_path: Path | None, *, threads: int, scale: float, min_score: float, upsample: int
+    ) -> HogDetector:
+        """The registry's constructor: dlib's detectors take only the upsampling (their files ship with dlib)."""
+        return cls(upsample=upsample)
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         rects, scores, _ = self._detector.run(image, self.upsample, self.threshold)
         rows, cols = image.shape[:2]
@@ -61,6 +69,13 @@ class MmodDetector:
         self.upsample = upsample
         self._detector = dlib.cnn_face_detection_model_v1(str(model_file(MMOD_FILE)))
 
+    @classmethod
+    def open(
+        cls, model_path: Path | None, *, threads: int, scale: float, min_score: float, upsample: int
+    ) -> MmodDetector:
+        """The registry's constructor: dlib's detectors take only the upsampling (their files ship with dlib)."""
+        return cls(upsample=upsample)
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         rows, cols = image.shape[:2]
         if min(rows, cols) < TOO_SMALL_FOR_MMOD:  # dlib raises on an image smaller than its filters; no face fits
@@ -70,14 +85,6 @@ class MmodDetector:
 
 
 TOO_SMALL_FOR_MMOD = 8  # pixels on the short side (2 or fewer fail in dlib 19.24)
-
-
-def make_detector(name: str, upsample: int) -> HogDetector | MmodDetector:
-    if name == "hog":
-        return HogDetector(upsample=upsample)
-    if name == "mmod":
-        return MmodDetector(upsample=upsample)
-    raise ValueError(f"unknown detector {name!r}: choose 'hog' or 'mmod'")
 
 
 class DlibFivePointAligner:

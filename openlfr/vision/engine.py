@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
 
 from openlfr.errors import ModelError
+from openlfr.face_models import DETECTORS as DETECTOR_SPECS
+from openlfr.face_models import LANDMARK_DETECTOR, EmbedderSpec, detector_spec, embedder_spec
 from openlfr.settings import Settings
+from openlfr.vision.model_files import installed_model
+from openlfr.vision.providers import with_execution_provider
 from openlfr.vision.quality import assess
 from openlfr.vision.tta import jitter_chips
 from openlfr.vision.types import (
@@ -23,19 +29,14 @@ from openlfr.vision.types import (
     unit_rows,
 )
 
-DETECTORS = ("retinaface", "hog", "mmod")
-# dlib's shape predictors were trained on boxes like its own detectors', squarer and lower than RetinaFace's: a
-# RetinaFace box (left, top, width, height) becomes (left - 0.091 w, top + 0.14 h, 1.124 w, 0.824 h) for them,
-# the median relation to HOG's box on 400 LFW faces. dlib's 5 points then differ from those found in HOG's box
-# by 2.4% of the eye distance on median (p99 12%) instead of 4.5% (p99 40%).
-RETINAFACE_TO_DLIB_BOX = (-0.091, 0.14, 1.124, 0.824)
-
 
 def dlib_style_box(detection: Detection) -> Box:
-    """The box to give dlib's landmark predictors for this detection (RetinaFace's mapped; others' as they are)."""
-    if detection.detector != "retinaface":
+    """The box to give dlib's landmark predictors for this detection: mapped where the detector's registry entry
+    says its boxes differ from dlib's (RetinaFace's), as it is otherwise (dlib's own, a given box)."""
+    spec = DETECTOR_SPECS.get(detection.detector)
+    if spec is None or spec.dlib_box is None:
         return detection.box
-    dx, dy, sw, sh = RETINAFACE_TO_DLIB_BOX
+    dx, dy, sw, sh = spec.dlib_box
     box = detection.box
     left, top = box.left + dx * box.width, box.top + dy * box.height
     return Box(round(left), round(top), round(left + sw * box.width), round(top + sh * box.height))
@@ -195,39 +196,30 @@ class FaceEngine:
         return face
 
 
-EMBEDDERS = ("mobilefacenet", "dlib", "sface")
-
-
-def chosen_embedder(settings: Settings) -> str:
-    """``embedder`` of the settings (mobilefacenet, dlib or sface), checked; ``embedder_model`` overrides it."""
-    name = settings.embedder.strip().lower()
-    if name not in EMBEDDERS:
-        raise ModelError(
-            f"unknown embedder {name!r}: choose one of {', '.join(EMBEDDERS)} (OPENLFR_EMBEDDER), "
-            "or give an ArcFace-style ONNX file with OPENLFR_EMBEDDER_MODEL"
-        )
-    return name
+def implementation(path: str) -> Any:
+    """The object a registry entry names as "module:attribute" (dotted attributes allowed), imported now: the
+    models' runtimes are imported only when an engine is built (start-up speed of the CLI)."""
+    module_name, _, attributes = path.partition(":")
+    found: Any = importlib.import_module(module_name)
+    for attribute in attributes.split("."):
+        found = getattr(found, attribute)
+    return found
 
 
 def model_id_for(settings: Settings) -> str:
     """The embedding model id an engine built from these settings produces, without loading any model."""
-    from openlfr.vision.mobilefacenet import MOBILEFACENET_ID
-    from openlfr.vision.onnx_embedder import DLIB_RESNET_ID, arcface_model_id
-    from openlfr.vision.sface import SFACE_ID
+    from openlfr.vision.onnx_embedder import arcface_model_id
 
     if settings.embedder_model is not None:
         if not settings.embedder_model.is_file():
             raise ModelError(f"{settings.embedder_model}: no such model file")
         base = arcface_model_id(settings.embedder_model)
-    elif chosen_embedder(settings) == "mobilefacenet":
-        base = MOBILEFACENET_ID
-    elif chosen_embedder(settings) == "sface":
-        base = SFACE_ID
     else:
-        base = DLIB_RESNET_ID
+        base = embedder_spec(settings.embedder).model_id
     return base + ("+flip" if settings.flip_average else "")
 
 
+@with_execution_provider
 def build_detector(
     settings: Settings,
     name: str | None = None,
@@ -236,79 +228,72 @@ def build_detector(
     upsample: int | None = None,
     threads: int | None = None,
 ) -> FaceDetector:
-    """The detector the settings name (``detector``: retinaface, hog or mmod), or ``name``.
+    """The detector the settings name (``detector``), or ``name``, built from its registry entry.
 
-    ``scale`` (RetinaFace: resize before the network; default ``detector_scale``), ``upsample`` (dlib: default
-    ``upsample``) and ``threads`` (ONNX Runtime: default ``onnx_threads``) override the settings.
+    ``scale`` (detectors tuned by scale: resize before the network; default ``detector_scale``), ``upsample``
+    (dlib's: default ``upsample``) and ``threads`` (ONNX Runtime: default ``onnx_threads``) override the settings.
+    A model file missing from the cache is ``ModelNotBuilt``, naming ``openlfr models build``.
     """
-    chosen = (name or settings.detector).strip().lower()
-    if chosen == "retinaface":
-        from openlfr.vision.model_files import retinaface_onnx_path
-        from openlfr.vision.retinaface import RetinaFaceDetector
-
-        return RetinaFaceDetector(
-            retinaface_onnx_path(settings.cache_dir),
-            threads=settings.onnx_threads if threads is None else threads,
-            scale=settings.detector_scale if scale is None else scale,
-            min_score=settings.detector_min_score,
-        )
-    if chosen in ("hog", "mmod"):
-        from openlfr.vision.dlib_backend import make_detector
-
-        return make_detector(chosen, settings.upsample if upsample is None else upsample)
-    raise ModelError(f"unknown detector {chosen!r}: choose one of {', '.join(DETECTORS)} (OPENLFR_DETECTOR)")
+    spec = detector_spec(name or settings.detector)
+    model_path = None
+    if spec.cache_file is not None:
+        model_path = installed_model(settings.cache_dir, spec.cache_file, spec.sha256, spec.name)
+    opened: FaceDetector = implementation(spec.implementation)(
+        model_path,
+        threads=settings.onnx_threads if threads is None else threads,
+        scale=settings.detector_scale if scale is None else scale,
+        min_score=settings.detector_min_score,
+        upsample=settings.upsample if upsample is None else upsample,
+    )
+    return opened
 
 
 def arcface_aligner(detector: FaceDetector, settings: Settings, chip_size: int) -> FaceAligner:
     """Chips on ArcFace's 5-point template, for embedders trained on them.
 
-    The five points come with RetinaFace's detections; a face with a bare box (another detector, a given box)
-    gets them from RetinaFace run around the box.
+    The five points come with the detections of a detector that gives landmarks; a face with a bare box
+    (another detector, a given box) gets them from the registry's landmark detector run around the box.
     """
-    from openlfr.vision.align import ArcFaceAligner
-    from openlfr.vision.retinaface import RetinaFaceDetector
+    from openlfr.vision.align import ArcFaceAligner, LandmarkSource
 
-    source = detector if isinstance(detector, RetinaFaceDetector) else build_detector(settings, "retinaface")
-    assert isinstance(source, RetinaFaceDetector)
-    return ArcFaceAligner(source, chip_size)
+    gives_points = detector_spec(detector.name).gives_landmarks
+    source = detector if gives_points else build_detector(settings, LANDMARK_DETECTOR)
+    return ArcFaceAligner(cast(LandmarkSource, source), chip_size)
 
 
+def build_embedder(settings: Settings) -> tuple[FaceEmbedder, EmbedderSpec | None]:
+    """The embedder the settings choose, and its registry entry (None for a user-supplied ArcFace-style file)."""
+    if settings.embedder_model is not None:
+        from openlfr.vision.onnx_embedder import ArcFaceEmbedder
+
+        return ArcFaceEmbedder(settings.embedder_model, settings.onnx_threads), None
+    spec = embedder_spec(settings.embedder)
+    model_path = installed_model(settings.cache_dir, spec.cache_file, spec.sha256, spec.name)
+    embedder: FaceEmbedder = implementation(spec.implementation)(model_path, settings.onnx_threads)
+    return embedder, spec
+
+
+@with_execution_provider
 def build_engine(settings: Settings, *, stills: bool = False, detector: str | None = None) -> FaceEngine:
-    """The product engine from settings: the chosen detector (RetinaFace by default), the embedder on ONNX Runtime.
+    """The product engine from settings, each part from its registry entry: the chosen detector, the embedder on
+    ONNX Runtime, and the aligner the embedder's entry names (dlib's own chip for dlib's ResNet, found from the
+    box whichever detector gave it; the ArcFace chip from the detector's five points for the others).
 
-    The aligner follows the embedder: dlib's ResNet gets dlib's own chip from dlib's 5-point landmarks (found
-    from the box, whichever detector gave it: that is the chip its network was trained on); ArcFace-style
-    embedders get the 5-point ArcFace chip from the detector's landmarks.
-
-    ``stills``: the profile for single photos (enrolment, benchmarks), where accuracy is worth more time: the CNN
-    detector as a fallback and the stills test-time views. Live video uses the fast profile.
+    ``stills``: the profile for single photos (enrolment, benchmarks), where accuracy is worth more time: the
+    detector's stills fallback and the stills test-time views. Live video uses the fast profile.
     """
-    from openlfr.vision.dlib_backend import DlibFivePointAligner, DlibSixtyEightPointAligner, MmodDetector
-    from openlfr.vision.onnx_embedder import ArcFaceEmbedder, DlibResnetEmbedder, resnet_onnx_path
+    from openlfr.vision.dlib_backend import DlibFivePointAligner, DlibSixtyEightPointAligner
 
     main = build_detector(settings, detector)
+    embedder, spec = build_embedder(settings)
     aligner: FaceAligner
-    embedder: FaceEmbedder
-    # Embedder branches: each sets ``embedder`` and the ``aligner`` its chips need.
-    if settings.embedder_model is not None:
-        arcface = ArcFaceEmbedder(settings.embedder_model, settings.onnx_threads)
-        embedder = arcface
-        aligner = arcface_aligner(main, settings, arcface.chip_size)
-    elif chosen_embedder(settings) == "mobilefacenet":
-        from openlfr.vision.mobilefacenet import MobileFaceNetEmbedder, mobilefacenet_onnx_path
-
-        embedder = MobileFaceNetEmbedder(mobilefacenet_onnx_path(settings.cache_dir), settings.onnx_threads)
-        aligner = arcface_aligner(main, settings, embedder.chip_size)
-    elif chosen_embedder(settings) == "sface":
-        from openlfr.vision.sface import SFaceEmbedder, sface_onnx_path
-
-        embedder = SFaceEmbedder(sface_onnx_path(settings.cache_dir), settings.onnx_threads)
-        aligner = arcface_aligner(main, settings, embedder.chip_size)
-    else:
-        embedder = DlibResnetEmbedder(resnet_onnx_path(settings.cache_dir), settings.onnx_threads)
+    if spec is not None and spec.aligner == "dlib":
         aligner = DlibFivePointAligner()
-    backup = MmodDetector(upsample=1) if stills and main.name != "mmod" else None
-    second = stills and settings.stills_second_alignment and isinstance(embedder, DlibResnetEmbedder)
+    else:
+        aligner = arcface_aligner(main, settings, embedder.chip_size)
+    fallback_name = detector_spec(main.name).stills_fallback
+    backup = build_detector(settings, fallback_name, upsample=1) if stills and fallback_name else None
+    second = stills and settings.stills_second_alignment and spec is not None and spec.second_alignment
     options = EngineOptions(
         flip_average=settings.flip_average,
         jitter=settings.stills_jitter if stills else 0,

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from openlfr.errors import ModelError
+from openlfr.errors import ModelError, ModelNotBuilt
 
 RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 LANDMARKS_5_FILE = "shape_predictor_5_face_landmarks.dat"
@@ -35,6 +35,22 @@ def model_file(name: str) -> Path:
     path = face_recognition_models_dir() / name
     if not path.is_file():
         raise ModelError(f"model file {name} is missing from {path.parent}")
+    return path
+
+
+BUILD_HINT = "run 'openlfr models build' (make install does it)"
+
+
+def installed_model(cache_dir: Path, file_name: str, sha256: str | None, label: str) -> Path:
+    """A model file ``openlfr models build`` put in the cache, its pinned hash checked (where it has one).
+
+    Missing or damaged, it is a clear error naming the command: nothing is fetched or converted while the system
+    runs (an HTTP request converting a model would take minutes, and run code meant for install time)."""
+    path = cache_dir / "models" / file_name
+    if not path.is_file():
+        raise ModelNotBuilt(f"the {label} model is not in the model cache (no {path}): {BUILD_HINT}")
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise ModelNotBuilt(f"{path} is damaged (its sha256 is not the pinned one): {BUILD_HINT}")
     return path
 
 

@@ -181,6 +181,15 @@ class RetinaFaceDetector:
         # One ONNX Runtime session may run from several threads, but a detector object is cheap to guard.
         self._lock = threading.Lock()
 
+    @classmethod
+    def open(
+        cls, model_path: Path | None, *, threads: int, scale: float, min_score: float, upsample: int
+    ) -> RetinaFaceDetector:
+        """The registry's constructor (every detector takes the same settings; this one has no upsampling)."""
+        if model_path is None:
+            raise ValueError("RetinaFace runs from a model file")
+        return cls(model_path, threads=threads, scale=scale, min_score=min_score)
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         return self.detect_at(image, self.scale)
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from openlfr.clock import utc_now
 from openlfr.errors import OpenLFRError
+from openlfr.face_models import shipped_calibration
 from openlfr.watchlist.score import score_floor
 
 FORMAT = "openlfr-calibration/1"
@@ -306,8 +307,9 @@ def load_calibration(model_id: str, *, explicit: Path | None = None, data_dir: P
             if table.model_id != model_id:
                 raise CalibrationError(f"{path} calibrates {table.model_id}, but the embeddings come from {model_id}")
             return table
-    shipped = resources.files("openlfr") / "data" / table_file_name(model_id)
-    if shipped.is_file():
+    shipped_name = shipped_calibration(model_id)  # the model's registry entry names its shipped tables
+    shipped = resources.files("openlfr") / "data" / (shipped_name or "-")
+    if shipped_name is not None and shipped.is_file():
         return CalibrationTable.from_json(json.loads(shipped.read_text()), f"shipped {shipped.name}")
     raise CalibrationError(
         f"no calibration table for the embedding model {model_id}, so no threshold can be picked for a target "

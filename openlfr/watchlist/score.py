@@ -19,35 +19,17 @@ so the useful range of thresholds spreads over a third of the scale instead of t
 MobileFaceNet (``mobilefacenet_v1``), trained with an ArcFace-style loss, spreads strangers around cosine 0
 (the same 16.5M pairs of people, RetinaFace and flip averaging: 1st percentile -0.317, median 0.009, 99.9th
 percentile 0.450), so its floor is -0.32 by the same rule. User-supplied ArcFace-style models (``onnx:...``
-ids) are not measured: their floor is 0, the score the cosine clipped at 0. A new model gets its floor here
-after measuring it the same way.
+ids) are not measured: their floor is 0, the score the cosine clipped at 0. Each model's floor is in its
+registry entry (``openlfr/face_models.py``); a new model gets its floor there after measuring it the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# Per-model floors, by the model id's base (before any "+option"): the 1st percentile of cross-identity
-# cosines on LFW; see the module docstring.
-MODEL_FLOORS: dict[str, float] = {
-    "dlib_resnet_v1": 0.75,
-    "mobilefacenet_v1": -0.32,
-    # SFace (``sface_2021dec``, the second opinion), measured the same way on 400k random pairs of different
-    # people's live-profile LFW embeddings: 1st percentile -0.101, median 0.102, 99.9th percentile 0.373.
-    "sface_2021dec": -0.10,
-}
-DEFAULT_FLOOR = 0.0  # ArcFace-style models and anything else: impostors centre near cosine 0
+from openlfr.face_models import score_floor
 
-
-def base_model_id(model_id: str) -> str:
-    """``dlib_resnet_v1+flip`` -> ``dlib_resnet_v1``; ``onnx:w600k_r50:abc123`` -> ``onnx``."""
-    base = model_id.split("+", 1)[0]
-    return "onnx" if base.startswith("onnx:") else base
-
-
-def score_floor(model_id: str) -> float:
-    """The cosine that maps to score 0 for this embedding model."""
-    return MODEL_FLOORS.get(base_model_id(model_id), DEFAULT_FLOOR)
+__all__ = ["cosine_from_score", "match_score", "score_floor"]
 
 
 def match_score(cosine: np.ndarray | float, model_id: str) -> np.ndarray:
