@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from openlfr.errors import ModelError
-from openlfr.vision.dlib_format import Conv, DlibStream, read_resnet_v1
+from openlfr.modelbuild.dlib_format import Conv, DlibStream, read_resnet_v1
 from openlfr.vision.model_files import RESNET_FILE, model_file
 
 

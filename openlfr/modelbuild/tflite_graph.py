@@ -2,7 +2,7 @@
 
 The flatbuffer is read with the schema bindings of the ``tflite`` package. Only the operators the CNNs we ship
 use are accepted (``SUPPORTED``); anything else is a clear error here, before any conversion starts. The
-rewrites and the ONNX writer that consume this graph are :mod:`openlfr.vision.tflite_onnx`.
+rewrites and the ONNX writer that consume this graph are :mod:`openlfr.modelbuild.tflite_onnx`.
 """
 
 from __future__ import annotations

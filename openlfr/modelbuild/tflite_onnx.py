@@ -1,6 +1,6 @@
 """Our own TFLite -> ONNX converter for the float CNNs we ship (today: MobileFaceNet).
 
-The flatbuffer is read into a plain graph by :mod:`openlfr.vision.tflite_graph`, which refuses any operator
+The flatbuffer is read into a plain graph by :mod:`openlfr.modelbuild.tflite_graph`, which refuses any operator
 outside ``SUPPORTED`` rather than write a wrong graph; here that graph is rewritten and rebuilt with
 ``onnx.helper`` in NCHW with a dynamic batch dimension.
 
@@ -20,8 +20,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from openlfr.errors import ModelError
-from openlfr.vision.onnx_model import checked_model
-from openlfr.vision.tflite_graph import Graph, Op, Tensor, read_tflite
+from openlfr.modelbuild.onnx_model import checked_model
+from openlfr.modelbuild.tflite_graph import Graph, Op, Tensor, read_tflite
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "embeddings"

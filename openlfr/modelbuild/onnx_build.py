@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from openlfr.errors import ModelError
-from openlfr.vision.dlib_format import (
+from openlfr.modelbuild.dlib_format import (
     AddTagged,
     Affine,
     Conv,
@@ -27,7 +27,7 @@ from openlfr.vision.dlib_format import (
     Skip,
     Tag,
 )
-from openlfr.vision.onnx_model import checked_model
+from openlfr.modelbuild.onnx_model import checked_model
 
 INPUT_NAME = "chips"
 OUTPUT_NAME = "descriptor"
