@@ -51,6 +51,7 @@ _MEMBERS = {
         "detector_min_score",
         "upsample",
         "onnx_threads",
+        "execution_provider",
         "embedder",
         "embedder_model",
         "flip_average",

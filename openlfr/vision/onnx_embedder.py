@@ -13,6 +13,7 @@ import onnxruntime as ort
 from openlfr.errors import ModelError
 from openlfr.text import first_line
 from openlfr.vision.model_files import RESNET_FILE, file_sha256, model_file
+from openlfr.vision.providers import ExecutionProviderUnavailable, session_providers
 from openlfr.vision.types import unit_rows
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,18 @@ def _session(model: bytes | str, threads: int) -> ort.InferenceSession:
     # the same cores, and spinning threads take the CPU from the other process (benchmarks/mobilefacenet.py).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = session_providers()  # the settings' execution provider (vision/providers.py)
     try:
-        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model, sess_options=options, providers=list(providers))
     except Exception as exc:  # ONNX Runtime raises its own exception types for every kind of bad file
         raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
+    if session.get_providers()[0] != providers[0]:
+        # ONNX Runtime falls back to the CPU, with a warning only, when an accelerator's libraries fail to load
+        raise ExecutionProviderUnavailable(
+            f"ONNX Runtime could not start {providers[0]} (OPENLFR_EXECUTION_PROVIDER): its libraries (CUDA, cuDNN, "
+            f"TensorRT or OpenVINO) did not load; the session fell back to {', '.join(session.get_providers())}"
+        )
+    return session
 
 
 def resnet_onnx_path(cache_dir: Path) -> Path:
