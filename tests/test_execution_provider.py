@@ -7,19 +7,19 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from openlfr.settings import Settings, SettingsError, get_settings
+from openlfr.settings import ExecutionProvider, Settings, SettingsError, get_settings
 from openlfr.vision.engine import FaceEngine, build_detector, build_engine
 from openlfr.vision.providers import SESSION_PROVIDERS, ExecutionProviderUnavailable, describe_provider
 
 OFFERED = ort.get_available_providers()
-MISSING = [name for name, wanted in SESSION_PROVIDERS.items() if wanted[0] not in OFFERED]
+MISSING: list[ExecutionProvider] = [name for name, wanted in SESSION_PROVIDERS.items() if wanted[0] not in OFFERED]
 
 
 @pytest.mark.parametrize(
     "name",
     MISSING or [pytest.param("cuda", marks=pytest.mark.skip(reason=f"this ONNX Runtime offers them all: {OFFERED}"))],
 )
-def test_a_provider_this_onnx_runtime_lacks_is_refused_before_any_model_loads(name: str) -> None:
+def test_a_provider_this_onnx_runtime_lacks_is_refused_before_any_model_loads(name: ExecutionProvider) -> None:
     settings = Settings(execution_provider=name)
     for build in (build_engine, build_detector):
         with pytest.raises(ExecutionProviderUnavailable) as refused:

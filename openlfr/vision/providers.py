@@ -25,13 +25,13 @@ from openlfr.settings import ExecutionProvider, Settings
 
 # What each setting asks ONNX Runtime for, best first; the CPU provider always comes last, for the few operators
 # an accelerator lacks.
-SESSION_PROVIDERS: dict[str, tuple[str, ...]] = {
+SESSION_PROVIDERS: dict[ExecutionProvider, tuple[str, ...]] = {
     "cpu": ("CPUExecutionProvider",),
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
     "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
     "openvino": ("OpenVINOExecutionProvider", "CPUExecutionProvider"),
 }
-INSTALL_HINT: dict[str, str] = {
+INSTALL_HINT: dict[ExecutionProvider, str] = {
     "cpu": "onnxruntime",
     "cuda": "onnxruntime-gpu in place of onnxruntime (pip install 'openlfr[gpu]')",
     "tensorrt": "onnxruntime-gpu in place of onnxruntime (pip install 'openlfr[gpu]') and NVIDIA's TensorRT",
@@ -52,7 +52,7 @@ def available() -> list[str]:
 
 def check_provider(name: ExecutionProvider | str) -> tuple[str, ...]:
     """The ONNX Runtime providers a session on ``name`` asks for; refused when ONNX Runtime lacks the first."""
-    wanted = SESSION_PROVIDERS.get(name)
+    wanted = next((providers for known, providers in SESSION_PROVIDERS.items() if known == name), None)
     if wanted is None:
         raise ExecutionProviderUnavailable(
             f"unknown execution provider {name!r} (OPENLFR_EXECUTION_PROVIDER): choose one of "
@@ -63,7 +63,7 @@ def check_provider(name: ExecutionProvider | str) -> tuple[str, ...]:
         raise ExecutionProviderUnavailable(
             f"execution provider {name!r} (OPENLFR_EXECUTION_PROVIDER) needs ONNX Runtime's {wanted[0]}, which this "
             f"installation (onnxruntime {ort.__version__}) lacks: it offers {', '.join(offered)}; install "
-            f"{INSTALL_HINT[name]}"
+            f"{next(hint for known, hint in INSTALL_HINT.items() if known == name)}"
         )
     return tuple(p for p in wanted if p in offered)
 
