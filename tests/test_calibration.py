@@ -1,5 +1,6 @@
 """Calibration: the FMR table, FPIR(N, t), threshold choice, the shipped table, and a hold-out check on LFW."""
 
+import dataclasses
 import json
 import math
 
@@ -136,6 +137,43 @@ def test_a_table_from_some_references_still_weighs_every_pair_of_people_once():
         table_from_embeddings(probes, names, ARC, references=refs, reference_rows=rows)
 
 
+def test_correlated_comparisons_count_as_fewer_independent_ones():
+    table, _, _ = gaussian_table()
+    half = dataclasses.replace(table, effective_fraction=0.5)
+    for target in (1e-1, 1e-2, 1e-3):
+        # N comparisons worth half as many independent ones: the same threshold as N/2 independent ones
+        assert choose_threshold(half, 200, target_fpir=target).threshold == (
+            choose_threshold(table, 100, target_fpir=target).threshold
+        )
+        given = choose_threshold(half, 200, threshold=0.5)
+        assert given.expected_fpir == pytest.approx(choose_threshold(table, 100, threshold=0.5).expected_fpir)
+        assert given.watchlist_size == 200
+    again = CalibrationTable.from_json(json.loads(json.dumps(half.to_json())))
+    assert again.effective_fraction == 0.5
+    legacy = half.to_json()
+    del legacy["effective_fraction"]  # tables made before it was measured: independence, the cautious reading
+    assert CalibrationTable.from_json(legacy).effective_fraction == 1.0
+
+
+def test_the_effective_share_of_independent_strangers_is_about_one():
+    from openlfr.watchlist.calibration_build import effective_fraction
+
+    rng = np.random.default_rng(9)
+    dim, people = 64, 2400
+    refs = rng.standard_normal((people, dim)).astype(np.float32)
+    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+    probes = rng.standard_normal((3 * people, dim)).astype(np.float32)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    names = [f"p{i}" for i in range(people)]
+    table = table_from_embeddings(probes[:people], names, ARC, references=refs)
+    fraction = effective_fraction(table, refs, names, probes, [f"p{i % people}" for i in range(3 * people)])
+    assert 0.7 < fraction <= 1.0
+    # hubs: strangers who all lie near one listed face are far from independent trials
+    hubs = probes + 2.0 * refs[0]
+    hubs /= np.linalg.norm(hubs, axis=1, keepdims=True)
+    assert effective_fraction(table, refs, names, hubs, [f"p{i % people}" for i in range(3 * people)]) < fraction
+
+
 def test_threshold_for_a_target_fpir_grows_with_the_watchlist():
     table, _, _ = gaussian_table()
     choices = [choose_threshold(table, n, target_fpir=1e-2) for n in (1, 100, 10_000)]
@@ -208,7 +246,13 @@ def test_shipped_table_for_the_default_model():
 
 def test_shipped_table_for_dlibs_model():
     table = load_calibration(DLIB)
-    assert table.source["identities"] == 5749 and table.source["image_pairs"] > 80_000_000
+    # RetinaFace subjects, each person's first photo as the stills reference x every other person's live faces
+    assert table.source["identities"] == 5749 and table.source["image_pairs"] > 70_000_000
+    assert (
+        table.source["reference_images_per_person"] == 1 and table.source["compares"] == "reference x probe embeddings"
+    )
+    # dlib's stranger scores are correlated: a probe's N comparisons count as about three quarters of N
+    assert 0.5 < table.effective_fraction < 0.95
     # measured: FMR 1e-3 near score 0.72, 1e-5 near 0.82 (see openlfr.watchlist.score)
     assert 0.68 <= table.threshold_for_fmr(1e-3)[0] <= 0.76
     assert 0.78 <= table.threshold_for_fmr(1e-5)[0] <= 0.86

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from openlfr.watchlist.calibration import (
     now_iso,
     user_table_path,
 )
-from openlfr.watchlist.calibration_build import table_from_embeddings
+from openlfr.watchlist.calibration_build import effective_fraction, table_from_embeddings
 
 SUMMARY_FMRS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 SUMMARY_WATCHLISTS = (1_000, 10_000, 16_000)
@@ -37,6 +38,7 @@ def calibrate_lfw(
     limit = reference_images or max(len(v) for v in identities.values())
     first_n = {key for name in identities for key in identities[name][:limit]}
     rows = np.array([i for i, key in enumerate(keys) if key in first_n], np.int64)
+    first_five = {key for name in identities for key in identities[name][:5]}  # probes as bench identify's
     embedded = cached_lfw_embeddings(settings, images_dir, keys, workers=workers, quiet=quiet)
     ref_keys = [keys[i] for i in rows]
     references = cached_lfw_embeddings(settings, images_dir, ref_keys, workers=workers, quiet=quiet, profile="stills")
@@ -56,7 +58,16 @@ def calibrate_lfw(
             },
             progress=lambda n: bar.advance(task, n),
         )
-    return table
+    # how far a probe's comparisons with a gallery are from independent: one reference a person, probes live
+    probe_rows = [i for i, key in enumerate(keys) if key in first_five]
+    fraction = effective_fraction(
+        table,
+        references.embeddings,
+        [names[i] for i in rows],
+        embedded.embeddings[probe_rows],
+        [names[i] for i in probe_rows],
+    )
+    return dataclasses.replace(table, effective_fraction=fraction)
 
 
 def run_calibrate(
@@ -79,6 +90,7 @@ def run_calibrate(
         "identity_pairs": table.source.get("identity_pairs"),
         "resolved_fmr": float(f"{table.resolved_fmr:.3g}"),
         "tail_fit_from_score": None if table.tail is None else table.tail.from_score,
+        "effective_fraction": round(table.effective_fraction, 3),
         "seconds": round(time.perf_counter() - start, 1),
     }
     summary["threshold_at_fmr"] = {

@@ -7,9 +7,15 @@ every reference of the watchlist; they raise a false alert if any comparison rea
 
     FPIR(N, t) = 1 - (1 - FMR(t)) ** N        (N = reference embeddings searched)
 
-which assumes the N comparisons are independent (the identification benchmark measures how well that
-holds). A deployment gives either a threshold (we say what FPIR to expect) or a target FPIR such as
-"1 in 33,000 faces" (we pick the lowest threshold whose expected FPIR is at or under it, and say which).
+which assumes the N comparisons are independent. They are not quite: a passer-by with a common-looking face
+scores high against many references at once, so the best of N correlated comparisons reaches ``t`` less often
+than N independent ones would. A table says how much, as ``effective_fraction`` f: a probe's N comparisons count
+as f N independent ones (``openlfr calibrate`` measures f on LFW from galleries of 1,000 people and the other
+people's faces; 1 = independent, the conservative value every table without a measurement gets). With dlib's
+model f is about 0.74 (its stranger scores crowd in a narrow cone); with MobileFaceNet's it is close to 1. The
+identification benchmark measures how well the projection holds. A deployment gives either a threshold (we
+say what FPIR to expect) or a target FPIR such as "1 in 33,000 faces" (we pick the lowest threshold whose
+expected FPIR is at or under it, and say which).
 
 The measured table is trusted down to FMR = 100 / (independent impostor pairs), where a point rests on at
 least 100 pairs of people (about 10% Poisson error). Beyond that the tail is a Gaussian fitted to the
@@ -92,6 +98,7 @@ class CalibrationTable:
     independent_pairs: float  # how many independent impostor comparisons the FMR rests on
     tail: TailFit | None
     source: dict[str, object] = field(default_factory=dict)
+    effective_fraction: float = 1.0  # a probe's N comparisons count as this share of N independent ones
 
     @property
     def resolved_fmr(self) -> float:
@@ -138,6 +145,7 @@ class CalibrationTable:
             "score_floor": score_floor(self.model_id),
             "independent_pairs": self.independent_pairs,
             "source": self.source,
+            "effective_fraction": self.effective_fraction,
             "tail_fit": None
             if self.tail is None
             else {"from_score": self.tail.from_score, "intercept": self.tail.intercept, "slope": self.tail.slope},
@@ -167,6 +175,7 @@ class CalibrationTable:
                 if not tail
                 else TailFit(float(tail["from_score"]), float(tail["intercept"]), float(tail["slope"])),  # type: ignore[index]
                 source=source,
+                effective_fraction=float(document.get("effective_fraction", 1.0)),  # type: ignore[arg-type]
             )
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
             raise CalibrationError(f"{origin}: malformed calibration table ({exc})") from exc
@@ -194,14 +203,14 @@ class CalibrationTable:
 # ----- false-alert arithmetic -----
 
 
-def fpir(fmr: float, watchlist_size: int) -> float:
+def fpir(fmr: float, watchlist_size: float) -> float:
     """FPIR(N) = 1 - (1 - FMR)^N, computed without cancellation for tiny FMR."""
     if fmr >= 1.0:
         return 1.0
     return float(-math.expm1(watchlist_size * math.log1p(-fmr)))
 
 
-def fmr_for_fpir(target_fpir: float, watchlist_size: int) -> float:
+def fmr_for_fpir(target_fpir: float, watchlist_size: float) -> float:
     """The per-comparison FMR that gives this FPIR over N references."""
     if not 0.0 < target_fpir < 1.0:
         raise CalibrationError(f"a target false-alert rate lies strictly between 0 and 1, got {target_fpir}")
@@ -267,8 +276,10 @@ def choose_threshold(
         raise CalibrationError("give either a threshold or a target false-alert rate, not both")
     if watchlist_size < 1:
         raise CalibrationError("a watchlist needs at least one reference to set a threshold for")
+    # the comparisons that count as independent (see the module docstring); never fewer than one
+    effective = max(1.0, watchlist_size * min(max(table.effective_fraction, 0.0), 1.0))
     if target_fpir is not None:
-        picked, extrapolated = table.threshold_for_fmr(fmr_for_fpir(target_fpir, watchlist_size))
+        picked, extrapolated = table.threshold_for_fmr(fmr_for_fpir(target_fpir, effective))
     else:
         assert threshold is not None
         picked, extrapolated = float(threshold), False
@@ -276,7 +287,7 @@ def choose_threshold(
     return ThresholdChoice(
         threshold=picked,
         watchlist_size=watchlist_size,
-        expected_fpir=fpir(fmr, watchlist_size),
+        expected_fpir=fpir(fmr, effective),
         fmr=fmr,
         target_fpir=target_fpir,
         extrapolated=extrapolated or beyond,

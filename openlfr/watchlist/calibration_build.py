@@ -18,10 +18,11 @@ from openlfr.watchlist.calibration import (
     CalibrationError,
     CalibrationTable,
     TailFit,
+    fmr_for_fpir,
     probit_exceedance,
     score_grid,
 )
-from openlfr.watchlist.score import cosine_from_score
+from openlfr.watchlist.score import cosine_from_score, match_score
 
 
 class ImpostorAccumulator:
@@ -151,11 +152,57 @@ def table_from_embeddings(
             "images": n,
             "identities": people,
             "identity_pairs": people * (people - 1) // 2,
-            "weighting": "every pair of different people counts once (1/(n_i*n_j) per image pair)",
+            "weighting": "every pair of different people counts once (1/(n_i*n_j) per image pair)"
+            if reference_rows is None
+            else "every ordered pair of different people counts once (1/(r_i*n_j) per reference x probe pair)",
             "compares": "reference x probe embeddings" if references is not None else "probe x probe embeddings",
             "references": len(ref_index) if references is not None else 0,
         },
     )
+
+
+def effective_fraction(
+    table: CalibrationTable,
+    references: np.ndarray,
+    reference_identity: Sequence[str],
+    probes: np.ndarray,
+    probe_identity: Sequence[str],
+    *,
+    gallery_size: int = 1000,
+    draws: int = 8,
+    levels: tuple[float, ...] = (1e-1, 1e-2),
+    seed: int = 0,
+) -> float:
+    """How many independent comparisons a probe's N comparisons with a gallery are worth, as a share of N.
+
+    Galleries of ``gallery_size`` people (one reference each, drawn at random ``draws`` times) meet the probes of
+    everyone else; at the thresholds the table picks for each FPIR level, the observed FPIR gives the N_eff with
+    1 - (1 - FMR)^N_eff = FPIR. The median of N_eff / N, at most 1: never fewer false alerts promised than
+    independence would give when the data cannot tell.
+    """
+    people = np.unique(np.asarray(reference_identity))
+    if len(people) < 2 * gallery_size:
+        return 1.0
+    ref_names, probe_names = np.asarray(reference_identity), np.asarray(probe_identity)
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for _ in range(draws):
+        chosen = rng.choice(people, gallery_size, replace=False)
+        rows = np.flatnonzero(np.isin(ref_names, chosen))
+        _, first = np.unique(ref_names[rows], return_index=True)  # one reference a person
+        gallery = references[rows[first]]
+        strangers = probes[~np.isin(probe_names, chosen)]
+        best = np.concatenate(
+            [(strangers[i : i + 1024] @ gallery.T).max(axis=1) for i in range(0, len(strangers), 1024)]
+        )
+        scores = match_score(best, table.model_id)
+        for level in levels:
+            threshold, _ = table.threshold_for_fmr(fmr_for_fpir(level, len(gallery)))
+            fmr, _ = table.fmr_at(threshold)
+            observed = float(np.mean(scores >= threshold))
+            if 0.0 < observed < 1.0 and 0.0 < fmr < 1.0:
+                ratios.append(np.log1p(-observed) / np.log1p(-fmr) / len(gallery))
+    return float(min(np.median(ratios), 1.0)) if ratios else 1.0
 
 
 def impostor_cosines(probes: np.ndarray, gallery: np.ndarray) -> Iterable[np.ndarray]:
