@@ -182,6 +182,7 @@ def test_serve_and_worker_say_what_they_run_with(tmp_path: Path) -> None:
     assert f"openlfr {version('openlfr')}" in served and "http://127.0.0.1:8765" in served
     assert f"sqlite {data / 'openlfr.db'}" in served and f"data {data}" in served
     assert "cameras: none here (left to `openlfr worker`)" in served
+    assert "execution provider cpu (CPUExecutionProvider" in served
     database = "postgresql+psycopg://lfr:s3cret-pw@127.0.0.1:1/openlfr"
     working = first_line(["worker"], {**env, "OPENLFR_DATABASE_URL": database, "OPENLFR_WORKER_NAME": "box-7"})
     assert f"openlfr {version('openlfr')} worker box-7" in working

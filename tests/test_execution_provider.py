@@ -3,6 +3,10 @@ installation lacks it; on a machine whose ONNX Runtime offers CUDA, the engine o
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from openlfr.settings import ExecutionProvider, Settings, SettingsError, get_settings
 from openlfr.vision.engine import FaceEngine, build_detector, build_engine
 from openlfr.vision.providers import SESSION_PROVIDERS, ExecutionProviderUnavailable, describe_provider
+from tests.conftest import OPENLFR_BIN
 
 OFFERED = ort.get_available_providers()
 MISSING: list[ExecutionProvider] = [name for name, wanted in SESSION_PROVIDERS.items() if wanted[0] not in OFFERED]
@@ -29,6 +34,23 @@ def test_a_provider_this_onnx_runtime_lacks_is_refused_before_any_model_loads(na
         assert repr(name) in message and "CPUExecutionProvider" in message, message
         assert "pip install 'openlfr[" in message, message
         assert "\n" not in message
+
+
+@pytest.mark.skipif(not MISSING, reason=f"this ONNX Runtime offers every provider: {OFFERED}")
+def test_serve_refuses_a_missing_provider_before_it_starts(tmp_path: Path) -> None:
+    env = {**os.environ, "OPENLFR_DATA_DIR": str(tmp_path), "OPENLFR_EXECUTION_PROVIDER": MISSING[0]}
+    env.pop("OPENLFR_DATABASE_URL", None)
+    served = subprocess.run(
+        [str(OPENLFR_BIN), "serve", "--host", "127.0.0.1", "--port", "8766", "--no-pipelines"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert served.returncode != 0
+    lines = served.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"execution provider {MISSING[0]!r}" in lines[0], served.stderr
+    assert "Traceback" not in served.stderr
 
 
 def test_an_unknown_provider_name_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

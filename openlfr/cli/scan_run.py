@@ -27,6 +27,7 @@ from openlfr.services.scans import ScanRequest, prepare_scan
 from openlfr.store.db import Store
 from openlfr.store.governance_models import Deployment
 from openlfr.stream.runner import CameraState, RunSummary
+from openlfr.vision.providers import describe_provider
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -104,6 +105,7 @@ def run_scan(
     planned = prepare_scan(store, ctx, request, sinks=sinks, on_error=output.error, on_notice=output.notice)
     delivery = _delivery(store, ctx, planned.pipeline.deployment_id, adhoc)
     watchlist, runner, dispatcher = planned.watchlist, planned.pipeline.runner, planned.pipeline.dispatcher
+    err.print(f"execution provider: {describe_provider(ctx.settings.execution_provider)}")
     if not as_json:
         err.print(
             f"watchlist {watchlist.name!r}: {watchlist.gallery.person_count} people, {watchlist.size} references; "

@@ -77,10 +77,14 @@ def worker() -> None:
 
 def startup_line(what: str, settings: Settings, cameras: str) -> str:
     """What a long-running command runs with, for the person starting it and the service log: the version, what
-    it does (its URL), the database (never its password), the data directory and the cameras it may run."""
+    it does (its URL), the database (never its password), the data directory, the face models' execution provider
+    (refused here, before anything starts, when this ONNX Runtime lacks it) and the cameras it may run."""
+    from openlfr.vision.providers import describe_provider  # ONNX Runtime: slow to import for the other commands
+
     return (
         f"openlfr {__version__} {what} · database {database_shown(settings.resolved_database_url())} · "
-        f"data {settings.data_dir} · cameras: {cameras}"
+        f"data {settings.data_dir} · execution provider {describe_provider(settings.execution_provider)} · "
+        f"cameras: {cameras}"
     )
 
 
