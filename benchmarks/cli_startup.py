@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from openlfr.vision.providers import provider_line
+
 OPENLFR = Path(sys.executable).parent / "openlfr"
 
 
@@ -32,6 +34,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "openlfr --help": [str(OPENLFR), "--help"],

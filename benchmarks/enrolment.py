@@ -28,6 +28,7 @@ from openlfr.services.enrolment import import_folder
 from openlfr.settings import Settings
 from openlfr.store import open_store
 from openlfr.vision.engine import build_engine
+from openlfr.vision.providers import provider_line
 
 DATA = Path(os.environ.get("OPENLFR_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -125,6 +126,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=60)
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     bench_detect_scaling()
     bench_import(args.people)
     return 0

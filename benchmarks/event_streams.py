@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from openlfr.vision.providers import provider_line
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -52,6 +54,7 @@ def main() -> int:
     parser.add_argument("--paths", default=",".join(PATHS), help="the GET routes the requests take in turn")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the server during the requests")
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     with tempfile.TemporaryDirectory(prefix="openlfr-bench-events-") as folder:
         if not args.postgres:
             return run(Path(folder), args)

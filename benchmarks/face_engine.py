@@ -46,6 +46,7 @@ from openlfr.stream.pipeline import CameraPipeline
 from openlfr.stream.source import CameraConfig, frame_format, to_i420_frame, write_i420
 from openlfr.stream.watchlists import gallery_from_images, people_in_folder
 from openlfr.vision.engine import build_detector, build_engine
+from openlfr.vision.providers import provider_line
 from openlfr.vision.retinaface import RetinaFaceDetector
 from openlfr.vision.types import FaceDetector
 
@@ -223,6 +224,7 @@ def main() -> int:
     parser.add_argument("--lfw", action="store_true", help="also run LFW View 2 with the default engine (slow)")
     parser.add_argument("--folds", type=int, default=10)
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     settings = get_settings()
     data = Path(settings.test_data)
     if not (data / CLIP).is_file() or not (data / "crowd" / "wider").is_dir():

@@ -14,12 +14,14 @@ from pathlib import Path
 
 from openlfr.bench.identify import run_identify
 from openlfr.settings import get_settings
+from openlfr.vision.providers import provider_line
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plot", type=Path, default=None, help="save the DET curve (PNG)")
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     settings = get_settings()
     lfw = Path(settings.test_data) / "lfw"
     if not (lfw / "images").is_dir():

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from openlfr.stream.runner import PipelineRunner, RunnerOptions
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.stream.watchlists import LiveWatchlist, gallery_from_images, people_in_folder
 from openlfr.vision.engine import FaceEngine, build_detector, build_engine
+from openlfr.vision.providers import provider_line
 from openlfr.watchlist.calibration import choose_threshold, load_calibration
 
 DATA = Path(os.environ.get("OPENLFR_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -189,6 +191,7 @@ def main() -> None:
     parser.add_argument("--clips", nargs="*", default=["pedestrians_1080p.mp4", "short_hamilton_clip.mp4"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     settings = Settings()
     stills_engine = build_engine(settings, stills=True)
     # The naive pipeline gets the same detector as ours (the configured one, at the live pipeline's scale or

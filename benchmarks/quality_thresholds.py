@@ -22,6 +22,7 @@ from openlfr.bench.lfw import central_face
 from openlfr.settings import get_settings
 from openlfr.vision.engine import build_engine
 from openlfr.vision.image_io import load_rgb
+from openlfr.vision.providers import provider_line
 
 
 def main() -> int:
@@ -29,6 +30,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     settings = get_settings()
     images = Path(settings.test_data) / "lfw" / "images"
     paths = sorted(images.glob("*/*.jpg"))[: args.limit or None]

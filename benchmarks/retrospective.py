@@ -25,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from openlfr.vision.providers import provider_line
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -103,6 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     clip, stills = DATA / "video" / "short_hamilton_clip.mp4", DATA / "stills"
     if not clip.exists():
         raise SystemExit(f"no clip at {clip} (set OPENLFR_TEST_DATA)")

@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from openlfr.vision.providers import provider_line
 from openlfr.watchlist.search import Gallery, IvfParams
 
 MODEL = "dlib_resnet_v1+flip"
@@ -114,6 +115,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="one JSON object per size")
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     for n in args.sizes:
         rows = run_size(n, args.dim, args.probes, args.recall_probes, args.nprobe, args.mated_cosine, args.seed)
         for result in rows:

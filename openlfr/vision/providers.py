@@ -98,3 +98,8 @@ def with_execution_provider(build: Callable[P, R]) -> Callable[P, R]:
             _current.reset(token)
 
     return wrapper
+
+
+def provider_line(settings: Settings | None = None) -> str:
+    """What a benchmark prints first: the execution provider its figures were measured on."""
+    return f"execution provider: {describe_provider((settings or Settings()).execution_provider)}"
