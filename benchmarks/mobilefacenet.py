@@ -21,14 +21,9 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
+from openlfr.modelbuild.models import installed_tflite, mobilefacenet_onnx_path
 from openlfr.settings import get_settings
-from openlfr.vision.mobilefacenet import (
-    MobileFaceNetEmbedder,
-    for_onnx_runtime,
-    installed_tflite,
-    mobilefacenet_onnx_path,
-    prepare_chips,
-)
+from openlfr.vision.mobilefacenet import MobileFaceNetEmbedder, for_onnx_runtime, prepare_chips
 from openlfr.vision.onnx_embedder import _session
 
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from openlfr.enrolment.photos import choose_and_analyse
+from openlfr.modelbuild.models import retinaface_onnx_path
 from openlfr.settings import Settings
-from openlfr.vision.model_files import retinaface_onnx_path
 from openlfr.vision.plausible import implausible
 from openlfr.vision.retinaface import RetinaFaceDetector
 from openlfr.vision.types import Box, Detection

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 from openlfr.errors import ModelError
+from openlfr.modelbuild.models import resnet_onnx_path
 from openlfr.settings import Settings
 from openlfr.vision.dlib_backend import DlibReferenceEmbedder
 from openlfr.vision.engine import build_detector, build_engine, model_id_for
-from openlfr.vision.onnx_embedder import DlibResnetEmbedder, resnet_onnx_path
+from openlfr.vision.onnx_embedder import DlibResnetEmbedder
 from openlfr.vision.quality import pose_from_landmarks
 from openlfr.vision.types import DLIB_FIVE, EYES_NOSE_MOUTH
 

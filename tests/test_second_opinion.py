@@ -16,17 +16,11 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from openlfr.errors import ModelError
+from openlfr.modelbuild.models import installed_quantised, quantised_path, sface_onnx_path
 from openlfr.modelbuild.sface_graph import dequantise_blocks
 from openlfr.settings import Settings
 from openlfr.vision.model_files import file_sha256
-from openlfr.vision.sface import (
-    FLOAT_SHA256,
-    WHEEL_MEMBER,
-    SFaceEmbedder,
-    installed_quantised,
-    quantised_path,
-    sface_onnx_path,
-)
+from openlfr.vision.sface import FLOAT_SHA256, WHEEL_MEMBER, SFaceEmbedder
 from tests.conftest import TEST_DATA
 
 LFW_FACES = 2

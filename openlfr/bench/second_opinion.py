@@ -21,8 +21,9 @@ from openlfr.bench.identify_variants import (
     templated,
 )
 from openlfr.errors import OpenLFRError
+from openlfr.face_models import embedder_spec
 from openlfr.vision.engine import model_id_for
-from openlfr.vision.sface import installed_quantised
+from openlfr.vision.model_files import installed_model
 from openlfr.watchlist.calibration import choose_threshold, load_calibration
 from openlfr.watchlist.second_opinion import fused_scores, rescored_share
 
@@ -37,7 +38,8 @@ def second_data(data: BenchData) -> BenchData:
         return cached
     settings = data.settings.model_copy(update={"embedder": SECOND_EMBEDDER, "embedder_model": None})
     try:
-        installed_quantised(settings.cache_dir)
+        spec = embedder_spec(SECOND_EMBEDDER)
+        installed_model(settings.cache_dir, spec.cache_file, spec.sha256, spec.name)
     except OpenLFRError as exc:
         raise VariantUnavailable(str(exc)) from exc
     second = load_bench_data(settings, data.images_dir, data.protocol, quiet=True)

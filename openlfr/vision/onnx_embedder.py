@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import onnxruntime as ort
 
 from openlfr.errors import ModelError
 from openlfr.text import first_line
-from openlfr.vision.model_files import RESNET_FILE, file_sha256, model_file
+from openlfr.vision.model_files import file_sha256
 from openlfr.vision.providers import ExecutionProviderUnavailable, session_providers
 from openlfr.vision.types import unit_rows
 
@@ -42,27 +40,6 @@ def _session(model: bytes | str, threads: int) -> ort.InferenceSession:
             f"TensorRT or OpenVINO) did not load; the session fell back to {', '.join(session.get_providers())}"
         )
     return session
-
-
-def resnet_onnx_path(cache_dir: Path) -> Path:
-    """The converted dlib ResNet in the cache, built first if missing. Keyed by the source file's hash."""
-    source = model_file(RESNET_FILE)
-    digest = file_sha256(source)[:16]
-    target = cache_dir / "models" / f"{DLIB_RESNET_ID}-{digest}.onnx"
-    if target.is_file():
-        return target
-    from openlfr.modelbuild.dlib_format import read_resnet_v1
-    from openlfr.modelbuild.onnx_build import network_to_onnx
-
-    log.info("converting %s to ONNX (once)", source.name)
-    model = network_to_onnx(read_resnet_v1(source), model_id=f"{DLIB_RESNET_ID}:{digest}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file and rename, so a crash never leaves a half-written model in the cache.
-    handle, temp_name = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    with os.fdopen(handle, "wb") as out:
-        out.write(model.SerializeToString())
-    os.replace(temp_name, target)
-    return target
 
 
 def arcface_model_id(path: Path) -> str:

