@@ -5,6 +5,7 @@ engine is built from the entries, a missing model is a clear error (never a conv
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from openlfr.face_models import DETECTORS, EMBEDDERS, UnknownModel, detector_spe
 from openlfr.settings import Settings
 from openlfr.vision.engine import build_detector, build_engine, model_id_for
 from openlfr.watchlist.score import score_floor
+from tests.conftest import OPENLFR_BIN
 from tests.serverkit import add_cast, add_watchlist, build_app, configure, login
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,3 +103,26 @@ def test_only_the_models_command_imports_the_build_package() -> None:
         timeout=300,
     )
     assert result.returncode == 0 and re.search(r"1 kept, 0 broken", result.stdout), result.stdout + result.stderr
+
+
+def test_bench_identify_with_no_model_cache_names_the_build_command(tmp_path: Path) -> None:
+    # A tiny LFW-shaped folder: 4 people, 2 photos each (the astronaut), enough for the protocol to start.
+    jpeg = _astronaut_jpeg()
+    for person in ("Ann_A", "Bob_B", "Cat_C", "Dan_D"):
+        folder = tmp_path / "lfw" / "images" / person
+        folder.mkdir(parents=True)
+        for number in (1, 2):
+            (folder / f"{person}_{number:04d}.jpg").write_bytes(jpeg)
+    empty = tmp_path / "empty-model-cache"
+    environment = {**os.environ, "OPENLFR_CACHE_DIR": str(empty), "OPENLFR_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run(
+        [str(OPENLFR_BIN), "bench", "identify", "--data", str(tmp_path / "lfw"), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert result.returncode != 0
+    assert "openlfr models build" in result.stderr, result.stderr
+    assert "BrokenProcessPool" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+    assert not any(empty.rglob("*.onnx"))

@@ -17,7 +17,7 @@ import numpy as np
 
 from openlfr.errors import OpenLFRError
 from openlfr.settings import Settings
-from openlfr.vision.engine import FaceEngine
+from openlfr.vision.engine import FaceEngine, require_models
 from openlfr.vision.onnx_embedder import DlibResnetEmbedder
 from openlfr.vision.types import Box, Detection
 
@@ -145,6 +145,8 @@ def embed_images(
     progress: Callable[[int], None] | None = None,
     fallback: bool = True,
 ) -> dict[str, EmbeddedImage]:
+    # A missing model is a one-line error here, not a worker dying in its initializer (BrokenProcessPool).
+    require_models(settings, stills=fallback)
     chunk = 32
     batches = [(images_dir, keys[i : i + chunk]) for i in range(0, len(keys), chunk)]
     worker_settings = settings.model_copy(update={"onnx_threads": 1})

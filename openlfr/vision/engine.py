@@ -220,6 +220,24 @@ def model_id_for(settings: Settings) -> str:
 
 
 @with_execution_provider
+def require_models(settings: Settings, *, stills: bool = False) -> None:
+    """Check, without loading anything, that every model file an engine of these settings would run from is in
+    the cache: ``ModelNotBuilt`` naming ``openlfr models build`` here, in the caller's process, rather than a
+    worker process dying while it builds its engine."""
+    detector = detector_spec(settings.detector)
+    detectors = [detector, *([detector_spec(detector.stills_fallback)] if stills and detector.stills_fallback else [])]
+    if settings.embedder_model is None:
+        embedder = embedder_spec(settings.embedder)
+        files = [(embedder.cache_file, embedder.sha256, embedder.name)]
+        if embedder.aligner == "arcface" and not detector.gives_landmarks:
+            detectors.append(detector_spec(LANDMARK_DETECTOR))
+    else:
+        files = []
+    files += [(spec.cache_file, spec.sha256, spec.name) for spec in detectors if spec.cache_file is not None]
+    for file_name, sha256, label in files:
+        installed_model(settings.cache_dir, file_name, sha256, label)
+
+
 def build_detector(
     settings: Settings,
     name: str | None = None,
