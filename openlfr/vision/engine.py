@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from PIL import Image
 
 from openlfr.errors import ModelError
 from openlfr.face_models import DETECTORS as DETECTOR_SPECS
-from openlfr.face_models import LANDMARK_DETECTOR, EmbedderSpec, detector_spec, embedder_spec
+from openlfr.face_models import LANDMARK_DETECTOR, EmbedderSpec, detector_spec, embedder_spec, load
 from openlfr.settings import Settings
 from openlfr.vision.model_files import installed_model
 from openlfr.vision.providers import with_execution_provider
@@ -196,16 +195,6 @@ class FaceEngine:
         return face
 
 
-def implementation(path: str) -> Any:
-    """The object a registry entry names as "module:attribute" (dotted attributes allowed), imported now: the
-    models' runtimes are imported only when an engine is built (start-up speed of the CLI)."""
-    module_name, _, attributes = path.partition(":")
-    found: Any = importlib.import_module(module_name)
-    for attribute in attributes.split("."):
-        found = getattr(found, attribute)
-    return found
-
-
 def model_id_for(settings: Settings) -> str:
     """The embedding model id an engine built from these settings produces, without loading any model."""
     from openlfr.vision.onnx_embedder import arcface_model_id
@@ -256,7 +245,7 @@ def build_detector(
     model_path = None
     if spec.cache_file is not None:
         model_path = installed_model(settings.cache_dir, spec.cache_file, spec.sha256, spec.name)
-    opened: FaceDetector = implementation(spec.implementation)(
+    opened: FaceDetector = load(spec.implementation)(
         model_path,
         threads=settings.onnx_threads if threads is None else threads,
         scale=settings.detector_scale if scale is None else scale,
@@ -287,7 +276,11 @@ def build_embedder(settings: Settings) -> tuple[FaceEmbedder, EmbedderSpec | Non
         return ArcFaceEmbedder(settings.embedder_model, settings.onnx_threads), None
     spec = embedder_spec(settings.embedder)
     model_path = installed_model(settings.cache_dir, spec.cache_file, spec.sha256, spec.name)
-    embedder: FaceEmbedder = implementation(spec.implementation)(model_path, settings.onnx_threads)
+    embedder: FaceEmbedder = load(spec.implementation)(model_path, settings.onnx_threads)
+    if embedder.model_id != spec.model_id:  # the id names the embedding space: stored, compared, calibrated
+        raise ModelError(
+            f"{spec.implementation} embeds as {embedder.model_id}, its registry entry says {spec.model_id}"
+        )
     return embedder, spec
 
 
