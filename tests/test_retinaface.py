@@ -13,7 +13,7 @@ from openlfr.errors import ModelError
 from openlfr.modelbuild.models import retinaface_onnx_path
 from openlfr.settings import Settings
 from openlfr.vision.model_files import RETINAFACE_SHA256, file_sha256
-from openlfr.vision.retinaface import ANCHOR_SIZES, RetinaFaceDetector, anchors, decode, nms
+from openlfr.vision.retinaface import ANCHOR_SIZES, BGR_MEAN, RetinaFaceDetector, anchors, decode, network_input, nms
 from openlfr.vision.types import Box
 from tests.conftest import require_data
 
@@ -159,3 +159,14 @@ def test_the_weights_are_read_without_importing_the_package(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("shape", [(540, 960), (75, 61)])  # a half-size frame (not padded), a window (padded)
+def test_the_network_input_is_bgr_minus_the_mean_in_nchw(shape: tuple[int, int]) -> None:
+    image = np.random.default_rng(7).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    tensor = network_input(image)
+    rows, cols = shape
+    expected = (image[..., ::-1].astype(np.float32) - BGR_MEAN).transpose(2, 0, 1)
+    assert tensor.dtype == np.float32 and tensor.shape[:2] == (1, 3)
+    assert np.array_equal(tensor[0, :, :rows, :cols], expected)
+    assert not tensor[0, :, rows:, :].any() and not tensor[0, :, :, cols:].any()  # padding: the mean colour
