@@ -15,6 +15,7 @@ from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.pipeline import AlertFound
 from openlfr.stream.runner import CameraState, PipelineRunner, RunnerOptions
 from openlfr.stream.source import CameraConfig, CaptureOptions
+from openlfr.stream.trace import TrackPaths
 from openlfr.watchlist.search import Gallery
 from tests.streamkit import GarbageServer, RtspServer, free_port, portrait, write_face_clip
 
@@ -89,7 +90,9 @@ def test_bad_sources_fail_alone_while_the_good_cameras_alert(clip: Path, gallery
 
 
 def test_realtime_paces_files_like_a_camera(clip: Path, gallery: Gallery) -> None:
-    runner, alerts, errors = runner_for([CameraConfig("door", str(clip))], gallery, RunnerOptions(realtime=True))
+    traced: list[TrackPaths] = []
+    options = RunnerOptions(realtime=True, trace_tracks=True)  # benchmarks/cameras.py's matching of runs
+    runner, alerts, errors = runner_for([CameraConfig("door", str(clip))], gallery, options, on_tracks=traced.append)
     summary = runner.run()
     assert not errors and [a.person_id for a in alerts] == ["eileen"]
     counters = summary.cameras["door"].counters
@@ -97,6 +100,16 @@ def test_realtime_paces_files_like_a_camera(clip: Path, gallery: Gallery) -> Non
     assert 2.7 <= summary.elapsed_s <= 6.0, "three seconds of video take about three seconds"
     latency = summary.latency
     assert latency.count == counters.processed and latency.percentile(95) is not None
+    # the whole-picture detector's CPU is told apart from the analysis's
+    state = summary.cameras["door"]
+    assert 0.0 < state.detector_cpu_s < state.analysis_cpu_s
+    # the embedded tracks' paths (times and boxes only), the alerted one among them, in media time order
+    (paths,) = traced
+    assert paths.camera == "door" and alerts[0].track_id in paths.paths and len(paths.paths) <= counters.tracks
+    for path in paths.paths.values():
+        times = [point[0] for point in path]
+        assert times == sorted(times) and all(0.0 <= t <= 3.0 for t in times)
+        assert all(0 <= left < right and 0 <= top < bottom for _, left, top, right, bottom in path)
 
 
 def test_matching_can_be_switched_off_while_running(clip: Path, gallery: Gallery) -> None:
