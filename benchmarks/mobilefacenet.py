@@ -25,6 +25,7 @@ from openlfr.modelbuild.models import installed_tflite, mobilefacenet_onnx_path
 from openlfr.settings import get_settings
 from openlfr.vision.mobilefacenet import MobileFaceNetEmbedder, for_onnx_runtime, prepare_chips
 from openlfr.vision.onnx_embedder import _session
+from openlfr.vision.providers import provider_line
 
 
 def real_chips(count: int) -> np.ndarray:
@@ -81,6 +82,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--faces", type=int, default=32)
     args = parser.parse_args()
+    print(provider_line(), file=sys.stderr, flush=True)  # what the figures were measured on
     stored = onnx.load(str(mobilefacenet_onnx_path(get_settings().cache_dir)))
     run_graph = for_onnx_runtime(stored)
     chips = real_chips(args.faces)
