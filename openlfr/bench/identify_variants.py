@@ -142,8 +142,10 @@ class Scored:
     mated: np.ndarray  # (mated probes, entries)
     nonmated: np.ndarray  # (non-mated probes, entries)
     entry_person: list[str]  # whose each entry is; len = N of the false-alert arithmetic
-    # False for a score of its own (the second opinion's fused score): the product's table says nothing about it
-    shipped_applies: bool = True
+    # A score of its own (the second opinion's fused score), calibrated per probe: the shipped table says nothing
+    # about it, and its hold-out threshold is read off one half's best scores at this gallery size (the pair
+    # tables' independence projection does not hold for it: ``openlfr.watchlist.second_opinion``).
+    per_probe_calibration: bool = False
 
 
 class VariantUnavailable(OpenLFRError):
@@ -250,6 +252,24 @@ def holdout_table(nonmated: np.ndarray, model_id: str) -> CalibrationTable:
     return accumulator.table(source={"what": "hold-out half of the non-mated probes x gallery entries"})
 
 
+def per_probe_holdout(
+    nonmated_best: np.ndarray, first: np.ndarray, mated_best: np.ndarray, correct: np.ndarray
+) -> dict[str, object]:
+    """A score calibrated per probe: the threshold read off the first half's best scores (the empirical table,
+    no fitted tail), the false alerts counted on the other half."""
+    checks: dict[str, object] = {}
+    for target in CHECK_TARGETS:
+        threshold = threshold_at_fpir(nonmated_best[first], target)
+        seen = observed_fpir(nonmated_best[~first], threshold)
+        checks[f"{target:.0e}".replace("e-0", "e-")] = {
+            "threshold": round(threshold, 4),
+            "observed_fpir": round(seen, 6),
+            "observed_over_target": round(seen / target, 3),
+            "fnir": round(fnir(mated_best, correct, threshold), 5),
+        }
+    return checks
+
+
 def variant_figures(data: BenchData, scored: Scored, shipped: CalibrationTable | None) -> dict[str, object]:
     owners = np.asarray(scored.entry_person)
     mated_best, mated_named = _best(scored.mated, owners)
@@ -261,8 +281,10 @@ def variant_figures(data: BenchData, scored: Scored, shipped: CalibrationTable |
         t = threshold_at_fpir(nonmated_best, target)
         figures[f"fnir_at_fpir_{target:.0e}".replace("e-0", "e-")] = round(fnir(mated_best, correct, t), 5)
     first = identity_halves([p.identity for p in data.protocol.nonmated], None)
+    if scored.per_probe_calibration:
+        figures["holdout"] = per_probe_holdout(nonmated_best, first, mated_best, correct)
+        return figures
     table = holdout_table(scored.nonmated[first], data.model_id)
-    shipped = shipped if scored.shipped_applies else None
     for name, source, observed_on in (("holdout", table, nonmated_best[~first]), ("shipped", shipped, nonmated_best)):
         if source is None:
             continue

@@ -5,7 +5,8 @@ gallery entry by each, in the same way (the same references or templates, the sa
 pairs whose MobileFaceNet score reaches the screening score get the fused score (``openlfr.watchlist.second_opinion``).
 The screening score is the threshold the product's MobileFaceNet table gives for a false-alert rate of 1 in 10
 (``SCREEN_FPIR``) on the gallery searched: nine strangers in ten never cost a second embedding. The fused score is
-calibrated by its own table (``holdout`` in the figures); the shipped MobileFaceNet table says nothing about it.
+calibrated by its own table, per probe (``holdout`` in the figures: each stranger's best fused score on one half
+of the strangers, the threshold checked on the other half); the shipped MobileFaceNet table says nothing about it.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def with_second_opinion(key: str, person_level: bool, fuse_looks: bool) -> Calla
             fused_scores(first.mated, second.mated, screen),
             fused_scores(first.nonmated, second.nonmated, screen),
             first.entry_person,
-            shipped_applies=False,
+            per_probe_calibration=True,
         )
 
     return score

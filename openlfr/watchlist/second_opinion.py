@@ -8,9 +8,15 @@ two scales agree where it matters), the second counted as 0 where it was not ask
 below ``(1 - weight) * screen`` and every pair screened in at least that, so the second opinion only ever
 reorders what was screened in, and one threshold on the fused score means the same everywhere.
 
-The fused score is a score of its own: its false-match rates come from its own calibration table, made from
-impostor pairs scored by exactly this rule (``openlfr bench identify`` builds it on one half of the strangers and
-checks the threshold it picks on the other half).
+The fused score is a score of its own, with a calibration of its own, made per probe: the table (score -> share
+of strangers whose best fused score over the whole gallery reaches it, read off as it is, no fitted tail) counts
+each stranger once, not each pair, so it states the false-alert rate at the gallery size it was made with, N0.
+The pair tables' projection, FPIR = 1 - (1 - FMR)^N, assumes a stranger's comparisons are independent; the fused
+score's are not (a stranger screened in against one listed person is often screened in against several), and on
+LFW a pair table of fused scores picks a threshold 30 times too cautious at 1e-2 (``openlfr bench identify``).
+For another gallery size N the documented projection is FPIR(N) = 1 - (1 - FPIR(N0))^(N / N0), gallery chunks of
+size N0 taken as independent; ``openlfr bench identify`` checks the threshold picked from one half of the
+strangers on the other half.
 """
 
 from __future__ import annotations
