@@ -268,6 +268,7 @@ def arcface_aligner(detector: FaceDetector, settings: Settings, chip_size: int) 
     return ArcFaceAligner(cast(LandmarkSource, source), chip_size)
 
 
+@with_execution_provider
 def build_embedder(settings: Settings) -> tuple[FaceEmbedder, EmbedderSpec | None]:
     """The embedder the settings choose, and its registry entry (None for a user-supplied ArcFace-style file)."""
     if settings.embedder_model is not None:
