@@ -227,6 +227,7 @@ def require_models(settings: Settings, *, stills: bool = False) -> None:
         installed_model(settings.cache_dir, file_name, sha256, label)
 
 
+@with_execution_provider
 def build_detector(
     settings: Settings,
     name: str | None = None,
