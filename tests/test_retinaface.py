@@ -170,3 +170,41 @@ def test_the_network_input_is_bgr_minus_the_mean_in_nchw(shape: tuple[int, int])
     assert tensor.dtype == np.float32 and tensor.shape[:2] == (1, 3)
     assert np.array_equal(tensor[0, :, :rows, :cols], expected)
     assert not tensor[0, :, rows:, :].any() and not tensor[0, :, :, cols:].any()  # padding: the mean colour
+
+
+class CountingSession:
+    """The detector's ONNX Runtime session, counting its runs and the batch size of each."""
+
+    def __init__(self, session) -> None:  # type: ignore[no-untyped-def]
+        self.session, self.batches = session, []  # type: ignore[var-annotated]
+
+    def run(self, names, feeds):  # type: ignore[no-untyped-def]
+        self.batches.append(feeds["input"].shape[0])
+        return self.session.run(names, feeds)
+
+
+def test_windows_searched_as_one_batch_find_what_one_at_a_time_finds(astronaut: np.ndarray) -> None:
+    """A frame's track windows (faces scaled to ``search_face_px``: mostly one padded shape) go through the network
+    in one run per shape, and give the boxes, scores and landmarks each window gives alone."""
+    detector = RetinaFaceDetector(retinaface_onnx_path(Settings().cache_dir), threads=1)
+    picture = Image.fromarray(astronaut)
+    windows = []
+    for shift, size in [(0, 56), (6, 56), (-8, 60), (12, 52), (0, 20), (0, 150)]:
+        factor = size / 90  # her face is about 90 px tall, its top near (165, 40)
+        left, top = 120 + shift, 20 + shift
+        crop = picture.crop((left, top, left + 180, top + 180))
+        windows.append(np.asarray(crop.resize((round(180 * factor), round(180 * factor)))))
+    windows.append(np.asarray(picture.crop((0, 0, 4, 4))))  # too small to search
+    windows.append(np.asarray(picture.resize((400, 400))))  # larger than the padded sizes: searched alone
+    alone = [detector.detect(window) for window in windows]
+    detector._session = CountingSession(detector._session)  # type: ignore[assignment]
+    together = detector.detect_many(windows)
+    assert sum(len(found) for found in alone[:4]) >= 4, "her face in the windows scaled to the search size"
+    assert len(detector._session.batches) < len(windows) - 1, detector._session.batches
+    assert max(detector._session.batches) >= 3, "windows of one shape in one run"
+    for one, batched in zip(alone, together, strict=True):
+        assert [d.box for d in batched] == [d.box for d in one]
+        for a, b in zip(one, batched, strict=True):
+            assert abs(a.score - b.score) < 1e-4
+            assert a.landmarks is not None and b.landmarks is not None
+            assert np.abs(a.landmarks - b.landmarks).max() < 0.05

@@ -59,18 +59,37 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def detect_in_area(detector: FaceDetector, frame: YuvFrame, area: Box, factor: float) -> list[Detection]:
     """Detections in an area of the frame searched at ``factor``, in the frame's pixels (landmarks too)."""
-    area = even_box(clip_box(area, frame.width, frame.height), frame.width, frame.height)
-    if area.width < 16 or area.height < 16:
-        return []
-    picture = detection_picture(frame, area, factor, detector.colour)
-    back = area.width / picture.shape[1]
-    found = []
-    for detection in detector.detect(picture):
-        moved = detection.moved(back, area.left, area.top)
-        box = clip_box(moved.box, frame.width, frame.height)
-        if box.width > 0 and box.height > 0:
-            found.append(Detection(box, moved.score, moved.detector, moved.landmarks))
-    return found
+    return detect_in_areas(detector, frame, [(area, factor)])[0]
+
+
+def detect_in_areas(
+    detector: FaceDetector, frame: YuvFrame, searches: list[tuple[Box, float]]
+) -> list[list[Detection]]:
+    """``detect_in_area`` for several (area, factor) searches of one frame; a detector that can search several
+    pictures in one go (``detect_many``: RetinaFace batches the windows of a frame's tracks) is asked once."""
+    areas = [even_box(clip_box(area, frame.width, frame.height), frame.width, frame.height) for area, _ in searches]
+    pictures = {
+        index: detection_picture(frame, area, factor, detector.colour)
+        for index, (area, (_, factor)) in enumerate(zip(areas, searches, strict=True))
+        if area.width >= 16 and area.height >= 16
+    }
+    many = getattr(detector, "detect_many", None)
+    if many is not None:
+        answers = dict(zip(pictures, many(list(pictures.values())), strict=True))
+    else:
+        answers = {index: detector.detect(picture) for index, picture in pictures.items()}
+    results: list[list[Detection]] = []
+    for index, area in enumerate(areas):
+        found = []
+        if index in answers:
+            back = area.width / pictures[index].shape[1]
+            for detection in answers[index]:
+                moved = detection.moved(back, area.left, area.top)
+                box = clip_box(moved.box, frame.width, frame.height)
+                if box.width > 0 and box.height > 0:
+                    found.append(Detection(box, moved.score, moved.detector, moved.landmarks))
+        results.append(found)
+    return results
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 from openlfr.alerts.record import AlertFound
 from openlfr.clock import utc_now
 from openlfr.settings import StreamSettings
-from openlfr.stream.detector import detect_in_area
+from openlfr.stream.detector import detect_in_area, detect_in_areas
 from openlfr.stream.evidence import EvidenceRule, decide
 from openlfr.stream.frames import YuvFrame, clip_box, expand_box, shift_box
 from openlfr.stream.interfaces import AsyncDetector, FrameResult, Matcher, TrackBox
@@ -257,11 +257,16 @@ class CameraPipeline:
     def _follow(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
         """Track-local detection around each track's predicted box; the better claim wins a shared face."""
         claims: list[tuple[float, Track, Observation]] = []
-        for track in self.tracker.active.values():
-            predicted = track.predict(clock)
-            window, factor = self._window_around(frame, predicted, self.config.window_margin)
+        tracks = list(self.tracker.active.values())
+        predicted_boxes = [track.predict(clock) for track in tracks]
+        windows = [self._window_around(frame, box, self.config.window_margin) for box in predicted_boxes]
+        # One search call for all windows: RetinaFace runs them through the network as one batch.
+        found_in = detect_in_areas(self.detector, frame, windows)
+        for track, predicted, found in zip(tracks, predicted_boxes, found_in, strict=True):
             best, best_value = None, self.tracker.min_affinity
-            for detection in self._detect_in(frame, window, factor):
+            for detection in found:
+                if detection.box.height < self.min_face_px:
+                    continue
                 value = affinity(predicted, detection.box)
                 if value >= best_value:
                     best, best_value = detection, value

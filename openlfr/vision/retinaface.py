@@ -219,16 +219,57 @@ class RetinaFaceDetector:
     def _detect_once(
         self, image: np.ndarray, scale: float, min_score: float | None, second_look: bool = True
     ) -> list[Detection]:
-        rows, cols = image.shape[:2]
         small = resized(image, scale)
-        height, width = small.shape[:2]
-        if height < 8 or width < 8:
+        if small.shape[0] < 8 or small.shape[1] < 8:
             return []
         tensor = network_input(small)
         with self._lock:
             loc, conf, points = self._session.run(None, {"input": tensor})
+        return self._found(
+            image, small.shape[:2], tensor.shape[2:], (loc[0], conf[0], points[0]), min_score, second_look
+        )
+
+    def detect_many(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """``detect`` on several pictures (the windows around a camera's tracks in one frame).
+
+        Pictures padded to the same input shape (``network_input``: most windows are, since each is scaled so
+        its face is ``search_face_px`` tall) go through the network as one batch: one ONNX Runtime call a shape
+        instead of one a picture, the same numbers for each. Larger pictures are searched one at a time.
+        """
+        answers: list[list[Detection]] = [[] for _ in images]
+        batches: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+        for index, image in enumerate(images):
+            if image.shape[0] < 8 or image.shape[1] < 8:
+                continue
+            if max(image.shape[:2]) > PAD_UP_TO_SIDE or abs(self.scale - 1.0) >= 1e-6:
+                answers[index] = self.detect(image)
+                continue
+            tensor = network_input(image)
+            batches.setdefault(tensor.shape, []).append((index, tensor))
+        for shape, members in batches.items():
+            batch = members[0][1] if len(members) == 1 else np.concatenate([t for _, t in members])
+            with self._lock:
+                loc, conf, points = self._session.run(None, {"input": batch})
+            for row, (index, _) in enumerate(members):
+                image = images[index]
+                outputs = (loc[row], conf[row], points[row])
+                answers[index] = self._found(image, image.shape[:2], shape[2:], outputs, None, True)
+        return answers
+
+    def _found(
+        self,
+        image: np.ndarray,
+        searched: tuple[int, ...],  # (rows, cols) of the picture the network read (``image`` resized)
+        padded: tuple[int, ...],  # (rows, cols) of its input tensor
+        outputs: tuple[np.ndarray, np.ndarray, np.ndarray],  # one picture's loc, conf and landmarks
+        min_score: float | None,
+        second_look: bool,
+    ) -> list[Detection]:
+        """One picture's network outputs -> its detections, in ``image``'s pixels."""
+        rows, cols = image.shape[:2]
+        height, width = searched
         floor = self.min_score if min_score is None else min_score
-        boxes, scores, landmarks = decode(loc[0], conf[0], points[0], tensor.shape[2], tensor.shape[3], floor)
+        boxes, scores, landmarks = decode(*outputs, padded[0], padded[1], floor)
         factor_x, factor_y = cols / width, rows / height
         boxes = boxes * np.array([factor_x, factor_y, factor_x, factor_y])
         landmarks = landmarks * np.array([factor_x, factor_y])
