@@ -78,6 +78,10 @@ class StreamSettings(BaseSettings):
     # Live sources: a waiting frame older than this is dropped in favour of a newer one (bounded latency); a
     # younger backlog is worked off in order, so a burst costs latency, not frames.
     max_lag_s: float = Field(default=0.3, ge=0.0, le=10.0)
+    # Live sources running behind (a frame waiting over half of max_lag_s) on a frame that leaves sampling to a
+    # later one: each track is followed only if unseen this long (every other frame at 25 fps), so an overloaded
+    # box follows its faces at half rate instead of dropping whole frames. 0: every frame regardless.
+    behind_follow_gap_s: float = Field(default=0.07, ge=0.0, le=1.0)
     # Live sources: whole-picture detection in a process of its own beside each camera's analysis, so tracks are
     # followed frame by frame while it runs (uses a second core per camera when there is one).
     detector_process: bool = True

@@ -4,6 +4,7 @@ k-of-n alerts, one alert per track, the cooldown across tracks, the matching gat
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,7 +195,7 @@ def test_a_late_detection_gives_a_track_back_the_face_it_lost(engine, clips, lis
     pipeline.remote = LateDetector(live_detector(), lag=2)
     follow = pipeline._follow
     blind = (1.0, 1.8)  # seconds during which local detection finds nothing
-    pipeline._follow = lambda frame, clock: [] if blind[0] <= clock < blind[1] else follow(frame, clock)  # type: ignore[method-assign]
+    pipeline._follow = lambda frame, clock, *thin: [] if blind[0] <= clock < blind[1] else follow(frame, clock, *thin)  # type: ignore[method-assign]
     started: list[Track] = []
     original_start = pipeline.tracker.start
     pipeline.tracker.start = lambda o: started.append(original_start(o)) or started[-1]  # type: ignore[method-assign]
@@ -204,3 +205,33 @@ def test_a_late_detection_gives_a_track_back_the_face_it_lost(engine, clips, lis
     during = [clock for clock, _ in track.history if blind[0] <= clock < blind[1]]
     assert during, "the whole-picture detections kept the track on its face"
     pipeline.finish()
+
+
+def run_behind(engine, clip: Path, gallery: Gallery | None, config: StreamSettings):  # type: ignore[no-untyped-def]
+    """A live camera whose every frame arrives a second before it is analysed (far behind ``max_lag_s``)."""
+    camera = CameraConfig("door", str(clip))
+    rule = EvidenceRule(0.8) if gallery is not None else None
+    pipeline = CameraPipeline(camera, config, engine, live_detector(), gallery, rule)
+    pipeline.live = True
+    pipeline.remote = LateDetector(live_detector(), lag=2)
+    started: list[Track] = []
+    original_start = pipeline.tracker.start
+    pipeline.tracker.start = lambda o: started.append(original_start(o)) or started[-1]  # type: ignore[method-assign]
+    alerts = []
+    for yuv, frame in yuv_frames(Capture(camera).frames()):
+        alerts += pipeline.process(yuv, frame.clock, time.monotonic() - 1.0).alerts
+    return pipeline, started, alerts
+
+
+def test_a_camera_running_behind_follows_its_faces_every_other_frame_and_still_alerts(engine, clips, listed) -> None:  # type: ignore[no-untyped-def]
+    every = StreamSettings(behind_follow_gap_s=0.0)
+    _, (steady,), _ = run_behind(engine, clips["long"], None, every)
+    pipeline, (thinned,), _ = run_behind(engine, clips["long"], None, StreamSettings())
+    gaps = np.diff([clock for clock, _ in thinned.history])
+    assert steady.hits > 50 and np.median(gaps) > 0.1, "followed every other frame (15 fps), not every frame"
+    assert thinned.hits < 0.6 * steady.hits
+    assert pipeline.counters.tracks == 1, "the face kept its one track"
+
+    # Matching: the frames that may take a sample follow every track, so the alert comes as it did.
+    pipeline, tracks, alerts = run_behind(engine, clips["long"], listed, StreamSettings())
+    assert len(tracks) == 1 and [a.person_id for a in alerts] == ["eileen"]

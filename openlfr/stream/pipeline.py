@@ -101,7 +101,7 @@ class CameraPipeline:
         self._matching_now = self.matcher is not None and self.rule is not None and bool(self.may_match())
         seen: list[tuple[Track, Observation]] = []
         if self.remote is not None:
-            seen = self._follow(frame, clock) if self.tracker.active else []
+            seen = self._follow(frame, clock, self._behind(arrival) and not self._may_sample(clock, arrival))
             arrived = self.remote.poll()
             if arrived is not None:
                 seen += self._adopt(frame, clock, arrived[0], arrived[1], {t.id for t, _ in seen})
@@ -141,6 +141,12 @@ class CameraPipeline:
         if not self.live or time.monotonic() - arrival <= self.config.max_lag_s / 2:
             return False
         return clock - self._last_sampled < self.config.embed_gap_s
+
+    def _behind(self, arrival: float) -> bool:
+        return self.live and time.monotonic() - arrival > self.config.max_lag_s / 2
+
+    def _may_sample(self, clock: float, arrival: float) -> bool:
+        return self._matching_now and not self._hurried(clock, arrival)
 
     def _detect_gap(self) -> float:
         """Seconds of the camera's clock between whole-picture detections."""
@@ -254,10 +260,18 @@ class CameraPipeline:
                 best, best_value = found, value
         return None if best is None else Observation(best.box, best.score, clock, landmarks=best.landmarks)
 
-    def _follow(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
-        """Track-local detection around each track's predicted box; the better claim wins a shared face."""
+    def _follow(self, frame: YuvFrame, clock: float, thin: bool = False) -> list[tuple[Track, Observation]]:
+        """Track-local detection around each track's predicted box; the better claim wins a shared face.
+
+        ``thin`` (a live camera running behind, sampling left to a later frame): each track is searched only if
+        unseen for ``behind_follow_gap_s``, every other frame at 25 fps, instead of frames dropped whole.
+        """
         claims: list[tuple[float, Track, Observation]] = []
-        tracks = list(self.tracker.active.values())
+        tracks = [
+            t
+            for t in self.tracker.active.values()
+            if not thin or clock - t.last_clock >= self.config.behind_follow_gap_s
+        ]
         predicted_boxes = [track.predict(clock) for track in tracks]
         windows = [self._window_around(frame, box, self.config.window_margin) for box in predicted_boxes]
         # One search call for all windows: RetinaFace runs them through the network as one batch.
