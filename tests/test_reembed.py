@@ -33,13 +33,14 @@ from openlfr.settings import Settings, get_settings
 from openlfr.store import Store, open_store
 from openlfr.store.governance_models import AuditEntry, SnapshotImage
 from openlfr.store.models import Person, ReferenceImage
-from openlfr.vision.engine import FaceEngine, build_engine, model_id_for
+from openlfr.vision.engine import FaceEngine, build_engine, model_id_for, second_model_id
 from tests.conftest import TEST_DATA
 from tests.enrol_photos import Photos, make_photos
 
 KEY = b"0123456789abcdef0123456789abcdef"
 DLIB = model_id_for(Settings(embedder="dlib"))
 DEFAULT = model_id_for(Settings())
+SFACE = second_model_id(Settings())
 WATCHLIST = "wanted"
 
 
@@ -153,6 +154,8 @@ def test_a_dlib_watchlist_is_refused_until_reembedded(
         report = reembed_watchlist(db, acting(settings, "ann", Role.ADMIN), WATCHLIST, engine=default_engine)
     assert sorted(report.reembedded) == sorted(people) and not report.refused
     assert report.images_added == len(people) and report.model_id == DEFAULT
+    # and a row of the second opinion's model (OPENLFR_SECOND_OPINION=sface, the default) from the same picture
+    assert report.second_images_added == len(people) and report.second_model_id is not None
 
     stored = embeddings_by_model(store)
     gate = QualityGate.from_settings(settings)
@@ -277,7 +280,12 @@ def test_the_api_route_is_for_admins(monkeypatch: pytest.MonkeyPatch, astronaut:
     body = answer.json()
     assert body["model_id"] == DEFAULT and body["reembedded"] == 1 and body["images_added"] == 1
     assert body["refused"] == [] and body["up_to_date"] == 0
-    assert set(embeddings_by_model(application.state.server.store)) == {("eileen", DLIB), ("eileen", DEFAULT)}
+    # and the second opinion's model (OPENLFR_SECOND_OPINION=sface, the default) from the same picture
+    assert set(embeddings_by_model(application.state.server.store)) == {
+        ("eileen", DLIB),
+        ("eileen", DEFAULT),
+        ("eileen", SFACE),
+    }
     (entry,) = reembed_audits(application.state.server.store)
     assert entry.actor == "ann"
     assert login(application, "ann").post("/api/watchlists/nobody/reembed").status_code == 404

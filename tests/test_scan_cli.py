@@ -98,21 +98,21 @@ def test_hamilton_alerts_for_the_listed_performer_only(tmp_path: Path) -> None:
 EMBEDDING_DIMENSION = MODEL_DIMENSION  # the default model's width: what a leaked embedding would look like
 
 
-def embedding_like(blob: bytes) -> set[tuple[float, ...]]:
-    """Every run of EMBEDDING_DIMENSION float32 values anywhere in ``blob`` that looks like a unit-norm embedding."""
+def embedding_like(blob: bytes, dimension: int = EMBEDDING_DIMENSION) -> set[tuple[float, ...]]:
+    """Every run of ``dimension`` float32 values anywhere in ``blob`` that looks like a unit-norm embedding."""
     found: set[tuple[float, ...]] = set()
     for offset in range(4):
         usable = (len(blob) - offset) // 4
-        if usable < EMBEDDING_DIMENSION:
+        if usable < dimension:
             continue
         with np.errstate(invalid="ignore", over="ignore"):
             values = np.frombuffer(blob, "<f4", count=usable, offset=offset).astype(np.float64)
         values = np.where(np.isfinite(values) & (np.abs(values) < 1.0), values, 10.0)
         squares = np.concatenate([[0.0], np.cumsum(values * values)])
-        norms = squares[EMBEDDING_DIMENSION:] - squares[:-EMBEDDING_DIMENSION]
+        norms = squares[dimension:] - squares[:-dimension]
         for start in np.nonzero(np.abs(norms - 1.0) < 1e-3)[0]:
-            window = values[start : start + EMBEDDING_DIMENSION]
-            if np.count_nonzero(np.abs(window) > 1e-4) > 0.8 * EMBEDDING_DIMENSION and np.abs(window).max() < 0.6:
+            window = values[start : start + dimension]
+            if np.count_nonzero(np.abs(window) > 1e-4) > 0.8 * dimension and np.abs(window).max() < 0.6:
                 found.add(tuple(np.round(window, 4)))
     return found
 

@@ -90,14 +90,16 @@ def build_template_protocol(
     enrol_images: int = 1,
     probe_images: int = 1,
     aliases: dict[str, str] | None = None,
+    enrolled_offset: int = 0,
 ) -> TemplateProtocol:
-    """The protocol of the module docstring; ``aliases`` defaults to ``LFW_ALIASES``."""
+    """The protocol of the module docstring; ``aliases`` defaults to ``LFW_ALIASES``. ``enrolled_offset`` 1 swaps
+    the roles (the people at odd positions enrolled): a second, disjoint gallery from the same images."""
     if enrol_images < 1 or probe_images < 1:
         raise OpenLFRError("--enrol-images and --probe-images count photos: at least 1 each")
     names = sorted(identities)
     several = [n for n in names if len(identities[n]) >= 2]
     single = [n for n in names if len(identities[n]) == 1]
-    enrolled, others = several[0::2], several[1::2]
+    enrolled, others = several[enrolled_offset::2], several[1 - enrolled_offset :: 2]
     if not enrolled or (not others and not single):
         raise OpenLFRError("too few identities for the identification protocol (need 2+ images for some)")
     references, mated = [], []

@@ -124,8 +124,21 @@ def calibrate(
         int | None,
         typer.Option(min=1, help="Only each person's first N images as references (default: every image)."),
     ] = None,
+    second_opinion: Annotated[
+        bool,
+        typer.Option(
+            "--second-opinion",
+            help="The fused score's table instead (OPENLFR_SECOND_OPINION's model re-scoring what the current "
+            "model screens in), per stranger on bench identify's protocol.",
+        ),
+    ] = False,
 ) -> None:
     """Measure the match-score -> false match rate table of the current model on LFW and write it."""
+    if second_opinion:
+        from openlfr.bench.second_opinion import run_calibrate_second_opinion
+
+        print_figures(run_calibrate_second_opinion(get_settings(), data, out, workers=workers, quiet=as_json), as_json)
+        return
     from openlfr.bench.calibrate_run import run_calibrate
 
     figures = run_calibrate(

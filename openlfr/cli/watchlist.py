@@ -187,7 +187,7 @@ def add(
     with store.session() as session:
         get_watchlist(session, name)  # fail fast, before loading the face models
 
-    engine = build_engine(settings, stills=True)
+    engine = build_engine(settings, stills=True, second_opinion=True)
     gate = QualityGate.from_settings(settings)
     results = analyse_photos(engine, photos, gate, choice, settings)
     ctx = acting(by)
@@ -424,6 +424,11 @@ def reembed(
             f"({report.images_added} photo(s)), {len(report.up_to_date)} already up to date, "
             f"{len(report.refused)} refused (kept their old embeddings)"
             + (f"; {report.expired_skipped} expired people left alone" if report.expired_skipped else "")
+            + (
+                f"; {report.second_images_added} photo(s) given {report.second_model_id} embeddings (second opinion)"
+                if report.second_model_id
+                else ""
+            )
         )
         for refused in report.refused:
             err_console.print(f"refused {refused.person}: " + "; ".join(refused.reasons), markup=False)

@@ -22,4 +22,4 @@ def process_engine(settings: Settings, *, stills: bool) -> FaceEngine:
 
 @lru_cache(maxsize=2)
 def _built(settings_key: str, stills: bool) -> FaceEngine:
-    return build_engine(Settings.model_validate_json(settings_key), stills=stills)
+    return build_engine(Settings.model_validate_json(settings_key), stills=stills, second_opinion=stills)

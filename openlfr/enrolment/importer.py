@@ -66,7 +66,7 @@ _worker: tuple[FaceEngine, QualityGate, Settings] | None = None
 def _init_worker(settings_json: str) -> None:
     global _worker
     settings = Settings.model_validate_json(settings_json)
-    _worker = (build_engine(settings, stills=True), QualityGate.from_settings(settings), settings)
+    _worker = (build_engine(settings, stills=True, second_opinion=True), QualityGate.from_settings(settings), settings)
 
 
 def _analyse_in_worker(job: tuple[list[Path], FaceChoice]) -> list[PhotoResult]:

@@ -37,6 +37,9 @@ class AcceptedFace:
     embedding: np.ndarray = field(repr=False)
     model_id: str
     face_jpeg: bytes = field(repr=False)
+    # The second opinion's embedding of the same chip, by its model id (``FaceEngine.second``; empty without one):
+    # stored as a row of that model beside the first's, so the live second opinion has the reference to compare.
+    second_embeddings: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -117,6 +120,9 @@ def analyse_photo(
         return PhotoResult(source, sha, reason="; ".join(refusals), faces_found=found)
     embedding = embed_face(engine, face)
     assert face.model_id is not None
+    second = {}
+    if engine.second is not None:
+        second[engine.second.model_id] = engine.second.embed_chips(face.chip[None])[0]
     return PhotoResult(
         source,
         sha,
@@ -128,6 +134,7 @@ def analyse_photo(
             embedding=embedding,
             model_id=face.model_id,
             face_jpeg=face_picture(pixels, face.box),
+            second_embeddings=second,
         ),
         faces_found=found,
     )

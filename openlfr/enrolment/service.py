@@ -182,6 +182,13 @@ def enrol(
         person.images.append(
             ReferenceImage.of_face(face, source=photo.source[:500], sha256=photo.sha256, added_by=actor, added_at=now)
         )
+        # The second opinion's embedding of the same photo: a row of its model, as `watchlist reembed` adds.
+        for second_model, second_embedding in face.second_embeddings.items():
+            row = ReferenceImage.of_face(
+                face, source=photo.source[:500], sha256=photo.sha256, added_by=actor, added_at=now
+            )
+            row.model_id, row.embedding = second_model, second_embedding
+            person.images.append(row)
     session.add(person)
     try:
         session.flush()

@@ -19,9 +19,12 @@ from openlfr.governance.deployments import GovernanceError, Kind, TransitionRefu
 from openlfr.services import camera_secrets, footage, retrospective, watchlists
 from openlfr.services.context import Context
 from openlfr.services.live import resolve_threshold
+from openlfr.services.second_opinion import fallback_note, fused_threshold
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
+from openlfr.store.watchlists import ListedImage, ListedPerson
 from openlfr.urls import CameraHostRefused, check_camera_host
-from openlfr.vision.engine import model_id_for
+from openlfr.vision.engine import model_id_for, second_model_id
+from openlfr.watchlist.calibration import CalibrationError
 from openlfr.watchlist.search import searched_entries
 
 
@@ -194,6 +197,7 @@ def freeze_snapshot(db: Session, ctx: Context, row: Deployment, moment: datetime
         raise TransitionRefused(f"watchlist {row.watchlist_name!r} has nobody on it who has not expired")
     missing = [person.reference_id for person in people if not person.images]
     deployments.check_snapshot_complete(row.watchlist_name, model_id, missing)
+    second, second_note = _second_opinion_images(db, ctx, row, moment, people)
     size = 0
     for person in people:
         snap = SnapshotPerson(
@@ -220,11 +224,55 @@ def freeze_snapshot(db: Session, ctx: Context, row: Deployment, moment: datetime
             size += 1
     searched = searched_entries(ctx.settings, size, len(people))  # the N the live gallery will search
     chosen, note = resolve_threshold(ctx.settings, model_id, searched, row.threshold, row.target_fpir)
+    if second:
+        try:
+            second_id = next(image.model_id for images in second.values() for image in images)
+            chosen, note = fused_threshold(ctx.settings, model_id, second_id, searched, row.threshold, row.target_fpir)
+        except CalibrationError as exc:
+            second, second_note = {}, f"second opinion off: {exc}"
+    note = f"{note}; {second_note}" if second_note else note
+    # The second model's rows follow the first's (the live path tells them apart so): a snapshot holding them
+    # runs with the second opinion, its threshold being the fused score's.
+    for snap_id, images in _snapshot_ids(db, row.id, second).items():
+        for image in images:
+            db.add(
+                SnapshotImage(
+                    person_id=snap_id,
+                    deployment_id=row.id,
+                    image_jpeg=None,
+                    embedding=image.embedding,
+                    model_id=image.model_id,
+                    source_image_id=image.image_id,
+                )
+            )
     row.snapshot_taken_at = moment
     row.watchlist_size = size
     row.effective_threshold = chosen
     row.threshold_note = note
     return size, len(people), chosen
+
+
+def _second_opinion_images(
+    db: Session, ctx: Context, row: Deployment, moment: datetime, people: list[ListedPerson]
+) -> tuple[dict[str, list[ListedImage]], str]:
+    """The second model's images of every listed person (by reference id), or none and a note saying why."""
+    second_id = second_model_id(ctx.settings)
+    if second_id is None:
+        return {}, ""
+    found = {p.reference_id: p.images for p in watchlists.active_people(db, row.watchlist_name, moment, second_id)}
+    missing = [p.reference_id for p in people if not found.get(p.reference_id)]
+    if missing:
+        return {}, fallback_note(row.watchlist_name, list(missing), second_id)
+    return found, ""
+
+
+def _snapshot_ids(
+    db: Session, deployment_id: int, images: dict[str, list[ListedImage]]
+) -> dict[int, list[ListedImage]]:
+    if not images:
+        return {}
+    people = db.scalars(select(SnapshotPerson).where(SnapshotPerson.deployment_id == deployment_id))
+    return {p.id: images[p.person_ref] for p in people if p.person_ref in images}
 
 
 def cancel(db: Session, ctx: Context, deployment_id: int, reason: str) -> Deployment:

@@ -29,6 +29,7 @@ from openlfr.clock import utc_now
 from openlfr.errors import NotFound, OpenLFRError
 from openlfr.services.camera_secrets import SHOWN
 from openlfr.services.metrics import PIPELINES, AlertMetricsSink
+from openlfr.services.second_opinion import frozen_second_opinion, with_second_opinion
 from openlfr.settings import Settings
 from openlfr.store.db import Store
 from openlfr.store.governance_models import Deployment, SnapshotImage, SnapshotPerson
@@ -38,7 +39,7 @@ from openlfr.stream.runner import CameraResume, CameraState, PipelineRunner, Run
 from openlfr.stream.source import CameraConfig, CaptureOptions
 from openlfr.stream.watchlists import LiveWatchlist
 from openlfr.stream.worker import FrameView
-from openlfr.vision.engine import model_id_for
+from openlfr.vision.engine import model_id_for, second_model_id
 from openlfr.vision.types import Box
 from openlfr.watchlist.calibration import CalibrationError, choose_threshold, load_calibration
 from openlfr.watchlist.search import Gallery, gallery_options
@@ -84,9 +85,12 @@ def listed_watchlist(
 ) -> LiveWatchlist:
     """The active references of a stored watchlist, for the embedding model these settings make."""
     model_id = model_id_for(settings)
+    second_id = second_model_id(settings)
+    moment = now or utc_now()
     with store.session() as session:
         watchlist = get_watchlist(session, name)
-        refs = active_references(session, watchlist.id, model_id, now or utc_now())
+        refs = active_references(session, watchlist.id, model_id, moment)
+        seconds = None if second_id is None else active_references(session, watchlist.id, second_id, moment)
     if refs.size == 0:
         raise OpenLFRError(
             f"watchlist {name!r} has nobody to search for with the {model_id} model "
@@ -97,7 +101,13 @@ def listed_watchlist(
     gallery = build_gallery(settings, refs.embeddings, person_refs, list(refs.image_ids), model_id, expiry)
     chosen, note = resolve_threshold(settings, model_id, gallery.size, threshold, target_fpir)
     names = {p.reference_id: p.display_name for p in refs.people.values()}
-    return LiveWatchlist(name, gallery, names, chosen, note)
+    listed = LiveWatchlist(name, gallery, names, chosen, note)
+    if seconds is None or second_id is None:
+        return listed
+    second_refs = [seconds.people[p].reference_id for p in seconds.person_ids]
+    return with_second_opinion(
+        settings, listed, seconds.embeddings, second_refs, second_id, threshold=threshold, target_fpir=target_fpir
+    )
 
 
 def snapshot_watchlist(store: Store, deployment_id: int, settings: Settings) -> LiveWatchlist:
@@ -125,16 +135,24 @@ def snapshot_watchlist(store: Store, deployment_id: int, settings: Settings) -> 
         threshold = row.effective_threshold if row.effective_threshold is not None else row.threshold
         if threshold is None or not found:
             raise NotFound(f"deployment {deployment_id} has no threshold or no references")
+        # The first model's rows come first; rows of another model are the second opinion's (frozen_snapshot).
+        model_id = found[0][2]
+        first = [r for r in found if r[2] == model_id]
+        second = [r for r in found if r[2] != model_id]
         gallery = build_gallery(
             settings,
-            np.stack([np.asarray(r[1], np.float32) for r in found]),
-            [r[3] for r in found],
-            [int(r[0]) for r in found],
-            found[0][2],
-            [r[4] for r in found],
+            np.stack([np.asarray(r[1], np.float32) for r in first]),
+            [r[3] for r in first],
+            [int(r[0]) for r in first],
+            model_id,
+            [r[4] for r in first],
         )
         note = f"threshold {float(threshold):.4f} of deployment {deployment_id}"
-        return LiveWatchlist(row.watchlist_name, gallery, names, float(threshold), note, list(row.cameras))
+        frozen = LiveWatchlist(row.watchlist_name, gallery, names, float(threshold), note, list(row.cameras))
+        if not second:
+            return frozen
+        vectors = np.stack([np.asarray(r[1], np.float32) for r in second])
+        return frozen_second_opinion(settings, frozen, vectors, [r[3] for r in second], second[0][2])
 
 
 def roi_box(value: object) -> Box | None:
@@ -255,5 +273,6 @@ def build_pipeline(
             ),
         ),
         resume=resume,
+        second=watchlist.second,
     )
     return LivePipeline(runner, dispatcher, watchlist, deployment_id)

@@ -1,5 +1,5 @@
-"""Re-embedding a watchlist under the current model (``openlfr watchlist reembed``, ``POST
-/api/watchlists/{name}/reembed``): one use case for both doors.
+"""Re-embedding a watchlist under the current model, and the second opinion's (``openlfr watchlist reembed``,
+``POST /api/watchlists/{name}/reembed``): one use case for both doors.
 
 Embeddings are per model and matching reads only the current model's, so a list enrolled under another model
 is invisible until each photo has an embedding of the current one. Each photo's stored face picture is
@@ -30,7 +30,7 @@ from openlfr.errors import ModelError
 from openlfr.services.context import Context
 from openlfr.services.watchlists import existing
 from openlfr.store.models import Person, ReferenceImage
-from openlfr.vision.engine import FaceEngine, build_engine, model_id_for
+from openlfr.vision.engine import FaceEngine, build_engine, model_id_for, second_engine
 
 # Called after each person with (people done, people in all, the person's id).
 Progress = Callable[[int, int, str], None]
@@ -52,6 +52,9 @@ class ReembedReport:
     refused: list[RefusedPerson] = field(default_factory=list)
     images_added: int = 0
     expired_skipped: int = 0
+    # The second opinion's rows (OPENLFR_SECOND_OPINION), made from the same pictures; audited beside the report.
+    second_model_id: str | None = None
+    second_images_added: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,10 @@ def reembed_watchlist(
     engine = engine or build_engine(settings, stills=True)
     if engine.model_id != model_id:
         raise ModelError(f"the engine makes {engine.model_id} embeddings, the settings name {model_id}")
+    # The second opinion's model too (OPENLFR_SECOND_OPINION), from the same stored pictures: a list enrolled
+    # before it was on gets the references it compares with.
+    second = engine.second or second_engine(engine, settings, stills=True)
+    models = [(model_id, engine), *([(second.model_id, second)] if second is not None else [])]
     report = ReembedReport(watchlist_name, model_id)
     report.expired_skipped = int(
         db.scalar(
@@ -111,7 +118,12 @@ def reembed_watchlist(
             .where(Person.id == person_id)
             .options(selectinload(Person.images).options(undefer(ReferenceImage.face_jpeg)))
         ).one()
-        rows, reasons = _person_rows(engine, person, model_id, ctx.actor, moment, settings.max_image_pixels)
+        rows, reasons = [], []
+        for each_model, each_engine in models:
+            found, failed = _person_rows(each_engine, person, each_model, ctx.actor, moment, settings.max_image_pixels)
+            rows += found
+            reasons += [reason for reason in failed if reason not in reasons]  # a bad picture fails both models
+        rows = [] if reasons else rows
         if reasons:
             report.refused.append(RefusedPerson(person.reference_id, reasons))
         elif rows:
@@ -123,8 +135,13 @@ def reembed_watchlist(
             on_progress(done, len(person_ids), person.reference_id)
     db.add_all(new_rows)
     db.flush()
-    report.images_added = len(new_rows)
-    ctx.audit(db, "watchlist.reembed", f"watchlist:{watchlist_name}", report.as_dict())
+    report.images_added = sum(1 for row in new_rows if row.model_id == model_id)
+    details = report.as_dict()
+    if second is not None:
+        report.second_model_id = second.model_id
+        report.second_images_added = len(new_rows) - report.images_added
+        details["second_opinion"] = {"model_id": second.model_id, "images_added": report.second_images_added}
+    ctx.audit(db, "watchlist.reembed", f"watchlist:{watchlist_name}", details)
     return report
 
 

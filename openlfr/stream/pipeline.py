@@ -38,6 +38,7 @@ from openlfr.stream.evidence import EvidenceRule, decide
 from openlfr.stream.frames import YuvFrame, clip_box, expand_box, shift_box
 from openlfr.stream.interfaces import AsyncDetector, FrameResult, Matcher, TrackBox
 from openlfr.stream.sampling import SamplingPolicy
+from openlfr.stream.second_look import SecondOpinion
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters, LatencyHistogram
 from openlfr.stream.tracker import Observation, Sample, Track, Tracker, affinity
@@ -58,6 +59,7 @@ class CameraPipeline:
         matcher: Matcher | None,
         rule: EvidenceRule | None,
         may_match: Callable[[], bool] = lambda: True,
+        second: SecondOpinion | None = None,
     ) -> None:
         if matcher is not None and matcher.model_id != engine.model_id:
             raise ValueError(
@@ -70,6 +72,7 @@ class CameraPipeline:
         self.matcher = matcher
         self.rule = rule
         self.may_match = may_match
+        self.second = second  # re-scores what the first model screens in (stream/second_look.py)
         self.tracker = Tracker(max_age_s=config.max_age_s, reid_min_similarity=config.reid_min_score)
         self.counters = CameraCounters()
         self.latency = LatencyHistogram()
@@ -370,6 +373,8 @@ class CameraPipeline:
                     observation.embedding = observation.face.embedding
         probes = np.stack([o.embedding for _, o, _, _ in chosen if o.embedding is not None])
         answers = self.matcher.search(probes, self.config.top_k)
+        if self.second is not None:
+            answers = self.second.rescore_looks([(t, o.face) for t, o, _, _ in chosen], answers)
         self._fused_now = self._fuse(chosen)
         alerts = []
         for (track, observation, rgb, region), candidates in zip(chosen, answers, strict=True):
@@ -419,6 +424,8 @@ class CameraPipeline:
             return {}
         templates = np.stack([chosen[i][0].fused.vector for i in ready])  # type: ignore[misc]
         answers = self.matcher.search(templates, self.config.top_k)
+        if self.second is not None:
+            answers = self.second.rescore_fused([(chosen[i][0], chosen[i][1].face) for i in ready], answers)
         return {chosen[i][0].id: list(candidates) for i, candidates in zip(ready, answers, strict=True)}
 
     def _probe_crop(self, rgb: np.ndarray, region: Box, box: Box) -> np.ndarray:

@@ -38,6 +38,7 @@ from openlfr.stream.worker import (
     WorkerSpec,
     analysis_main,
 )
+from openlfr.watchlist.second_opinion import SecondGallery
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class PipelineRunner:
         may_match: Callable[[], bool] = lambda: True,
         options: RunnerOptions | None = None,
         resume: Mapping[str, CameraResume] | None = None,
+        second: SecondGallery | None = None,
     ) -> None:
         names = [c.name for c in cameras]
         if len(set(names)) != len(names):
@@ -135,6 +137,7 @@ class PipelineRunner:
         self.settings = settings
         self.matcher = matcher
         self.rule = rule
+        self.second = second  # the watchlist's second opinion, if it has one (stream/second_look.py)
         self.on_alert = on_alert
         self.on_error = on_error or (lambda camera, message: log.error("%s", message))
         self.on_notice = on_notice or (lambda camera, message: log.warning("%s", message))
@@ -254,6 +257,7 @@ class PipelineRunner:
                 next_track_id=self.resume.get(camera.name, CameraResume()).next_track_id,
                 last_alerts=dict(self.resume.get(camera.name, CameraResume()).last_alerts),
                 trace_tracks=self.options.trace_tracks,
+                second=self.second,
             )
             remote = (live or self.options.realtime) and self.settings.stream.detector_process
             run = runs[camera.name] = _CameraRun(ctx, states[camera.name], spec, events, remote)

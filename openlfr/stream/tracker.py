@@ -71,6 +71,8 @@ class Track:
     history: deque[tuple[float, Box]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
     # Track fusion: its looks' quality-weighted template, searched as the track grows (stream/evidence.py)
     fused: RunningTemplate = field(default_factory=RunningTemplate, repr=False)
+    # The second opinion's template of the looks its model embedded (stream/second_look.py)
+    second_fused: RunningTemplate = field(default_factory=RunningTemplate, repr=False)
 
     def predict(self, clock: float) -> Box:
         dt = max(0.0, clock - self.last_clock)
@@ -111,6 +113,7 @@ class Track:
         self.samples.clear()
         self.template = None
         self.fused.clear()
+        self.second_fused.clear()
 
 
 def proximity(a: Box, b: Box) -> float:

@@ -16,6 +16,7 @@ from openlfr.errors import OpenLFRError
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.image_io import load_rgb
 from openlfr.watchlist.search import Gallery
+from openlfr.watchlist.second_opinion import SecondGallery
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class LiveWatchlist:
     threshold: float = 1.0  # a match score no probe reaches: nobody alerts until a threshold is chosen
     note: str = ""
     cameras: list[dict[str, Any]] = field(default_factory=list)  # a deployment's camera records
+    # The second opinion's references (OPENLFR_SECOND_OPINION): the threshold is then the fused score's
+    # (openlfr.watchlist.second_opinion); None: the first model alone.
+    second: SecondGallery | None = None
 
     @property
     def model_id(self) -> str:

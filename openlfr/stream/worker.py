@@ -29,14 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from openlfr.face_models import spec_for_model_id
 from openlfr.settings import Settings
 from openlfr.stream.evidence import EvidenceRule
 from openlfr.stream.frames import FrameFormat, YuvFrame
 from openlfr.stream.lifeline import die_with_parent
 from openlfr.stream.pipeline import CameraPipeline, Matcher, TrackBox
+from openlfr.stream.second_look import SecondOpinion
 from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters
 from openlfr.stream.trace import PathRecorder
+from openlfr.vision.engine import FaceEngine, second_engine
+from openlfr.watchlist.second_opinion import SecondGallery
 
 
 class FrameRing:
@@ -144,6 +148,7 @@ class WorkerSpec:
     next_track_id: int = 1  # a resumed camera's tracks continue its earlier runs' ids
     last_alerts: dict[str, float] = field(default_factory=dict)  # person -> clock of their last alert (cooldown)
     trace_tracks: bool = False  # benchmarks: send the embedded tracks' paths when stopping (stream/trace.py)
+    second: SecondGallery | None = None  # the watchlist's second opinion (stream/second_look.py)
 
 
 class LiveBacklog:
@@ -234,7 +239,14 @@ def analysis_main(
             return bool(matching.is_set())
 
         pipeline = CameraPipeline(
-            spec.camera, spec.settings.stream, engine, detector, spec.matcher, spec.rule, may_match
+            spec.camera,
+            spec.settings.stream,
+            engine,
+            detector,
+            spec.matcher,
+            spec.rule,
+            may_match,
+            second=second_opinion(engine, settings, spec.second),
         )
         pipeline.live = spec.drop_stale
         pipeline.resume(spec.next_track_id, spec.last_alerts)
@@ -308,3 +320,17 @@ def analysis_main(
             pipeline.remote.close()  # type: ignore[attr-defined]
         for ring in rings.values():
             ring.close()
+
+
+def second_opinion(engine: FaceEngine, settings: Settings, gallery: SecondGallery | None) -> SecondOpinion | None:
+    """The second model's engine beside ``engine`` for the watchlist's second references (whatever the setting
+    says now: a deployment frozen with them was authorised at the fused score's threshold)."""
+    if gallery is None:
+        return None
+    spec = spec_for_model_id(gallery.model_id)
+    if spec is None:
+        raise ValueError(f"no registered embedder makes {gallery.model_id} embeddings")
+    second = second_engine(engine, settings.model_copy(update={"second_opinion": spec.name}), stills=False)
+    if second is None:
+        raise ValueError(f"{spec.name} cannot give a second opinion beside {engine.model_id}")
+    return SecondOpinion(gallery, second)

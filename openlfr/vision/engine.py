@@ -77,6 +77,9 @@ class FaceEngine:
         self.options = options or EngineOptions()
         self.fallback = fallback
         self.second_aligner = second_aligner if self.options.second_alignment else None
+        # The second opinion's engine (``second_engine``), where enrolment asks for one: it embeds the chips this
+        # engine cut, so a reference photo gets both models' embeddings from one analysis.
+        self.second: FaceEngine | None = None
 
     @property
     def model_id(self) -> str:
@@ -286,14 +289,46 @@ def build_embedder(settings: Settings) -> tuple[FaceEmbedder, EmbedderSpec | Non
     return embedder, spec
 
 
+def second_opinion_spec(settings: Settings) -> EmbedderSpec | None:
+    """The second opinion's embedder entry (``OPENLFR_SECOND_OPINION``), or None where it is off or cannot embed
+    the first model's chips (a user-supplied file, dlib's own chip, the same model twice)."""
+    if settings.second_opinion == "off" or settings.embedder_model is not None:
+        return None
+    first, second = embedder_spec(settings.embedder), embedder_spec(settings.second_opinion)
+    if first.name == second.name or first.aligner != second.aligner or first.chip_size != second.chip_size:
+        return None
+    return second
+
+
+def second_model_id(settings: Settings) -> str | None:
+    """The embedding model id the second opinion stores and compares (None: no second opinion here)."""
+    spec = second_opinion_spec(settings)
+    return None if spec is None else spec.model_id + ("+flip" if settings.flip_average else "")
+
+
+def second_engine(engine: FaceEngine, settings: Settings, *, stills: bool) -> FaceEngine | None:
+    """An engine embedding ``engine``'s chips with the second opinion's model (same detector and aligner, the
+    profile's views), or None where the settings have no second opinion."""
+    spec = second_opinion_spec(settings)
+    if spec is None:
+        return None
+    embedder, _ = build_embedder(settings.model_copy(update={"embedder": spec.name, "embedder_model": None}))
+    options = EngineOptions(flip_average=settings.flip_average, jitter=settings.stills_jitter if stills else 0)
+    return FaceEngine(engine.detector, engine.aligner, embedder, options)
+
+
 @with_execution_provider
-def build_engine(settings: Settings, *, stills: bool = False, detector: str | None = None) -> FaceEngine:
+def build_engine(
+    settings: Settings, *, stills: bool = False, detector: str | None = None, second_opinion: bool = False
+) -> FaceEngine:
     """The product engine from settings, each part from its registry entry: the chosen detector, the embedder on
     ONNX Runtime, and the aligner the embedder's entry names (dlib's own chip for dlib's ResNet, found from the
     box whichever detector gave it; the ArcFace chip from the detector's five points for the others).
 
     ``stills``: the profile for single photos (enrolment, benchmarks), where accuracy is worth more time: the
     detector's stills fallback and the stills test-time views. Live video uses the fast profile.
+    ``second_opinion``: enrolment's engine, which also embeds each accepted face with the second opinion's model
+    (``engine.second``) when the settings have one.
     """
     from openlfr.vision.dlib_backend import DlibFivePointAligner, DlibSixtyEightPointAligner
 
@@ -313,7 +348,7 @@ def build_engine(settings: Settings, *, stills: bool = False, detector: str | No
         second_alignment=second,
         fallback_detector=stills,
     )
-    return FaceEngine(
+    engine = FaceEngine(
         main,
         aligner,
         embedder,
@@ -321,3 +356,6 @@ def build_engine(settings: Settings, *, stills: bool = False, detector: str | No
         fallback=backup,
         second_aligner=DlibSixtyEightPointAligner() if second else None,
     )
+    if second_opinion:
+        engine.second = second_engine(engine, settings, stills=stills)
+    return engine

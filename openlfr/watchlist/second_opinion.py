@@ -21,7 +21,14 @@ strangers on the other half.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+
 import numpy as np
+
+from openlfr.watchlist import templates
+from openlfr.watchlist.calibration import CalibrationError, CalibrationTable, score_grid
+from openlfr.watchlist.score import match_score
+from openlfr.watchlist.search import Candidate
 
 SECOND_WEIGHT = 0.5  # the second model's share of a re-scored pair's fused score
 
@@ -38,3 +45,99 @@ def rescored_share(first: np.ndarray, screen: float) -> float:
     """The share of probes (rows) with any candidate the second model must re-score: what it costs."""
     rows = np.atleast_2d(np.asarray(first))
     return float(np.mean((rows >= screen).any(axis=1))) if rows.size else 0.0
+
+
+def fused_model_id(first_model_id: str, second_model_id: str) -> str:
+    """The id the fused score's calibration table carries: the first model's, then the second's base name
+    (``mobilefacenet_v1+flip+second-sface_2021dec``), so the registry finds it among the first model's tables."""
+    return f"{first_model_id}+second-{second_model_id.split('+', 1)[0]}"
+
+
+class SecondGallery:
+    """The second model's references of a watchlist, for re-scoring the candidates the first model screened in.
+
+    Held in memory beside the first model's ``Gallery`` (a deployment's snapshot, a scan's watchlist), searched
+    never on its own: ``rescore`` compares one probe with the candidates' people only. With ``person_templates``
+    a person's references are combined as the first gallery combines them (the fused table was made so)."""
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        person_ids: Sequence[Hashable],
+        model_id: str,
+        screen: float,
+        *,
+        person_templates: bool = False,
+        weight: float = SECOND_WEIGHT,
+    ) -> None:
+        vectors = templates.unit_rows(embeddings).astype(np.float32)
+        owners = list(person_ids)
+        if len(owners) != len(vectors):
+            raise ValueError(f"{len(vectors)} embeddings but {len(owners)} person ids")
+        if person_templates and len(vectors):
+            vectors, owners, _ = templates.person_templates(vectors, owners)
+            vectors = np.asarray(vectors, np.float32)
+        self.model_id = model_id
+        self.screen = float(screen)
+        self.weight = float(weight)
+        self.vectors = vectors
+        self._rows: dict[Hashable, list[int]] = {}
+        for row, person in enumerate(owners):
+            self._rows.setdefault(person, []).append(row)
+
+    @property
+    def people(self) -> set[Hashable]:
+        return set(self._rows)
+
+    def screened_in(self, candidates: Sequence[Candidate]) -> bool:
+        """Whether the second model must look at this probe: a candidate's first score reaches the screen."""
+        return any(c.score >= self.screen for c in candidates)
+
+    def rescore(self, candidates: Sequence[Candidate], probe: np.ndarray | None) -> list[Candidate]:
+        """The candidates with fused scores, best first: those screened in get the mean with the second model's
+        score of the same person (0 for a person it has no reference of, or without a ``probe``), the rest their
+        share of the first."""
+        unit = None if probe is None else np.asarray(probe, np.float32) / max(float(np.linalg.norm(probe)), 1e-12)
+        fused = []
+        for candidate in candidates:
+            second = 0.0
+            rows = self._rows.get(candidate.person_id)
+            if candidate.score >= self.screen and rows and unit is not None:
+                cosine = float(np.max(self.vectors[rows] @ unit))
+                second = float(match_score(cosine, self.model_id))
+            first = (1.0 - self.weight) * candidate.score
+            score = first + self.weight * second if candidate.score >= self.screen else first
+            fused.append(Candidate(candidate.person_id, candidate.reference_id, float(score), candidate.cosine))
+        return sorted(fused, key=lambda c: -c.score)
+
+
+def per_probe_table(best_fused: np.ndarray, entries: int, model_id: str, source: dict[str, object]) -> CalibrationTable:
+    """A calibration table of the fused score from each stranger's best fused score over a gallery of ``entries``.
+
+    The table format states a per-comparison FMR and projects FPIR(N) = 1 - (1 - FMR)^N; the fused score is
+    calibrated per probe, so each threshold's share of strangers reaching it at N0 = ``entries`` is written as
+    the FMR that projects to it: FMR = 1 - (1 - FPIR(N0))^(1 / N0). ``choose_threshold`` then gives
+    FPIR(N) = 1 - (1 - FPIR(N0))^(N / N0), the projection this module documents, from a table trusted where at
+    least 100 strangers reach a threshold (independent pairs = strangers x N0). No tail is fitted: the second
+    model cuts the strangers' tail off far faster than a Gaussian (on LFW a probit fit put the threshold for
+    FPIR 1e-3 at N0 where 99% of listed people are missed), so a target beyond the measurements is refused
+    (``CalibrationError``), and the live path runs the first model alone there, saying so."""
+    best = np.asarray(best_fused, np.float64)
+    if best.size == 0 or entries < 1:
+        raise CalibrationError("no strangers to calibrate the fused score from")
+    thresholds = score_grid()
+    reaching = np.array([(best >= t - 1e-9).sum() for t in thresholds], np.int64)
+    share = reaching / best.size
+    fmr = -np.expm1(np.log1p(-np.minimum(share, 1 - 1e-12)) / entries)
+    fmr[share >= 1.0] = 1.0
+    independent = float(best.size * entries)
+    return CalibrationTable(
+        model_id=model_id,
+        thresholds=thresholds,
+        fmr=fmr,
+        pairs_at_or_above=reaching,
+        independent_pairs=independent,
+        tail=None,
+        source={**source, "strangers": int(best.size), "gallery_entries": int(entries), "per_probe": True},
+        effective_fraction=1.0,
+    )
