@@ -235,3 +235,38 @@ def test_a_camera_running_behind_follows_its_faces_every_other_frame_and_still_a
     # Matching: the frames that may take a sample follow every track, so the alert comes as it did.
     pipeline, tracks, alerts = run_behind(engine, clips["long"], listed, StreamSettings())
     assert len(tracks) == 1 and [a.person_id for a in alerts] == ["eileen"]
+
+
+def test_a_followed_face_is_searched_in_one_small_input(engine, clips, unlisted) -> None:  # type: ignore[no-untyped-def]
+    """Each track's window is scaled so its face is the detector's search size (46 px for RetinaFace): with the
+    window's margin that is an input 96 rows tall, the cheapest that still follows every face (issue 21)."""
+    camera = CameraConfig("door", str(clips["long"]))
+    detector = live_detector()
+    shapes: list[tuple[int, ...]] = []
+    session = detector._session
+
+    following = [False]
+
+    class Recording:
+        def run(self, names, feeds):  # type: ignore[no-untyped-def]
+            if following[0]:
+                shapes.append(feeds["input"].shape)
+            return session.run(names, feeds)
+
+    detector._session = Recording()
+    pipeline = CameraPipeline(camera, StreamSettings(), engine, detector, unlisted, EvidenceRule(0.8))
+    follow = pipeline._follow
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        following[0] = True
+        try:
+            return follow(*args)
+        finally:
+            following[0] = False
+
+    pipeline._follow = spy  # type: ignore[method-assign]
+    for yuv, frame in yuv_frames(Capture(camera).frames()):
+        pipeline.process(yuv, frame.clock, frame.arrival)
+    windows = shapes
+    assert len(windows) > 40 and pipeline.counters.tracks == 1
+    assert {shape[2] for shape in windows} == {96}, sorted(set(windows))

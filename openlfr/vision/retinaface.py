@@ -168,8 +168,12 @@ class RetinaFaceDetector:
     name = "retinaface"
     colour = True  # in grey it finds half as many small faces (WIDER, faces under 40 px: 33% against 64%)
     # Searches around a tracked face: at 56 px nearly as many faces are followed on the 1080p clip as at 80 (564
-    # and 572 observations against 588) for 0.6x the pixels and ~20% less analysis time.
-    search_face_px = 56
+    # and 572 observations against 588) for 0.6x the pixels and ~20% less analysis time. At 46 px a window (the
+    # face grown by window_margin 0.5 a side, snapped to even pixels) is under 96 px tall: one padded input of
+    # 96 rows instead of 128 (at 48 px half the windows still spill over into 128). Issue 21, every frame of the
+    # clips: the same faces (pedestrians 602, 13 tracks; Hamilton 533, 20 tracks against 21), 20% less
+    # track-local search time; at 44 px tracks break up, at 40 px faces are lost.
+    search_face_px = 46
     # Whole 1080p pictures at half size: 64 ms (conversion from YUV included) against 325 ms at full size, the
     # faces of 40 px and up all still found (6.28 per frame against 6.29): the scale whose live CPU budget fits
     # two cores (README, "Detection, landmarks and quality").
