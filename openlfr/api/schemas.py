@@ -152,8 +152,6 @@ class EndIn(Strict):
     reason: Text5000 | None = None  # why it ends before its window closes (audited); older clients send none
 
 
-
-
 class UserIn(Strict):
     # white space is kept here (a password's is part of it): the patterns say so
     username: Annotated[str, Field(min_length=2, max_length=64, json_schema_extra=KEPT_SPACE_ID), Identifier]
