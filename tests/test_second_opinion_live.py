@@ -6,7 +6,9 @@ Real faces (scikit-image's astronaut), real models, SQLite.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +20,24 @@ from openlfr.enrolment.gate import QualityGate
 from openlfr.enrolment.photos import analyse_photos
 from openlfr.enrolment.service import PersonDetails
 from openlfr.governance.roles import Role
+from openlfr.services import deployments
 from openlfr.services.context import Context
 from openlfr.services.enrolment import enrol_person
-from openlfr.services.live import listed_watchlist
+from openlfr.services.live import listed_watchlist, snapshot_watchlist
 from openlfr.services.reembed import reembed_watchlist
 from openlfr.services.watchlists import create_watchlist
 from openlfr.settings import Settings, SettingsError, get_settings
 from openlfr.store import Store, open_store
+from openlfr.store.governance_models import Deployment, SnapshotImage
 from openlfr.store.models import ReferenceImage
 from openlfr.stream.second_look import SecondOpinion
 from openlfr.stream.tracker import Track
 from openlfr.vision.engine import FaceEngine, build_engine, model_id_for, second_engine, second_model_id
 from openlfr.vision.types import Box, Face
-from openlfr.watchlist.calibration import choose_threshold, load_calibration
+from openlfr.watchlist.calibration import calibrated_rate, choose_threshold, load_calibration
 from openlfr.watchlist.score import match_score
 from openlfr.watchlist.search import Candidate
-from openlfr.watchlist.second_opinion import SecondGallery, fused_model_id
+from openlfr.watchlist.second_opinion import SecondGallery, fused_model_id, scored_by
 from tests.conftest import require_data
 from tests.enrol_photos import Photos, make_photos
 from tests.streamkit import openlfr_env, run_openlfr
@@ -136,6 +140,51 @@ def test_a_list_enrolled_without_sface_falls_back_until_reembedded(engine: FaceE
     store.close()
 
 
+def authorised(store: Store, settings: Settings, threshold: float | None, target_fpir: float | None) -> int:
+    now = datetime.now(UTC)
+    with store.session() as db:
+        row = deployments.create_draft(
+            db,
+            Context(settings, KEY, "olly", Role.OPERATOR.value),
+            name="high street",
+            place="high street",
+            purpose="find wanted people",
+            starts_at=now + timedelta(minutes=5),
+            ends_at=now + timedelta(hours=2),
+            cameras=[{"name": "cam1", "source": "clip.mp4"}],
+            watchlist="wanted",
+            threshold=threshold,
+            target_fpir=target_fpir,
+        )
+        deployment_id = row.id
+    with store.session() as db:
+        ctx = Context(settings, KEY, "ava", Role.AUTHORISER.value)
+        deployments.authorise(db, ctx, deployment_id, "necessary and proportionate for this operation")
+    return deployment_id
+
+
+def test_a_deployment_snapshot_carries_the_second_opinion(stills_engine: FaceEngine, photos: Photos) -> None:
+    settings = Settings(second_opinion="sface")
+    store = open_store(get_settings())
+    enrol_one(store, stills_engine, settings, photos.face)
+    strict = authorised(store, settings, None, 1e-4)
+    with store.session() as db:
+        rows = db.execute(
+            sa.select(SnapshotImage.model_id, SnapshotImage.image_jpeg).where(SnapshotImage.deployment_id == strict)
+        ).all()
+        size = db.get(Deployment, strict).watchlist_size  # type: ignore[union-attr]
+    # The SFace row follows the first model's, without a second copy of the picture; N counts the first's only.
+    assert [(m, j is None) for m, j in rows] == [(FIRST, False), (SECOND, True)] and size == 1
+    frozen = snapshot_watchlist(store, strict, Settings(second_opinion="off"))  # what was authorised runs
+    table = load_calibration(fused_model_id(FIRST, str(SECOND)))
+    assert frozen.second is not None and frozen.size == 1
+    assert frozen.threshold == choose_threshold(table, 1, target_fpir=1e-4).threshold
+    # A threshold given by a person is a first-model score: the snapshot is frozen without the second opinion.
+    given = authorised(store, settings, 0.7, None)
+    assert snapshot_watchlist(store, given, settings).second is None
+    store.close()
+
+
 def second_opinion(engine: FaceEngine, reference: np.ndarray, screen: float) -> SecondOpinion:
     gallery = SecondGallery(reference[None], ["eileen"], str(SECOND), screen)
     built = second_engine(engine, Settings(second_opinion="sface"), stills=False)
@@ -203,6 +252,16 @@ def test_the_clips_with_the_second_opinion_at_work(tmp_path: Path) -> None:
     assert "fused score (sface_2021dec+flip second opinion" in last_scan_note(data_dir)
     alerts = [o for o in lines(done.stdout) if o["type"] == "alert"]
     assert [a["person"] for a in alerts] == ["lin-manuel-miranda"], alerts
+    with sqlite3.connect(data_dir / "openlfr.db") as connection:
+        model_id, evidence, score = connection.execute("SELECT model_id, evidence, score FROM alerts").fetchone()
+    # The alert says the fused score decided, so its page and its sinks read the score's rate off the fused table.
+    assert json.loads(evidence)["second_opinion"] == SECOND
+    fused = load_calibration(fused_model_id(FIRST, str(SECOND)))
+    assert scored_by(model_id, json.loads(evidence)) == fused.model_id
+    assert calibrated_rate(fused.model_id, score, explicit=None, data_dir=None) == (
+        float(f"{fused.fmr_at(score)[0]:.3g}"),
+        fused.fmr_at(score)[1],
+    )
 
     files_before = everything_in(data_dir)
     blob_before = b"".join(files_before.values())

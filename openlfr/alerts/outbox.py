@@ -34,6 +34,7 @@ from openlfr.store.governance_models import Deployment, SnapshotPerson
 from openlfr.store.models import Person, Watchlist
 from openlfr.urls import url_destination
 from openlfr.watchlist.calibration import false_match_rate
+from openlfr.watchlist.second_opinion import scored_by
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def alert_payload(session: Session, alert: Alert) -> dict[str, Any]:
     the alert's row, so retention's purge of the probe reaches it: ``probe_of``)."""
     settings = get_settings()
     deployment = session.get(Deployment, alert.deployment_id) if alert.deployment_id is not None else None
-    fmr = _false_match_rate(settings, alert.model_id, alert.score)
+    fmr = _false_match_rate(settings, scored_by(alert.model_id, alert.evidence), alert.score)
     base = settings.server_public_url.rstrip("/") or f"http://{settings.server_host}:{settings.server_port}"
     body: dict[str, Any] = {
         "alert_id": alert.id,

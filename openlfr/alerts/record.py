@@ -28,7 +28,7 @@ class AlertFound:
     clock: float
     media_time: float
     model_id: str
-    evidence: dict[str, float | int]
+    evidence: dict[str, float | int | str]  # "second_opinion": the model id whose fused score decided
     # Up to three crops of the track's best looks that named this person: (quality, JPEG), best first. Written
     # with the alert, under the probe's rules (``openlfr.store.alert_models.AlertLook``); never sent to a sink.
     looks: tuple[tuple[float, bytes], ...] = field(default=(), repr=False)

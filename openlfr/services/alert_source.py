@@ -23,6 +23,7 @@ from openlfr.settings import Settings
 from openlfr.store.alert_models import Alert, AlertLook
 from openlfr.store.governance_models import AlertReview, Deployment, SnapshotImage, SnapshotPerson
 from openlfr.watchlist.calibration import calibrated_rate
+from openlfr.watchlist.second_opinion import scored_by
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,10 @@ def facts(db: Session, alert: Alert, review: AlertReview, settings: Settings | N
         None
         if settings is None
         else calibrated_rate(
-            alert.model_id, float(alert.score), explicit=settings.calibration_file, data_dir=settings.data_dir
+            scored_by(alert.model_id, alert.evidence),
+            float(alert.score),
+            explicit=settings.calibration_file,
+            data_dir=settings.data_dir,
         )
     )
     deployment = db.get(Deployment, review.deployment_id)

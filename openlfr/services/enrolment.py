@@ -128,7 +128,7 @@ def enrol_uploads(
         "watchlist": watchlist_name,
         "person": enrolled.reference_id,
         "display_name": enrolled.display_name,
-        "images": len(enrolled.images),
+        "images": len({image.sha256 for image in enrolled.images}),  # photos: a row per model each
         "expires_at": enrolled.expires_at.isoformat(),
     }
 

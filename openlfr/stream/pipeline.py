@@ -477,6 +477,7 @@ class CameraPipeline:
                 "n": self.rule.n,
                 "track_age_ms": round((clock - track.first_clock) * 1000.0, 1),
                 "fused": verdict.fused,
+                **({"second_opinion": self.second.gallery.model_id} if self.second is not None else {}),
             },
         )
 

@@ -21,7 +21,7 @@ strangers on the other half.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -45,6 +45,13 @@ def rescored_share(first: np.ndarray, screen: float) -> float:
     """The share of probes (rows) with any candidate the second model must re-score: what it costs."""
     rows = np.atleast_2d(np.asarray(first))
     return float(np.mean((rows >= screen).any(axis=1))) if rows.size else 0.0
+
+
+def scored_by(model_id: str, evidence: Mapping[str, object] | None) -> str:
+    """The id whose calibration table gives an alert's score its meaning: the fused score's where the alert's
+    evidence names a second opinion (``evidence["second_opinion"]``: its model id), else the model's own."""
+    second = (evidence or {}).get("second_opinion")
+    return fused_model_id(model_id, second) if isinstance(second, str) and second else model_id
 
 
 def fused_model_id(first_model_id: str, second_model_id: str) -> str:
