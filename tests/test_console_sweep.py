@@ -53,6 +53,7 @@ class Site:
     live: int
     draft: int
     alert: int
+    confirmed: int
     details: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -98,8 +99,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         for alert_id, decision in ((confirmed, "confirmed"), (rejected, "not_a_match")):
             decided = olly.post(f"/api/alerts/{alert_id}/decision", json={"decision": decision})
             assert decided.status_code == 200, decided.text
+        OWN_KIND[f"/deployments/{draft}"] = "/deployments/draft"  # the authoriser's decision form
+        OWN_KIND[f"/alerts/{confirmed}"] = "/alerts/confirmed"  # waiting for the second check
         with LiveServer(app) as server:
-            yield Site(app, server, live, draft, alert)
+            yield Site(app, server, live, draft, alert, confirmed)
         app.state.server.store.close()
 
 
@@ -114,8 +117,16 @@ def kind_of(path: str) -> str:
     return "/".join("{id}" if re.search(r"\d", part) else part for part in path.split("/")) or "/"
 
 
+# Detail pages that differ by their state, not only their id: each is a kind of its own (path -> its name).
+OWN_KIND: dict[str, str] = {}
+
+
+def kind_key(path: str) -> str:
+    return OWN_KIND.get(path) or kind_of(path)
+
+
 def page_name(user: str, path: str, width: int, dark: bool = False) -> str:
-    shape = kind_of(path).strip("/").replace("{id}", "n") or "home"
+    shape = kind_key(path).strip("/").replace("{id}", "n") or "home"
     return f"sweep-{ROLES[user]}-{shape}-{width}{'-dark' if dark else ''}"
 
 
@@ -123,6 +134,7 @@ def detail_pages(site: Site) -> list[str]:
     """Pages a role may or may not see; the ones it may not (403/404) are skipped, not counted as problems."""
     return [
         f"/alerts/{site.alert}",
+        f"/alerts/{site.confirmed}",
         f"/deployments/{site.live}",
         f"/deployments/{site.draft}",
         "/watchlists/wanted",
@@ -284,9 +296,9 @@ def walk(browser: Any, site: Site, user: str, width: int, paths: list[str] | Non
     menu_checked = False
     while queue and len(checked) < MAX_PAGES:
         path = queue.pop(0)
-        if kind_of(path) in seen_kinds:
+        if kind_key(path) in seen_kinds:
             continue
-        seen_kinds.add(kind_of(path))
+        seen_kinds.add(kind_key(path))
         status = visit(page, f"{base}{path}")
         if status >= 500:
             problems.append(f"{ROLES[user]} {path}: answers {status}")
@@ -305,7 +317,7 @@ def walk(browser: Any, site: Site, user: str, width: int, paths: list[str] | Non
         if ROLES[user] == "auditor":
             problems += [f"{name}: face picture? {what}" for what in page.evaluate(FACE_PICTURES)]
         if discovering:
-            queue += [link for link in links_on(page, base, "main") if kind_of(link) not in seen_kinds]
+            queue += [link for link in links_on(page, base, "main") if kind_key(link) not in seen_kinds]
     if ROLES[user] == "auditor":
         problems += [f"auditor at {width} px fetched an image: {what}" for what in sorted(set(pictures))]
     context.close()
