@@ -37,7 +37,7 @@ from openlfr.store.db import open_store
 from openlfr.store.governance_models import AuditEntry
 from openlfr.store.models import ReferenceImage
 from openlfr.store.search_models import PhotoSearch
-from openlfr.vision.engine import build_engine
+from openlfr.vision.engine import build_engine, model_id_for
 from openlfr.vision.image_io import load_rgb
 from tests.conftest import OPENLFR_BIN, TEST_DATA, require_data
 from tests.serverkit import LiveServer, add_user, build_app, configure, enrol_upload, login
@@ -409,7 +409,10 @@ def test_the_api_searches_for_operators_and_authorisers_only(
     operator = login(app, "user-operator")  # type: ignore[arg-type]
     authoriser = login(app, "user-authoriser")  # type: ignore[arg-type]
     with app.state.server.sessions() as db:  # type: ignore[attr-defined]
-        (enrolled,) = db.scalars(sa.select(ReferenceImage.id)).all()
+        # the photo's row of the searched model (a second row holds its SFace embedding, for the second opinion)
+        (enrolled,) = db.scalars(
+            sa.select(ReferenceImage.id).where(ReferenceImage.model_id == model_id_for(Settings()))
+        ).all()
     # A reference picture is no catalogue: before anyone has searched, no id (real or not) shows a face; the
     # answers are alike and each is audited.
     unasked = operator.get(f"/api/search/references/{enrolled}.jpg")
