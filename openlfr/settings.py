@@ -122,11 +122,12 @@ class Settings(BaseSettings):
     # Search one template per listed person (their reference photos' mean embedding) instead of each photo
     # (openlfr.watchlist.templates; issue 22: fewer misses at the same false-alert rate on LFW).
     search_person_templates: bool = True
-    # A second opinion (openlfr.watchlist.second_opinion): "sface" re-scores with SFace the few candidates
-    # MobileFaceNet's score screens in (its threshold for 1 false alert in 10 faces), and alerts on the fused score
-    # at the threshold of its own shipped table; "off": MobileFaceNet alone. Needs SFace embeddings of the
-    # references (made at enrolment, or by `openlfr watchlist reembed`); a watchlist without them is searched by
-    # MobileFaceNet alone, and says so.
+    # A second opinion (openlfr.watchlist.second_opinion): "sface" re-scores with SFace the few candidates whose
+    # MobileFaceNet score reaches the screen (0.64: 1 false alert in 10 faces on 840 people), and alerts on the
+    # fused score at the threshold of its own shipped table; "off": MobileFaceNet alone. Used only where it can
+    # change a decision and its table measures the target (openlfr/services/second_opinion.py); needs SFace
+    # embeddings of the references (made at enrolment, or by `openlfr watchlist reembed`): a watchlist without
+    # them is searched by MobileFaceNet alone, and says so.
     second_opinion: Literal["sface", "off"] = "sface"
     # A calibration table (`openlfr calibrate --out FILE`); None = the user's own from `openlfr calibrate`
     # in data_dir, else the one shipped for the model.
