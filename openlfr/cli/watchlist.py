@@ -442,5 +442,11 @@ def reembed(
         )
         for refused in report.refused:
             err_console.print(f"refused {refused.person}: " + "; ".join(refused.reasons), markup=False)
+        for refused in report.second_refused:
+            err_console.print(
+                f"no {report.second_model_id} embeddings for {refused.person} (the second opinion stays off for "
+                "this list): " + "; ".join(refused.reasons),
+                markup=False,
+            )
     if report.refused:
         raise typer.Exit(1)

@@ -55,6 +55,7 @@ class ReembedReport:
     # The second opinion's rows (OPENLFR_SECOND_OPINION), made from the same pictures; audited beside the report.
     second_model_id: str | None = None
     second_images_added: int = 0
+    second_refused: list[RefusedPerson] = field(default_factory=list)  # kept the first model's rows only
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,7 +91,6 @@ def reembed_watchlist(
     # The second opinion's model too (OPENLFR_SECOND_OPINION), from the same stored pictures: a list enrolled
     # before it was on gets the references it compares with.
     second = engine.second or second_engine(engine, settings, stills=True)
-    models = [(model_id, engine), *([(second.model_id, second)] if second is not None else [])]
     report = ReembedReport(watchlist_name, model_id)
     report.expired_skipped = int(
         db.scalar(
@@ -118,12 +118,7 @@ def reembed_watchlist(
             .where(Person.id == person_id)
             .options(selectinload(Person.images).options(undefer(ReferenceImage.face_jpeg)))
         ).one()
-        rows, reasons = [], []
-        for each_model, each_engine in models:
-            found, failed = _person_rows(each_engine, person, each_model, ctx.actor, moment, settings.max_image_pixels)
-            rows += found
-            reasons += [reason for reason in failed if reason not in reasons]  # a bad picture fails both models
-        rows = [] if reasons else rows
+        rows, reasons = _person_rows(engine, person, model_id, ctx.actor, moment, settings.max_image_pixels)
         if reasons:
             report.refused.append(RefusedPerson(person.reference_id, reasons))
         elif rows:
@@ -131,6 +126,13 @@ def reembed_watchlist(
             new_rows.extend(rows)
         else:
             report.up_to_date.append(person.reference_id)
+        if second is not None and not reasons:
+            # The second opinion's rows, all or nothing per person too; a person without them only turns the
+            # second opinion off for the list (services/second_opinion.py), so they are reported apart.
+            extra, failed = _person_rows(second, person, second.model_id, ctx.actor, moment, settings.max_image_pixels)
+            if failed:
+                report.second_refused.append(RefusedPerson(person.reference_id, failed))
+            new_rows.extend(extra)
         if on_progress:
             on_progress(done, len(person_ids), person.reference_id)
     db.add_all(new_rows)
@@ -140,7 +142,11 @@ def reembed_watchlist(
     if second is not None:
         report.second_model_id = second.model_id
         report.second_images_added = len(new_rows) - report.images_added
-        details["second_opinion"] = {"model_id": second.model_id, "images_added": report.second_images_added}
+        details["second_opinion"] = {
+            "model_id": second.model_id,
+            "images_added": report.second_images_added,
+            "refused": [{"person": r.person, "reasons": r.reasons} for r in report.second_refused],
+        }
     ctx.audit(db, "watchlist.reembed", f"watchlist:{watchlist_name}", details)
     return report
 
