@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
-from datetime import timedelta
 
 import numpy as np
 
 from openlfr.alerts.record import AlertFound
-from openlfr.clock import utc_now
 from openlfr.settings import StreamSettings
+from openlfr.stream.alert_of import AlertContext, Moment, alert_of, probe_crop
 from openlfr.stream.detector import detect_in_area, detect_in_areas
 from openlfr.stream.evidence import EvidenceRule, decide
 from openlfr.stream.frames import YuvFrame, clip_box, expand_box, shift_box
@@ -43,7 +42,6 @@ from openlfr.stream.source import CameraConfig
 from openlfr.stream.stats import CameraCounters, LatencyHistogram
 from openlfr.stream.tracker import Observation, Sample, Track, Tracker, affinity
 from openlfr.vision.engine import FaceEngine
-from openlfr.vision.image_io import encode_jpeg
 from openlfr.vision.types import Box, Detection, Face, FaceDetector
 from openlfr.watchlist.score import match_score
 from openlfr.watchlist.search import Candidate
@@ -298,7 +296,6 @@ class CameraPipeline:
         return seen
 
     # ----- biometric work (memory only) -----
-
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(match_score(float(a @ b), self.engine.model_id))
 
@@ -306,9 +303,8 @@ class CameraPipeline:
         """Landmarks, chip and quality of one face, from an RGB region around it (and that region)."""
         region = expand_box(observation.box, 1.0, frame.width, frame.height)
         rgb, region = frame.rgb(region)
-        local = shift_box(observation.box, -region.left, -region.top)
+        local, points = shift_box(observation.box, -region.left, -region.top), observation.landmarks
         try:
-            points = observation.landmarks
             if points is not None:
                 points = points - np.array([region.left, region.top], dtype=np.float64)
             (face,) = self.engine.analyse(rgb, [Detection(local, observation.score, self.detector.name, points)])
@@ -388,7 +384,7 @@ class CameraPipeline:
             # With track fusion any look may become the probe of a fused verdict: its crop is kept (in memory,
             # dropped once the track is decided or ends) like a look that reached the threshold alone.
             could_alert = bool(candidates) and (candidates[0].score >= self.rule.threshold or self.rule.fuse)
-            crop = self._probe_crop(rgb, region, observation.box) if could_alert else None
+            crop = probe_crop(rgb, region, observation.box, self.config.probe_margin) if could_alert else None
             kept = observation.embedding if crop is not None else None  # only a possible probe's embedding
             track.samples.append(Sample(clock, arrival, quality, candidates, crop, observation.box, kept))
             while len(track.samples) > self.rule.n:
@@ -428,12 +424,6 @@ class CameraPipeline:
             answers = self.second.rescore_fused([(chosen[i][0], chosen[i][1].face) for i in ready], answers)
         return {chosen[i][0].id: list(candidates) for i, candidates in zip(ready, answers, strict=True)}
 
-    def _probe_crop(self, rgb: np.ndarray, region: Box, box: Box) -> np.ndarray:
-        grown = expand_box(box, self.config.probe_margin, region.right, region.bottom)
-        local = shift_box(grown, -region.left, -region.top)
-        local = clip_box(local, rgb.shape[1], rgb.shape[0])
-        return np.ascontiguousarray(rgb[local.top : local.bottom, local.left : local.right]).copy()
-
     def _judge(self, track: Track, clock: float, arrival: float, media_time: float) -> AlertFound | None:
         assert self.rule is not None
         samples = list(track.samples)
@@ -448,45 +438,13 @@ class CameraPipeline:
             self.counters.suppressed += 1
             return None
         self._last_alert[verdict.person_id] = clock
-        best = samples[verdict.best]
-        crop = best.crop
-        if crop is None:  # cannot happen: every supporting sample scored above the threshold and kept its crop
+        if samples[verdict.best].crop is None:  # cannot happen: every supporting sample scored above the threshold
             return None
         self.counters.alerts += 1
-        lag = time.monotonic() - arrival
-        return AlertFound(
-            camera=self.camera.name,
-            track_id=track.id,
-            person_id=verdict.person_id,
-            reference_id=best.candidates[0].reference_id,
-            score=verdict.score,
-            threshold=self.rule.threshold,
-            candidates=[(c.person_id, c.reference_id, float(c.score)) for c in best.candidates],
-            probe_jpeg=encode_jpeg(crop),
-            probe_embedding=best.embedding,
-            arrival=arrival,
-            seen_at=utc_now() - timedelta(seconds=lag),
-            clock=clock,
-            media_time=media_time,
-            model_id=self.engine.model_id,
-            looks=best_looks(samples, verdict.supporting),
-            evidence={
-                "samples": len(samples),
-                "supporting": len(verdict.supporting),
-                "k": self.rule.k,
-                "n": self.rule.n,
-                "track_age_ms": round((clock - track.first_clock) * 1000.0, 1),
-                "fused": verdict.fused,
-                **({"second_opinion": self.second.gallery.model_id} if self.second is not None else {}),
-            },
+        return alert_of(
+            AlertContext(self.camera.name, self.engine.model_id, self.rule, self.second),
+            track,
+            samples,
+            verdict,
+            Moment(clock, arrival, media_time),
         )
-
-
-LOOKS_KEPT = 3
-
-
-def best_looks(samples: list[Sample], supporting: tuple[int, ...]) -> tuple[tuple[float, bytes], ...]:
-    """The alert's looks for its decision page: the crops of the (at most three) best-quality samples that named
-    the alerted person, best first. Only those: a sample that named nobody kept no crop in the first place."""
-    named = sorted((samples[i] for i in supporting if samples[i].crop is not None), key=lambda s: -s.quality)
-    return tuple((round(s.quality, 4), encode_jpeg(s.crop)) for s in named[:LOOKS_KEPT] if s.crop is not None)
