@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from openlfr.enrolment.service import PersonDetails
     from openlfr.services.context import Context
     from openlfr.store.db import Store
-    from openlfr.store.models import Person, ReferenceImage, Watchlist
+    from openlfr.store.models import Person, Watchlist
 
 watchlist_app = App(
     help="Watchlists: create them, enrol people from reference photos (quality-gated), list, show, remove, expire.",
@@ -275,17 +275,9 @@ def _person_json(person: Person, now: datetime) -> dict[str, Any]:
                 "added_by": image.added_by,
                 "added_at": _iso(image.added_at),
             }
-            for image in _first_row_per_photo(person)
+            for image in person.photos()
         ],
     }
-
-
-def _first_row_per_photo(person: Person) -> list[ReferenceImage]:
-    """One row per photo, the one enrolment made (rows are in id order; later ones add other models)."""
-    firsts: dict[str, ReferenceImage] = {}
-    for image in person.images:
-        firsts.setdefault(image.sha256, image)
-    return list(firsts.values())
 
 
 @watchlist_app.command("show")

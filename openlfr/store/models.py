@@ -64,6 +64,13 @@ class Person(Base):
         back_populates="person", cascade="all, delete-orphan", passive_deletes=True, order_by="ReferenceImage.id"
     )
 
+    def photos(self) -> list[ReferenceImage]:
+        """One row per photo, the one enrolment made (rows are in id order; later ones add other models)."""
+        firsts: dict[str, ReferenceImage] = {}
+        for image in self.images:
+            firsts.setdefault(image.sha256, image)
+        return list(firsts.values())
+
     def is_active(self, now: datetime) -> bool:
         return now < self.expires_at
 
