@@ -264,7 +264,7 @@ def test_a_hold_racing_the_probe_purge_keeps_the_probe_exactly_when_held(served:
 
     overdue = utc_now() - timedelta(seconds=state.settings.probe_retention_seconds) - timedelta(days=1)
     for round_ in range(ROUNDS):
-        alert = add_alert(served.app, served.deployment, track_id=4000 + round_, when=overdue)
+        alert = add_alert(served.app, served.deployment, track_id=5000 + round_, when=overdue)
         hold = post(served, "ava", f"/api/alerts/{alert}/hold", {"reason": f"Operation Falcon, round {round_}"})
         status, report = at_once([hold, sweep])
         stored = review(served, alert)
