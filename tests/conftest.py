@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,3 +52,12 @@ def engine():  # type: ignore[no-untyped-def]
     from openlfr.vision.engine import build_engine
 
     return build_engine(Settings())
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for a module's browser tests (``tests/browserkit.py``)."""
+    from tests import browserkit
+
+    with browserkit.chromium() as running:
+        yield running

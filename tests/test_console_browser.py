@@ -9,7 +9,6 @@ verifies it, the outcome is recorded, and the deployment record shows it. Screen
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 import pytest
 
 from openlfr.governance.roles import Role
-from tests.conftest import PROJECT_ROOT, require_data
+from tests.browserkit import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import require_data
 from tests.serverkit import (
     JUSTIFICATION,
     PASSWORD,
@@ -30,18 +30,6 @@ from tests.serverkit import (
     enrol_upload,
     login,
 )
-
-CHROMIUM = os.environ.get("OPENLFR_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps trying to reach Google on a closed network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 

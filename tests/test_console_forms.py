@@ -43,12 +43,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, LiveSe
         app.state.server.store.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with browserkit.chromium() as running:
-        yield running
-
-
 def _paris_page(browser: Any, width: int = browserkit.WIDE) -> Any:
     """A page whose browser believes it is in Paris (an hour ahead of London in summer and in winter)."""
     context = browser.new_context(viewport={"width": width, "height": 900}, timezone_id="Europe/Paris")

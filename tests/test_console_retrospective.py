@@ -48,12 +48,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, LiveSe
         app.state.server.store.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with browserkit.chromium() as running:
-        yield running
-
-
 def test_upload_choose_and_watch_the_search_progress(site: tuple[Any, LiveServer, Path], browser: Any) -> None:
     app, server, clip = site
     data_dir = str(app.state.server.settings.data_dir)

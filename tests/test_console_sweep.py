@@ -106,12 +106,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         app.state.server.store.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with browserkit.chromium() as running:
-        yield running
-
-
 def kind_of(path: str) -> str:
     """One name for the pages of one kind: path segments holding a digit are ids."""
     return "/".join("{id}" if re.search(r"\d", part) else part for part in path.split("/")) or "/"

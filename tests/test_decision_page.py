@@ -45,7 +45,7 @@ from tests.serverkit import (
 )
 from tests.storekit import sighting
 
-WAIT_MS = 30_000
+WAIT_MS = browserkit.EVENT_WAIT_MS
 TRACKS = iter(range(500, 10_000))
 
 
@@ -86,12 +86,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, LiveSe
         with LiveServer(app) as server:
             yield app, server, drafted["id"]
         app.state.server.store.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with browserkit.chromium() as running:
-        yield running
 
 
 def raise_alert(app: Any, deployment: int, looks: int = 3, seen_ago_s: float = 0.0) -> int:

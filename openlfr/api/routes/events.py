@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from openlfr.api.deps import SESSION_COOKIE, AlertViewerPrincipal, AnyPrincipal, server
 from openlfr.api.schemas import DeploymentOut
-from openlfr.runtime.live_events import EventBoard
+from openlfr.runtime.live_events import BoardState, EventBoard
 from openlfr.services import accounts, deployments
 
 router = APIRouter(prefix="/api", tags=["live"])
@@ -45,28 +45,54 @@ def login_check(request: Request) -> Callable[[], bool]:
 
 
 STREAM: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}}}}
+LOGOUT = "event: logout\ndata: {}\n\n"
+KEEP_ALIVE = ": keep-alive\n\n"
+
+
+class Watch:
+    """Where one open stream is on the event board: the board's version it last saw, and the accounts' version
+    its login was last checked at."""
+
+    def __init__(self, request: Request, version: int = -1) -> None:
+        self.board = event_board(request)
+        self.still_logged_in = login_check(request)
+        self.version, self.accounts = version, self.board.state.accounts
+
+    async def next(self) -> BoardState | str:
+        """The board's next state, or the line to send instead: ``LOGOUT`` once the login has ended (checked when
+        the accounts change and at every keep-alive), ``KEEP_ALIVE`` when nothing moved for a while."""
+        current = await self.board.next_state(self.version, KEEP_ALIVE_S)
+        if current.version == self.version or current.accounts != self.accounts:
+            self.accounts = current.accounts
+            if not await run_in_threadpool(self.still_logged_in):
+                return LOGOUT
+        if current.version == self.version:
+            return KEEP_ALIVE
+        self.version = current.version
+        return current
+
+
+def event_stream(lines: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(
+        lines, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
 
 
 @router.get("/events", response_class=StreamingResponse, responses=STREAM)
 async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse:
-    board = event_board(request)
-    still_logged_in = login_check(request)
+    watch = Watch(request)
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         shown: dict[str, Any] | None = None
-        version, accounts_seen = -1, board.state.accounts
         while True:
-            current = await board.next_state(version, KEEP_ALIVE_S)
-            if current.version == version or current.accounts != accounts_seen:
-                accounts_seen = current.accounts
-                if not await run_in_threadpool(still_logged_in):
-                    yield "event: logout\ndata: {}\n\n"
+            current = await watch.next()
+            if isinstance(current, str):
+                yield current
+                if current == LOGOUT:
                     return
-            if current.version == version:
-                yield ": keep-alive\n\n"
                 continue
-            version, signature = current.version, current.signature
+            signature = current.signature
             if signature is None:
                 continue
             if shown is None or _cameras_part(signature) != _cameras_part(shown):
@@ -75,9 +101,7 @@ async def events(request: Request, _: AlertViewerPrincipal) -> StreamingResponse
                 yield f"event: queue\ndata: {json.dumps(signature)}\n\n"
             shown = signature
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    )
+    return event_stream(stream())
 
 
 def _queue_part(signature: dict[str, Any]) -> dict[str, Any]:
@@ -103,30 +127,23 @@ async def deployment_events(deployment_id: int, request: Request, _: AnyPrincipa
     """A retrospective search's ``progress`` (seconds of its footage analysed, and whether it has finished): at
     once, then each time it moves; once it has finished (or for a live deployment, which has none) the stream
     ends. ``logout`` when the login ends. Like ``/api/events`` it waits on the server's one event board."""
-    board = event_board(request)
-    still_logged_in = login_check(request)
+    watch = Watch(request, event_board(request).state.version)
     first = await run_in_threadpool(_progress, request, deployment_id)  # an unknown deployment: 404, not a stream
 
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
-        shown, version, accounts_seen = first, board.state.version, board.state.accounts
+        shown = first
         yield f"event: progress\ndata: {json.dumps(shown)}\n\n"
         while not shown["finished"] and shown["kind"] == "retrospective":
-            current = await board.next_state(version, KEEP_ALIVE_S)
-            if current.version == version or current.accounts != accounts_seen:
-                accounts_seen = current.accounts
-                if not await run_in_threadpool(still_logged_in):
-                    yield "event: logout\ndata: {}\n\n"
+            current = await watch.next()
+            if isinstance(current, str):
+                yield current
+                if current == LOGOUT:
                     return
-            if current.version == version:
-                yield ": keep-alive\n\n"
                 continue
-            version = current.version
             now = await run_in_threadpool(_progress, request, deployment_id)
             if now != shown:
                 shown = now
                 yield f"event: progress\ndata: {json.dumps(shown)}\n\n"
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    )
+    return event_stream(stream())
