@@ -120,14 +120,18 @@ def tflite_path(cache_dir: Path) -> Path:
     return cache_dir / "models" / f"MobileFaceNet-{TFLITE_SHA256[:16]}.tflite"
 
 
-def installed_tflite(cache_dir: Path) -> Path:
-    """The fetched TFLite file, checked against its pinned hash; a clear error if it is missing or altered."""
-    path = tflite_path(cache_dir)
+def _fetched(path: Path, sha256: str, name: str, hint: str) -> Path:
+    """A fetched model file, checked against its pinned hash; a clear error if it is missing or altered."""
     if not path.is_file():
-        raise ModelError(f"the MobileFaceNet model is not installed (no {path}): {MOBILEFACENET_HINT}")
-    if file_sha256(path) != TFLITE_SHA256:
-        raise ModelError(f"{path} is damaged (its sha256 is not the pinned one): {MOBILEFACENET_HINT}")
+        raise ModelError(f"the {name} model is not installed (no {path}): {hint}")
+    if file_sha256(path) != sha256:
+        raise ModelError(f"{path} is damaged (its sha256 is not the pinned one): {hint}")
     return path
+
+
+def installed_tflite(cache_dir: Path) -> Path:
+    """The fetched MobileFaceNet TFLite file (npm), checked against its pinned hash."""
+    return _fetched(tflite_path(cache_dir), TFLITE_SHA256, "MobileFaceNet", MOBILEFACENET_HINT)
 
 
 def mobilefacenet_onnx_path(cache_dir: Path) -> Path:
@@ -150,13 +154,8 @@ def quantised_path(cache_dir: Path) -> Path:
 
 
 def installed_quantised(cache_dir: Path) -> Path:
-    """The fetched quantised file, checked against its pinned hash; a clear error if it is missing or altered."""
-    path = quantised_path(cache_dir)
-    if not path.is_file():
-        raise ModelError(f"the SFace model is not installed (no {path}): {SFACE_HINT}")
-    if file_sha256(path) != QUANTISED_SHA256:
-        raise ModelError(f"{path} is damaged (its sha256 is not the pinned one): {SFACE_HINT}")
-    return path
+    """The fetched quantised SFace file (pip), checked against its pinned hash."""
+    return _fetched(quantised_path(cache_dir), QUANTISED_SHA256, "SFace", SFACE_HINT)
 
 
 def sface_onnx_path(cache_dir: Path) -> Path:
