@@ -12,7 +12,7 @@ The earlier tree is checked out with ``git worktree`` into a temporary folder an
 environment's Python with ``PYTHONPATH`` pointing at it (so it uses the same packages and model files), then
 removed.
 
-    .venv/bin/python benchmarks/scan_faces.py [--against d0c1818] [--repeat 2] [--json]
+    .venv/bin/python benchmarks/scan_faces.py [--against d0c1818] [--repeat 2] [--loop 1] [--json]
 
 ``d0c1818`` is the commit the issue was measured on (before any of its cuts).
 """
@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from cameras import looped
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -58,8 +60,8 @@ def enrolled(tree: Path, folder: Path) -> Path:
     return data_dir
 
 
-def scan(tree: Path, data_dir: Path, mode: list[str]) -> dict[str, Any]:
-    done = openlfr(tree, data_dir, ["scan", str(PEDESTRIANS), "--watchlist", "gallery", "--json", *mode])
+def scan(tree: Path, data_dir: Path, clip: Path, mode: list[str]) -> dict[str, Any]:
+    done = openlfr(tree, data_dir, ["scan", str(clip), "--watchlist", "gallery", "--json", *mode])
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip().startswith("{")]
     summary = next(line for line in reversed(lines) if line.get("type") == "summary")
     camera = next((line for line in lines if line.get("type") == "camera"), {})
@@ -70,6 +72,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", default="d0c1818", help="the earlier commit (default: before issue 21's cuts)")
     parser.add_argument("--repeat", type=int, default=2, help="scans per tree and mode, interleaved")
+    parser.add_argument("--loop", type=int, default=1, help="plays of the clip in a row (more faces, less noise)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     for needed in (PEDESTRIANS, GALLERY):
@@ -82,6 +85,7 @@ def main() -> int:
             check=True,
             capture_output=True,
         )
+        clip = looped(PEDESTRIANS, args.loop, None, Path(folder)) if args.loop > 1 else PEDESTRIANS
         try:
             trees = {args.against: earlier, "this tree": REPO}
             data = {name: enrolled(tree, Path(folder) / name.replace(" ", "-")) for name, tree in trees.items()}
@@ -89,10 +93,10 @@ def main() -> int:
             for _ in range(args.repeat):
                 for mode, flags in MODES.items():
                     for name, tree in trees.items():
-                        runs[name][mode].append(scan(tree, data[name], flags))
+                        runs[name][mode].append(scan(tree, data[name], clip, flags))
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(earlier)], check=False)
-    report: dict[str, Any] = {"against": args.against, "repeat": args.repeat, "modes": {}}
+    report: dict[str, Any] = {"against": args.against, "repeat": args.repeat, "loop": args.loop, "modes": {}}
     for mode in MODES:
         medians = {
             name: {k: statistics.median(r[k] or 0 for r in runs[name][mode]) for k in (*FIGURES, "embeddings")}
@@ -108,7 +112,8 @@ def main() -> int:
         print(json.dumps(report))
         return 0
     for mode, entry in report["modes"].items():
-        print(f"\n== scan of the pedestrians clip alone, {mode} (median of {args.repeat})")
+        plays = f", played {args.loop} times" if args.loop > 1 else ""
+        print(f"\n== scan of the pedestrians clip alone{plays}, {mode} (median of {args.repeat})")
         print(f"{'tree':12} {'faces seen':>10} {'tracks':>7} {'embeddings':>11} {'frames':>7} {'alerts':>7}")
         for name, figures in entry["median"].items():
             print(

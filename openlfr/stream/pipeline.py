@@ -76,6 +76,8 @@ class CameraPipeline:
         self.latency = LatencyHistogram()
         self.min_face_px = max(camera.min_face_px, 0) or config.min_face_px
         self._window_face_px = config.window_face_px or detector.search_face_px
+        self._retry_face_px = max(self._window_face_px, detector.retry_face_px)
+        self._previous_clock = float("-inf")  # of the frame analysed before this one
         self._detect_scale = config.detect_scale or detector.live_scale
         self._last_detect = float("-inf")
         self._last_sampled = float("-inf")  # clock of the last frame whose faces were sampled
@@ -132,6 +134,7 @@ class CameraPipeline:
 
         for track in self.tracker.expire(clock):
             track.forget()
+        self._previous_clock = clock
         self.latency.add((time.monotonic() - arrival) * 1000.0)
         return result
 
@@ -238,9 +241,9 @@ class CameraPipeline:
             seen.append((self.tracker.start(observation), observation))
         return seen
 
-    def _window_around(self, frame: YuvFrame, box: Box, margin: float) -> tuple[Box, float]:
+    def _window_around(self, frame: YuvFrame, box: Box, margin: float, face_px: int = 0) -> tuple[Box, float]:
         """The search window around a face (grown by ``margin`` a side, inside the search area) and the scale
-        that makes the face about ``window_face_px`` tall in it."""
+        that makes the face about ``face_px`` (default ``window_face_px``) tall in it."""
         area = self._search_area(frame)
         grown = expand_box(box, margin, frame.width, frame.height)
         window = Box(
@@ -249,7 +252,7 @@ class CameraPipeline:
             min(grown.right, area.right),
             min(grown.bottom, area.bottom),
         )
-        return window, min(2.0, max(0.25, self._window_face_px / max(box.height, 1)))
+        return window, min(2.0, max(0.25, (face_px or self._window_face_px) / max(box.height, 1)))
 
     def _find_again(self, frame: YuvFrame, clock: float, where: Box, taken: list[Box]) -> Observation | None:
         """The face detected at ``where`` a few frames ago, in the current frame (local detection around it)."""
@@ -277,6 +280,7 @@ class CameraPipeline:
         windows = [self._window_around(frame, box, self.config.window_margin) for box in predicted_boxes]
         # One search call for all windows: RetinaFace runs them through the network as one batch.
         found_in = detect_in_areas(self.detector, frame, windows)
+        self._retry_lost(frame, tracks, predicted_boxes, found_in)
         for track, predicted, found in zip(tracks, predicted_boxes, found_in, strict=True):
             best, best_value = None, self.tracker.min_affinity
             for detection in found:
@@ -294,6 +298,31 @@ class CameraPipeline:
             track.observe(observation)
             seen.append((track, observation))
         return seen
+
+    def _retry_lost(
+        self, frame: YuvFrame, tracks: list[Track], predicted: list[Box], found_in: list[list[Detection]]
+    ) -> None:
+        """Search again, at the detector's ``retry_face_px``, the windows of tracks seen on the previous frame that
+        came back empty: the small search size misses a face now and then (a turned head, motion blur), and a
+        track broken there loses the frames until the next whole-picture detection. Only a track's first miss
+        is retried, so a face that has left costs one search more, not one a frame."""
+        if self._retry_face_px <= self._window_face_px:
+            return
+        lost = [
+            i
+            for i, (track, found) in enumerate(zip(tracks, found_in, strict=True))
+            if track.last_clock >= self._previous_clock
+            and not any(
+                d.box.height >= self.min_face_px and affinity(predicted[i], d.box) >= self.tracker.min_affinity
+                for d in found
+            )
+        ]
+        if not lost:
+            return
+        margin = self.config.window_margin
+        windows = [self._window_around(frame, predicted[i], margin, self._retry_face_px) for i in lost]
+        for i, found in zip(lost, detect_in_areas(self.detector, frame, windows), strict=True):
+            found_in[i] = found
 
     # ----- biometric work (memory only) -----
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:

@@ -32,6 +32,7 @@ class HogDetector:
     name = "hog"
     colour = False
     search_face_px = 80  # HOG's window is 80 px: smaller faces are missed
+    retry_face_px = 80  # no second search: HOG's one size is its window
     live_scale = 1.0  # (smaller faces need OPENLFR_STREAM_DETECT_UPSAMPLE instead)
 
     def __init__(self, upsample: int = 1, threshold: float = 0.0) -> None:
@@ -63,6 +64,7 @@ class MmodDetector:
     name = "mmod"
     colour = True
     search_face_px = 80
+    retry_face_px = 80
     live_scale = 1.0
 
     def __init__(self, upsample: int = 1) -> None:

@@ -174,6 +174,9 @@ class RetinaFaceDetector:
     # clips: the same faces (pedestrians 602, 13 tracks; Hamilton 533, 20 tracks against 21), 20% less
     # track-local search time; at 44 px tracks break up, at 40 px faces are lost.
     search_face_px = 46
+    # A track's window that comes back empty is searched once more with the face at 56 px (an input of 128 rows):
+    # the faces 46 px loses, at the cost of the retries alone (issue 21: pedestrians played 10 times, every frame).
+    retry_face_px = 56
     # Whole 1080p pictures at half size: 64 ms (conversion from YUV included) against 325 ms at full size, the
     # faces of 40 px and up all still found (6.28 per frame against 6.29): the scale whose live CPU budget fits
     # two cores (README, "Detection, landmarks and quality").

@@ -136,6 +136,7 @@ class FaceDetector(Protocol):
     name: str
     colour: bool  # reads colour (give it RGB); False: grey levels are all it uses (give it the luma plane)
     search_face_px: int  # small searches around a known face scale it to about this height (its cheapest reliable)
+    retry_face_px: int  # a search at that size that comes back empty is tried once more at this one
     live_scale: float  # the live pipeline's whole-picture detection searches a copy scaled by this by default
 
     def detect(self, image: np.ndarray) -> list[Detection]: ...
