@@ -43,7 +43,8 @@ class StreamSettings(BaseSettings):
     min_face_px: int = Field(default=32, ge=1)
     window_margin: float = 0.5  # track-local search window: the predicted box grown by this on every side
     # The window is scaled so the face is about this tall; None: the detector's own (``search_face_px``: HOG 80 px,
-    # RetinaFace 46 px, where it follows as many faces on the 1080p clip as at 56 px for 0.75x the pixels).
+    # RetinaFace 46 px, 0.75x the pixels of 56 px; a track's empty window is searched once more at the detector's
+    # ``retry_face_px``, RetinaFace 56 px, so the faces 46 px misses are found: stream/pipeline.py).
     window_face_px: int | None = None
     max_age_s: float = 1.0  # a track unseen this long has ended
     embed_budget: int = 10  # embeddings per track at most

@@ -191,3 +191,35 @@ def test_a_failing_analysis_is_reported_for_its_camera(clip: Path, engine, broke
     assert not alerts
     assert [camera for camera, _ in errors] == ["door"] and message in errors[0][1]
     assert summary.cameras["door"].error is not None
+
+
+def test_a_detector_process_is_ready_with_its_model_run_once_before_the_camera_starts() -> None:
+    """A camera's analysis says it is ready only once its detector process has loaded the model and run it on a
+    blank half-size frame: three cameras starting together otherwise lost the faces of their first second to the
+    detector's start-up (issue 21). The detector answers ``DetectorReady`` first, then requests as before."""
+    import multiprocessing
+
+    from openlfr.stream.detector import DetectorSpec, RemoteDetector, detector_main
+    from openlfr.stream.frames import FrameFormat, YuvFrame
+    from openlfr.vision.types import Box
+
+    ctx = multiprocessing.get_context("spawn")
+    requests, results = ctx.Queue(), ctx.Queue()
+    process = ctx.Process(target=detector_main, args=(DetectorSpec(Settings(), 0), requests, results), daemon=True)
+    process.start()
+    remote = RemoteDetector(requests, results)
+    try:
+        remote.wait_ready(180.0)
+        frame = YuvFrame(np.full(320 * 240 * 3 // 2, 128, np.uint8), FrameFormat(320, 240))
+        remote.submit(frame, Box(0, 0, 320, 240), 1.5, 0.5)
+        deadline = time.monotonic() + 120.0
+        answer = remote.poll()
+        while answer is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            answer = remote.poll()
+        assert answer == (1.5, []), "a grey frame: no face, the answer of the request sent"
+    finally:
+        requests.put(None)
+        process.join(timeout=30)
+        remote.close()
+    assert process.exitcode == 0

@@ -119,14 +119,34 @@ class DetectResult:
     cpu_s: float  # CPU time the detector process has used so far
 
 
+@dataclass(frozen=True)
+class DetectorReady:
+    """The detector process has loaded its model and run it once: the first message on its results queue."""
+
+
+def warm_up(detector: FaceDetector, pictures: list[tuple[int, int]]) -> None:
+    """Search blank pictures of these (rows, cols) once. ONNX Runtime's first runs of a session set up its memory
+    and threads; three cameras starting together paid for it on their first second of video, whose faces went
+    unembedded (issue 21's benchmark: the tracks of the clip's first second missed under load)."""
+    blanks = [np.zeros((rows, cols, 3) if detector.colour else (rows, cols), np.uint8) for rows, cols in pictures]
+    many = getattr(detector, "detect_many", None)
+    if many is not None:
+        many(blanks)
+    else:
+        for blank in blanks:
+            detector.detect(blank)
+
+
 def detector_main(spec: DetectorSpec, requests: Any, results: Any) -> None:
-    """The detector process: answer requests until None arrives."""
+    """The detector process: say it is ready, then answer requests until None arrives."""
     die_with_parent("openlfr-detect")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from openlfr.vision.engine import build_detector
 
     # The pipeline resizes the picture itself (by the request's factor): the detector searches it as given.
     detector = build_detector(spec.settings, upsample=spec.upsample, scale=1.0, threads=1)
+    warm_up(detector, [(540, 960)])  # half a 1080p frame, the live search's usual size
+    results.put(DetectorReady())
     blocks: dict[str, shared_memory.SharedMemory] = {}
     try:
         while True:
@@ -162,6 +182,15 @@ class RemoteDetector:
         self._block: shared_memory.SharedMemory | None = None
         self._seq = 0
         self._in_flight: int | None = None
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until the detector process has loaded and warmed its model (``DetectorReady``)."""
+        try:
+            message = self.results.get(timeout=timeout_s)
+        except queue.Empty:
+            raise RuntimeError(f"the detector process was not ready within {timeout_s:.0f} s") from None
+        if not isinstance(message, DetectorReady):
+            raise RuntimeError(f"the detector process said {type(message).__name__} before it was ready")
 
     def busy(self) -> bool:
         return self._in_flight is not None

@@ -5,7 +5,8 @@ What runs on which frame (a 1080p camera at 25 fps on two cores; RetinaFace, Mob
 * **Whole-picture detection** every ``detect_interval_s`` (0.2 s), on a half-size copy (~55 ms), in a process
   of its own for live sources (``stream/detector.py``); a face walking into view is found within 0.2 s.
 * **Track-local detection** on every frame: a window around each track's predicted box, scaled so the face is
-  ~46 px tall (~0.7 ms a face), so the best shot is chosen from many frames, not five a second.
+  ~46 px tall (~0.7 ms a face), so the best shot is chosen from many frames, not five a second; a window that
+  comes back empty for a track seen on the previous frame is searched once more at ``retry_face_px`` (56 px).
 * **Landmarks, chip and quality** only for tracks that could take a sample now (not decided, budget left,
   ``embed_gap_s`` since the last one), from a small RGB region converted on demand (never the whole frame).
 * **Embedding** (one batched ONNX call a frame, ~20 ms a face with flip averaging) for observations that pass

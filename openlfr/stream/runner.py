@@ -258,6 +258,7 @@ class PipelineRunner:
                 last_alerts=dict(self.resume.get(camera.name, CameraResume()).last_alerts),
                 trace_tracks=self.options.trace_tracks,
                 second=self.second,
+                ready_timeout_s=self.options.ready_timeout_s,
             )
             remote = (live or self.options.realtime) and self.settings.stream.detector_process
             run = runs[camera.name] = _CameraRun(ctx, states[camera.name], spec, events, remote)

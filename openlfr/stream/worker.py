@@ -149,6 +149,7 @@ class WorkerSpec:
     last_alerts: dict[str, float] = field(default_factory=dict)  # person -> clock of their last alert (cooldown)
     trace_tracks: bool = False  # benchmarks: send the embedded tracks' paths when stopping (stream/trace.py)
     second: SecondGallery | None = None  # the watchlist's second opinion (stream/second_look.py)
+    ready_timeout_s: float = 180.0  # for the detector process to load its model (a busy machine)
 
 
 class LiveBacklog:
@@ -250,10 +251,17 @@ def analysis_main(
         )
         pipeline.live = spec.drop_stale
         pipeline.resume(spec.next_track_id, spec.last_alerts)
-        if detector_queues is not None:
-            from openlfr.stream.detector import RemoteDetector
+        from openlfr.stream.detector import RemoteDetector, warm_up
 
-            pipeline.remote = RemoteDetector(*detector_queues)
+        # The first frames should not wait for ONNX Runtime's first runs: track windows of both sizes, one chip.
+        side = spec.settings.stream.window_face_px or detector.search_face_px
+        warm_up(detector, [(2 * side, 2 * side), (2 * detector.retry_face_px, 2 * detector.retry_face_px)])
+        chip = engine.embedder.chip_size
+        engine.embedder.embed(np.zeros((2, chip, chip, 3), np.uint8))
+        if detector_queues is not None:
+            remote = RemoteDetector(*detector_queues)
+            remote.wait_ready(spec.ready_timeout_s)
+            pipeline.remote = remote
     except Exception as exc:
         events.put(WorkerFailed(name, f"camera {name!r}: the analysis could not start: {exc}"))
         return
