@@ -127,15 +127,9 @@ class CameraPipeline:
         self.counters.faces_seen += len(seen)
         self.counters.tracks = self.tracker.created
 
-        if self._matching_now and seen:
-            # Running behind, a frame samples only the faces never embedded yet: their first look is the one a
-            # loaded camera must not lose (a face passing quickly may offer no other).
-            hurried = self._hurried(clock, arrival)
-            chosen = [(t, o) for t, o in seen if self._first_look_due(t)] if hurried else seen
-            if not hurried:
-                self._last_sampled = clock
-            if chosen:
-                result.alerts = self._sample_and_match(frame, chosen, clock, arrival, media_time)
+        if self._matching_now and seen and not self._hurried(clock, arrival):
+            self._last_sampled = clock
+            result.alerts = self._sample_and_match(frame, seen, clock, arrival, media_time)
         for track, observation in seen:
             result.boxes.append(TrackBox(observation.box, track.id))
 
@@ -144,10 +138,6 @@ class CameraPipeline:
         self._previous_clock = clock
         self.latency.add((time.monotonic() - arrival) * 1000.0)
         return result
-
-    def _first_look_due(self, track: Track) -> bool:
-        """A track that could be matched and has not been embedded yet."""
-        return self._matching_now and track.embeddings == 0 and not track.decided
 
     def _hurried(self, clock: float, arrival: float) -> bool:
         """A live camera running behind (a frame waiting over half of ``max_lag_s``) leaves sampling to a later
@@ -278,15 +268,14 @@ class CameraPipeline:
     def _follow(self, frame: YuvFrame, clock: float, thin: bool = False) -> list[tuple[Track, Observation]]:
         """Track-local detection around each track's predicted box; the better claim wins a shared face.
 
-        ``thin`` (a live camera running behind, sampling left to a later frame): each track already embedded is
-        searched only if unseen for ``behind_follow_gap_s``, every other frame at 25 fps, instead of frames dropped
-        whole; a track not embedded yet is searched on every frame, as its first sample may come from this one.
+        ``thin`` (a live camera running behind, sampling left to a later frame): each track is searched only if
+        unseen for ``behind_follow_gap_s``, every other frame at 25 fps, instead of frames dropped whole.
         """
         claims: list[tuple[float, Track, Observation]] = []
         tracks = [
             t
             for t in self.tracker.active.values()
-            if not thin or self._first_look_due(t) or clock - t.last_clock >= self.config.behind_follow_gap_s
+            if not thin or clock - t.last_clock >= self.config.behind_follow_gap_s
         ]
         predicted_boxes = [track.predict(clock) for track in tracks]
         windows = [self._window_around(frame, box, self.config.window_margin) for box in predicted_boxes]
