@@ -65,8 +65,10 @@ def write_face_clip(
     size: tuple[int, int] = (640, 360),
     face_px: int = 240,
     visible: list[tuple[float, float]] | None = None,
+    still_from: float | None = None,
 ) -> Path:
-    """An H.264 MP4 in which the portrait walks slowly left to right while ``visible`` (default: always)."""
+    """An H.264 MP4 in which the portrait walks slowly left to right while ``visible`` (default: always), and,
+    from ``still_from`` seconds on, a second copy stands still in the bottom-left corner (give a tall frame)."""
     spans = visible if visible is not None else [(0.0, seconds)]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
@@ -79,6 +81,9 @@ def write_face_clip(
             shown = any(start <= t < end for start, end in spans)
             x = int(20 + (size[0] - face_px - 40) * index / max(frames - 1, 1))
             image = face_frame(face, size, (x, (size[1] - face_px) // 2) if shown else None, face_px)
+            if still_from is not None and t >= still_from:
+                corner = face_frame(face, size, (20, size[1] - face_px), face_px)
+                image[size[1] - face_px :, 20 : 20 + face_px] = corner[size[1] - face_px :, 20 : 20 + face_px]
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

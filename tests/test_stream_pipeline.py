@@ -14,6 +14,7 @@ from PIL import Image
 
 from openlfr.settings import Settings, StreamSettings
 from openlfr.stream.evidence import EvidenceRule
+from openlfr.stream.interfaces import TrackBox
 from openlfr.stream.pipeline import AlertFound, CameraPipeline
 from openlfr.stream.source import CameraConfig, Capture
 from openlfr.stream.tracker import Track
@@ -236,6 +237,30 @@ def test_a_camera_running_behind_follows_its_faces_every_other_frame_and_still_a
     # Matching: the frames that may take a sample follow every track, so the alert comes as it did.
     pipeline, tracks, alerts = run_behind(engine, clips["long"], listed, StreamSettings())
     assert len(tracks) == 1 and [a.person_id for a in alerts] == ["eileen"]
+
+
+@pytest.mark.parametrize("behind", [False, True])
+def test_a_second_face_like_a_followed_one_gets_a_track_of_its_own(  # type: ignore[no-untyped-def]
+    engine, tmp_path: Path, astronaut: np.ndarray, unlisted, behind: bool
+) -> None:
+    """A face arriving while a face much like it is followed (twins; here the same portrait twice) is a new track:
+    re-identification by the face is for a track that lost its face, not one on a face elsewhere this frame.
+    Before, the newcomer was given to the followed track and dropped, or (a camera running behind, its track not
+    searched on that frame) took that track over, and the person walking lost it."""
+    clip = write_face_clip(tmp_path / "two.mp4", portrait(astronaut), seconds=3.0, size=(640, 720), still_from=1.5)
+    camera = CameraConfig("door", str(clip))
+    pipeline = CameraPipeline(camera, StreamSettings(), engine, live_detector(), unlisted, EvidenceRule(0.8))
+    pipeline.live = behind
+    pipeline.remote = LateDetector(live_detector(), lag=2)
+    lag = 1.0 if behind else 0.0
+    recent: list[list[TrackBox]] = []
+    for yuv, frame in yuv_frames(Capture(camera).frames()):
+        recent = [*recent[-2:], pipeline.process(yuv, frame.clock, time.monotonic() - lag).boxes]
+    # The last three frames: a camera running behind searches each track every other frame.
+    tops = sorted({box.track_id: box.box.top for boxes in recent for box in boxes}.items(), key=lambda kv: kv[1])
+    tops = [(top, track_id) for track_id, top in tops]
+    assert len(tops) == 2 and tops[0][0] < 400 < tops[1][0], tops
+    assert tops[0][1] == 1, "the walking face kept its track from the start"
 
 
 def test_a_followed_face_is_searched_in_one_small_input(engine, clips, unlisted) -> None:  # type: ignore[no-untyped-def]

@@ -151,12 +151,16 @@ class Tracker:
         tie_margin: float = 0.15,
         reid_min_similarity: float = 0.75,
         reid_max_gap_s: float = 2.0,
+        # A track seen this recently is on a face (followed, or left for the next frame by a camera running
+        # behind), not lost: a face like its own elsewhere is somebody else (twins, a poster), never a reappearance.
+        reid_min_gap_s: float = 0.15,
     ) -> None:
         self.min_affinity = min_affinity
         self.max_age_s = max_age_s
         self.tie_margin = tie_margin
         self.reid_min_similarity = reid_min_similarity
         self.reid_max_gap_s = reid_max_gap_s
+        self.reid_min_gap_s = reid_min_gap_s
         self.active: dict[int, Track] = {}
         self.created = 0
         self._next_id = 1
@@ -236,7 +240,8 @@ class Tracker:
             lost = [
                 k
                 for k in free_tracks
-                if tracks[k].template is not None and clock - tracks[k].last_clock <= self.reid_max_gap_s
+                if tracks[k].template is not None
+                and self.reid_min_gap_s < clock - tracks[k].last_clock <= self.reid_max_gap_s
             ]
             best_k, best_value = None, self.reid_min_similarity
             for k in lost:
