@@ -89,7 +89,13 @@ def enrol_under_dlib(
             enrol_person(db, ctx, WATCHLIST, details, results, allow_duplicate=allow_duplicate)
 
 
-def draft(store: Store, settings: Settings) -> int:
+def draft(
+    store: Store,
+    settings: Settings,
+    watchlist: str = WATCHLIST,
+    threshold: float | None = 0.5,
+    target_fpir: float | None = None,
+) -> int:
     now = datetime.now(UTC)
     with store.session() as db:
         row = deployments.create_draft(
@@ -101,9 +107,9 @@ def draft(store: Store, settings: Settings) -> int:
             starts_at=now + timedelta(minutes=5),
             ends_at=now + timedelta(hours=2),
             cameras=[{"name": "cam1", "source": "clip.mp4"}],
-            watchlist=WATCHLIST,
-            threshold=0.5,
-            target_fpir=None,
+            watchlist=watchlist,
+            threshold=threshold,
+            target_fpir=target_fpir,
         )
         return row.id
 

@@ -49,6 +49,15 @@ def gallery_people(stills: Path, skip: tuple[str, ...] = ()) -> dict[str, list[P
     }
 
 
+def hamilton_people(stills: Path) -> dict[str, list[Path]]:
+    """The gallery and Lin-Manuel Miranda; the gallery's Alex Lacamoire is the same man as the still: one person
+    with two photos."""
+    people = gallery_people(stills, skip=("alex_lacamoire",))
+    people["lin-manuel-miranda"] = [stills / "lin-manuel-miranda.png"]
+    people["alex-lacamoire"] = [stills / "alex-lacamoire.png", stills / "gallery" / "alex_lacamoire" / "img1.jpg"]
+    return people
+
+
 def lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
@@ -56,10 +65,7 @@ def lines(stdout: str) -> list[dict[str, Any]]:
 def test_hamilton_alerts_for_the_listed_performer_only(tmp_path: Path) -> None:
     clip = require_data("video", "short_hamilton_clip.mp4")
     stills = require_data("stills")
-    people = gallery_people(stills, skip=("alex_lacamoire",))
-    people["lin-manuel-miranda"] = [stills / "lin-manuel-miranda.png"]
-    # The gallery's Alex Lacamoire is the same man as the still: one person with two photos.
-    people["alex-lacamoire"] = [stills / "alex-lacamoire.png", stills / "gallery" / "alex_lacamoire" / "img1.jpg"]
+    people = hamilton_people(stills)
     data_dir = tmp_path / "data"
     enrol(data_dir, "hamilton", people, tmp_path)
 

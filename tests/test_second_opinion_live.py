@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ from openlfr.enrolment.gate import QualityGate
 from openlfr.enrolment.photos import analyse_photos
 from openlfr.enrolment.service import PersonDetails
 from openlfr.governance.roles import Role
-from openlfr.services import deployments
 from openlfr.services.context import Context
 from openlfr.services.enrolment import enrol_person
 from openlfr.services.live import listed_watchlist, snapshot_watchlist
@@ -41,7 +39,8 @@ from openlfr.watchlist.second_opinion import SecondGallery, fused_model_id, scor
 from tests.conftest import require_data
 from tests.enrol_photos import Photos, make_photos
 from tests.streamkit import openlfr_env, run_openlfr
-from tests.test_scan_cli import embedding_like, enrol, everything_in, gallery_people, jpegs, lines, table_rows
+from tests.test_reembed import authorise, draft
+from tests.test_scan_cli import embedding_like, enrol, everything_in, hamilton_people, jpegs, lines, table_rows
 
 KEY = b"0123456789abcdef0123456789abcdef"
 FIRST = model_id_for(Settings())
@@ -141,25 +140,8 @@ def test_a_list_enrolled_without_sface_falls_back_until_reembedded(engine: FaceE
 
 
 def authorised(store: Store, settings: Settings, threshold: float | None, target_fpir: float | None) -> int:
-    now = datetime.now(UTC)
-    with store.session() as db:
-        row = deployments.create_draft(
-            db,
-            Context(settings, KEY, "olly", Role.OPERATOR.value),
-            name="high street",
-            place="high street",
-            purpose="find wanted people",
-            starts_at=now + timedelta(minutes=5),
-            ends_at=now + timedelta(hours=2),
-            cameras=[{"name": "cam1", "source": "clip.mp4"}],
-            watchlist="wanted",
-            threshold=threshold,
-            target_fpir=target_fpir,
-        )
-        deployment_id = row.id
-    with store.session() as db:
-        ctx = Context(settings, KEY, "ava", Role.AUTHORISER.value)
-        deployments.authorise(db, ctx, deployment_id, "necessary and proportionate for this operation")
+    deployment_id = draft(store, settings, "wanted", threshold, target_fpir)
+    authorise(store, settings, deployment_id)
     return deployment_id
 
 
@@ -238,9 +220,7 @@ def test_the_clips_with_the_second_opinion_at_work(tmp_path: Path) -> None:
     hamilton = require_data("video", "short_hamilton_clip.mp4")
     pedestrians = require_data("video", "pedestrians_1080p.mp4")
     stills = require_data("stills")
-    people = gallery_people(stills, skip=("alex_lacamoire",))
-    people["lin-manuel-miranda"] = [stills / "lin-manuel-miranda.png"]
-    people["alex-lacamoire"] = [stills / "alex-lacamoire.png", stills / "gallery" / "alex_lacamoire" / "img1.jpg"]
+    people = hamilton_people(stills)
     data_dir = tmp_path / "data"
     env = openlfr_env(data_dir)
     enrol(data_dir, "hamilton", people, tmp_path)
