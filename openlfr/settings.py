@@ -63,6 +63,11 @@ class StreamSettings(BaseSettings):
     max_yaw_deg: float = 53.0
     max_pitch_deg: float = 35.0
     min_sharpness: float = 7.0
+    # A look is sampled only if one of the track's looks before it, this many at most, passed the gate too (0: the
+    # look alone), so one look's landmark jitter never decides whether a face is embedded. Every track that one
+    # camera alone embedded and a camera of three missed (benchmarks/cameras.py) had passed on one look only: a
+    # 33 px face read 15 px between the eyes once and 10-12 px on fifty other looks.
+    gate_confirm_looks: int = Field(default=2, ge=0, le=10)
     evidence_k: int = 2  # an alert needs k of a track's last n samples to name the same person
     evidence_n: int = 5
     # Track fusion (stream/evidence.py): a track's looks fused into one quality-weighted template, searched as the

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from openlfr.stream.detector import detect_in_area
 from openlfr.stream.frames import YuvFrame
@@ -66,9 +66,11 @@ def write_face_clip(
     face_px: int = 240,
     visible: list[tuple[float, float]] | None = None,
     still_from: float | None = None,
+    sharp_frames: set[int] | None = None,
 ) -> Path:
     """An H.264 MP4 in which the portrait walks slowly left to right while ``visible`` (default: always), and,
-    from ``still_from`` seconds on, a second copy stands still in the bottom-left corner (give a tall frame)."""
+    from ``still_from`` seconds on, a second copy stands still in the bottom-left corner (give a tall frame);
+    with ``sharp_frames``, every other frame is blurred (a Gaussian of 3 px)."""
     spans = visible if visible is not None else [(0.0, seconds)]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
@@ -84,6 +86,8 @@ def write_face_clip(
             if still_from is not None and t >= still_from:
                 corner = face_frame(face, size, (20, size[1] - face_px), face_px)
                 image[size[1] - face_px :, 20 : 20 + face_px] = corner[size[1] - face_px :, 20 : 20 + face_px]
+            if sharp_frames is not None and index not in sharp_frames:
+                image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(3)))
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

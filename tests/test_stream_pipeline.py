@@ -318,3 +318,33 @@ def test_a_track_whose_small_search_comes_back_empty_is_searched_once_more_at_th
     (with_retry, tracks_with), (without, tracks_without) = seen[True], seen[False]
     assert with_retry > without, seen
     assert tracks_with <= tracks_without, "no track broken up by the retry"
+
+
+def test_a_face_passing_the_quality_gate_on_one_look_alone_is_not_sampled(
+    engine, tmp_path, astronaut, unlisted
+) -> None:  # type: ignore[no-untyped-def]
+    """Landmarks on a small or turning face jitter: one look in fifty passed the gate alone, and whether such a
+    face was embedded hung on which frames a camera looked at (issue 21: a busy box looks at fewer). A look is
+    sampled only if one of the track's two looks before it passed too. Here the face is blurred on every frame
+    but one (then two in a row), and the gate's sharpness limit lies between the sharp and the blurred face."""
+    face = portrait(astronaut)
+    one = write_face_clip(tmp_path / "one.mp4", face, seconds=2.0, sharp_frames={12})
+    two = write_face_clip(tmp_path / "two.mp4", face, seconds=2.0, sharp_frames={12, 13})
+    frames = {
+        f.index: yuv.rgb(yuv.bounds())[0].copy()
+        for yuv, f in yuv_frames(Capture(CameraConfig("x", str(one))).frames())
+        if f.index in (11, 12)
+    }
+    blurred, sharp = (engine.faces(frames[i], embed=False)[0].quality.sharpness for i in (11, 12))
+    assert sharp > 2 * blurred, (sharp, blurred)
+    limit = (sharp * blurred) ** 0.5
+
+    def sampled(clip: Path, confirm_looks: int) -> int:
+        config = StreamSettings(min_sharpness=limit, gate_confirm_looks=confirm_looks)
+        pipeline, _, tracks = run_clip(engine, clip, unlisted, config)
+        assert len(tracks) == 1, "the face is followed, blurred or not"
+        return pipeline.counters.embeddings
+
+    assert sampled(one, confirm_looks=0) >= 1, "the look alone, as before: the sharp frame is sampled"
+    assert sampled(one, confirm_looks=2) == 0
+    assert sampled(two, confirm_looks=2) >= 1, "two sharp looks in a row"

@@ -10,7 +10,8 @@ What runs on which frame (a 1080p camera at 25 fps on two cores; RetinaFace, Mob
 * **Landmarks, chip and quality** only for tracks that could take a sample now (not decided, budget left,
   ``embed_gap_s`` since the last one), from a small RGB region converted on demand (never the whole frame).
 * **Embedding** (one batched ONNX call a frame, ~20 ms a face with flip averaging) for observations that pass
-  the quality gate and the per-track budget, at most ``embed_per_frame`` new ones a frame: the first samples
+  the quality gate (on this look and on one of the track's two looks before it) and the per-track budget, at
+  most ``embed_per_frame`` new ones a frame: the first samples
   quickly (an alert needs ``k``), then at doubling gaps or when the face is clearly better than any embedded.
 * **Matching** of each embedding against the watchlist, and (track fusion, on by default) of the track's looks
   fused into one quality-weighted template; then the evidence rule of the track (k of n looks, or the fused
@@ -383,7 +384,9 @@ class CameraPipeline:
             if analysed is None:  # analysed earlier for association: fetch its region again for the crop
                 analysed = (face, *frame.rgb(expand_box(observation.box, 1.0, frame.width, frame.height)))
             _, rgb, region = analysed
-            if not self.sampling.passes_gate(face) or not self.sampling.wants(track, face.quality.score(), clock):
+            if not self.sampling.steadily_passes(track, face):
+                continue
+            if not self.sampling.wants(track, face.quality.score(), clock):
                 continue
             chosen.append((track, observation, rgb, region))
             if observation.embedding is None:

@@ -68,6 +68,7 @@ class Track:
     decided: bool = False  # alerted, or out of embedding budget: no more biometric work on it
     alerted: set = field(default_factory=set)
     last_analysed_clock: float = float("-inf")
+    gate_looks: deque[bool] = field(default_factory=deque, repr=False)  # the last looks: passed the gate or not
     history: deque[tuple[float, Box]] = field(default_factory=lambda: deque(maxlen=64), repr=False)
     # Track fusion: its looks' quality-weighted template, searched as the track grows (stream/evidence.py)
     fused: RunningTemplate = field(default_factory=RunningTemplate, repr=False)
