@@ -6,7 +6,8 @@ What runs on which frame (a 1080p camera at 25 fps on two cores; RetinaFace, Mob
   of its own for live sources (``stream/detector.py``); a face walking into view is found within 0.2 s.
 * **Track-local detection** on every frame: a window around each track's predicted box, scaled so the face is
   ~46 px tall (~0.7 ms a face), so the best shot is chosen from many frames, not five a second; a window that
-  comes back empty for a track seen on the previous frame is searched once more at ``retry_face_px`` (56 px).
+  comes back empty for a track seen on the previous frame is searched once more at ``retry_face_px`` (56 px)
+  (``stream/local_search.py``).
 * **Landmarks, chip and quality** only for tracks that could take a sample now (not decided, budget left,
   ``embed_gap_s`` since the last one), from a small RGB region converted on demand (never the whole frame).
 * **Embedding** (one batched ONNX call a frame, ~20 ms a face with flip averaging) for observations that pass
@@ -34,10 +35,10 @@ import numpy as np
 from openlfr.alerts.record import AlertFound
 from openlfr.settings import StreamSettings
 from openlfr.stream.alert_of import AlertContext, Moment, alert_of, probe_crop
-from openlfr.stream.detector import detect_in_area, detect_in_areas
 from openlfr.stream.evidence import EvidenceRule, decide
-from openlfr.stream.frames import YuvFrame, clip_box, expand_box, shift_box
+from openlfr.stream.frames import YuvFrame, expand_box, shift_box
 from openlfr.stream.interfaces import AsyncDetector, FrameResult, Matcher, TrackBox
+from openlfr.stream.local_search import LocalSearch
 from openlfr.stream.sampling import SamplingPolicy
 from openlfr.stream.second_look import SecondOpinion
 from openlfr.stream.source import CameraConfig
@@ -76,9 +77,7 @@ class CameraPipeline:
         self.tracker = Tracker(max_age_s=config.max_age_s, reid_min_similarity=config.reid_min_score)
         self.counters = CameraCounters()
         self.latency = LatencyHistogram()
-        self.min_face_px = max(camera.min_face_px, 0) or config.min_face_px
-        self._window_face_px = config.window_face_px or detector.search_face_px
-        self._retry_face_px = max(self._window_face_px, detector.retry_face_px)
+        self.search = LocalSearch(camera, config, detector, self.tracker)
         self._previous_clock = float("-inf")  # of the frame analysed before this one
         self._detect_scale = config.detect_scale or detector.live_scale
         self._last_detect = float("-inf")
@@ -111,7 +110,7 @@ class CameraPipeline:
             if arrived is not None:
                 seen += self._adopt(frame, clock, arrived[0], arrived[1], {t.id for t, _ in seen})
             if clock - self._last_detect >= self.config.detect_interval_s and not self.remote.busy():
-                area = self._search_area(frame)
+                area = self.search.area(frame)
                 self.remote.submit(frame, area, clock, self._detect_scale)
                 result.full_detection = True
                 self._last_detect = clock
@@ -169,15 +168,8 @@ class CameraPipeline:
 
     # ----- detection and tracking -----
 
-    def _search_area(self, frame: YuvFrame) -> Box:
-        return clip_box(self.camera.roi, frame.width, frame.height) if self.camera.roi else frame.bounds()
-
-    def _detect_in(self, frame: YuvFrame, area: Box, factor: float) -> list[Detection]:
-        found = detect_in_area(self.detector, frame, area, factor)
-        return [d for d in found if d.box.height >= self.min_face_px]
-
     def _detect_and_associate(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
-        detections = self._detect_in(frame, self._search_area(frame), self._detect_scale)
+        detections = self.search.detect(frame, self.search.area(frame), self._detect_scale)
         observations = [Observation(d.box, d.score, clock, landmarks=d.landmarks) for d in detections]
         embed = (lambda o: self._embed_one(frame, o)) if self._matching_now else None
         association = self.tracker.associate(observations, clock, embed, self._similarity)
@@ -204,7 +196,7 @@ class CameraPipeline:
         refound: list[tuple[Track, Observation]] = []
         active = list(self.tracker.active.values())
         for detection in detections:
-            if detection.box.height < self.min_face_px:
+            if detection.box.height < self.search.min_face_px:
                 continue
             owner = next(
                 (
@@ -218,7 +210,7 @@ class CameraPipeline:
             if owner is not None and (owner.id in followed or owner.last_clock >= then):
                 continue
             taken = [o.box for o in fresh] + [o.box for _, o in refound]
-            found = self._find_again(frame, clock, detection.box, taken)
+            found = self.search.find_again(frame, clock, detection.box, taken)
             if found is None:
                 continue
             if owner is not None:
@@ -243,88 +235,9 @@ class CameraPipeline:
             seen.append((self.tracker.start(observation), observation))
         return seen
 
-    def _window_around(self, frame: YuvFrame, box: Box, margin: float, face_px: int = 0) -> tuple[Box, float]:
-        """The search window around a face (grown by ``margin`` a side, inside the search area) and the scale
-        that makes the face about ``face_px`` (default ``window_face_px``) tall in it."""
-        area = self._search_area(frame)
-        grown = expand_box(box, margin, frame.width, frame.height)
-        window = Box(
-            max(grown.left, area.left),
-            max(grown.top, area.top),
-            min(grown.right, area.right),
-            min(grown.bottom, area.bottom),
-        )
-        return window, min(2.0, max(0.25, (face_px or self._window_face_px) / max(box.height, 1)))
-
-    def _find_again(self, frame: YuvFrame, clock: float, where: Box, taken: list[Box]) -> Observation | None:
-        """The face detected at ``where`` a few frames ago, in the current frame (local detection around it)."""
-        window, factor = self._window_around(frame, where, 2 * self.config.window_margin)
-        best, best_value = None, 0.0
-        for found in self._detect_in(frame, window, factor):
-            value = max(affinity(where, found.box), 0.01)
-            if value > best_value and not any(box.iou(found.box) > 0.5 for box in taken):
-                best, best_value = found, value
-        return None if best is None else Observation(best.box, best.score, clock, landmarks=best.landmarks)
-
     def _follow(self, frame: YuvFrame, clock: float, thin: bool = False) -> list[tuple[Track, Observation]]:
-        """Track-local detection around each track's predicted box; the better claim wins a shared face.
-
-        ``thin`` (a live camera running behind, sampling left to a later frame): each track is searched only if
-        unseen for ``behind_follow_gap_s``, every other frame at 25 fps, instead of frames dropped whole.
-        """
-        claims: list[tuple[float, Track, Observation]] = []
-        tracks = [
-            t
-            for t in self.tracker.active.values()
-            if not thin or clock - t.last_clock >= self.config.behind_follow_gap_s
-        ]
-        predicted_boxes = [track.predict(clock) for track in tracks]
-        windows = [self._window_around(frame, box, self.config.window_margin) for box in predicted_boxes]
-        # One search call for all windows: RetinaFace runs them through the network as one batch.
-        found_in = detect_in_areas(self.detector, frame, windows)
-        self._retry_lost(frame, tracks, predicted_boxes, found_in)
-        for track, predicted, found in zip(tracks, predicted_boxes, found_in, strict=True):
-            best, best_value = None, self.tracker.min_affinity
-            for detection in found:
-                if detection.box.height < self.min_face_px:
-                    continue
-                value = affinity(predicted, detection.box)
-                if value >= best_value:
-                    best, best_value = detection, value
-            if best is not None:
-                claims.append((best_value, track, Observation(best.box, best.score, clock, landmarks=best.landmarks)))
-        seen: list[tuple[Track, Observation]] = []
-        for _, track, observation in sorted(claims, key=lambda c: -c[0]):
-            if any(observation.box.iou(other.box) > 0.5 for _, other in seen):
-                continue  # two tracks on one face: the weaker claim waits and ages out if it was a duplicate
-            track.observe(observation)
-            seen.append((track, observation))
-        return seen
-
-    def _retry_lost(
-        self, frame: YuvFrame, tracks: list[Track], predicted: list[Box], found_in: list[list[Detection]]
-    ) -> None:
-        """Search again, at the detector's ``retry_face_px``, the windows of tracks seen on the previous frame that
-        came back empty: the small search size misses a face now and then (a turned head, motion blur), and a
-        track broken there loses the frames until the next whole-picture detection. Only a track's first miss
-        is retried, so a face that has left costs one search more, not one a frame."""
-        if self._retry_face_px <= self._window_face_px:
-            return
-        lost = [
-            i
-            for i, (track, found) in enumerate(zip(tracks, found_in, strict=True))
-            if track.last_clock >= self._previous_clock
-            and not any(
-                d.box.height >= self.min_face_px and affinity(predicted[i], d.box) >= self.tracker.min_affinity
-                for d in found
-            )
-        ]
-        if not lost:
-            return
-        margin = self.config.window_margin
-        windows = [self._window_around(frame, predicted[i], margin, self._retry_face_px) for i in lost]
-        for i, found in zip(lost, detect_in_areas(self.detector, frame, windows), strict=True):
-            found_in[i] = found
+        """Each track's face in this frame (``LocalSearch.follow``), remembering the frame for the next one's retry."""
+        return self.search.follow(frame, clock, self._previous_clock, thin)
 
     # ----- biometric work (memory only) -----
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
