@@ -181,3 +181,23 @@ def test_coinciding_landmarks_give_a_quality_every_gate_refuses_not_a_crash(engi
     (face,) = engine.analyse(astronaut, [degenerate])
     assert face.quality.inter_eye_px == 0.0 and face.quality.sharpness == 0.0
     assert face.chip.shape == (engine.embedder.chip_size, engine.embedder.chip_size, 3)
+
+
+def test_a_photo_stored_sideways_with_an_exif_orientation_is_read_upright(engine, astronaut, tmp_path):
+    """Phones store a portrait photo sideways and say so in EXIF (orientation 6: turn 90 degrees clockwise to
+    view); enrolment and photo search read the picture as a viewer shows it."""
+    from PIL import Image
+
+    from openlfr.vision.image_io import decode_rgb, load_rgb
+
+    upright = astronaut[:, :400]  # not square, so a sideways read shows in the shape too
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # as the phone's sensor wrote it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif, quality=95)
+    for pixels in (load_rgb(path, 10_000_000), decode_rgb(path.read_bytes(), "phone.jpg", 10_000_000)):
+        assert pixels.shape == upright.shape
+        assert np.abs(pixels.astype(int) - upright).mean() < 4
+        (face,) = [f for f in engine.faces(pixels, embed=False) if f.box.top < 200]
+        assert abs(face.quality.roll_deg) < 20, "the eyes level, as in the upright picture"

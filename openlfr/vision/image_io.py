@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from openlfr.errors import ImageError
 
@@ -46,6 +46,9 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> np.ndarray
                         f"limit {max_pixels:,}); refusing a possible decompression bomb"
                     )
                 img.load()
+                # A phone stores a portrait photo sideways with an EXIF orientation tag; a detector fed the
+                # stored pixels sees a face lying on its side and finds none.
+                ImageOps.exif_transpose(img, in_place=True)
                 return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     except ImageError:
         raise
