@@ -405,8 +405,23 @@ def test_deployments_and_records_filters(site: Site, pages: dict[str, Any]) -> N
 
     page.goto(f"{site.server.url}/records?place=harbour")
     assert summary(page) == "Records 1–1 of 1" and "Harbour" in page.inner_text("table")
+    assert exported_ids(site, page) == [site.harbour], "the CSV link exports what the page shows"
     page.goto(f"{site.server.url}/records?kind=retrospective")  # drafts never ran: no record
     assert "No records." in page.inner_text("main")
+    assert exported_ids(site, page) == []
+    page.goto(f"{site.server.url}/records")
+    assert {site.high_street, site.harbour, site.staged} <= set(exported_ids(site, page))
+    answer = page.request.get(f"{site.server.url}/api/records?kind=live&place=QUAY")
+    assert [r["deployment_id"] for r in answer.json()] == [site.harbour]
+    assert page.request.get(f"{site.server.url}/api/records?kind=parade").status == 422
+
+
+def exported_ids(site: Site, page: Any) -> list[int]:
+    """The deployments in the CSV that the records page's download link gives."""
+    link = page.get_attribute("a[href^='/api/records.csv']", "href")
+    exported = page.request.get(f"{site.server.url}{link}")
+    assert exported.ok, exported.text()
+    return [int(row["deployment_id"]) for row in csv.DictReader(io.StringIO(exported.text()))]
 
 
 # Each list page, for each role that sees it (25 to a page: long enough to stack and wrap, quicker to check).

@@ -37,6 +37,10 @@ def visible_pattern(hidden: str, *, filled: bool, stripped: bool = True) -> str:
     return f"^{edge}{body}{edge}$"
 
 
+# A text query parameter's pattern (checked in code, where the parameter can be named): a filter, may be empty.
+VISIBLE_QUERY = {"pattern": visible_pattern(hidden_class(), filled=False)}
+
+
 def source_pattern(schemes_taken: Iterable[str]) -> str:
     """The camera sources ``CameraIn`` takes: a stream URL with a host, camera:N, an upload's reference or an
     absolute path without a '..' part (an upload named ``*.part``, one still arriving, is refused beyond this)."""

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from openlfr.clock import utc, utc_now
 from openlfr.governance import deployments, records
 from openlfr.governance.deployments import GovernanceError, Phase
-from openlfr.services import audit_log
+from openlfr.services import audit_log, listings
 from openlfr.store.alert_models import Alert
 from openlfr.store.governance_models import AlertReview, AuditEntry, Deployment
 
@@ -86,6 +86,11 @@ def period_query(start: datetime, stop: datetime) -> Select[Deployment]:
     )
 
 
-def records_between(db: Session, start: datetime, stop: datetime) -> list[records.DeploymentRecord]:
-    """Records of the deployments of ``period_query``."""
-    return [record_of(db, row) for row in db.scalars(period_query(start, stop)).all()]
+def records_between(
+    db: Session, start: datetime, stop: datetime, where: listings.DeploymentFilter | None = None
+) -> list[records.DeploymentRecord]:
+    """Records of the deployments of ``period_query``, only those of ``where``'s kind and place where given."""
+    query = period_query(start, stop)
+    if where is not None:
+        query = query.where(*where.conditions(utc_now()))
+    return [record_of(db, row) for row in db.scalars(query).all()]

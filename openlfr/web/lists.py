@@ -108,5 +108,7 @@ def records_list(request: Request, db: Session, moment: datetime) -> dict[str, A
         "until": until,
         "filters": where,
         "kinds": listings.KINDS,
-        "csv_link": paging.link("/api/records.csv", {"since": since, "until": until}),
+        "csv_link": paging.link(
+            "/api/records.csv", {"since": since, "until": until, "kind": where.kind, "place": where.place}
+        ),
     }

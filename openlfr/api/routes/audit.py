@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BeforeValidator
 
 from openlfr.api.deps import DB, AuditReaderPrincipal, AuditReaderWrite, server
-from openlfr.api.patterns import hidden_class, visible_pattern
+from openlfr.api.patterns import VISIBLE_QUERY as VISIBLE
 from openlfr.api.schemas import EARLIEST_TIME, LATEST_TIME, AuditEntryOut, VerdictOut
 from openlfr.clock import utc_now
 from openlfr.errors import InvalidTime
@@ -25,8 +25,6 @@ router = APIRouter(prefix="/api", tags=["audit"])
 
 MATCH = "exactly, or as a prefix when it ends in *"
 ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T.*")
-# What ``visible_text`` refuses, as the document's pattern (checked below, where the parameter can be named).
-VISIBLE = {"pattern": visible_pattern(hidden_class(), filled=False)}
 
 
 def _iso_time(value: object) -> object:
