@@ -340,5 +340,11 @@ def test_the_people_page_query_finds_by_part_of_id_or_name_on_both_databases(sto
             photos = page.people[0].photos
             assert photos is not None and photos.photos == 2 and photos.weakest.inter_eye_px == 35.0
             assert people_page(db, watchlist_id, "", 0, 1).total == 3
+        with store.session() as db:  # letters beyond ASCII, in any case (SQLite's own lower() folds ASCII only)
+            accents = Watchlist(name="accents", purpose="", created_by="t", created_at=now)
+            db.add(person_row("E-4", display_name="Émile Øster", watchlist=accents))
+            db.flush()
+            for query in ("émile", "ÉMILE", "øster", "ØSTER"):
+                assert [p.reference_id for p in people_page(db, accents.id, query, 0, 50).people] == ["E-4"], query
     finally:
         store.close()

@@ -183,6 +183,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Deleted rows and freed pages are overwritten with zeros, not just marked free (see the module docstring).
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+    # SQLite's own lower() folds ASCII letters only, so a search for "émile" missed "Émile" (PostgreSQL's folds
+    # every letter): Python's, which folds them all, takes its place on each connection.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _create_private(path: Path) -> None:
