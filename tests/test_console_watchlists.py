@@ -348,3 +348,29 @@ def test_the_people_page_query_finds_by_part_of_id_or_name_on_both_databases(sto
                 assert [p.reference_id for p in people_page(db, accents.id, query, 0, 50).people] == ["E-4"], query
     finally:
         store.close()
+
+
+def test_a_person_whose_id_holds_a_slash_is_read_expired_and_removed(served: Served, astronaut: np.ndarray) -> None:
+    """A PNC id reads 2001/0123456A: its "/" (sent as %2F) is part of the id, not a step of the path."""
+    from openlfr.store.models import ReferenceImage
+
+    pnc = "2001/0123456A"
+    with served.app.state.server.sessions() as db:
+        watchlist = Watchlist(name="pnc", purpose="By PNC id", created_by="ann", created_at=datetime.now(UTC))
+        person = person_row(pnc, display_name="Slash Person", watchlist=watchlist)
+        vector = np.ones(MODEL_DIMENSION, dtype=np.float32) / np.sqrt(MODEL_DIMENSION)
+        person.images.append(reference_image_row(vector, MODEL_ID, "9" * 64, face_jpeg=_face_jpeg(astronaut)))
+        db.add(person)
+        db.commit()
+        (image_id,) = db.query(ReferenceImage.id).filter(ReferenceImage.person_id == person.id).one()
+    at = "/api/watchlists/pnc/people/2001%2F0123456A"
+    with _http(served, "ann") as ann:
+        csrf = {"X-CSRF-Token": ann.get("/api/me").json()["csrf_token"]}
+        assert ann.get(at).json()["person"] == pnc
+        assert pnc in ann.get("/watchlists/pnc/people/2001%2F0123456A").text
+        photo = ann.get(f"{at}/photos/{image_id}.jpg")
+        assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+        expired = ann.post(f"{at}/expire", json={"reason": EXPIRE_REASON}, headers=csrf)
+        assert expired.status_code == 200 and expired.json()["person"] == pnc, expired.text
+        assert ann.delete(at, headers=csrf).json() == {"removed_images": 1}
+        assert ann.get(at).status_code == 404

@@ -45,12 +45,12 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/api/watchlists"): frozenset({A, AU, OP}),
     ("POST", "/api/watchlists"): frozenset({A}),
     ("POST", "/api/watchlists/{name}/people"): frozenset({A}),
-    ("DELETE", "/api/watchlists/{name}/people/{person}"): frozenset({A}),
+    ("DELETE", "/api/watchlists/{name}/people/{person:person_id}"): frozenset({A}),
     ("POST", "/api/watchlists/{name}/reembed"): frozenset({A}),
     ("GET", "/api/watchlists/{name}/people"): frozenset({A, AU, OP}),
-    ("GET", "/api/watchlists/{name}/people/{person}"): frozenset({A, AU, OP}),
-    ("GET", "/api/watchlists/{name}/people/{person}/photos/{image_id}.jpg"): frozenset({A}),  # face pictures
-    ("POST", "/api/watchlists/{name}/people/{person}/expire"): frozenset({A}),
+    ("GET", "/api/watchlists/{name}/people/{person:person_id}"): frozenset({A, AU, OP}),
+    ("GET", "/api/watchlists/{name}/people/{person:path}/photos/{image_id}.jpg"): frozenset({A}),  # face pictures
+    ("POST", "/api/watchlists/{name}/people/{person:path}/expire"): frozenset({A}),
     ("GET", "/api/deployments"): EVERYONE,
     ("POST", "/api/deployments"): frozenset({A, AU, OP}),
     ("PUT", "/api/footage"): frozenset({A, AU, OP}),
@@ -98,7 +98,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/watchlists"): frozenset({A, AU, OP}),
     ("POST", "/watchlists/{name}/reembed"): frozenset({A}),
     ("GET", "/watchlists/{name}"): frozenset({A, AU, OP}),
-    ("GET", "/watchlists/{name}/people/{person}"): frozenset({A, AU, OP}),
+    ("GET", "/watchlists/{name}/people/{person:person_id}"): frozenset({A, AU, OP}),
 }
 
 # Path parameters that name nothing: an admitted request ends in 404/422, never in a change.

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from openlfr.api.deps import DB, AdminWrite, DrafterPrincipal, DrafterWrite, server
+from openlfr.api.paths import PERSON_IN_PATH
 from openlfr.clock import utc_now
 from openlfr.enrolment.gate import QualityGate
 from openlfr.governance.roles import Role
@@ -99,7 +100,7 @@ def watchlist_page(
     )
 
 
-@router.get("/watchlists/{name}/people/{person}")
+@router.get(f"/watchlists/{{name}}/people/{PERSON_IN_PATH}")  # an id may hold a "/": api/paths.py
 def person_page(name: str, person: str, request: Request, write: DrafterWrite, remove: bool = False) -> HTMLResponse:
     """One listed person, their details and each photo's quality; for the administrator, their face pictures and
     the forms to bring the expiry forward and (after ``?remove=1`` asks to confirm) to remove them."""

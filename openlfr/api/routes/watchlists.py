@@ -24,6 +24,7 @@ from openlfr.api.deps import (
     server,
 )
 from openlfr.api.enrol_upload import ENROL_FORM_SCHEMA, read_enrol_form
+from openlfr.api.paths import PERSON_IN_PATH
 from openlfr.api.schemas import (
     EnrolledOut,
     Joined,
@@ -90,11 +91,6 @@ async def enrol_person(name: str, request: Request, principal: AdminPrincipal) -
     return await run_in_threadpool(work)
 
 
-@router.delete("/watchlists/{name}/people/{person}")
-def remove_person(name: str, person: str, write: AdminWrite) -> RemovedImagesOut:
-    return RemovedImagesOut(removed_images=watchlists.remove_person(write.db, write.ctx, name, person))
-
-
 @router.post("/watchlists/{name}/reembed")
 def reembed_watchlist(name: str, write: AdminWrite) -> ReembedOut:
     """Give every listed person's photos an embedding of the current model (``openlfr watchlist reembed``)."""
@@ -114,15 +110,9 @@ def list_people(
     return PeoplePageOut(watchlist=name, q=query, offset=offset, total=page.total, people=people)
 
 
-@router.get("/watchlists/{name}/people/{person}")
-def get_person(name: str, person: str, write: DrafterWrite) -> PersonOut:
-    """One listed person with each photo's quality (not the pictures themselves); audited."""
-    row, photos = watchlists.view_person(write.db, write.ctx, name, person, photos=False)
-    listed = listed_out(row, utc_now())
-    return PersonOut.model_validate(Joined(listed, watchlist=name, images=PhotoOut.each(photos)))
-
-
-@router.get("/watchlists/{name}/people/{person}/photos/{image_id}.jpg", response_class=Response, responses=answers.JPEG)
+@router.get(
+    "/watchlists/{name}/people/{person:path}/photos/{image_id}.jpg", response_class=Response, responses=answers.JPEG
+)
 def person_photo(name: str, person: str, image_id: int, write: AdminWrite) -> Response:
     """A listed person's face picture as a thumbnail (96 px at most), for the administrator who manages the list;
     each view audited."""
@@ -130,10 +120,23 @@ def person_photo(name: str, person: str, image_id: int, write: AdminWrite) -> Re
     return answers.jpeg(picture, "face picture")
 
 
-@router.post("/watchlists/{name}/people/{person}/expire")
+@router.post("/watchlists/{name}/people/{person:path}/expire")
 def expire_person(name: str, person: str, body: ExpireIn, write: AdminWrite) -> ExpiredOut:
     """Stop searching for the person at ``at`` (now when left out), with the reason, audited (as ``openlfr
     watchlist expire``); a time after their listing's end now is refused: an expiry is never put back."""
     at = body.at or utc_now()
     listed = watchlists.expire_listing(write.db, write.ctx, name, person, at, body.reason)
     return ExpiredOut(person=person, expires_at=listed.expires_at)
+
+
+@router.get(f"/watchlists/{{name}}/people/{PERSON_IN_PATH}")
+def get_person(name: str, person: str, write: DrafterWrite) -> PersonOut:
+    """One listed person with each photo's quality (not the pictures themselves); audited."""
+    row, photos = watchlists.view_person(write.db, write.ctx, name, person, photos=False)
+    listed = listed_out(row, utc_now())
+    return PersonOut.model_validate(Joined(listed, watchlist=name, images=PhotoOut.each(photos)))
+
+
+@router.delete(f"/watchlists/{{name}}/people/{PERSON_IN_PATH}")
+def remove_person(name: str, person: str, write: AdminWrite) -> RemovedImagesOut:
+    return RemovedImagesOut(removed_images=watchlists.remove_person(write.db, write.ctx, name, person))
