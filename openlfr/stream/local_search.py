@@ -59,7 +59,7 @@ class LocalSearch:
             value = max(affinity(where, found.box), 0.01)
             if value > best_value and not any(box.iou(found.box) > 0.5 for box in taken):
                 best, best_value = found, value
-        return None if best is None else Observation(best.box, best.score, clock, landmarks=best.landmarks)
+        return None if best is None else Observation.of(best, clock)
 
     def follow(
         self, frame: YuvFrame, clock: float, previous_clock: float, thin: bool = False
@@ -81,15 +81,9 @@ class LocalSearch:
         found_in = detect_in_areas(self.detector, frame, windows)
         self._retry_lost(frame, previous_clock, tracks, predicted_boxes, found_in)
         for track, predicted, found in zip(tracks, predicted_boxes, found_in, strict=True):
-            best, best_value = None, self.tracker.min_affinity
-            for detection in found:
-                if detection.box.height < self.min_face_px:
-                    continue
-                value = affinity(predicted, detection.box)
-                if value >= best_value:
-                    best, best_value = detection, value
-            if best is not None:
-                claims.append((best_value, track, Observation(best.box, best.score, clock, landmarks=best.landmarks)))
+            claim = self._claim(predicted, found)
+            if claim is not None:
+                claims.append((claim[1], track, Observation.of(claim[0], clock)))
         seen: list[tuple[Track, Observation]] = []
         for _, track, observation in sorted(claims, key=lambda c: -c[0]):
             if any(observation.box.iou(other.box) > 0.5 for _, other in seen):
@@ -97,6 +91,17 @@ class LocalSearch:
             track.observe(observation)
             seen.append((track, observation))
         return seen
+
+    def _claim(self, predicted: Box, found: list[Detection]) -> tuple[Detection, float] | None:
+        """The detection a track at ``predicted`` claims (the best affinity, at least the tracker's), with it."""
+        best, best_value = None, self.tracker.min_affinity
+        for detection in found:
+            if detection.box.height < self.min_face_px:
+                continue
+            value = affinity(predicted, detection.box)
+            if value >= best_value:
+                best, best_value = detection, value
+        return None if best is None else (best, best_value)
 
     def _retry_lost(
         self,
@@ -115,11 +120,7 @@ class LocalSearch:
         lost = [
             i
             for i, (track, found) in enumerate(zip(tracks, found_in, strict=True))
-            if track.last_clock >= previous_clock
-            and not any(
-                d.box.height >= self.min_face_px and affinity(predicted[i], d.box) >= self.tracker.min_affinity
-                for d in found
-            )
+            if track.last_clock >= previous_clock and self._claim(predicted[i], found) is None
         ]
         if not lost:
             return

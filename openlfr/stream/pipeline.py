@@ -170,7 +170,7 @@ class CameraPipeline:
 
     def _detect_and_associate(self, frame: YuvFrame, clock: float) -> list[tuple[Track, Observation]]:
         detections = self.search.detect(frame, self.search.area(frame), self._detect_scale)
-        observations = [Observation(d.box, d.score, clock, landmarks=d.landmarks) for d in detections]
+        observations = [Observation.of(d, clock) for d in detections]
         embed = (lambda o: self._embed_one(frame, o)) if self._matching_now else None
         association = self.tracker.associate(observations, clock, embed, self._similarity)
         seen = []

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openlfr.vision.types import Box, Face
+from openlfr.vision.types import Box, Detection, Face
 from openlfr.watchlist.templates import RunningTemplate
 
 
@@ -37,6 +37,10 @@ class Observation:
     landmarks: np.ndarray | None = None  # the detector's five points (RetinaFace), frame coordinates
     face: Face | None = None  # landmarks, chip and quality, once analysed
     embedding: np.ndarray | None = None  # once embedded
+
+    @classmethod
+    def of(cls, detection: Detection, clock: float) -> Observation:
+        return cls(detection.box, detection.score, clock, landmarks=detection.landmarks)
 
 
 @dataclass
